@@ -1,0 +1,22 @@
+"""Backpack (seed 000): REST accounts, collections and records, and the
+websocket with channels, as pure actions over the shared data model."""
+
+from .config import BackpackConfig
+from .render import PROTOCOL, render_change
+from .rest import HttpOutcome, cors_headers, handle_request
+from .websocket import GREETING, Socket, accept, greeting, handle_message, socket_closed
+
+__all__ = [
+    "BackpackConfig",
+    "PROTOCOL",
+    "render_change",
+    "HttpOutcome",
+    "cors_headers",
+    "handle_request",
+    "GREETING",
+    "accept",
+    "Socket",
+    "greeting",
+    "handle_message",
+    "socket_closed",
+]

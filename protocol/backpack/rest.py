@@ -1,0 +1,200 @@
+"""Backpack's REST API (seed 000, BRIEF section 1) as one pure action.
+
+``handle_request`` takes a parsed request and returns the response plus the
+``Change``s its writes produced (the hub delivers those to websockets as
+``{"action","collection","httpRequest":true,"response"}``).
+
+Order of checks, as the original server's middleware ran them: CORS
+preflight first (browsers send it without credentials), then the API key,
+then the route. Collections need only the key; records need a logged-in
+session (403 ``{"message":"Unauthorized"}``).
+
+Departures from the original, each because its clients still behave and the
+original's answer was a fault: a missing or malformed record id answers 404
+``{"message":...}`` instead of 200 with an empty body or a 500;
+``POST /collections`` answers the name as a JSON string (the SDK calls
+``.json()`` on it); unknown routes answer 404 JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from .. import collections as data
+from ..changes import Change
+from ..environment import Environment
+from ..errors import RemoteProtocolError
+from ..http import HttpRequest, HttpResponse, json_response, split_path
+from ..operations import Action, GetRecord, ListCollections, ListRecords, StoredRecord
+from ..records import is_object_id
+from . import auth
+from .config import BackpackConfig
+from .render import ORIGIN_HTTP
+
+__all__ = ["HttpOutcome", "handle_request", "cors_headers"]
+
+_decode = msgspec.json.Decoder().decode
+_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+
+class HttpOutcome(msgspec.Struct):
+    """A response and the writes it made."""
+
+    response: HttpResponse
+    changes: list[Change] = []
+
+
+def cors_headers(request: HttpRequest, config: BackpackConfig) -> list[tuple[str, str]]:
+    """CORS headers for an allowed ``Origin``: it is echoed with credentials
+    allowed, since the SDK sends ``credentials: 'include'``."""
+    origin = request.header("origin")
+    if origin is None or (config.allowed_origins is not None and origin not in config.allowed_origins):
+        return []
+    return [
+        ("access-control-allow-origin", origin),
+        ("access-control-allow-credentials", "true"),
+        ("vary", "Origin"),
+    ]
+
+
+def _preflight(request: HttpRequest, config: BackpackConfig) -> HttpResponse:
+    headers = cors_headers(request, config)
+    if headers:
+        asked = request.header("access-control-request-headers") or "authorization, content-type"
+        headers += [
+            ("access-control-allow-methods", _METHODS),
+            ("access-control-allow-headers", asked),
+            ("access-control-max-age", "600"),
+        ]
+    return HttpResponse(204, headers)
+
+
+def _message(status: int, message: str) -> HttpResponse:
+    return json_response(status, {"message": message})
+
+
+def _json_body(request: HttpRequest) -> Any:
+    if not request.body.strip():
+        return {}
+    content_type = (request.header("content-type") or "application/json").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            return dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("The form body is not valid UTF-8", 400) from None
+    try:
+        return _decode(request.body)
+    except msgspec.DecodeError as exc:
+        raise RemoteProtocolError(f"The request body is not valid JSON: {exc}", 400) from None
+
+
+def _object_body(request: HttpRequest) -> dict[str, Any]:
+    body = _json_body(request)
+    if not isinstance(body, dict):
+        raise RemoteProtocolError("The request body must be a JSON object", 400)
+    return body
+
+
+def handle_request(request: HttpRequest, config: BackpackConfig, env: Environment) -> Action[HttpOutcome]:
+    """Answer one Backpack HTTP request."""
+    if request.method == "OPTIONS":
+        return HttpOutcome(_preflight(request, config))
+    cors = cors_headers(request, config)
+    if not auth.api_key_matches(request, config):
+        outcome = HttpOutcome(_message(401, "Check your auth tokens"))
+    else:
+        try:
+            outcome = yield from _route(request, config, env)
+        except RemoteProtocolError as exc:
+            outcome = HttpOutcome(_message(exc.status, exc.message))
+        except auth.AuthFailure as exc:
+            outcome = HttpOutcome(_message(exc.status, exc.message))
+    outcome.response.headers.extend(cors)
+    return outcome
+
+
+def _route(request: HttpRequest, config: BackpackConfig, env: Environment) -> Action[HttpOutcome]:
+    segments = split_path(request.path)
+    method = "GET" if request.method == "HEAD" else request.method
+    if len(segments) == 1 and segments[0] in ("register", "login", "logout"):
+        if method != "POST":
+            return HttpOutcome(_method_not_allowed("POST"))
+        return (yield from _account(segments[0], request, config, env))
+    if segments == ["collections"]:
+        return (yield from _collections(method, request))
+    if len(segments) in (1, 2):
+        user_id = yield from auth.current_user(request, config, env)
+        if user_id is None:
+            return HttpOutcome(_message(403, "Unauthorized"))
+        collection = data.validate_collection_name(segments[0])
+        if len(segments) == 1:
+            return (yield from _collection_route(method, collection, request, user_id, env))
+        return (yield from _record_route(method, collection, segments[1], request, user_id, env))
+    return HttpOutcome(_message(404, "Not found"))
+
+
+def _method_not_allowed(allowed: str) -> HttpResponse:
+    response = _message(405, "Method not allowed")
+    response.headers.append(("allow", allowed))
+    return response
+
+
+def _account(name: str, request: HttpRequest, config: BackpackConfig, env: Environment) -> Action[HttpOutcome]:
+    if name == "register":
+        user_id = yield from auth.register(_json_body(request), config, env)
+        return HttpOutcome(json_response(200, {"id": user_id}))
+    if name == "login":
+        user_id, token = yield from auth.login(_json_body(request), config, env)
+        return HttpOutcome(json_response(200, {"id": user_id}, [("set-cookie", auth.session_cookie(token, config))]))
+    yield from auth.logout(request, config)
+    return HttpOutcome(json_response(200, {"message": "OK"}, [("set-cookie", auth.expired_cookie(config))]))
+
+
+def _collections(method: str, request: HttpRequest) -> Action[HttpOutcome]:
+    if method == "GET":
+        names = yield ListCollections()
+        return HttpOutcome(json_response(200, names))
+    if method == "POST":
+        # Seed 000: the collection comes into being with its first record.
+        name = data.validate_collection_name(_object_body(request).get("collectionName"))
+        return HttpOutcome(json_response(200, name))
+    return HttpOutcome(_method_not_allowed("GET, POST"))
+
+
+def _collection_route(
+    method: str, collection: str, request: HttpRequest, user_id: str, env: Environment
+) -> Action[HttpOutcome]:
+    if method == "GET":
+        records = yield ListRecords(collection)
+        return HttpOutcome(json_response(200, records))
+    if method == "POST":
+        record, change = yield from data.create(collection, _object_body(request), user_id, ORIGIN_HTTP, env)
+        return HttpOutcome(json_response(200, record), [change])
+    return HttpOutcome(_method_not_allowed("GET, POST"))
+
+
+def _record_route(
+    method: str, collection: str, record_id: str, request: HttpRequest, user_id: str, env: Environment
+) -> Action[HttpOutcome]:
+    if method not in ("GET", "PUT", "PATCH", "DELETE"):
+        return HttpOutcome(_method_not_allowed("GET, PUT, PATCH, DELETE"))
+    missing = HttpOutcome(_message(404, f"No record {record_id!r} in '{collection}'"))
+    if not is_object_id(record_id):
+        return missing
+    record: dict[str, Any] | None
+    change: Change | None
+    if method == "GET":
+        stored: StoredRecord | None = yield GetRecord(collection, record_id)
+        return HttpOutcome(json_response(200, stored.record)) if stored is not None else missing
+    if method == "DELETE":
+        record, change = yield from data.delete(collection, record_id, user_id, ORIGIN_HTTP)
+    elif method == "PATCH":
+        record, change = yield from data.patch(collection, record_id, _object_body(request), user_id, ORIGIN_HTTP, env)
+    else:
+        record, change = yield from data.overwrite(collection, record_id, _object_body(request), user_id, ORIGIN_HTTP, env)
+    if record is None or change is None:
+        return missing
+    return HttpOutcome(json_response(200, record), [change])

@@ -1,0 +1,472 @@
+"""Backpack's websocket: the sixteen actions of seed 000, as pure actions.
+
+A connection belongs to the user whose session cookie opened it. Every frame
+the client sends is a JSON object with an ``action``; ``handle_message``
+turns one frame into a list of events for the hub: ``Change``s for the
+writes (each protocol renders them; see ``render.render_change``) and
+``Deliver``/``Subscribe``/... for messages and channel membership. Replies
+reuse the action's name; anything the server cannot do is answered to the
+sender alone as ``{"action":"error","message":...}``.
+
+Where the original server and seed 000 disagree, Satchel follows the seed
+(the documented intent) and says so here:
+- ``joinChannel``/``leaveChannel`` notify the channel's *other* members; the
+  caller gets one reply with its updated users-information document.
+- ``broadcast`` relays the sender's object (plus ``userId``) by the routing
+  rule; ``open``/``close`` do the same. The sender always gets its copy.
+- The users-information document is the caller's record in the named
+  collection whose ``userId`` is the caller; if there is none, the first
+  channel action creates it (``channels: []``, no current channel,
+  ``broadcast: false`` as seed 000 recommends) instead of failing.
+- ``deleteChannel`` is allowed to the user who created the channel (its
+  ``userId``), or to anyone for a channel document without an owner.
+- When a socket closes, the others receive ``{"action":"close","userId"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Union
+
+import msgspec
+
+from .. import collections as data
+from ..changes import Change
+from ..channels import Audience, Channel, CloseChannel, Deliver, Subscribe, Unsubscribe
+from ..environment import Environment
+from ..errors import RemoteProtocolError
+from ..http import HttpRequest, HttpResponse, json_response
+from ..operations import Action, DeleteRecords, GetRecord, ListRecords, StoredRecord
+from ..records import is_object_id
+from . import auth
+from .config import BackpackConfig
+from .rest import cors_headers
+from .render import ORIGIN_CHANNELS, ORIGIN_WEBSOCKET, PROTOCOL, audience_for, encode
+
+__all__ = ["Socket", "Event", "ACTIONS", "GREETING", "accept", "greeting", "handle_message", "socket_closed"]
+
+#: What the hub accepts from an action: writes and direct hub instructions.
+Event = Union[Change, Deliver, Subscribe, Unsubscribe, CloseChannel]
+
+
+class Socket(msgspec.Struct, frozen=True):
+    """One open Backpack websocket: its hub connection id and its user."""
+
+    connection: str
+    user_id: str
+
+
+#: The first frame of every connection (BRIEF section 1).
+GREETING = encode({"action": "connection", "response": "Websocket connection established"})
+
+_decode = msgspec.json.Decoder().decode
+_NO_CHANNEL = {"channelType": None, "channelId": None}
+
+
+def accept(
+    request: HttpRequest, connection: str, config: BackpackConfig, env: Environment
+) -> Action[Socket | HttpResponse]:
+    """Admit a websocket upgrade: the session cookie names the user.
+
+    Browsers cannot set headers on a websocket, so the upgrade carries no API
+    key; the session (which only a login with the key could create) stands in
+    for it. Without a live session the upgrade is refused with 401.
+    """
+    user_id = yield from auth.current_user(request, config, env)
+    if user_id is None:
+        response = json_response(401, {"message": "Log in before opening a websocket"})
+        response.headers.extend(cors_headers(request, config))
+        return response
+    return Socket(connection, user_id)
+
+
+def greeting(socket: Socket) -> list[Event]:
+    """The events of a freshly accepted connection: its greeting."""
+    return [Deliver(PROTOCOL, GREETING, Audience(connection=socket.connection))]
+
+
+# -- the messages, as the SDK sends them (baas-sdk src/ws.js) ------------------
+
+
+class _Collection(msgspec.Struct):
+    collection: str
+
+
+class _Find(msgspec.Struct):
+    collection: str
+    query: dict[str, Any] | None = None
+
+
+class _One(msgspec.Struct):
+    collection: str
+    id: str
+
+
+class _Create(msgspec.Struct):
+    collection: str
+    data: dict[str, Any]
+
+
+class _Rewrite(msgspec.Struct):
+    collection: str
+    id: str
+    data: dict[str, Any]
+
+
+class _UsersChannels(msgspec.Struct):
+    usersInformationCollection: str
+
+
+class _CreateChannel(msgspec.Struct):
+    usersInformationCollection: str
+    channelType: str
+    name: Any = None
+
+
+class _ChannelAction(msgspec.Struct):
+    usersInformationCollection: str
+    channelType: str
+    channelId: str
+
+
+class _DeleteChannel(msgspec.Struct):
+    usersInformationCollection: str
+    channelMessagesCollection: str
+    channelType: str
+    channelId: str
+
+
+def _reply(socket: Socket, message: dict[str, Any]) -> Deliver:
+    return Deliver(PROTOCOL, encode(message), Audience(connection=socket.connection))
+
+
+def _error(socket: Socket, message: str, action: str | None = None) -> Deliver:
+    body: dict[str, Any] = {"action": "error", "message": message}
+    if action is not None:
+        body["failedAction"] = action
+    return _reply(socket, body)
+
+
+def _collection(name: str) -> str:
+    return data.validate_collection_name(name)
+
+
+# -- data actions -----------------------------------------------------------
+
+
+def _find(socket: Socket, msg: _Find, env: Environment) -> Action[list[Event]]:
+    records = yield ListRecords(_collection(msg.collection), msg.query or None)
+    return [_reply(socket, {"action": "find", "collection": msg.collection, "response": records})]
+
+
+def _get_all(socket: Socket, msg: _Collection, env: Environment) -> Action[list[Event]]:
+    records = yield ListRecords(_collection(msg.collection))
+    return [_reply(socket, {"action": "getAll", "collection": msg.collection, "response": records})]
+
+
+def _get_one(socket: Socket, msg: _One, env: Environment) -> Action[list[Event]]:
+    stored: StoredRecord | None = None
+    if is_object_id(msg.id):
+        stored = yield GetRecord(_collection(msg.collection), msg.id)
+    record = stored.record if stored is not None else None
+    return [_reply(socket, {"action": "getOne", "collection": msg.collection, "response": record})]
+
+
+def _create(socket: Socket, msg: _Create, env: Environment) -> Action[list[Event]]:
+    # Seed 000: "you never have to include the userId ... the server logs
+    # the userId"; the author is the session's user, whatever the client says.
+    fields = {**msg.data, "userId": socket.user_id}
+    _, change = yield from data.create(
+        _collection(msg.collection), fields, socket.user_id, ORIGIN_WEBSOCKET, env
+    )
+    return [_authored(change, socket)]
+
+
+def _authored(change: Change, socket: Socket) -> Change:
+    return Change(change.collection, change.kind, change.record, change.user_id, change.origin, socket.connection)
+
+
+def _rewriter(kind: str) -> Callable[[Socket, Any, Environment], Action[list[Event]]]:
+    def rewrite(socket: Socket, msg: Any, env: Environment) -> Action[list[Event]]:
+        collection = _collection(msg.collection)
+        if not is_object_id(msg.id):
+            return [_error(socket, f"No record {msg.id!r} in '{collection}'", kind)]
+        if kind == "update":
+            _, change = yield from data.overwrite(collection, msg.id, msg.data, socket.user_id, ORIGIN_WEBSOCKET, env)
+        elif kind == "patch":
+            _, change = yield from data.patch(collection, msg.id, msg.data, socket.user_id, ORIGIN_WEBSOCKET, env)
+        else:
+            _, change = yield from data.delete(collection, msg.id, socket.user_id, ORIGIN_WEBSOCKET)
+        if change is None:
+            return [_error(socket, f"No record {msg.id!r} in '{collection}'", kind)]
+        return [_authored(change, socket)]
+
+    return rewrite
+
+
+# -- relayed messages -------------------------------------------------------
+
+
+def _relay(action: str) -> Callable[[Socket, dict[str, Any], Environment], Action[list[Event]]]:
+    def relay(socket: Socket, message: dict[str, Any], env: Environment) -> Action[list[Event]]:
+        body = {**message, "action": action, "userId": socket.user_id}
+        return [Deliver(PROTOCOL, encode(body), audience_for(body, None, socket.connection))]
+        yield  # unreachable: makes this a generator, the shape every action has
+
+    return relay
+
+
+# -- channel bookkeeping (seed 000, "Websocket Channels") ----------------------
+
+
+def _channel_dict(channel: Channel) -> dict[str, str]:
+    return {"channelType": channel.type, "channelId": channel.id}
+
+
+def _listed(channels: Any) -> list[Any]:
+    return list(channels) if isinstance(channels, list) else []
+
+
+def _same_channel(entry: Any, channel: Channel) -> bool:
+    return isinstance(entry, dict) and entry.get("channelType") == channel.type and entry.get("channelId") == channel.id
+
+
+def _first_or_none(channels: list[Any]) -> dict[str, Any]:
+    for entry in channels:
+        if isinstance(entry, dict):
+            return {"channelType": entry.get("channelType"), "channelId": entry.get("channelId")}
+    return dict(_NO_CHANNEL)
+
+
+def _users_information(
+    collection: str, user_id: str, env: Environment, changes: list[Event]
+) -> Action[dict[str, Any]]:
+    """The caller's users-information document, created if missing."""
+    found = yield ListRecords(collection, {"userId": user_id})
+    if found:
+        return found[0]
+    fields = {"userId": user_id, "channels": [], "currentChannel": dict(_NO_CHANNEL), "broadcast": False}
+    record, change = yield from data.create(collection, fields, user_id, ORIGIN_CHANNELS, env)
+    changes.append(change)
+    return record
+
+
+def _update_users_information(
+    collection: str,
+    user_id: str,
+    update: Callable[[dict[str, Any]], dict[str, Any]],
+    env: Environment,
+    changes: list[Event],
+) -> Action[dict[str, Any]]:
+    """Apply ``update`` (record -> fields to patch) to the caller's document.
+
+    The patch is a compare-and-swap inside ``collections.patch``; if another
+    write slipped in, ``update`` is recomputed from the fresh document.
+    """
+    while True:
+        info = yield from _users_information(collection, user_id, env, changes)
+        record, change = yield from data.patch(collection, info["_id"], update(info), user_id, ORIGIN_CHANNELS, env)
+        if record is not None:
+            changes.append(change)
+            return record
+
+
+def _joined(channel: Channel) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def update(info: dict[str, Any]) -> dict[str, Any]:
+        channels = _listed(info.get("channels"))
+        if not any(_same_channel(entry, channel) for entry in channels):
+            channels.append(_channel_dict(channel))
+        return {"channels": channels, "currentChannel": _channel_dict(channel)}
+
+    return update
+
+
+def _left(channel: Channel, always_reset_current: bool) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def update(info: dict[str, Any]) -> dict[str, Any]:
+        channels = [entry for entry in _listed(info.get("channels")) if not _same_channel(entry, channel)]
+        fields: dict[str, Any] = {"channels": channels}
+        current = info.get("currentChannel")
+        if always_reset_current or _same_channel(current, channel):
+            fields["currentChannel"] = _first_or_none(channels)
+        return fields
+
+    return update
+
+
+def _join_users_channels(socket: Socket, msg: _UsersChannels, env: Environment) -> Action[list[Event]]:
+    events: list[Event] = []
+    info = yield from _users_information(_collection(msg.usersInformationCollection), socket.user_id, env, events)
+    channels = _listed(info.get("channels"))
+    for entry in channels:
+        if isinstance(entry, dict) and isinstance(entry.get("channelType"), str) and isinstance(entry.get("channelId"), str):
+            events.append(Subscribe(PROTOCOL, socket.connection, Channel(entry["channelType"], entry["channelId"])))
+    events.append(_reply(socket, {"action": "joinUsersChannels", "usersChannels": channels}))
+    return events
+
+
+def _create_channel(socket: Socket, msg: _CreateChannel, env: Environment) -> Action[list[Event]]:
+    users_collection = _collection(msg.usersInformationCollection)
+    events: list[Event] = []
+    channel_doc, change = yield from data.create(
+        _collection(msg.channelType),
+        {"channelType": msg.channelType, "name": msg.name, "userId": socket.user_id},
+        socket.user_id,
+        ORIGIN_CHANNELS,
+        env,
+    )
+    events.append(change)
+    channel = Channel(msg.channelType, channel_doc["_id"])
+    info = yield from _update_users_information(users_collection, socket.user_id, _joined(channel), env, events)
+    events.append(
+        Deliver(PROTOCOL, encode({"action": "createChannel", "response": channel_doc}), Audience(exclude=socket.connection))
+    )
+    events.append(Subscribe(PROTOCOL, socket.connection, channel))
+    events.append(
+        _reply(
+            socket,
+            {
+                "action": "createChannel",
+                "response": channel_doc,
+                "usersChannels": info.get("channels"),
+                "usersCurrentChannel": info.get("currentChannel"),
+            },
+        )
+    )
+    return events
+
+
+def _channel_notice(action: str, socket: Socket, channel: Channel) -> dict[str, Any]:
+    return {"action": action, "userId": socket.user_id, "channelType": channel.type, "channelId": channel.id}
+
+
+def _join_channel(socket: Socket, msg: _ChannelAction, env: Environment) -> Action[list[Event]]:
+    channel = Channel(_collection(msg.channelType), msg.channelId)
+    events: list[Event] = []
+    info = yield from _update_users_information(
+        _collection(msg.usersInformationCollection), socket.user_id, _joined(channel), env, events
+    )
+    notice = _channel_notice("joinChannel", socket, channel)
+    events.append(Deliver(PROTOCOL, encode(notice), Audience(channel=channel, exclude=socket.connection)))
+    events.append(Subscribe(PROTOCOL, socket.connection, channel))
+    events.append(_reply(socket, {**notice, "response": info}))
+    return events
+
+
+def _leave_channel(socket: Socket, msg: _ChannelAction, env: Environment) -> Action[list[Event]]:
+    channel = Channel(_collection(msg.channelType), msg.channelId)
+    events: list[Event] = []
+    # Seed 000: currentChannel becomes the first remaining channel (or none).
+    info = yield from _update_users_information(
+        _collection(msg.usersInformationCollection), socket.user_id, _left(channel, True), env, events
+    )
+    notice = _channel_notice("leaveChannel", socket, channel)
+    events.append(Unsubscribe(PROTOCOL, socket.connection, channel))
+    events.append(Deliver(PROTOCOL, encode(notice), Audience(channel=channel, exclude=socket.connection)))
+    events.append(_reply(socket, {**notice, "response": info}))
+    return events
+
+
+def _change_channel(socket: Socket, msg: _ChannelAction, env: Environment) -> Action[list[Event]]:
+    channel = Channel(_collection(msg.channelType), msg.channelId)
+    events: list[Event] = []
+    info = yield from _update_users_information(
+        _collection(msg.usersInformationCollection),
+        socket.user_id,
+        lambda _info: {"currentChannel": _channel_dict(channel)},
+        env,
+        events,
+    )
+    events.append(_reply(socket, {**_channel_notice("changeChannel", socket, channel), "response": info}))
+    return events
+
+
+def _delete_channel(socket: Socket, msg: _DeleteChannel, env: Environment) -> Action[list[Event]]:
+    users_collection = _collection(msg.usersInformationCollection)
+    messages_collection = _collection(msg.channelMessagesCollection)
+    channel = Channel(_collection(msg.channelType), msg.channelId)
+    if is_object_id(channel.id):
+        stored: StoredRecord | None = yield GetRecord(channel.type, channel.id)
+        owner = stored.record.get("userId") if stored is not None else None
+        if owner is not None and owner != socket.user_id:
+            return [_error(socket, "Only the user who created a channel can delete it", "deleteChannel")]
+    events: list[Event] = []
+    removed = yield DeleteRecords(messages_collection, {"channelType": channel.type, "channelId": channel.id})
+    events.extend(Change(messages_collection, "delete", r, socket.user_id, ORIGIN_CHANNELS) for r in removed)
+    if is_object_id(channel.id):
+        _, change = yield from data.delete(channel.type, channel.id, socket.user_id, ORIGIN_CHANNELS)
+        if change is not None:
+            events.append(change)
+    # Every member's document loses the channel (seed 000); each connected
+    # member subscribed to it is told, with its own updated document.
+    members = yield ListRecords(users_collection)
+    caller_info: dict[str, Any] | None = None
+    for info in members:
+        if not any(_same_channel(entry, channel) for entry in _listed(info.get("channels"))):
+            continue
+        member = info.get("userId")
+        if not isinstance(member, str):
+            continue
+        updated = yield from _update_users_information(users_collection, member, _left(channel, True), env, events)
+        notice = {**_channel_notice("deleteChannel", socket, channel), "response": updated}
+        if member == socket.user_id:
+            caller_info = updated
+        events.append(
+            Deliver(PROTOCOL, encode(notice), Audience(channel=channel, user_id=member, exclude=socket.connection))
+        )
+    if caller_info is None:
+        caller_info = yield from _users_information(users_collection, socket.user_id, env, events)
+    events.append(CloseChannel(PROTOCOL, channel))
+    events.append(_reply(socket, {**_channel_notice("deleteChannel", socket, channel), "response": caller_info}))
+    return events
+
+
+_Handler = Callable[[Socket, Any, Environment], Action[list[Event]]]
+
+#: action name -> (message type, or None for "the whole object"; handler)
+ACTIONS: dict[str, tuple[type | None, _Handler]] = {
+    "find": (_Find, _find),
+    "getAll": (_Collection, _get_all),
+    "getOne": (_One, _get_one),
+    "create": (_Create, _create),
+    "update": (_Rewrite, _rewriter("update")),
+    "patch": (_Rewrite, _rewriter("patch")),
+    "delete": (_One, _rewriter("delete")),
+    "broadcast": (None, _relay("broadcast")),
+    "open": (None, _relay("open")),
+    "close": (None, _relay("close")),
+    "joinUsersChannels": (_UsersChannels, _join_users_channels),
+    "createChannel": (_CreateChannel, _create_channel),
+    "joinChannel": (_ChannelAction, _join_channel),
+    "leaveChannel": (_ChannelAction, _leave_channel),
+    "changeChannel": (_ChannelAction, _change_channel),
+    "deleteChannel": (_DeleteChannel, _delete_channel),
+}
+
+
+def handle_message(socket: Socket, frame: str | bytes, env: Environment) -> Action[list[Event]]:
+    """Carry out one frame from ``socket``; returns the events for the hub."""
+    try:
+        message = _decode(frame)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return [_error(socket, f"Invalid JSON: {exc}")]
+    if not isinstance(message, dict):
+        return [_error(socket, "Every message must be a JSON object with an 'action'")]
+    action = message.get("action")
+    entry = ACTIONS.get(action) if isinstance(action, str) else None
+    if entry is None:
+        return [_error(socket, f"Unknown action {action!r}; valid actions: {', '.join(ACTIONS)}")]
+    schema, handler = entry
+    try:
+        parsed = message if schema is None else msgspec.convert(message, schema)
+    except msgspec.ValidationError as exc:
+        return [_error(socket, f"Invalid {action} message: {exc}", action)]
+    try:
+        return (yield from handler(socket, parsed, env))
+    except RemoteProtocolError as exc:
+        return [_error(socket, exc.message, action)]
+
+
+def socket_closed(socket: Socket) -> list[Event]:
+    """The events of a closed connection: the others hear that its user left."""
+    body = {"action": "close", "userId": socket.user_id}
+    return [Deliver(PROTOCOL, encode(body), Audience(exclude=socket.connection))]
+

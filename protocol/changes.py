@@ -1,0 +1,44 @@
+"""Change events: one per write, whatever protocol made it.
+
+Every write to a collection produces exactly one ``Change``. The hub hands it
+to each protocol's renderer (for Backpack, ``backpack.render_change``), which
+decides who hears about it and in which format. This is what lets a record
+created over Backpack's REST API reach a websocket subscriber of another
+protocol: they share the event, not the wire format.
+
+The four kinds use one vocabulary across Satchel: ``create``, ``patch``
+(merge), ``overwrite`` (replace every field) and ``delete``. Backpack's wire
+names for the last three are ``patch``, ``update`` and ``delete``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = ["Change", "ChangeKind"]
+
+ChangeKind = Literal["create", "patch", "overwrite", "delete"]
+
+
+class Change(msgspec.Struct, frozen=True, tag=True):
+    """A committed write to ``collection``.
+
+    ``record`` is the record after the write (for ``delete``, the record that
+    was removed). ``user_id`` is who made the write and ``origin`` names the
+    protocol and transport it came through (``"backpack-http"``,
+    ``"backpack-ws"``, ...), because some protocols render their own writes
+    differently (Backpack marks REST writes with ``httpRequest: true``, and
+    does not repeat the bookkeeping writes of its channel actions, whose own
+    messages already tell its clients). ``connection`` is the websocket
+    connection that asked for the write, if any, so its author always hears
+    about it.
+    """
+
+    collection: str
+    kind: ChangeKind
+    record: dict[str, Any]
+    user_id: str | None
+    origin: str
+    connection: str | None = None

@@ -1,0 +1,217 @@
+"""The channel registry: which live connection hears what.
+
+A connection belongs to one user and may be subscribed to any number of
+channels. An ``Audience`` names a set of connections by intersecting filters
+(a channel, a user, one connection, minus one connection); ``resolve`` turns
+it into connection ids against the registry. The registry is plain data kept
+by whoever runs the connections (the transport's hub); the rules for who is
+in an audience live here, so they can be tested without sockets.
+
+The hub receives ``HubEvent``s - deliveries and subscription changes - in the
+order the core produced them. They are data (msgspec structs), so a broker
+can carry them between server processes; each process applies them to its
+own registry with ``apply``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Union
+
+import msgspec
+
+__all__ = [
+    "Channel",
+    "Audience",
+    "EVERYONE",
+    "Deliver",
+    "Subscribe",
+    "Unsubscribe",
+    "CloseChannel",
+    "ChannelRegistry",
+]
+
+
+class Channel(msgspec.Struct, frozen=True):
+    """A channel, named as in seed 000: ``{channelType, channelId}``."""
+
+    type: str
+    id: str
+
+
+class Audience(msgspec.Struct, frozen=True):
+    """Who receives a message: the connections matching every filter given,
+    plus ``include`` (the author of a write hears about it even when the
+    filters leave it out), minus ``exclude``.
+
+    No filters means every connection of the protocol.
+    """
+
+    channel: Channel | None = None
+    user_id: str | None = None
+    connection: str | None = None
+    exclude: str | None = None
+    include: str | None = None
+
+
+EVERYONE = Audience()
+
+
+class Deliver(msgspec.Struct, frozen=True, tag=True):
+    """Send ``payload`` (an encoded text frame body) to ``audience``.
+
+    The payload is encoded once, by the core; the transport frames it once and
+    writes the same bytes to every recipient.
+    """
+
+    protocol: str
+    payload: bytes
+    audience: Audience
+
+
+class Subscribe(msgspec.Struct, frozen=True, tag=True):
+    """Subscribe ``connection`` to ``channel``."""
+
+    protocol: str
+    connection: str
+    channel: Channel
+
+
+class Unsubscribe(msgspec.Struct, frozen=True, tag=True):
+    """Unsubscribe ``connection`` from ``channel``."""
+
+    protocol: str
+    connection: str
+    channel: Channel
+
+
+class CloseChannel(msgspec.Struct, frozen=True, tag=True):
+    """Unsubscribe every connection from ``channel`` (the channel was deleted)."""
+
+    protocol: str
+    channel: Channel
+
+
+HubEvent = Union[Deliver, Subscribe, Unsubscribe, CloseChannel]
+
+
+class ChannelRegistry:
+    """Connections of one protocol, their users and their channel subscriptions."""
+
+    __slots__ = ("_user_of", "_connections_of_user", "_members", "_channels_of")
+
+    def __init__(self) -> None:
+        self._user_of: dict[str, str] = {}
+        self._connections_of_user: dict[str, set[str]] = {}
+        self._members: dict[Channel, set[str]] = {}
+        self._channels_of: dict[str, set[Channel]] = {}
+
+    def __len__(self) -> int:
+        return len(self._user_of)
+
+    def __contains__(self, connection: object) -> bool:
+        return connection in self._user_of
+
+    def add_connection(self, connection: str, user_id: str) -> None:
+        """Register a new live connection of ``user_id``."""
+        self._user_of[connection] = user_id
+        self._connections_of_user.setdefault(user_id, set()).add(connection)
+
+    def remove_connection(self, connection: str) -> None:
+        """Forget a closed connection and all its subscriptions."""
+        user_id = self._user_of.pop(connection, None)
+        if user_id is None:
+            return
+        peers = self._connections_of_user.get(user_id)
+        if peers is not None:
+            peers.discard(connection)
+            if not peers:
+                del self._connections_of_user[user_id]
+        for channel in self._channels_of.pop(connection, ()):
+            self._leave(connection, channel)
+
+    def user_of(self, connection: str) -> str | None:
+        """The user a connection belongs to."""
+        return self._user_of.get(connection)
+
+    def channels_of(self, connection: str) -> frozenset[Channel]:
+        """The channels a connection is subscribed to."""
+        return frozenset(self._channels_of.get(connection, ()))
+
+    def members(self, channel: Channel) -> frozenset[str]:
+        """The connections subscribed to ``channel``."""
+        return frozenset(self._members.get(channel, ()))
+
+    def subscribe(self, connection: str, channel: Channel) -> None:
+        """Subscribe a registered connection to ``channel`` (idempotent)."""
+        if connection not in self._user_of:
+            return
+        self._members.setdefault(channel, set()).add(connection)
+        self._channels_of.setdefault(connection, set()).add(channel)
+
+    def unsubscribe(self, connection: str, channel: Channel) -> None:
+        """Unsubscribe ``connection`` from ``channel`` (idempotent)."""
+        channels = self._channels_of.get(connection)
+        if channels is not None:
+            channels.discard(channel)
+            if not channels:
+                del self._channels_of[connection]
+        self._leave(connection, channel)
+
+    def close_channel(self, channel: Channel) -> None:
+        """Unsubscribe every member of ``channel``."""
+        for connection in list(self._members.get(channel, ())):
+            self.unsubscribe(connection, channel)
+
+    def _leave(self, connection: str, channel: Channel) -> None:
+        members = self._members.get(channel)
+        if members is not None:
+            members.discard(connection)
+            if not members:
+                del self._members[channel]
+
+    def resolve(self, audience: Audience) -> list[str]:
+        """The connection ids in ``audience``, each once."""
+        if audience.connection is not None:
+            candidates: Iterable[str] = (audience.connection,) if audience.connection in self._user_of else ()
+        elif audience.channel is not None:
+            candidates = self._members.get(audience.channel, ())
+        elif audience.user_id is not None:
+            candidates = self._connections_of_user.get(audience.user_id, ())
+        else:
+            candidates = self._user_of
+        if (
+            audience.exclude is None
+            and audience.connection is None
+            and (audience.channel is None or audience.user_id is None)
+        ):
+            # The common case (everyone, one channel, one user): no filtering,
+            # and a copy so that callers may change the registry while sending.
+            recipients = list(candidates)
+        else:
+            recipients = list(self._filter(candidates, audience))
+        extra = audience.include
+        if extra is not None and extra != audience.exclude and extra in self._user_of and extra not in recipients:
+            recipients.append(extra)
+        return recipients
+
+    def _filter(self, candidates: Iterable[str], audience: Audience) -> Iterator[str]:
+        for connection in candidates:
+            if connection == audience.exclude:
+                continue
+            if audience.user_id is not None and self._user_of.get(connection) != audience.user_id:
+                continue
+            if audience.channel is not None and connection not in self._members.get(audience.channel, ()):
+                continue
+            yield connection
+
+    def apply(self, event: HubEvent) -> list[str]:
+        """Apply one hub event; for a ``Deliver``, return its recipients."""
+        if isinstance(event, Deliver):
+            return self.resolve(event.audience)
+        if isinstance(event, Subscribe):
+            self.subscribe(event.connection, event.channel)
+        elif isinstance(event, Unsubscribe):
+            self.unsubscribe(event.connection, event.channel)
+        elif isinstance(event, CloseChannel):
+            self.close_channel(event.channel)
+        return []

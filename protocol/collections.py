@@ -1,0 +1,110 @@
+"""Writes to collections, shared by every protocol.
+
+Each function here is an action (see ``operations``): it yields storage
+operations and returns the resulting record together with the one ``Change``
+the write produced (``None`` when nothing was written). Backpack's REST API,
+its websocket actions and the other protocols all call these, so a record
+written through any of them looks the same and produces the same event.
+
+Read-modify-write (patch, overwrite) uses the store's compare-and-swap and
+retries on conflict, so concurrent writers never lose each other's fields.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .changes import Change, ChangeKind
+from .environment import Environment
+from .errors import RemoteProtocolError
+from .operations import Action, DeleteRecord, GetRecord, InsertRecord, ReplaceRecord, StoredRecord
+from .records import format_timestamp, new_record, overwrite_record, patch_record
+
+__all__ = [
+    "HIDDEN_COLLECTIONS",
+    "validate_collection_name",
+    "create",
+    "patch",
+    "overwrite",
+    "delete",
+]
+
+#: Names that are never collections: the account store and file metadata are
+#: kept apart and must not be reachable, listed or shadowed through a collection.
+HIDDEN_COLLECTIONS = frozenset({"users", "uploads", "sessions"})
+
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+# A CAS loop that keeps losing means something is hammering one record; after
+# this many attempts the caller gets an error instead of spinning forever.
+_MAX_ATTEMPTS = 64
+
+
+def validate_collection_name(name: object) -> str:
+    """Return ``name`` if it may name a collection, else raise ``RemoteProtocolError``.
+
+    Names are 1-64 characters of letters, digits, ``_``, ``.`` and ``-``,
+    starting with a letter or digit, and not one of ``HIDDEN_COLLECTIONS``.
+    """
+    if not isinstance(name, str) or not _COLLECTION_NAME.match(name):
+        raise RemoteProtocolError(
+            "collection names are 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+            400,
+        )
+    if name.lower() in HIDDEN_COLLECTIONS:
+        raise RemoteProtocolError(f"'{name}' is reserved and cannot be used as a collection", 403)
+    return name
+
+
+def create(
+    collection: str, data: dict[str, Any], user_id: str | None, origin: str, env: Environment
+) -> Action[tuple[dict[str, Any], Change]]:
+    """Insert a new record holding ``data``."""
+    record = new_record(data, env.new_id(), format_timestamp(env.now_ms()))
+    yield InsertRecord(collection, record)
+    return record, Change(collection, "create", record, user_id, origin)
+
+
+def _rewrite(
+    kind: ChangeKind,
+    collection: str,
+    record_id: str,
+    data: dict[str, Any],
+    user_id: str | None,
+    origin: str,
+    env: Environment,
+) -> Action[tuple[dict[str, Any] | None, Change | None]]:
+    rewrite = patch_record if kind == "patch" else overwrite_record
+    for _ in range(_MAX_ATTEMPTS):
+        stored: StoredRecord | None = yield GetRecord(collection, record_id)
+        if stored is None:
+            return None, None
+        record = rewrite(stored.record, data, format_timestamp(env.now_ms()))
+        if (yield ReplaceRecord(collection, record, stored.revision)):
+            return record, Change(collection, kind, record, user_id, origin)
+    raise RemoteProtocolError("the record is changing too fast; try again", 409)
+
+
+def patch(
+    collection: str, record_id: str, changes: dict[str, Any], user_id: str | None, origin: str, env: Environment
+) -> Action[tuple[dict[str, Any] | None, Change | None]]:
+    """Merge ``changes`` into a record (``null`` removes a field); ``(None, None)`` if absent."""
+    return (yield from _rewrite("patch", collection, record_id, changes, user_id, origin, env))
+
+
+def overwrite(
+    collection: str, record_id: str, data: dict[str, Any], user_id: str | None, origin: str, env: Environment
+) -> Action[tuple[dict[str, Any] | None, Change | None]]:
+    """Replace every field of a record with ``data``; ``(None, None)`` if absent."""
+    return (yield from _rewrite("overwrite", collection, record_id, data, user_id, origin, env))
+
+
+def delete(
+    collection: str, record_id: str, user_id: str | None, origin: str
+) -> Action[tuple[dict[str, Any] | None, Change | None]]:
+    """Remove a record and return it; ``(None, None)`` if absent."""
+    record = yield DeleteRecord(collection, record_id)
+    if record is None:
+        return None, None
+    return record, Change(collection, "delete", record, user_id, origin)

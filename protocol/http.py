@@ -1,0 +1,76 @@
+"""HTTP requests and responses as the core sees them.
+
+The transport parses bytes into an ``HttpRequest`` (with the body already
+read, up to a limit) and writes the ``HttpResponse`` the core returns. Header
+names are lower-case. Nothing here knows about sockets or a particular parser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+import msgspec
+
+__all__ = ["HttpRequest", "HttpResponse", "json_response", "normalize_path", "split_path"]
+
+_json_encode = msgspec.json.Encoder().encode
+
+
+class HttpRequest(msgspec.Struct, frozen=True):
+    """One request: ``target`` is the raw request-target (path and query)."""
+
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header ``name`` (lower-case), or ``default``."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+    @property
+    def path(self) -> str:
+        """The path without the query string, doubled slashes collapsed."""
+        return normalize_path(self.target.split("?", 1)[0])
+
+    @property
+    def query(self) -> str:
+        """The raw query string ('' when absent)."""
+        parts = self.target.split("?", 1)
+        return parts[1] if len(parts) == 2 else ""
+
+
+class HttpResponse(msgspec.Struct):
+    """A complete response. ``headers`` excludes Content-Length (the transport adds it)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+
+
+def json_response(status: int, value: Any, headers: list[tuple[str, str]] | None = None) -> HttpResponse:
+    """A response whose body is ``value`` encoded as JSON."""
+    return HttpResponse(
+        status,
+        [("content-type", "application/json; charset=utf-8"), *(headers or ())],
+        _json_encode(value),
+    )
+
+
+def normalize_path(path: str) -> str:
+    """Collapse runs of slashes (BRIEF: ``//register`` is ``/register``) and
+    drop a trailing slash."""
+    while "//" in path:
+        path = path.replace("//", "/")
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]
+    return path or "/"
+
+
+def split_path(path: str) -> list[str]:
+    """The percent-decoded segments of a normalized path."""
+    return [unquote(segment) for segment in path.strip("/").split("/") if segment]

@@ -1,0 +1,210 @@
+"""What the core asks its runner to do.
+
+Every action in the core is a generator: it yields one of these operations,
+the runner (a trio transport, an asyncio server, a test) carries it out and
+sends the result back in, and the generator finally returns its outcome. The
+core therefore decides everything - what is stored, what is answered, what is
+delivered - while owning no I/O. ``run_sync`` drives an action against any
+object with a synchronous ``execute`` method, which is how tests and
+thread-based servers use it.
+
+Storage operations are executed by a backend (``satchel.storage_backends``);
+the password operations are slow on purpose (argon2) and are executed in a
+worker thread by the runner.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generator, TypeVar
+
+import msgspec
+
+from .errors import LocalProtocolError
+
+__all__ = [
+    "Operation",
+    "Action",
+    "StoredRecord",
+    "User",
+    "Session",
+    "GetRecord",
+    "ListRecords",
+    "InsertRecord",
+    "ReplaceRecord",
+    "DeleteRecord",
+    "DeleteRecords",
+    "ListCollections",
+    "GetUserByEmail",
+    "GetUser",
+    "InsertUser",
+    "InsertSession",
+    "GetSession",
+    "DeleteSession",
+    "HashPassword",
+    "VerifyPassword",
+    "run_sync",
+]
+
+
+class Operation(msgspec.Struct, frozen=True, tag=True):
+    """Base of everything an action yields."""
+
+
+T = TypeVar("T")
+#: An action: yields operations, receives their results, returns ``T``.
+Action = Generator[Operation, Any, T]
+
+
+# -- values that cross the boundary -----------------------------------------
+
+
+class StoredRecord(msgspec.Struct, frozen=True):
+    """A record as stored, with the store's revision counter.
+
+    ``revision`` increases by one with every write of the record; it is what
+    ``ReplaceRecord`` compares to make read-modify-write safe under
+    concurrency. It is never shown to clients.
+    """
+
+    record: dict[str, Any]
+    revision: int
+
+
+class User(msgspec.Struct, frozen=True):
+    """An account. Only ever read by the auth actions; never by a collection API."""
+
+    id: str
+    email: str
+    password_hash: str
+    created_at: str
+
+
+class Session(msgspec.Struct, frozen=True):
+    """A login session, stored under the SHA-256 of its cookie token."""
+
+    token_hash: str
+    user_id: str
+    expires_ms: int
+
+
+# -- collections and records ------------------------------------------------
+
+
+class GetRecord(Operation, frozen=True):
+    """-> ``StoredRecord | None``"""
+
+    collection: str
+    id: str
+
+
+class ListRecords(Operation, frozen=True):
+    """-> ``list[dict]`` in creation order; ``query`` keeps records for which
+    ``records.matches_query`` is true (``None``: all)."""
+
+    collection: str
+    query: dict[str, Any] | None = None
+
+
+class InsertRecord(Operation, frozen=True):
+    """-> ``None``. The record's ``_id`` is new (ids come from an id source)."""
+
+    collection: str
+    record: dict[str, Any]
+
+
+class ReplaceRecord(Operation, frozen=True):
+    """-> ``bool``: replaced only if the stored revision still equals
+    ``revision`` (compare-and-swap); ``False`` if it changed or is gone."""
+
+    collection: str
+    record: dict[str, Any]
+    revision: int
+
+
+class DeleteRecord(Operation, frozen=True):
+    """-> the deleted ``dict``, or ``None`` if there was no such record."""
+
+    collection: str
+    id: str
+
+
+class DeleteRecords(Operation, frozen=True):
+    """-> ``list[dict]`` of the deleted records matching ``query``."""
+
+    collection: str
+    query: dict[str, Any]
+
+
+class ListCollections(Operation, frozen=True):
+    """-> ``list[str]``: the collections that hold at least one record, sorted."""
+
+
+# -- accounts and sessions --------------------------------------------------
+
+
+class GetUserByEmail(Operation, frozen=True):
+    """-> ``User | None``; ``email`` is compared case-insensitively."""
+
+    email: str
+
+
+class GetUser(Operation, frozen=True):
+    """-> ``User | None``"""
+
+    id: str
+
+
+class InsertUser(Operation, frozen=True):
+    """-> ``bool``: ``False`` when the email is already registered."""
+
+    user: User
+
+
+class InsertSession(Operation, frozen=True):
+    """-> ``None``"""
+
+    session: Session
+
+
+class GetSession(Operation, frozen=True):
+    """-> ``Session | None`` (expired sessions may still be returned; the core checks)."""
+
+    token_hash: str
+
+
+class DeleteSession(Operation, frozen=True):
+    """-> ``None``"""
+
+    token_hash: str
+
+
+# -- slow, CPU-bound work the runner should take off its event loop ----------
+
+
+class HashPassword(Operation, frozen=True):
+    """-> ``str``: an argon2id hash of ``password``."""
+
+    password: str
+
+
+class VerifyPassword(Operation, frozen=True):
+    """-> ``bool``: whether ``password`` matches ``password_hash``.
+
+    The runner verifies against a dummy hash when the account does not exist,
+    so that a missing account and a wrong password take the same time.
+    """
+
+    password_hash: str
+    password: str
+
+
+def run_sync(action: Action[T], execute: Callable[[Operation], Any]) -> T:
+    """Drive ``action`` to completion, passing each operation to ``execute``."""
+    try:
+        operation = next(action)
+        while True:
+            if not isinstance(operation, Operation):
+                raise LocalProtocolError(f"an action yielded {operation!r}, not an Operation")
+            operation = action.send(execute(operation))
+    except StopIteration as done:
+        return done.value

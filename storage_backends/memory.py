@@ -1,0 +1,182 @@
+"""A store that keeps everything in process memory.
+
+``MemoryStore`` is the reference backend: plain dicts, no threads, no event
+loop of its own. Tests drive the core against it synchronously with
+``run_sync(action, store.execute_sync)``; async runners (trio or asyncio) can
+use ``execute``. Nothing survives the process, so it is for tests and for
+trying Satchel out, never for data anyone wants back.
+
+Records are kept as their JSON encoding: storing bytes copies a record in,
+decoding copies it out, and every record round-trips through JSON exactly as
+it does in the SQLite backend, so the two behave the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import msgspec
+
+from satchel.protocol.errors import LocalProtocolError
+from satchel.protocol.operations import (
+    DeleteRecord,
+    DeleteRecords,
+    DeleteSession,
+    GetRecord,
+    GetSession,
+    GetUser,
+    GetUserByEmail,
+    InsertRecord,
+    InsertSession,
+    InsertUser,
+    ListCollections,
+    ListRecords,
+    Operation,
+    ReplaceRecord,
+    Session,
+    StoredRecord,
+    User,
+)
+from satchel.protocol.records import matches_query
+
+from .base import Store
+
+__all__ = ["MemoryStore"]
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+class _Stored:
+    """One record: its JSON encoding and its revision."""
+
+    __slots__ = ("body", "revision")
+
+    def __init__(self, body: bytes, revision: int) -> None:
+        self.body = body
+        self.revision = revision
+
+
+class MemoryStore(Store):
+    """An in-process store; ``execute_sync`` is the same as ``execute``, synchronously."""
+
+    def __init__(self) -> None:
+        # Per collection, records by id; dicts keep insertion order, which is
+        # creation order because a replace updates the entry in place. A
+        # collection is removed with its last record, so the keys of
+        # ``_collections`` are exactly the non-empty collections.
+        self._collections: dict[str, dict[str, _Stored]] = {}
+        self._users: dict[str, User] = {}
+        # Lowercased email -> user id; SqliteStore folds emails the same way.
+        self._user_ids_by_email: dict[str, str] = {}
+        self._sessions: dict[str, Session] = {}
+        self._handlers: dict[type[Operation], Callable[[Any], Any]] = {
+            GetRecord: self._get_record,
+            ListRecords: self._list_records,
+            InsertRecord: self._insert_record,
+            ReplaceRecord: self._replace_record,
+            DeleteRecord: self._delete_record,
+            DeleteRecords: self._delete_records,
+            ListCollections: self._list_collections,
+            GetUserByEmail: self._get_user_by_email,
+            GetUser: self._get_user,
+            InsertUser: self._insert_user,
+            InsertSession: self._insert_session,
+            GetSession: self._get_session,
+            DeleteSession: self._delete_session,
+        }
+
+    async def execute(self, operation: Operation) -> Any:
+        """Carry out ``operation``. It completes without yielding to the event
+        loop, so this works under any async framework."""
+        return self.execute_sync(operation)
+
+    def execute_sync(self, operation: Operation) -> Any:
+        """Carry out ``operation`` and return its documented result.
+
+        Raises ``TypeError`` for anything that is not a storage operation.
+        """
+        handler = self._handlers.get(type(operation))
+        if handler is None:
+            raise TypeError(f"{type(operation).__name__} is not a storage operation")
+        return handler(operation)
+
+    # -- collections and records ---------------------------------------------
+
+    def _get_record(self, op: GetRecord) -> StoredRecord | None:
+        stored = self._collections.get(op.collection, {}).get(op.id)
+        if stored is None:
+            return None
+        return StoredRecord(_decode(stored.body), stored.revision)
+
+    def _list_records(self, op: ListRecords) -> list[dict[str, Any]]:
+        records = [_decode(stored.body) for stored in self._collections.get(op.collection, {}).values()]
+        if op.query is None:
+            return records
+        return [record for record in records if matches_query(record, op.query)]
+
+    def _insert_record(self, op: InsertRecord) -> None:
+        # Encode first: a record that cannot be stored must not create its collection.
+        body = _encode(op.record)
+        record_id = op.record["_id"]
+        records = self._collections.setdefault(op.collection, {})
+        if record_id in records:
+            raise LocalProtocolError(f"record {op.collection}/{record_id} already exists")
+        records[record_id] = _Stored(body, 1)
+
+    def _replace_record(self, op: ReplaceRecord) -> bool:
+        stored = self._collections.get(op.collection, {}).get(op.record["_id"])
+        if stored is None or stored.revision != op.revision:
+            return False
+        stored.body = _encode(op.record)
+        stored.revision += 1
+        return True
+
+    def _delete_record(self, op: DeleteRecord) -> dict[str, Any] | None:
+        records = self._collections.get(op.collection)
+        if records is None or op.id not in records:
+            return None
+        stored = records.pop(op.id)
+        if not records:
+            del self._collections[op.collection]
+        return _decode(stored.body)
+
+    def _delete_records(self, op: DeleteRecords) -> list[dict[str, Any]]:
+        deleted = [record for record in self._list_records(ListRecords(op.collection)) if matches_query(record, op.query)]
+        for record in deleted:
+            self._delete_record(DeleteRecord(op.collection, record["_id"]))
+        return deleted
+
+    def _list_collections(self, op: ListCollections) -> list[str]:
+        return sorted(self._collections)
+
+    # -- accounts and sessions -----------------------------------------------
+
+    def _get_user_by_email(self, op: GetUserByEmail) -> User | None:
+        user_id = self._user_ids_by_email.get(op.email.lower())
+        return None if user_id is None else self._users[user_id]
+
+    def _get_user(self, op: GetUser) -> User | None:
+        return self._users.get(op.id)
+
+    def _insert_user(self, op: InsertUser) -> bool:
+        email_key = op.user.email.lower()
+        if email_key in self._user_ids_by_email:
+            return False
+        if op.user.id in self._users:
+            raise LocalProtocolError(f"user {op.user.id} already exists")
+        self._users[op.user.id] = op.user
+        self._user_ids_by_email[email_key] = op.user.id
+        return True
+
+    def _insert_session(self, op: InsertSession) -> None:
+        if op.session.token_hash in self._sessions:
+            # Overwriting would hand someone else's session to this user.
+            raise LocalProtocolError("a session with this token hash already exists")
+        self._sessions[op.session.token_hash] = op.session
+
+    def _get_session(self, op: GetSession) -> Session | None:
+        return self._sessions.get(op.token_hash)
+
+    def _delete_session(self, op: DeleteSession) -> None:
+        self._sessions.pop(op.token_hash, None)

@@ -1,0 +1,129 @@
+"""Drives the pure core synchronously, the way a server would, with no I/O.
+
+``Core`` plays runner and hub at once: operations go to a ``MemoryStore``
+(passwords to a fast stand-in for argon2), and the hub events an action
+returns are applied to a ``ChannelRegistry`` so that a test can read what
+every connection received.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+
+from satchel.protocol import backpack
+from satchel.protocol.channels import ChannelRegistry
+from satchel.protocol.dispatch import hub_events
+from satchel.protocol.environment import fixed_environment
+from satchel.protocol.http import HttpRequest, HttpResponse
+from satchel.protocol.operations import HashPassword, Operation, VerifyPassword, run_sync
+from satchel.storage_backends.memory import MemoryStore
+
+API_KEY = "test-api-key"
+
+
+class Response:
+    def __init__(self, response: HttpResponse) -> None:
+        self.status = response.status
+        self.headers = response.headers
+        self.body = response.body
+        self.json: Any = json.loads(response.body) if response.body else None
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k == name), None)
+
+    @property
+    def cookie(self) -> str | None:
+        value = self.header("set-cookie")
+        return value.split(";")[0] if value else None
+
+
+class Core:
+    def __init__(self) -> None:
+        self.store = MemoryStore()
+        self.env = fixed_environment()
+        self.config = backpack.BackpackConfig(api_key=API_KEY)
+        self.registry = ChannelRegistry()
+        self.received: dict[str, list[Any]] = defaultdict(list)
+        self.sockets: dict[str, backpack.Socket] = {}
+        self._connection_ids = itertools.count(1)
+
+    def execute(self, operation: Operation) -> Any:
+        if isinstance(operation, HashPassword):
+            return "fake$" + operation.password
+        if isinstance(operation, VerifyPassword):
+            return bool(operation.password_hash) and operation.password_hash == "fake$" + operation.password
+        return self.store.execute_sync(operation)
+
+    def run(self, action: Any) -> Any:
+        return run_sync(action, self.execute)
+
+    def publish(self, events: Any) -> None:
+        for event in hub_events(events):
+            for connection in self.registry.apply(event):
+                self.received[connection].append(msgspec.json.decode(event.payload))
+
+    # -- HTTP -------------------------------------------------------------
+
+    def http(
+        self,
+        method: str,
+        target: str,
+        body: Any = None,
+        *,
+        cookie: str | None = None,
+        key: str | None = API_KEY,
+        headers: list[tuple[str, str]] | None = None,
+        raw: bytes | None = None,
+    ) -> Response:
+        request_headers = list(headers or [])
+        if key is not None:
+            request_headers.append(("authorization", f"key {key}"))
+        if cookie is not None:
+            request_headers.append(("cookie", cookie))
+        payload = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        if payload:
+            request_headers.append(("content-type", "application/json"))
+        outcome = self.run(backpack.handle_request(HttpRequest(method, target, request_headers, payload), self.config, self.env))
+        self.publish(outcome.changes)
+        return Response(outcome.response)
+
+    def user(self, email: str, password: str = "correct horse") -> tuple[str, str]:
+        """Register and log in; returns (user id, cookie header value)."""
+        registered = self.http("POST", "/register", {"email": email, "password": password})
+        assert registered.status == 200, registered.json
+        logged_in = self.http("POST", "/login", {"email": email, "password": password})
+        assert logged_in.status == 200, logged_in.json
+        assert logged_in.cookie is not None
+        return logged_in.json["id"], logged_in.cookie
+
+    # -- websockets -------------------------------------------------------
+
+    def connect(self, cookie: str | None) -> str | Response:
+        connection = f"c{next(self._connection_ids)}"
+        headers = [("cookie", cookie)] if cookie else []
+        accepted = self.run(backpack.accept(HttpRequest("GET", "/", headers), connection, self.config, self.env))
+        if isinstance(accepted, HttpResponse):
+            return Response(accepted)
+        self.sockets[connection] = accepted
+        self.registry.add_connection(connection, accepted.user_id)
+        self.publish(backpack.greeting(accepted))
+        return connection
+
+    def send(self, connection: str, message: Any) -> None:
+        frame = message if isinstance(message, (str, bytes)) else json.dumps(message)
+        self.publish(self.run(backpack.handle_message(self.sockets[connection], frame, self.env)))
+
+    def close(self, connection: str) -> None:
+        socket = self.sockets.pop(connection)
+        self.registry.remove_connection(connection)
+        self.publish(backpack.socket_closed(socket))
+
+    def take(self, connection: str) -> list[Any]:
+        """What ``connection`` received since the last take."""
+        messages = self.received.pop(connection, [])
+        return messages

@@ -1,0 +1,29 @@
+"""protocol/ imports no I/O: no trio, asyncio, socket, clock or database API."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import satchel.protocol
+
+FORBIDDEN = ["trio", "asyncio", "socket", "sqlite3", "psycopg", "select", "selectors", "threading", "random", "time"]
+
+
+def test_no_protocol_module_loads_io_modules() -> None:
+    root = Path(satchel.protocol.__file__).parent
+    modules = sorted(
+        "satchel.protocol." + ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        for path in root.rglob("*.py")
+    )
+    modules = [m.rstrip(".") for m in modules]
+    script = (
+        "import sys\n"
+        f"before = set(sys.modules)\n"
+        f"for name in {modules!r}:\n"
+        "    __import__(name)\n"
+        f"loaded = sorted(m for m in {FORBIDDEN!r} if m in sys.modules and m not in before)\n"
+        "print(','.join(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"protocol modules loaded: {out.stdout.strip()}"
+    assert len(modules) >= 10

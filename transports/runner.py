@@ -1,0 +1,60 @@
+"""Runs the core's actions under trio.
+
+An action yields operations; storage operations go to the store, password
+hashing to a worker thread (argon2id costs ~110 ms and releases the GIL, so
+a small limiter keeps a burst of logins from starving everything else).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import trio
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from satchel.protocol.operations import Action, HashPassword, Operation, VerifyPassword
+from satchel.storage_backends.base import Store
+
+__all__ = ["Runner"]
+
+T = TypeVar("T")
+
+
+class Runner:
+    """Carries out actions against one store."""
+
+    def __init__(self, store: Store, *, hasher: PasswordHasher | None = None, hashing_threads: int = 2) -> None:
+        self.store = store
+        self._hasher = hasher or PasswordHasher()
+        self._limiter = trio.CapacityLimiter(hashing_threads)
+        self._dummy_hash: str | None = None
+
+    async def run(self, action: Action[T]) -> T:
+        """Drive ``action`` to completion and return its result."""
+        try:
+            operation = next(action)
+            while True:
+                operation = action.send(await self._execute(operation))
+        except StopIteration as done:
+            return done.value
+
+    async def _execute(self, operation: Operation) -> Any:
+        if isinstance(operation, HashPassword):
+            return await trio.to_thread.run_sync(self._hasher.hash, operation.password, limiter=self._limiter)
+        if isinstance(operation, VerifyPassword):
+            return await trio.to_thread.run_sync(self._verify, operation, limiter=self._limiter)
+        return await self.store.execute(operation)
+
+    def _verify(self, operation: VerifyPassword) -> bool:
+        password_hash = operation.password_hash
+        if not password_hash:
+            # No such account: verify against a real hash anyway, so the
+            # answer takes as long as for a wrong password.
+            if self._dummy_hash is None:
+                self._dummy_hash = self._hasher.hash("satchel-dummy-password")
+            password_hash = self._dummy_hash
+        try:
+            return self._hasher.verify(password_hash, operation.password) and bool(operation.password_hash)
+        except (VerificationError, InvalidHashError):
+            return False
