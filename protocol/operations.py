@@ -106,7 +106,8 @@ class ListRecords(Operation, frozen=True):
 
 
 class InsertRecord(Operation, frozen=True):
-    """-> ``None``. The record's ``_id`` is new (ids come from an id source)."""
+    """-> ``None``. The record's ``_id`` is new (ids come from an id source);
+    inserting an existing ``(collection, _id)`` raises ``LocalProtocolError``."""
 
     collection: str
     record: dict[str, Any]
@@ -129,7 +130,7 @@ class DeleteRecord(Operation, frozen=True):
 
 
 class DeleteRecords(Operation, frozen=True):
-    """-> ``list[dict]`` of the deleted records matching ``query``."""
+    """-> ``list[dict]`` of the deleted records matching ``query``, in creation order."""
 
     collection: str
     query: dict[str, Any]
@@ -143,7 +144,8 @@ class ListCollections(Operation, frozen=True):
 
 
 class GetUserByEmail(Operation, frozen=True):
-    """-> ``User | None``; ``email`` is compared case-insensitively."""
+    """-> ``User | None``; emails compare equal when their ``str.lower()`` do
+    (Python's folding, non-ASCII included, in every backend)."""
 
     email: str
 
@@ -155,13 +157,14 @@ class GetUser(Operation, frozen=True):
 
 
 class InsertUser(Operation, frozen=True):
-    """-> ``bool``: ``False`` when the email is already registered."""
+    """-> ``bool``: ``False`` when the email is already registered (compared as
+    in ``GetUserByEmail``); an existing user id raises ``LocalProtocolError``."""
 
     user: User
 
 
 class InsertSession(Operation, frozen=True):
-    """-> ``None``"""
+    """-> ``None``; an existing ``token_hash`` raises ``LocalProtocolError``."""
 
     session: Session
 

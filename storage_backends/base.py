@@ -12,7 +12,8 @@ Contract shared by all backends:
   record's revision, which is how the core makes read-modify-write (PATCH,
   channel bookkeeping) safe under concurrent writers.
 - Records come back as new dicts with their keys in the order they were
-  written; callers may keep and change them.
+  written; callers may keep and change them. A record is JSON: it comes
+  back as a JSON round trip of what was stored (tuples become lists).
 - The user and session tables are separate from collections: no collection
   operation can ever reach them.
 """

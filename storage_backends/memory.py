@@ -142,7 +142,7 @@ class MemoryStore(Store):
         return _decode(stored.body)
 
     def _delete_records(self, op: DeleteRecords) -> list[dict[str, Any]]:
-        deleted = [record for record in self._list_records(ListRecords(op.collection)) if matches_query(record, op.query)]
+        deleted = self._list_records(ListRecords(op.collection, op.query))
         for record in deleted:
             self._delete_record(DeleteRecord(op.collection, record["_id"]))
         return deleted

@@ -1,0 +1,411 @@
+"""The conformance suite every storage backend passes, after
+``trio.testing.check_two_way_stream``.
+
+A backend's tests hand ``check_store`` a factory and the suite does the rest::
+
+    async def test_my_store_conforms():
+        await check_store(make_my_store)
+
+``make_store()`` must return an async context manager that gives a fresh,
+empty store and closes it afterwards. Each ``check_*`` function is also
+importable on its own (``CHECKS`` lists them), so a test run can report them
+one by one. The checks hold a backend to the operations' docstrings in
+``satchel.protocol.operations`` and to the shared contract in ``base``. They
+need trio, for concurrency, and nothing from pytest, so the suite ships with
+the package for third-party backends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+from typing import Any, AsyncContextManager, Awaitable, Callable, Iterator
+
+import trio
+
+from satchel.protocol.errors import LocalProtocolError
+from satchel.protocol.operations import (
+    DeleteRecord,
+    DeleteRecords,
+    DeleteSession,
+    GetRecord,
+    GetSession,
+    GetUser,
+    GetUserByEmail,
+    HashPassword,
+    InsertRecord,
+    InsertSession,
+    InsertUser,
+    ListCollections,
+    ListRecords,
+    Operation,
+    ReplaceRecord,
+    Session,
+    StoredRecord,
+    User,
+    VerifyPassword,
+)
+from satchel.protocol.records import format_timestamp, matches_query, new_record, object_id
+
+from .base import Store
+
+__all__ = [
+    "MakeStore",
+    "CHECKS",
+    "check_store",
+    "check_records",
+    "check_queries",
+    "check_compare_and_swap",
+    "check_deletes",
+    "check_collections",
+    "check_users",
+    "check_sessions",
+    "check_copies",
+    "check_duplicate_inserts",
+    "check_concurrent_writers",
+    "check_rejects_non_storage_operations",
+]
+
+#: A factory of fresh, empty stores: ``async with make_store() as store: ...``
+MakeStore = Callable[[], AsyncContextManager[Store]]
+
+_NOW = format_timestamp(1_700_000_000_000)
+_ids = (object_id(1_700_000_000, b"\x5a\x7c\x4e\x11\x00", counter) for counter in itertools.count())
+
+
+def _record(**fields: Any) -> dict[str, Any]:
+    """A record as the core creates it, with a fresh id."""
+    return new_record(fields, next(_ids), _NOW)
+
+
+@contextlib.contextmanager
+def _assert_raises(exception_type: type[BaseException]) -> Iterator[None]:
+    try:
+        yield
+    except exception_type:
+        pass
+    else:
+        raise AssertionError(f"expected {exception_type.__name__}")
+
+
+async def _insert_all(store: Store, collection: str, records: list[dict[str, Any]]) -> None:
+    for record in records:
+        assert await store.execute(InsertRecord(collection, record)) is None
+
+
+async def check_records(make_store: MakeStore) -> None:
+    """Insert, get and list: creation order, key order, scoping by collection,
+    and read-your-writes."""
+    async with make_store() as store:
+        assert await store.execute(ListRecords("notes")) == []
+        assert await store.execute(GetRecord("notes", next(_ids))) is None
+
+        # Keys come back in the order they were written, not sorted.
+        notes = [_record(zebra=1, apple={"b": 2, "a": 1}, mango=[3, 1, 2]) for _ in range(3)]
+        notes.append(_record(text="ünïcödé ✓", value=0.1, big=2**53 + 1, flag=False, nothing=None))
+        await _insert_all(store, "notes", notes)
+
+        stored = await store.execute(GetRecord("notes", notes[0]["_id"]))
+        assert stored == StoredRecord(notes[0], 1)
+        assert list(stored.record) == list(notes[0])
+        assert list(stored.record["apple"]) == ["b", "a"]
+        listed = await store.execute(ListRecords("notes"))
+        assert listed == notes
+        assert [list(record) for record in listed] == [list(record) for record in notes]
+
+        # A record belongs to its collection only.
+        assert await store.execute(GetRecord("other", notes[0]["_id"])) is None
+        assert await store.execute(ListRecords("other")) == []
+
+        # Every write is visible to the very next read.
+        for _ in range(50):
+            record = _record(step="fresh")
+            await store.execute(InsertRecord("fresh", record))
+            assert (await store.execute(GetRecord("fresh", record["_id"]))).record == record
+            assert (await store.execute(ListRecords("fresh")))[-1] == record
+
+
+#: (query, names of the matching records); every answer is also checked against
+#: ``matches_query`` itself, which is the definition.
+_QUERY_CASES: list[tuple[dict[str, Any] | None, str]] = [
+    (None, "abcd"),
+    ({}, "abcd"),
+    ({"n": 1}, "ab"),  # 1 == 1.0, but neither equals True nor "1"
+    ({"n": 1.0}, "ab"),
+    ({"n": True}, "c"),
+    ({"n": "1"}, "d"),
+    ({"flag": True}, "a"),  # true is not 1
+    ({"flag": 1}, "b"),
+    ({"author.name": "ann"}, "a"),  # a dotted path reaches into objects...
+    ({"author.name": "literal"}, ""),  # ...and never matches a key with a dot in it
+    ({"author": {"name": "bob"}}, "b"),  # objects compare whole
+    ({"author": "ann"}, "c"),
+    ({"nested.deep.er": 2}, "d"),
+    ({"tags": ["a", "b"]}, "a"),  # arrays compare whole, in order
+    ({"tags": ["b", "a"]}, ""),
+    ({"tags": "a"}, ""),  # no array-contains
+    ({"none": None}, "a"),  # null matches a null field, not a missing one
+    ({"missing": None}, ""),
+    ({"n": 1, "name": "y"}, "b"),  # every key must match
+    ({"name": "z"}, ""),
+]
+
+
+def _query_records() -> dict[str, dict[str, Any]]:
+    return {
+        "a": _record(n=1, flag=True, name="x", author={"name": "ann", "age": 30}, tags=["a", "b"], none=None),
+        "b": _record(n=1.0, flag=1, name="y", author={"name": "bob"}),
+        "c": _record(**{"n": True, "flag": False, "author": "ann", "author.name": "literal"}),
+        "d": _record(n="1", tags=["a"], nested={"deep": {"er": 2}}),
+    }
+
+
+async def check_queries(make_store: MakeStore) -> None:
+    """ListRecords with a query keeps exactly what ``matches_query`` keeps, in creation order."""
+    async with make_store() as store:
+        records = _query_records()
+        await _insert_all(store, "things", list(records.values()))
+        for query, names in _QUERY_CASES:
+            expected = [records[name] for name in names]
+            assert expected == [record for record in records.values() if query is None or matches_query(record, query)]
+            assert await store.execute(ListRecords("things", query)) == expected, query
+        assert await store.execute(ListRecords("nowhere", {"n": 1})) == []
+
+
+async def check_compare_and_swap(make_store: MakeStore) -> None:
+    """ReplaceRecord replaces only at the current revision, which then goes up by one."""
+    async with make_store() as store:
+        original = _record(count=0)
+        record_id = original["_id"]
+        await store.execute(InsertRecord("counters", original))
+        assert (await store.execute(GetRecord("counters", record_id))).revision == 1
+
+        first = dict(original, count=1)
+        assert await store.execute(ReplaceRecord("counters", first, 1)) is True
+        assert await store.execute(GetRecord("counters", record_id)) == StoredRecord(first, 2)
+
+        # A stale revision changes nothing.
+        assert await store.execute(ReplaceRecord("counters", dict(original, count=99), 1)) is False
+        assert await store.execute(GetRecord("counters", record_id)) == StoredRecord(first, 2)
+        # Nor does a revision from the future.
+        assert await store.execute(ReplaceRecord("counters", dict(original, count=99), 3)) is False
+
+        second = dict(original, count=2, added="field")
+        assert await store.execute(ReplaceRecord("counters", second, 2)) is True
+        assert await store.execute(GetRecord("counters", record_id)) == StoredRecord(second, 3)
+        assert await store.execute(ListRecords("counters")) == [second]
+
+        # The same id in another collection is another record, and absent.
+        assert await store.execute(ReplaceRecord("elsewhere", second, 3)) is False
+        assert await store.execute(ListRecords("elsewhere")) == []
+
+        # A deleted record cannot be replaced back to life.
+        await store.execute(DeleteRecord("counters", record_id))
+        assert await store.execute(ReplaceRecord("counters", second, 3)) is False
+        assert await store.execute(GetRecord("counters", record_id)) is None
+
+        # Nor can one that never existed.
+        assert await store.execute(ReplaceRecord("counters", _record(count=0), 1)) is False
+        assert await store.execute(ListRecords("counters")) == []
+
+
+async def check_deletes(make_store: MakeStore) -> None:
+    """DeleteRecord answers the record or None; DeleteRecords answers what it deleted, in creation order."""
+    async with make_store() as store:
+        records = _query_records()
+        await _insert_all(store, "things", list(records.values()))
+
+        assert await store.execute(DeleteRecord("things", records["b"]["_id"])) == records["b"]
+        assert await store.execute(DeleteRecord("things", records["b"]["_id"])) is None
+        assert await store.execute(GetRecord("things", records["b"]["_id"])) is None
+        assert await store.execute(DeleteRecord("nowhere", records["a"]["_id"])) is None
+        assert await store.execute(ListRecords("things")) == [records["a"], records["c"], records["d"]]
+
+        assert await store.execute(DeleteRecords("things", {"name": "nobody"})) == []
+        assert await store.execute(DeleteRecords("nowhere", {})) == []
+        assert await store.execute(DeleteRecords("things", {"flag": True})) == [records["a"]]
+        assert await store.execute(ListRecords("things")) == [records["c"], records["d"]]
+        assert await store.execute(DeleteRecords("things", {})) == [records["c"], records["d"]]
+        assert await store.execute(ListRecords("things")) == []
+
+
+async def check_collections(make_store: MakeStore) -> None:
+    """A collection is listed, sorted, exactly while it holds a record."""
+    async with make_store() as store:
+        assert await store.execute(ListCollections()) == []
+        names = ["b", "a", "B", "é", "z", "with space"]
+        kept = {}
+        for name in names:
+            kept[name] = _record(name=name)
+            await store.execute(InsertRecord(name, kept[name]))
+            await store.execute(InsertRecord(name, _record(name=name, extra=True)))
+        assert await store.execute(ListCollections()) == sorted(names)
+
+        # Users and sessions are not collections.
+        await store.execute(InsertUser(User(next(_ids), "someone@example.com", "hash", _NOW)))
+        await store.execute(InsertSession(Session("0" * 64, "someone", 0)))
+        assert await store.execute(ListCollections()) == sorted(names)
+
+        # A collection goes away with its last record, however that goes.
+        await store.execute(DeleteRecords("a", {"extra": True}))
+        assert "a" in await store.execute(ListCollections())
+        await store.execute(DeleteRecord("a", kept["a"]["_id"]))
+        await store.execute(DeleteRecords("z", {}))
+        assert await store.execute(ListCollections()) == sorted(set(names) - {"a", "z"})
+
+        # And comes back with a new one.
+        await store.execute(InsertRecord("a", _record(name="a")))
+        assert await store.execute(ListCollections()) == sorted(set(names) - {"z"})
+
+
+async def check_users(make_store: MakeStore) -> None:
+    """Users by id and by email, emails unique regardless of case, and out of reach of collections."""
+    async with make_store() as store:
+        alice = User(next(_ids), "Alice@Example.com", "$argon2id$alice", _NOW)
+        assert await store.execute(GetUser(alice.id)) is None
+        assert await store.execute(GetUserByEmail(alice.email)) is None
+
+        assert await store.execute(InsertUser(alice)) is True
+        assert await store.execute(GetUser(alice.id)) == alice
+        for spelling in ["Alice@Example.com", "alice@example.com", "ALICE@EXAMPLE.COM"]:
+            assert await store.execute(GetUserByEmail(spelling)) == alice
+
+        impostor = User(next(_ids), "aLiCe@example.COM", "$argon2id$impostor", _NOW)
+        assert await store.execute(InsertUser(impostor)) is False
+        assert await store.execute(GetUser(impostor.id)) is None
+        assert await store.execute(GetUserByEmail("alice@example.com")) == alice
+
+        # Case folds beyond ASCII, as Python's str.lower() does.
+        zoe = User(next(_ids), "Zoë@Exämple.com", "$argon2id$zoe", _NOW)
+        assert await store.execute(InsertUser(zoe)) is True
+        assert await store.execute(GetUserByEmail("ZOË@EXÄMPLE.COM")) == zoe
+        assert await store.execute(InsertUser(User(next(_ids), "zoË@exÄmple.com", "x", _NOW))) is False
+
+        assert await store.execute(ListCollections()) == []
+        for collection in ["users", "user", "accounts"]:
+            assert await store.execute(ListRecords(collection)) == []
+            assert await store.execute(GetRecord(collection, alice.id)) is None
+
+
+async def check_sessions(make_store: MakeStore) -> None:
+    """Sessions by token hash: insert, get (expired ones too), delete."""
+    async with make_store() as store:
+        live = Session("a" * 64, "user-1", 1_900_000_000_000)
+        expired = Session("b" * 64, "user-1", 0)
+        assert await store.execute(GetSession(live.token_hash)) is None
+        assert await store.execute(InsertSession(live)) is None
+        assert await store.execute(InsertSession(expired)) is None
+        assert await store.execute(GetSession(live.token_hash)) == live
+        assert await store.execute(GetSession(expired.token_hash)) == expired
+
+        assert await store.execute(DeleteSession(live.token_hash)) is None
+        assert await store.execute(GetSession(live.token_hash)) is None
+        assert await store.execute(GetSession(expired.token_hash)) == expired
+        assert await store.execute(DeleteSession(live.token_hash)) is None
+
+
+async def check_copies(make_store: MakeStore) -> None:
+    """Records are copied in and out: no caller's dict is ever the stored one."""
+    async with make_store() as store:
+        record = _record(nested={"list": [1, 2]}, text="original")
+        snapshot = copy.deepcopy(record)
+        await store.execute(InsertRecord("things", record))
+        record["text"] = "changed by the inserter"
+        record["nested"]["list"].append("inserter")
+
+        got = await store.execute(GetRecord("things", snapshot["_id"]))
+        got.record["nested"]["list"].append("getter")
+        got.record["added"] = True
+        listed = await store.execute(ListRecords("things"))
+        listed[0]["nested"]["list"].clear()
+        queried = await store.execute(ListRecords("things", {"text": "original"}))
+        queried[0]["nested"]["gone"] = True
+        assert await store.execute(GetRecord("things", snapshot["_id"])) == StoredRecord(snapshot, 1)
+
+        replacement = dict(snapshot, nested={"list": [3]})
+        assert await store.execute(ReplaceRecord("things", replacement, 1)) is True
+        replacement["nested"]["list"].append("replacer")
+        assert (await store.execute(GetRecord("things", snapshot["_id"]))).record["nested"] == {"list": [3]}
+
+
+async def check_duplicate_inserts(make_store: MakeStore) -> None:
+    """Inserting an existing record or session is refused with LocalProtocolError
+    (ids are new by construction, so this is a bug) and changes nothing."""
+    async with make_store() as store:
+        original = _record(version="first")
+        await store.execute(InsertRecord("things", original))
+        with _assert_raises(LocalProtocolError):
+            await store.execute(InsertRecord("things", dict(original, version="second")))
+        assert await store.execute(GetRecord("things", original["_id"])) == StoredRecord(original, 1)
+        assert await store.execute(ListRecords("things")) == [original]
+
+        session = Session("c" * 64, "user-1", 1)
+        await store.execute(InsertSession(session))
+        with _assert_raises(LocalProtocolError):
+            await store.execute(InsertSession(Session(session.token_hash, "user-2", 2)))
+        assert await store.execute(GetSession(session.token_hash)) == session
+
+
+async def check_concurrent_writers(make_store: MakeStore) -> None:
+    """Many tasks at once: CAS increments with retry lose no update; concurrent inserts all land."""
+    async with make_store() as store:
+        counter = _record(count=0)
+        await store.execute(InsertRecord("counters", counter))
+        increments = 50
+
+        async def increment() -> None:
+            while True:
+                stored = await store.execute(GetRecord("counters", counter["_id"]))
+                # Let the other tasks read the same revision, so that most CAS attempts conflict.
+                await trio.sleep(0)
+                updated = dict(stored.record, count=stored.record["count"] + 1)
+                if await store.execute(ReplaceRecord("counters", updated, stored.revision)):
+                    return
+
+        inserted = [_record(n=n) for n in range(200)]
+        async with trio.open_nursery() as nursery:
+            for _ in range(increments):
+                nursery.start_soon(increment)
+            for record in inserted:
+                nursery.start_soon(store.execute, InsertRecord("crowd", record))
+
+        stored = await store.execute(GetRecord("counters", counter["_id"]))
+        assert stored.record["count"] == increments
+        assert stored.revision == 1 + increments
+        crowd = await store.execute(ListRecords("crowd"))
+        assert sorted(crowd, key=lambda record: record["n"]) == inserted
+
+
+class _NotAStorageOperation(Operation, frozen=True):
+    pass
+
+
+async def check_rejects_non_storage_operations(make_store: MakeStore) -> None:
+    """Password work and unknown operations are refused with TypeError."""
+    async with make_store() as store:
+        for operation in [HashPassword("secret"), VerifyPassword("$argon2id$x", "secret"), _NotAStorageOperation()]:
+            with _assert_raises(TypeError):
+                await store.execute(operation)
+
+
+#: Every check, in the order ``check_store`` runs them.
+CHECKS: tuple[Callable[[MakeStore], Awaitable[None]], ...] = (
+    check_records,
+    check_queries,
+    check_compare_and_swap,
+    check_deletes,
+    check_collections,
+    check_users,
+    check_sessions,
+    check_copies,
+    check_duplicate_inserts,
+    check_concurrent_writers,
+    check_rejects_non_storage_operations,
+)
+
+
+async def check_store(make_store: MakeStore) -> None:
+    """Run every check against stores from ``make_store``; an AssertionError names the failure."""
+    for check in CHECKS:
+        await check(make_store)

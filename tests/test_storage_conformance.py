@@ -1,0 +1,239 @@
+"""Every storage backend against the conformance suite, then what only
+SQLite promises: data on disk survives a reopen and a kill -9, a failed write
+fails alone inside its group commit, and cancelling a waiter never loses or
+doubles a write."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+
+from satchel.protocol.errors import LocalProtocolError
+from satchel.protocol.operations import (
+    GetRecord,
+    GetSession,
+    GetUserByEmail,
+    InsertRecord,
+    InsertSession,
+    InsertUser,
+    ListCollections,
+    ListRecords,
+    ReplaceRecord,
+    Session,
+    StoredRecord,
+    User,
+    run_sync,
+)
+from satchel.storage_backends import sqlite as sqlite_backend
+from satchel.storage_backends.conformance import CHECKS, MakeStore
+from satchel.storage_backends.memory import MemoryStore
+from satchel.storage_backends.sqlite import SCHEMA_VERSION, SqliteStore
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
+    paths = (tmp_path / f"store-{n}.db" for n in itertools.count())
+
+    @contextlib.asynccontextmanager
+    async def make() -> AsyncIterator[Any]:
+        store = MemoryStore() if request.param == "memory" else await SqliteStore.open(next(paths))
+        async with store:
+            yield store
+
+    return make
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+async def test_conformance(make_store: MakeStore, check: Any) -> None:
+    await check(make_store)
+
+
+def test_memory_store_runs_actions_synchronously() -> None:
+    def action():  # the shape of a core action: yield operations, return an outcome
+        yield InsertRecord("notes", {"_id": "n1", "text": "hi"})
+        stored = yield GetRecord("notes", "n1")
+        return stored.record["text"]
+
+    assert run_sync(action(), MemoryStore().execute_sync) == "hi"
+
+
+# -- SQLite ------------------------------------------------------------------------
+
+
+async def test_data_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    alice = User("u1", "alice@example.com", "$argon2id$alice", "2020-01-01T00:00:00.000Z")
+    session = Session("a" * 64, "u1", 123)
+    async with await SqliteStore.open(path) as store:
+        await store.execute(InsertRecord("notes", {"_id": "n1", "text": "first"}))
+        await store.execute(ReplaceRecord("notes", {"_id": "n1", "text": "second"}, 1))
+        await store.execute(InsertRecord("notes", {"_id": "n2", "text": "other"}))
+        await store.execute(InsertUser(alice))
+        await store.execute(InsertSession(session))
+    with pytest.raises(trio.ClosedResourceError):
+        await store.execute(GetRecord("notes", "n1"))
+
+    async with await SqliteStore.open(path, synchronous="FULL") as store:
+        assert await store.execute(GetRecord("notes", "n1")) == StoredRecord({"_id": "n1", "text": "second"}, 2)
+        assert [record["_id"] for record in await store.execute(ListRecords("notes"))] == ["n1", "n2"]
+        assert await store.execute(ListCollections()) == ["notes"]
+        assert await store.execute(GetUserByEmail("ALICE@example.com")) == alice
+        assert await store.execute(GetSession(session.token_hash)) == session
+        # New records still come after the old ones.
+        await store.execute(InsertRecord("notes", {"_id": "n0"}))
+        assert [record["_id"] for record in await store.execute(ListRecords("notes"))] == ["n1", "n2", "n0"]
+
+
+async def test_schema_is_versioned_and_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with await SqliteStore.open(path):
+        pass
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        await SqliteStore.open(path)
+    with pytest.raises(ValueError):
+        await SqliteStore.open(tmp_path / "other.db", synchronous="OFF")
+
+
+# The child acknowledges a write by printing its id, only after execute() returned.
+_ACKNOWLEDGING_WRITER = """
+import sys, trio
+from satchel.protocol.operations import InsertRecord
+from satchel.storage_backends.sqlite import SqliteStore
+
+async def main(path):
+    async with await SqliteStore.open(path) as store:
+        async def insert_forever(writer):
+            for n in range(10**9):
+                record_id = f"{writer}-{n}"
+                await store.execute(InsertRecord("acks", {"_id": record_id}))
+                print(record_id, flush=True)
+        async with trio.open_nursery() as nursery:
+            for writer in range(8):
+                nursery.start_soon(insert_forever, writer)
+
+trio.run(main, sys.argv[1])
+"""
+
+
+def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    lines = []
+    with subprocess.Popen([sys.executable, "-c", _ACKNOWLEDGING_WRITER, str(path)], stdout=subprocess.PIPE, text=True) as child:
+        try:
+            for line in child.stdout:
+                lines.append(line)
+                if len(lines) >= 500:
+                    break
+        finally:
+            child.send_signal(signal.SIGKILL)
+            lines += child.stdout.readlines()  # acknowledged before the kill, still in the pipe
+    # A line cut short by the kill was never fully acknowledged.
+    acknowledged = {line.strip() for line in lines if line.endswith("\n")}
+    assert len(acknowledged) >= 500
+
+    async def stored_ids() -> set[str]:
+        async with await SqliteStore.open(path) as store:
+            return {record["_id"] for record in await store.execute(ListRecords("acks"))}
+
+    assert acknowledged - trio.run(stored_ids) == set()
+
+
+class _GatedWriter:
+    """Holds the writer thread at the start of its next batch until released,
+    so a test can line up writes behind it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.batches: list[list[Any]] = []
+        self._entered = threading.Event()
+        self._released = threading.Event()
+        apply_batch = sqlite_backend._apply_batch
+
+        def gated_apply_batch(db: sqlite3.Connection, batch: list[Any]) -> None:
+            self._entered.set()
+            self._released.wait(timeout=30)  # a failing test must not hang the writer for ever
+            self.batches.append([write.operation for write in batch])
+            apply_batch(db, batch)
+
+        monkeypatch.setattr(sqlite_backend, "_apply_batch", gated_apply_batch)
+
+    async def wait_until_held(self) -> None:
+        await trio.to_thread.run_sync(self._entered.wait)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+async def test_a_failed_write_fails_alone_in_its_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with await SqliteStore.open(tmp_path / "store.db") as store:
+        await store.execute(InsertRecord("notes", {"_id": "taken", "text": "original"}))
+        gate = _GatedWriter(monkeypatch)
+        results: dict[str, Any] = {}
+
+        async def insert(record_id: str) -> None:
+            try:
+                results[record_id] = await store.execute(InsertRecord("notes", {"_id": record_id, "text": "new"}))
+            except LocalProtocolError as exc:
+                results[record_id] = exc
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(insert, "first")
+            await gate.wait_until_held()
+            for n in range(10):
+                nursery.start_soon(insert, f"before-{n}")
+            nursery.start_soon(insert, "taken")
+            for n in range(10):
+                nursery.start_soon(insert, f"after-{n}")
+            await trio.testing.wait_all_tasks_blocked()
+            gate.release()
+
+        assert [len(batch) for batch in gate.batches] == [1, 21]
+        assert isinstance(results.pop("taken"), LocalProtocolError)
+        assert set(results.values()) == {None}
+        listed = await store.execute(ListRecords("notes"))
+        assert listed[0] == {"_id": "taken", "text": "original"}
+        assert len(listed) == 1 + len(results)
+
+
+async def test_cancelling_a_waiter_never_loses_or_doubles_a_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with await SqliteStore.open(tmp_path / "store.db") as store:
+        gate = _GatedWriter(monkeypatch)
+        returned: dict[str, Any] = {}
+
+        async def insert(record_id: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            with trio.CancelScope() as scope:
+                task_status.started(scope)
+                returned[record_id] = await store.execute(InsertRecord("notes", {"_id": record_id}))
+
+        async with trio.open_nursery() as nursery:
+            in_progress = await nursery.start(insert, "in-progress")
+            await gate.wait_until_held()
+            queued = await nursery.start(insert, "queued")
+            await trio.testing.wait_all_tasks_blocked()
+            in_progress.cancel()
+            queued.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            # The queued write was withdrawn at once; the taken one is still awaited.
+            assert queued.cancelled_caught
+            assert not in_progress.cancelled_caught
+            gate.release()
+
+        # The taken write completed and its task was told so.
+        assert returned == {"in-progress": None}
+        assert [record["_id"] for record in await store.execute(ListRecords("notes"))] == ["in-progress"]
+        assert [len(batch) for batch in gate.batches] == [1]
