@@ -1,6 +1,7 @@
 """Backpack (seed 000): REST accounts, collections and records, and the
 websocket with channels, as pure actions over the shared data model."""
 
+from . import render
 from .config import BackpackConfig
 from .render import PROTOCOL, render_change
 from .rest import HttpOutcome, cors_headers, handle_request

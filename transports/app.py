@@ -1,0 +1,73 @@
+"""The reference server's application: the core, a store and the bus, wired
+to the transport's ``Application`` seam.
+
+Nothing here decides anything a protocol specifies: requests go to the
+core's actions, the runner executes what they yield, and the events they
+return go to the bus. What it does own is operational: a failing store is
+logged and answered as an internal error instead of killing a connection.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from satchel.protocol import backpack
+from satchel.protocol.environment import Environment
+from satchel.protocol.http import HttpRequest, HttpResponse, json_response
+
+from .bus import LocalBus
+from .interfaces import WebsocketAccept
+from .runner import Runner
+from .websocket import WebsocketConnection
+
+__all__ = ["SatchelApp"]
+
+log = logging.getLogger("satchel")
+
+_INTERNAL_ERROR = backpack.render.encode({"action": "error", "message": "Internal server error"})
+
+
+class SatchelApp:
+    """Serves Backpack's REST API and websocket from one store."""
+
+    def __init__(self, runner: Runner, bus: LocalBus, config: backpack.BackpackConfig, env: Environment) -> None:
+        self.runner = runner
+        self.bus = bus
+        self.config = config
+        self.env = env
+        self._backpack_connections = bus.registries[backpack.PROTOCOL]
+
+    async def handle_http(self, request: HttpRequest) -> HttpResponse:
+        outcome = await self.runner.run(backpack.handle_request(request, self.config, self.env))
+        self.bus.publish(outcome.changes)
+        return outcome.response
+
+    def is_websocket_path(self, request: HttpRequest) -> bool:
+        # The SDK opens the API's base URL; the original accepted any path.
+        return True
+
+    async def accept_websocket(
+        self, request: HttpRequest, connection: WebsocketConnection
+    ) -> WebsocketAccept | HttpResponse:
+        accepted = await self.runner.run(backpack.accept(request, connection.id, self.config, self.env))
+        if isinstance(accepted, HttpResponse):
+            return accepted
+        connection.app_state = accepted
+        self._backpack_connections.add_connection(connection.id, accepted.user_id)
+        self.bus.publish(backpack.greeting(accepted))
+        return WebsocketAccept()
+
+    async def on_websocket_message(self, connection: WebsocketConnection, message: str | bytes) -> None:
+        try:
+            events = await self.runner.run(backpack.handle_message(connection.app_state, message, self.env))
+        except Exception:
+            log.exception("websocket action failed on connection %s", connection.id)
+            connection.send_text(_INTERNAL_ERROR)
+            return
+        self.bus.publish(events)
+
+    async def on_websocket_closed(self, connection: WebsocketConnection) -> None:
+        socket = connection.app_state
+        if isinstance(socket, backpack.Socket):
+            self._backpack_connections.remove_connection(connection.id)
+            self.bus.publish(backpack.socket_closed(socket))

@@ -1,0 +1,108 @@
+"""``satchel serve``: the reference server on embedded SQLite.
+
+Every option can also come from the environment (``SATCHEL_HOST``,
+``SATCHEL_PORT``, ``SATCHEL_DATA_DIR``, ``SATCHEL_API_KEY``); a command-line
+flag wins. Without an API key the server generates one on first start, keeps
+it in ``<data-dir>/api_key`` (readable only by its owner) and prints it once.
+When the server is ready it logs one line with its URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import trio
+
+from satchel.protocol.backpack import BackpackConfig
+from satchel.storage_backends.sqlite import SqliteStore
+
+from .app import SatchelApp
+from .bus import LocalBus
+from .hub import Hub
+from .interfaces import ServerLimits
+from .runner import Runner
+from .server import serve
+from .system_environment import system_environment
+
+__all__ = ["main", "build_parser", "run_server"]
+
+log = logging.getLogger("satchel")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_DATA_DIR = "satchel-data"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``satchel`` command line."""
+    parser = argparse.ArgumentParser(prog="satchel", description="Satchel: a self-hosted realtime backend.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the reference server (HTTP and websockets on one port)")
+    env = os.environ
+    serve_cmd.add_argument("--host", default=env.get("SATCHEL_HOST", DEFAULT_HOST),
+                           help=f"address to listen on (SATCHEL_HOST; default {DEFAULT_HOST})")
+    serve_cmd.add_argument("--port", type=int, default=int(env.get("SATCHEL_PORT", DEFAULT_PORT)),
+                           help=f"port for HTTP and websockets (SATCHEL_PORT; default {DEFAULT_PORT}; 0 picks one)")
+    serve_cmd.add_argument("--data-dir", default=env.get("SATCHEL_DATA_DIR", DEFAULT_DATA_DIR),
+                           help=f"where the database and API key live (SATCHEL_DATA_DIR; default ./{DEFAULT_DATA_DIR})")
+    serve_cmd.add_argument("--api-key", default=env.get("SATCHEL_API_KEY"),
+                           help="the key clients send as 'Authorization: key <KEY>' (SATCHEL_API_KEY; "
+                                "default: generated once and kept in the data dir)")
+    serve_cmd.add_argument("--allowed-origin", action="append", dest="allowed_origins", metavar="ORIGIN",
+                           help="a browser origin allowed to call the API with cookies (repeatable; default: any)")
+    serve_cmd.add_argument("--max-body-bytes", type=int, default=ServerLimits().max_body_bytes,
+                           help="largest accepted request body")
+    serve_cmd.add_argument("--log-level", default=env.get("SATCHEL_LOG_LEVEL", "INFO"))
+    return parser
+
+
+def _api_key(data_dir: Path, given: str | None) -> str:
+    if given:
+        return given
+    key_file = data_dir / "api_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    key = secrets.token_urlsafe(32)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    print(f"Generated an API key (kept in {key_file}): {key}", flush=True)
+    return key
+
+
+async def run_server(args: argparse.Namespace, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    """Open the store and serve until cancelled."""
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = BackpackConfig(
+        api_key=_api_key(data_dir, args.api_key),
+        allowed_origins=frozenset(args.allowed_origins) if args.allowed_origins else None,
+    )
+    limits = ServerLimits(max_body_bytes=args.max_body_bytes)
+    store = await SqliteStore.open(data_dir / "satchel.sqlite3")
+    async with store:
+        hub = Hub()
+        app = SatchelApp(Runner(store), LocalBus(hub), config, system_environment())
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(partial(serve, app, args.host, args.port, limits=limits, hub=hub))
+            log.info("Satchel is ready at http://%s:%d (data in %s)", args.host, port, data_dir)
+            task_status.started(port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``satchel`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        trio.run(run_server, args)
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,136 @@
+"""The seam between Satchel's transport and whatever application it serves.
+
+The transport moves bytes; it knows HTTP/1.1 and websocket framing and
+nothing about Backpack, inboxes or channels. Everything it needs from the
+application is the ``Application`` protocol below: answer a request, say
+which paths take a websocket upgrade, accept or refuse one, and hear the
+messages and the end of each accepted connection. ``ServerLimits`` holds
+every bound the transport enforces on a peer, in one place, so a test can
+shrink them and a deployment can read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from satchel.protocol.http import HttpRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from satchel.transports.websocket import WebsocketConnection
+
+__all__ = ["Application", "WebsocketAccept", "ServerLimits"]
+
+
+@dataclass(frozen=True, slots=True)
+class WebsocketAccept:
+    """Accept a websocket upgrade.
+
+    ``subprotocol`` is echoed in ``Sec-WebSocket-Protocol`` and must be one
+    the client offered; ``headers`` are added to the 101 response (for
+    example a ``set-cookie``).
+    """
+
+    subprotocol: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Application(Protocol):
+    """What the transport calls. All methods are called from the connection's
+    own task; a connection's calls never overlap, different connections' do.
+
+    An exception escaping any method is logged with its traceback and never
+    reaches the server: an HTTP request is answered 500, a websocket is closed
+    with 1011.
+    """
+
+    async def handle_http(self, request: HttpRequest) -> HttpResponse:
+        """Answer one complete HTTP request (body already read, within limits)."""
+        ...
+
+    def is_websocket_path(self, request: HttpRequest) -> bool:
+        """Whether this request's path accepts ``Upgrade: websocket``.
+
+        Only consulted for requests that carry the upgrade headers. When it
+        answers False the request is an ordinary HTTP request for
+        ``handle_http``, its Upgrade header ignored (RFC 9110 section 7.8).
+        """
+        ...
+
+    async def accept_websocket(
+        self, request: HttpRequest, connection: WebsocketConnection
+    ) -> WebsocketAccept | HttpResponse:
+        """Accept (``WebsocketAccept``) or refuse (any ``HttpResponse``) a valid
+        websocket handshake.
+
+        The handshake has been checked against RFC 6455 before this is called.
+        ``connection`` is already registered in the hub under ``connection.id``
+        and may be given frames right away - a greeting, or a delivery that
+        races the acceptance: they wait in its outbox and are written right
+        after the 101 response, in order. If the upgrade is refused they are
+        dropped. Messages are read only after this returns.
+        """
+        ...
+
+    async def on_websocket_message(self, connection: WebsocketConnection, message: str | bytes) -> None:
+        """One complete message: ``str`` for a text message, ``bytes`` for binary."""
+        ...
+
+    async def on_websocket_closed(self, connection: WebsocketConnection) -> None:
+        """An accepted connection has ended, for whatever reason.
+
+        Called exactly once per accepted connection, after the last
+        ``on_websocket_message`` and after it left the hub. It runs shielded
+        from cancellation for at most a few seconds, so that cleanup happens
+        even while the server shuts down.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Every bound the transport puts on a peer. Sizes in bytes, times in seconds."""
+
+    # The request line plus all header lines; beyond it: 431.
+    max_header_bytes: int = 16 * 1024
+    # A request body, declared or chunked; beyond it: 413 and close, unread.
+    max_body_bytes: int = 1024 * 1024
+    # One websocket message, all fragments together; beyond it: close 1009.
+    max_websocket_message_bytes: int = 1024 * 1024
+    # A request head must arrive whole within this time of its first byte (and
+    # a new connection must send a whole head within it): slowloris.
+    header_timeout: float = 10.0
+    # The longest pause allowed between two reads of a request body.
+    body_timeout: float = 30.0
+    # How long a kept-alive connection may sit idle between requests.
+    keepalive_timeout: float = 30.0
+    # The longest a response, or a websocket outbox, may make no progress
+    # towards a peer that does not read.
+    write_timeout: float = 30.0
+    # How long to wait for the peer's half of a websocket close handshake, and
+    # for a peer to go away after the server ended an HTTP connection.
+    close_timeout: float = 5.0
+    # A websocket's queued, unwritten frames; beyond either bound the
+    # connection is a slow consumer and is closed with 1008.
+    websocket_outbox_bytes: int = 4 * 1024 * 1024
+    websocket_outbox_messages: int = 10_000
+    # Open connections; at the bound the server stops accepting until one ends.
+    max_connections: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_header_bytes",
+            "max_body_bytes",
+            "max_websocket_message_bytes",
+            "header_timeout",
+            "body_timeout",
+            "keepalive_timeout",
+            "write_timeout",
+            "close_timeout",
+            "websocket_outbox_bytes",
+            "websocket_outbox_messages",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ServerLimits.{name} must be positive")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ValueError("ServerLimits.max_connections must be positive or None")
