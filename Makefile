@@ -1,6 +1,7 @@
 # The two commands a fresh machine needs (README):
 #   make serve   - install into .venv if needed, then run the server on embedded SQLite
 #   make test    - install into .venv if needed, then run the whole test suite
+#   make bench   - the benchmarks (benches/README.md), with their peers, in one run
 # Pass extra arguments with ARGS="..." (serve) or PYTEST_ARGS="..." (test).
 
 PYTHON ?= python3
@@ -23,4 +24,5 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -r benches/requirements.txt
 	$(BIN)/python benches/run.py $(ARGS)
