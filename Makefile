@@ -9,7 +9,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve test bench
+BROWSER_DEPS := tests/browser/node_modules/.package-lock.json
+
+.PHONY: serve test bench chromium
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +19,20 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(INSTALLED)
 
+# The browser tests drive Debian's Chromium with playwright-core (npm); it
+# never downloads a browser of its own.
+$(BROWSER_DEPS): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is not installed and this is not root: the browser tests will be skipped"; fi; }
+
 serve: $(INSTALLED)
 	$(BIN)/satchel serve $(ARGS)
 
-test: $(INSTALLED)
+test: $(INSTALLED) $(BROWSER_DEPS) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(INSTALLED)

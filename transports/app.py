@@ -18,6 +18,7 @@ from satchel.protocol.http import HttpRequest, HttpResponse, json_response
 from .bus import LocalBus
 from .interfaces import WebsocketAccept
 from .runner import Runner
+from .static import static_response
 from .websocket import WebsocketConnection
 
 __all__ = ["SatchelApp"]
@@ -38,6 +39,9 @@ class SatchelApp:
         self._backpack_connections = bus.registries[backpack.PROTOCOL]
 
     async def handle_http(self, request: HttpRequest) -> HttpResponse:
+        asset = static_response(request)
+        if asset is not None:
+            return asset
         outcome = await self.runner.run(backpack.handle_request(request, self.config, self.env))
         self.bus.publish(outcome.changes)
         return outcome.response

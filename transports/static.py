@@ -1,0 +1,52 @@
+"""Files the server hands to browsers without an API key: the SDK and the demo.
+
+``/sdk.js`` is a classic script that defines the global ``createSdk``;
+``/sdk.mjs`` is the same code as an ES module. Both come from one source,
+``static/sdk.js``, wrapped at import time. ``/demo/...`` serves the demo app.
+Paths are looked up in a fixed table built at start-up, so no request path
+ever reaches the file system.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from satchel.protocol.http import HttpRequest, HttpResponse
+
+__all__ = ["static_response"]
+
+_JS = "text/javascript; charset=utf-8"
+_HTML = "text/html; charset=utf-8"
+
+
+def _read(name: str) -> str:
+    return resources.files("satchel.transports").joinpath("static", name).read_text("utf-8")
+
+
+def _build() -> dict[str, tuple[str, bytes]]:
+    sdk = _read("sdk.js")
+    assets = {
+        "/sdk.js": (_JS, f"(function () {{\n{sdk}\nwindow.createSdk = createSdk;\n}})();\n".encode()),
+        "/sdk.mjs": (_JS, f"{sdk}\nexport {{ createSdk }};\nexport default createSdk;\n".encode()),
+    }
+    demo = resources.files("satchel.transports").joinpath("static", "demo")
+    for entry in demo.iterdir():
+        if entry.name.endswith(".html"):
+            assets[f"/demo/{entry.name.removesuffix('.html')}"] = (_HTML, entry.read_bytes())
+    return assets
+
+
+_ASSETS = _build()
+
+
+def static_response(request: HttpRequest) -> HttpResponse | None:
+    """The response for a static asset, or ``None`` if the path is not one."""
+    if request.method not in ("GET", "HEAD"):
+        return None
+    asset = _ASSETS.get(request.path)
+    if asset is None:
+        return None
+    content_type, body = asset
+    # Any origin may load the SDK (an ES module import from another origin needs CORS).
+    headers = [("content-type", content_type), ("cache-control", "no-cache"), ("access-control-allow-origin", "*")]
+    return HttpResponse(200, headers, body)
