@@ -19,6 +19,7 @@ from satchel.protocol import backpack
 from satchel.protocol.channels import ChannelRegistry
 from satchel.protocol.dispatch import hub_events
 from satchel.protocol.environment import fixed_environment
+from satchel.protocol.files import CommitFile, RemoveFile, StagedFile
 from satchel.protocol.http import HttpRequest, HttpResponse
 from satchel.protocol.operations import HashPassword, Operation, VerifyPassword, run_sync
 from satchel.storage_backends.memory import MemoryStore
@@ -32,6 +33,7 @@ class Response:
         self.headers = response.headers
         self.body = response.body
         self.json: Any = json.loads(response.body) if response.body else None
+        self.file: Any = None
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k == name), None)
@@ -51,12 +53,26 @@ class Core:
         self.received: dict[str, list[Any]] = defaultdict(list)
         self.sockets: dict[str, backpack.Socket] = {}
         self._connection_ids = itertools.count(1)
+        #: staged uploads by name, and committed files by (owner, file id)
+        self.staged: dict[str, bytes] = {}
+        self.files: dict[tuple[str, str], bytes] = {}
+
+    def stage(self, content: bytes) -> StagedFile:
+        name = f"staged-{len(self.staged)}"
+        self.staged[name] = content
+        return StagedFile(name, len(content))
 
     def execute(self, operation: Operation) -> Any:
         if isinstance(operation, HashPassword):
             return "fake$" + operation.password
         if isinstance(operation, VerifyPassword):
             return bool(operation.password_hash) and operation.password_hash == "fake$" + operation.password
+        if isinstance(operation, CommitFile):
+            self.files[(operation.owner, operation.file_id)] = self.staged.pop(operation.staged)
+            return None
+        if isinstance(operation, RemoveFile):
+            self.files.pop((operation.owner, operation.file_id), None)
+            return None
         return self.store.execute_sync(operation)
 
     def run(self, action: Any) -> Any:
@@ -79,6 +95,7 @@ class Core:
         key: str | None = API_KEY,
         headers: list[tuple[str, str]] | None = None,
         raw: bytes | None = None,
+        form: Any = None,
     ) -> Response:
         request_headers = list(headers or [])
         if key is not None:
@@ -88,9 +105,12 @@ class Core:
         payload = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
         if payload:
             request_headers.append(("content-type", "application/json"))
-        outcome = self.run(backpack.handle_request(HttpRequest(method, target, request_headers, payload), self.config, self.env))
+        request = HttpRequest(method, target, request_headers, payload)
+        outcome = self.run(backpack.handle_request(request, self.config, self.env, form))
         self.publish(outcome.changes)
-        return Response(outcome.response)
+        response = Response(outcome.response)
+        response.file = outcome.file
+        return response
 
     def user(self, email: str, password: str = "correct horse") -> tuple[str, str]:
         """Register and log in; returns (user id, cookie header value)."""

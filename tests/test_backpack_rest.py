@@ -149,10 +149,13 @@ def test_a_collection_is_listed_once_it_holds_a_record(core: Core) -> None:
 @pytest.mark.parametrize("name", ["users", "Users", "uploads", "sessions"])
 def test_users_and_uploads_are_never_collections(core: Core, name: str) -> None:
     _, cookie = core.user("sally@example.com")
-    assert core.http("POST", f"/{name}", {"email": "x"}, cookie=cookie).status == 403
-    assert core.http("GET", f"/{name}", cookie=cookie).status == 403
+    if name == "uploads":  # a route of its own: a JSON body is not an upload
+        assert core.http("POST", "/uploads", {"email": "x"}, cookie=cookie).status == 400
+    else:
+        assert core.http("POST", f"/{name}", {"email": "x"}, cookie=cookie).status == 403
+        assert core.http("GET", f"/{name}", cookie=cookie).status == 403
     assert core.http("POST", "/collections", {"collectionName": name}).status == 403
-    assert name not in core.http("GET", "/collections").json
+    assert core.http("GET", "/collections").json == []
 
 
 @pytest.mark.parametrize("body", [{"collectionName": ""}, {"collectionName": "a/b"}, {"collectionName": 3}, {}])

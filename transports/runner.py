@@ -1,7 +1,7 @@
 """Runs the core's actions under trio.
 
-An action yields operations; storage operations go to the store, password
-hashing to a worker thread (argon2id costs ~110 ms and releases the GIL, so
+An action yields operations; storage operations go to the store, file
+operations to the file store, password hashing to a worker thread (argon2id costs ~110 ms and releases the GIL, so
 a small limiter keeps a burst of logins from starving everything else).
 """
 
@@ -13,8 +13,10 @@ import trio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from satchel.protocol.files import CommitFile, RemoveFile
 from satchel.protocol.operations import Action, HashPassword, Operation, VerifyPassword
 from satchel.storage_backends.base import Store
+from satchel.storage_backends.files import LocalFileStore
 
 __all__ = ["Runner"]
 
@@ -24,8 +26,16 @@ T = TypeVar("T")
 class Runner:
     """Carries out actions against one store."""
 
-    def __init__(self, store: Store, *, hasher: PasswordHasher | None = None, hashing_threads: int = 2) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        files: LocalFileStore | None = None,
+        hasher: PasswordHasher | None = None,
+        hashing_threads: int = 2,
+    ) -> None:
         self.store = store
+        self.files = files
         self._hasher = hasher or PasswordHasher()
         self._limiter = trio.CapacityLimiter(hashing_threads)
         self._dummy_hash: str | None = None
@@ -44,6 +54,10 @@ class Runner:
             return await trio.to_thread.run_sync(self._hasher.hash, operation.password, limiter=self._limiter)
         if isinstance(operation, VerifyPassword):
             return await trio.to_thread.run_sync(self._verify, operation, limiter=self._limiter)
+        if isinstance(operation, (CommitFile, RemoveFile)):
+            if self.files is None:
+                raise TypeError("this runner has no file store")
+            return await self.files.execute(operation)
         return await self.store.execute(operation)
 
     def _verify(self, operation: VerifyPassword) -> bool:

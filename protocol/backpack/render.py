@@ -22,6 +22,7 @@ __all__ = [
     "ORIGIN_HTTP",
     "ORIGIN_WEBSOCKET",
     "ORIGIN_CHANNELS",
+    "ORIGIN_UPLOADS",
     "WIRE_ACTION",
     "audience_for",
     "channel_of",
@@ -38,6 +39,9 @@ ORIGIN_HTTP = "backpack-http"
 ORIGIN_WEBSOCKET = "backpack-ws"
 #: ``Change.origin`` of the bookkeeping writes of the six channel actions.
 ORIGIN_CHANNELS = "backpack-channels"
+
+#: ``Change.origin`` of file metadata writes (``/uploads``).
+ORIGIN_UPLOADS = "backpack-uploads"
 
 #: Backpack's websocket action names for the shared change kinds.
 WIRE_ACTION = {"create": "create", "patch": "patch", "overwrite": "update", "delete": "delete"}
@@ -75,9 +79,10 @@ def render_change(change: Change) -> Deliver | None:
     Writes made over HTTP carry ``httpRequest: true`` (BRIEF section 1), so a
     client can tell them from its peers' websocket actions. The bookkeeping
     writes of channel actions are not repeated: the channel action's own
-    messages (seed 000) already tell the clients what changed.
+    messages (seed 000) already tell the clients what changed. File metadata
+    is not broadcast either, as in the original.
     """
-    if change.origin == ORIGIN_CHANNELS:
+    if change.origin in (ORIGIN_CHANNELS, ORIGIN_UPLOADS):
         return None
     message: dict[str, Any] = {"action": WIRE_ACTION[change.kind], "collection": change.collection}
     if change.origin == ORIGIN_HTTP:

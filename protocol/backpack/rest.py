@@ -27,12 +27,14 @@ from .. import collections as data
 from ..changes import Change
 from ..environment import Environment
 from ..errors import RemoteProtocolError
+from ..files import FileBody
 from ..http import HttpRequest, HttpResponse, json_response, split_path
 from ..operations import Action, GetRecord, ListCollections, ListRecords, StoredRecord
 from ..records import is_object_id
 from . import auth
 from .config import BackpackConfig
 from .render import ORIGIN_HTTP
+from .uploads import UploadForm, handle_uploads
 
 __all__ = ["HttpOutcome", "handle_request", "cors_headers"]
 
@@ -41,10 +43,12 @@ _METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 
 class HttpOutcome(msgspec.Struct):
-    """A response and the writes it made."""
+    """A response, the writes it made, and (for a download) the file to
+    stream as the response body."""
 
     response: HttpResponse
     changes: list[Change] = []
+    file: FileBody | None = None
 
 
 def cors_headers(request: HttpRequest, config: BackpackConfig) -> list[tuple[str, str]]:
@@ -98,8 +102,14 @@ def _object_body(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
-def handle_request(request: HttpRequest, config: BackpackConfig, env: Environment) -> Action[HttpOutcome]:
-    """Answer one Backpack HTTP request."""
+def handle_request(
+    request: HttpRequest, config: BackpackConfig, env: Environment, form: UploadForm | None = None
+) -> Action[HttpOutcome]:
+    """Answer one Backpack HTTP request.
+
+    ``form`` is a multipart body the transport parsed and streamed (uploads);
+    every other body arrives whole in ``request.body``.
+    """
     if request.method == "OPTIONS":
         return HttpOutcome(_preflight(request, config))
     cors = cors_headers(request, config)
@@ -107,7 +117,7 @@ def handle_request(request: HttpRequest, config: BackpackConfig, env: Environmen
         outcome = HttpOutcome(_message(401, "Check your auth tokens"))
     else:
         try:
-            outcome = yield from _route(request, config, env)
+            outcome = yield from _route(request, config, env, form)
         except RemoteProtocolError as exc:
             outcome = HttpOutcome(_message(exc.status, exc.message))
         except auth.AuthFailure as exc:
@@ -116,9 +126,13 @@ def handle_request(request: HttpRequest, config: BackpackConfig, env: Environmen
     return outcome
 
 
-def _route(request: HttpRequest, config: BackpackConfig, env: Environment) -> Action[HttpOutcome]:
+def _route(
+    request: HttpRequest, config: BackpackConfig, env: Environment, form: UploadForm | None
+) -> Action[HttpOutcome]:
     segments = split_path(request.path)
     method = "GET" if request.method == "HEAD" else request.method
+    if segments and segments[0] == "uploads":
+        return (yield from _uploads(method, segments[1:], request, config, env, form))
     if len(segments) == 1 and segments[0] in ("register", "login", "logout"):
         if method != "POST":
             return HttpOutcome(_method_not_allowed("POST"))
@@ -134,6 +148,19 @@ def _route(request: HttpRequest, config: BackpackConfig, env: Environment) -> Ac
             return (yield from _collection_route(method, collection, request, user_id, env))
         return (yield from _record_route(method, collection, segments[1], request, user_id, env))
     return HttpOutcome(_message(404, "Not found"))
+
+
+def _uploads(
+    method: str, segments: list[str], request: HttpRequest, config: BackpackConfig, env: Environment,
+    form: UploadForm | None,
+) -> Action[HttpOutcome]:
+    # Downloads need only the API key, as in the original (it served them as
+    # static files); everything else needs a session.
+    user_id = yield from auth.current_user(request, config, env)
+    if user_id is None and not (method == "GET" and len(segments) == 2):
+        return HttpOutcome(_message(403, "Unauthorized"))
+    outcome = yield from handle_uploads(method, segments, form, user_id or "", env)
+    return HttpOutcome(outcome.response, outcome.changes, outcome.file)
 
 
 def _method_not_allowed(allowed: str) -> HttpResponse:
@@ -156,7 +183,7 @@ def _account(name: str, request: HttpRequest, config: BackpackConfig, env: Envir
 def _collections(method: str, request: HttpRequest) -> Action[HttpOutcome]:
     if method == "GET":
         names = yield ListCollections()
-        return HttpOutcome(json_response(200, names))
+        return HttpOutcome(json_response(200, [n for n in names if n.lower() not in data.HIDDEN_COLLECTIONS]))
     if method == "POST":
         # Seed 000: the collection comes into being with its first record.
         name = data.validate_collection_name(_object_body(request).get("collectionName"))
