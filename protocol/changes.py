@@ -9,6 +9,10 @@ protocol: they share the event, not the wire format.
 The four kinds use one vocabulary across Satchel: ``create``, ``patch``
 (merge), ``overwrite`` (replace every field) and ``delete``. Backpack's wire
 names for the last three are ``patch``, ``update`` and ``delete``.
+
+Token-addressed documents (seed 001) are not records of a collection: each
+write of one (a PUT, a message merged or removed, over HTTP or UDP) produces
+one ``DocumentChange`` instead.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["Change", "ChangeKind"]
+__all__ = ["Change", "ChangeKind", "DocumentChange"]
 
 ChangeKind = Literal["create", "patch", "overwrite", "delete"]
 
@@ -42,3 +46,19 @@ class Change(msgspec.Struct, frozen=True, tag=True):
     user_id: str | None
     origin: str
     connection: str | None = None
+
+
+class DocumentChange(msgspec.Struct, frozen=True, tag=True):
+    """A committed write to the token-addressed document ``read_token``.
+
+    ``revision`` and ``content`` (the exact JSON bytes stored) are the
+    document after the write. ``origin`` names the protocol and transport it
+    came through (``"inbox-http"``, ``"inbox-udp"``). No protocol renders
+    these yet; they exist so that the hub can deliver document updates later
+    without changing what the actions return.
+    """
+
+    read_token: str
+    revision: int
+    content: bytes
+    origin: str

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, Iterator
 
 from .backpack.render import PROTOCOL as BACKPACK, render_change as render_backpack
-from .changes import Change
+from .changes import Change, DocumentChange
 from .channels import CloseChannel, Deliver, HubEvent, Subscribe, Unsubscribe
 
 __all__ = ["RENDERERS", "hub_events"]
@@ -21,9 +21,13 @@ __all__ = ["RENDERERS", "hub_events"]
 RENDERERS: dict[str, Callable[[Change], Deliver | None]] = {BACKPACK: render_backpack}
 
 
-def hub_events(events: Iterable[Change | HubEvent]) -> Iterator[HubEvent]:
+def hub_events(events: Iterable[Change | DocumentChange | HubEvent]) -> Iterator[HubEvent]:
     """Hub instructions for ``events``: changes rendered by every protocol."""
     for event in events:
+        if isinstance(event, DocumentChange):
+            # No protocol renders document writes yet (issue #6); Backpack
+            # never will, since documents are not records of a collection.
+            continue
         if isinstance(event, Change):
             for render in RENDERERS.values():
                 delivery = render(event)

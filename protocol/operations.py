@@ -11,11 +11,18 @@ thread-based servers use it.
 Storage operations are executed by a backend (``satchel.storage_backends``);
 the password operations are slow on purpose (argon2) and are executed in a
 worker thread by the runner.
+
+Token-addressed documents (seed 001, ``satchel.protocol.inbox``) have their
+own operations: ``GetDocument`` by read token, ``GetDocumentByWriteKey`` by
+the lookup key derived from the write token, ``PutDocument``, a
+compare-and-swap on the document's revision that also creates, and
+``ApplyMessage``, which merges a message into an inbox (or removes one)
+atomically inside the store, by the core's pure merge rule.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generator, TypeVar
+from typing import Any, Callable, Generator, Literal, TypeVar
 
 import msgspec
 
@@ -27,6 +34,9 @@ __all__ = [
     "StoredRecord",
     "User",
     "Session",
+    "Document",
+    "MessageResult",
+    "MessageWrite",
     "GetRecord",
     "ListRecords",
     "InsertRecord",
@@ -40,6 +50,10 @@ __all__ = [
     "InsertSession",
     "GetSession",
     "DeleteSession",
+    "GetDocument",
+    "GetDocumentByWriteKey",
+    "PutDocument",
+    "ApplyMessage",
     "HashPassword",
     "VerifyPassword",
     "run_sync",
@@ -85,6 +99,42 @@ class Session(msgspec.Struct, frozen=True):
     token_hash: str
     user_id: str
     expires_ms: int
+
+
+class Document(msgspec.Struct, frozen=True):
+    """A token-addressed document (seed 001) as stored.
+
+    ``read_token`` (32 lowercase hex digits) names it. The write token itself
+    is never stored; three values derived from it are, each lowercase hex
+    (``satchel.protocol.inbox.tokens`` defines them): ``write_key``, the
+    lookup key (32 digits, unique among documents), ``write_hash``, the
+    SHA-256 that an HTTP write token is compared with (64 digits), and
+    ``mac_key``, the key of the datagrams' HMAC (64 digits). The three are
+    fixed when the document is created. ``revision`` is the document's
+    revision (a client's choice on PUT, greater with every write) and
+    ``content`` the exact bytes of its JSON.
+    """
+
+    read_token: str
+    write_key: str
+    write_hash: str
+    mac_key: str
+    revision: int
+    content: bytes
+
+
+#: What a message write did: ``done`` (written, or there was nothing to
+#: change), ``not-inbox``, ``too-large`` (the merged document would exceed
+#: the size limit), ``unknown`` (no document has that write key).
+MessageResult = Literal["done", "not-inbox", "too-large", "unknown"]
+
+
+class MessageWrite(msgspec.Struct, frozen=True):
+    """The result of ``ApplyMessage``: what happened and, when the document
+    was written, the document after the write."""
+
+    result: MessageResult
+    document: Document | None = None
 
 
 # -- collections and records ------------------------------------------------
@@ -179,6 +229,62 @@ class DeleteSession(Operation, frozen=True):
     """-> ``None``"""
 
     token_hash: str
+
+
+# -- token-addressed documents (seed 001) -----------------------------------
+
+
+class GetDocument(Operation, frozen=True):
+    """-> ``Document | None``"""
+
+    read_token: str
+
+
+class GetDocumentByWriteKey(Operation, frozen=True):
+    """-> ``Document | None``: the document whose ``write_key`` this is."""
+
+    write_key: str
+
+
+class PutDocument(Operation, frozen=True):
+    """-> ``bool``: a compare-and-swap on the document's revision.
+
+    ``expected_revision == 0`` creates: it succeeds only if no document has
+    this ``read_token`` and none has this ``write_key``. Otherwise it updates
+    the document's ``revision`` and ``content`` (the token fields never
+    change), and succeeds only if a document with this ``read_token`` and
+    ``write_key`` is stored at exactly ``expected_revision``. ``False``
+    changes nothing. ``document.revision`` must be greater than
+    ``expected_revision`` (revisions only grow, which is what makes the
+    compare-and-swap safe); anything else raises ``LocalProtocolError``.
+    """
+
+    document: Document
+    expected_revision: int
+
+
+class ApplyMessage(Operation, frozen=True):
+    """-> ``MessageWrite``: merge ``message`` (JSON bytes; ``None``: remove
+    message ``message_id``) into the inbox document whose write key this is,
+    atomically.
+
+    The store reads the document, computes the write with
+    ``satchel.protocol.inbox.documents.apply_message(document, message_id,
+    message, now_ms, max_document_bytes)`` - the pure merge rule, so that
+    every backend merges alike - and writes what it returns, all in one
+    transaction. Applying messages in the store rather than by a
+    compare-and-swap from the core is what lets many senders write to one
+    inbox at once: each is applied in turn, and none has to retry. A
+    ``message`` that is not JSON with a numeric ``"#"`` raises
+    ``satchel.protocol.inbox.merge.InvalidMessage`` and writes nothing (the
+    core checks first, so this is a caller's bug).
+    """
+
+    write_key: str
+    message_id: str
+    message: bytes | None
+    now_ms: int
+    max_document_bytes: int
 
 
 # -- slow, CPU-bound work the runner should take off its event loop ----------

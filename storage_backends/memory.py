@@ -6,6 +6,9 @@ loop of its own. Tests drive the core against it synchronously with
 use ``execute``. Nothing survives the process, so it is for tests and for
 trying Satchel out, never for data anyone wants back.
 
+Documents (seed 001) are immutable values (``Document`` is frozen and its
+content is ``bytes``), so they are stored as they come.
+
 Records are kept as their JSON encoding: storing bytes copies a record in,
 decoding copies it out, and every record round-trips through JSON exactly as
 it does in the SQLite backend, so the two behave the same.
@@ -18,10 +21,15 @@ from typing import Any, Callable
 import msgspec
 
 from satchel.protocol.errors import LocalProtocolError
+from satchel.protocol.inbox.documents import apply_message
 from satchel.protocol.operations import (
+    ApplyMessage,
     DeleteRecord,
     DeleteRecords,
     DeleteSession,
+    Document,
+    GetDocument,
+    GetDocumentByWriteKey,
     GetRecord,
     GetSession,
     GetUser,
@@ -31,7 +39,9 @@ from satchel.protocol.operations import (
     InsertUser,
     ListCollections,
     ListRecords,
+    MessageWrite,
     Operation,
+    PutDocument,
     ReplaceRecord,
     Session,
     StoredRecord,
@@ -70,6 +80,9 @@ class MemoryStore(Store):
         # Lowercased email -> user id; SqliteStore folds emails the same way.
         self._user_ids_by_email: dict[str, str] = {}
         self._sessions: dict[str, Session] = {}
+        self._documents: dict[str, Document] = {}
+        # write_key -> read_token, the index GetDocumentByWriteKey uses.
+        self._read_tokens_by_write_key: dict[str, str] = {}
         self._handlers: dict[type[Operation], Callable[[Any], Any]] = {
             GetRecord: self._get_record,
             ListRecords: self._list_records,
@@ -84,6 +97,10 @@ class MemoryStore(Store):
             InsertSession: self._insert_session,
             GetSession: self._get_session,
             DeleteSession: self._delete_session,
+            GetDocument: self._get_document,
+            GetDocumentByWriteKey: self._get_document_by_write_key,
+            PutDocument: self._put_document,
+            ApplyMessage: self._apply_message,
         }
 
     async def execute(self, operation: Operation) -> Any:
@@ -180,3 +197,42 @@ class MemoryStore(Store):
 
     def _delete_session(self, op: DeleteSession) -> None:
         self._sessions.pop(op.token_hash, None)
+
+    # -- token-addressed documents -------------------------------------------
+
+    def _get_document(self, op: GetDocument) -> Document | None:
+        return self._documents.get(op.read_token)
+
+    def _get_document_by_write_key(self, op: GetDocumentByWriteKey) -> Document | None:
+        read_token = self._read_tokens_by_write_key.get(op.write_key)
+        return None if read_token is None else self._documents[read_token]
+
+    def _put_document(self, op: PutDocument) -> bool:
+        document = op.document
+        if op.expected_revision < 0 or document.revision <= op.expected_revision:
+            raise LocalProtocolError("a document's revision must grow with every write")
+        if not isinstance(document.content, bytes):
+            raise LocalProtocolError("a document's content is bytes")
+        stored = self._documents.get(document.read_token)
+        if op.expected_revision == 0:
+            if stored is not None or document.write_key in self._read_tokens_by_write_key:
+                return False
+            self._read_tokens_by_write_key[document.write_key] = document.read_token
+            self._documents[document.read_token] = document
+            return True
+        if stored is None or stored.write_key != document.write_key or stored.revision != op.expected_revision:
+            return False
+        # The token fields are fixed at creation: keep the stored ones.
+        self._documents[document.read_token] = msgspec.structs.replace(
+            stored, revision=document.revision, content=document.content
+        )
+        return True
+
+    def _apply_message(self, op: ApplyMessage) -> MessageWrite:
+        read_token = self._read_tokens_by_write_key.get(op.write_key)
+        if read_token is None:
+            return MessageWrite("unknown")
+        written = apply_message(self._documents[read_token], op.message_id, op.message, op.now_ms, op.max_document_bytes)
+        if written.document is not None:
+            self._documents[read_token] = written.document
+        return written

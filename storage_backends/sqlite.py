@@ -47,10 +47,15 @@ import outcome
 import trio
 
 from satchel.protocol.errors import LocalProtocolError
+from satchel.protocol.inbox.documents import apply_message
 from satchel.protocol.operations import (
+    ApplyMessage,
     DeleteRecord,
     DeleteRecords,
     DeleteSession,
+    Document,
+    GetDocument,
+    GetDocumentByWriteKey,
     GetRecord,
     GetSession,
     GetUser,
@@ -60,7 +65,9 @@ from satchel.protocol.operations import (
     InsertUser,
     ListCollections,
     ListRecords,
+    MessageWrite,
     Operation,
+    PutDocument,
     ReplaceRecord,
     Session,
     StoredRecord,
@@ -106,6 +113,22 @@ _MIGRATIONS: list[list[str]] = [
             user_id TEXT NOT NULL,
             expires_ms INTEGER NOT NULL
         ) WITHOUT ROWID""",
+    ],
+    [
+        # Token-addressed documents (seed 001). A rowid table, not WITHOUT
+        # ROWID, because contents run to a megabyte: large rows belong in a
+        # rowid table's overflow pages. write_key is the indexed lookup key
+        # derived from the write token (which is never stored). content is
+        # a BLOB so that the exact bytes come back (CAST it AS TEXT for
+        # SQLite's JSON functions).
+        """CREATE TABLE documents (
+            read_token TEXT NOT NULL UNIQUE,
+            write_key TEXT NOT NULL UNIQUE,
+            write_hash TEXT NOT NULL,
+            mac_key TEXT NOT NULL,
+            revision INTEGER NOT NULL,
+            content BLOB NOT NULL
+        )""",
     ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -232,12 +255,59 @@ def _delete_session(db: sqlite3.Connection, op: DeleteSession) -> None:
     db.execute("DELETE FROM sessions WHERE token_hash = ?", (op.token_hash,))
 
 
+_DOCUMENT_COLUMNS = "read_token, write_key, write_hash, mac_key, revision, content"
+
+
+def _get_document(db: sqlite3.Connection, op: GetDocument) -> Document | None:
+    rows = db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE read_token = ?", (op.read_token,)).fetchall()
+    return Document(*rows[0]) if rows else None
+
+
+def _get_document_by_write_key(db: sqlite3.Connection, op: GetDocumentByWriteKey) -> Document | None:
+    rows = db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE write_key = ?", (op.write_key,)).fetchall()
+    return Document(*rows[0]) if rows else None
+
+
+def _put_document(db: sqlite3.Connection, op: PutDocument) -> bool:
+    document = op.document
+    if op.expected_revision == 0:
+        # Both UNIQUE constraints decide: an existing read token or write key
+        # makes this insert a no-op.
+        cursor = db.execute(
+            f"INSERT INTO documents ({_DOCUMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (document.read_token, document.write_key, document.write_hash, document.mac_key, document.revision, document.content),
+        )
+    else:
+        cursor = db.execute(
+            "UPDATE documents SET revision = ?, content = ? WHERE read_token = ? AND write_key = ? AND revision = ?",
+            (document.revision, document.content, document.read_token, document.write_key, op.expected_revision),
+        )
+    return cursor.rowcount == 1
+
+
+def _apply_message(db: sqlite3.Connection, op: ApplyMessage) -> MessageWrite:
+    # Runs in the writer's transaction: the read sees every write before it
+    # in the batch, so messages to one inbox are applied one after another.
+    document = _get_document_by_write_key(db, GetDocumentByWriteKey(op.write_key))
+    if document is None:
+        return MessageWrite("unknown")
+    written = apply_message(document, op.message_id, op.message, op.now_ms, op.max_document_bytes)
+    if written.document is not None:
+        db.execute(
+            "UPDATE documents SET revision = ?, content = ? WHERE read_token = ?",
+            (written.document.revision, written.document.content, document.read_token),
+        )
+    return written
+
+
 _Handler = Callable[[sqlite3.Connection, Any], Any]
 _POINT_READS: dict[type[Operation], _Handler] = {
     GetRecord: _get_record,
     GetUser: _get_user,
     GetUserByEmail: _get_user_by_email,
     GetSession: _get_session,
+    GetDocument: _get_document,
+    GetDocumentByWriteKey: _get_document_by_write_key,
 }
 _SCANS: dict[type[Operation], _Handler] = {
     ListRecords: _list_records,
@@ -251,7 +321,16 @@ _WRITES: dict[type[Operation], _Handler] = {
     InsertUser: _insert_user,
     InsertSession: _insert_session,
     DeleteSession: _delete_session,
+    PutDocument: _put_document,
+    ApplyMessage: _apply_message,
 }
+
+
+def _check_put_document(op: PutDocument) -> None:
+    if op.expected_revision < 0 or op.document.revision <= op.expected_revision:
+        raise LocalProtocolError("a document's revision must grow with every write")
+    if not isinstance(op.document.content, bytes):
+        raise LocalProtocolError("a document's content is bytes")
 
 
 # -- the writer thread ----------------------------------------------------------
@@ -393,6 +472,8 @@ class SqliteStore(Store):
         if self._closing:
             raise trio.ClosedResourceError("the store is closed")
         kind = type(operation)
+        if kind is PutDocument:
+            _check_put_document(operation)  # a bug of the caller: refuse before queueing
         if kind in _WRITES:
             return await self._write(operation)
         if kind in _POINT_READS:

@@ -1,0 +1,155 @@
+"""Inbox datagrams over UDP: the server's endpoint and a blocking client.
+
+``serve_udp`` moves datagrams and nothing else: it receives each one (up to
+``max_datagram_bytes``; a larger one is dropped unread), hands it to the
+application's ``handle(datagram, address)`` and sends back the answer, if
+any. What a datagram means - its layout, authentication, replay guard and
+answer - is decided by ``satchel.protocol.inbox.datagrams``.
+
+Each datagram is handled in a task of its own, at most ``max_in_flight`` at
+once (so that store writes from many senders share the SQLite writer's group
+commits); at the bound the loop stops reading and the kernel's socket buffer
+absorbs, then drops, the excess - UDP's own backpressure. A datagram whose
+handling fails is logged and dropped; nothing a peer sends stops the loop.
+
+``send_message_udp`` and ``remove_message_udp`` are the client: they build
+a request with a fresh timestamp and nonce, send it, and wait for the
+authentic answer, resending a NEW request (never the same bytes, which the
+server would refuse as a replay) when none comes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any, Awaitable, Callable
+
+import trio
+
+from satchel.protocol.inbox.datagrams import decode_answer, encode_request
+
+__all__ = ["DatagramHandler", "serve_udp", "send_message_udp", "remove_message_udp"]
+
+logger = logging.getLogger(__name__)
+
+#: ``handle(datagram, address) -> answer | None``
+DatagramHandler = Callable[[bytes, Any], Awaitable["bytes | None"]]
+
+
+async def serve_udp(
+    handle: DatagramHandler,
+    host: str | None,
+    port: int,
+    *,
+    max_datagram_bytes: int = 8192,
+    max_in_flight: int = 256,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve datagrams on ``host``:``port`` (port 0 picks a free one) until cancelled.
+
+    Use as ``port = await nursery.start(serve_udp, handle, host, 0)``: the
+    bound port is reported once the socket receives.
+    """
+    family, kind, proto, _, address = (
+        await trio.socket.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    )[0]
+    sock = trio.socket.socket(family, kind, proto)
+    with sock:
+        await sock.bind(address)
+        slots = trio.Semaphore(max_in_flight)
+        async with trio.open_nursery() as nursery:
+            task_status.started(sock.getsockname()[1])
+            while True:
+                await slots.acquire()
+                try:
+                    # One byte more than allowed tells an oversize datagram
+                    # from one of exactly the limit (the kernel truncates).
+                    datagram, peer = await sock.recvfrom(max_datagram_bytes + 1)
+                except OSError as error:
+                    # ICMP errors of earlier sends surface here on some
+                    # systems; they concern one peer, never the endpoint.
+                    slots.release()
+                    logger.debug("udp receive failed: %r", error)
+                    await trio.sleep(0)
+                    continue
+                except BaseException:
+                    slots.release()
+                    raise
+                if len(datagram) > max_datagram_bytes:
+                    slots.release()
+                    continue
+                nursery.start_soon(_answer, handle, sock, datagram, peer, slots)
+
+
+async def _answer(handle: DatagramHandler, sock: trio.socket.SocketType, datagram: bytes, peer: Any, slots: trio.Semaphore) -> None:
+    try:
+        answer = await handle(datagram, peer)
+        if answer:
+            await sock.sendto(answer, peer)
+    except OSError as error:
+        # The answer could not go out (the peer's network, a full buffer):
+        # that peer's problem, and UDP's; the sender resends.
+        logger.debug("udp answer to %s failed: %r", peer, error)
+    except Exception as error:
+        logger.error("udp datagram from %s failed: %r", peer, error, exc_info=error)
+    finally:
+        slots.release()
+
+
+def _exchange(host: str, port: int, write_token: str, message_id: str, message: Any, remove: bool, timeout: float, attempts: int) -> str:
+    if attempts < 1 or timeout <= 0:
+        raise ValueError("attempts and timeout must be positive")
+    # Checked before any I/O: a malformed token, id or message raises here.
+    encode_request(write_token, message_id, message, remove=remove, timestamp_ms=0, nonce=bytes(8))
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    deadline = time.monotonic() + timeout
+    with socket.socket(family, kind, proto) as sock:
+        sock.connect(address)  # only the server's datagrams reach this socket
+        for attempt in range(attempts):
+            request = encode_request(
+                write_token, message_id, message, remove=remove, timestamp_ms=time.time_ns() // 1_000_000, nonce=os.urandom(8)
+            )
+            try:
+                sock.send(request)
+            except ConnectionRefusedError:
+                pass  # a pending ICMP error was reported instead of sending; the next attempt resends
+            # Each attempt waits its share of what is left of the timeout.
+            attempt_deadline = time.monotonic() + (deadline - time.monotonic()) / (attempts - attempt)
+            while (left := attempt_deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    answer = sock.recv(64)
+                except socket.timeout:
+                    break
+                except ConnectionRefusedError:
+                    # ICMP port unreachable: nothing listens (yet); wait out the attempt.
+                    time.sleep(max(0.0, attempt_deadline - time.monotonic()))
+                    break
+                code = decode_answer(answer, write_token, request)
+                if code is not None:
+                    return code
+    raise TimeoutError(f"no answer from {host}:{port} within {timeout} s")
+
+
+def send_message_udp(
+    host: str, port: int, write_token: str, message_id: str, message: Any, *, timeout: float = 3.0, attempts: int = 3
+) -> str:
+    """Add or merge ``message`` (JSON-encoded unless ``bytes``) into the inbox
+    of ``write_token`` under ``message_id`` over UDP. Blocks.
+
+    Returns the server's answer code: ``"M"`` merged, ``"N"`` not an inbox,
+    ``"B"`` bad message, ``"T"`` the inbox is full. Raises ``TimeoutError``
+    when no authentic answer came within ``timeout`` seconds (the server
+    answers nothing for an unknown document or a wrong token, either), and
+    ``ValueError`` for a malformed token or id, or a message over 4096 bytes.
+    """
+    return _exchange(host, port, write_token, message_id, message, False, timeout, attempts)
+
+
+def remove_message_udp(host: str, port: int, write_token: str, message_id: str, *, timeout: float = 3.0, attempts: int = 3) -> str:
+    """Remove message ``message_id`` from the inbox of ``write_token`` over
+    UDP. Blocks. Returns ``"M"`` (removed, or there was none) or ``"N"``;
+    raises as ``send_message_udp``."""
+    return _exchange(host, port, write_token, message_id, None, True, timeout, attempts)
