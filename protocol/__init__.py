@@ -26,8 +26,8 @@ The names below are the public API; modules and names not listed here may
 change without notice.
 """
 
-from . import backpack
-from .changes import Change, ChangeKind
+from . import backpack, inbox
+from .changes import Change, ChangeKind, DocumentChange
 from .channels import (
     EVERYONE,
     Audience,
@@ -80,6 +80,7 @@ __all__ = [
     "HttpResponse",
     "Change",
     "ChangeKind",
+    "DocumentChange",
     "hub_events",
     "HubEvent",
     "Deliver",
@@ -120,4 +121,5 @@ __all__ = [
     "RemoteProtocolError",
     # protocols
     "backpack",
+    "inbox",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from satchel.protocol import backpack
+from satchel.protocol import backpack, inbox
 from satchel.protocol.environment import Environment
 from satchel.protocol.http import HttpRequest, HttpResponse, json_response
 
@@ -29,22 +29,47 @@ _INTERNAL_ERROR = backpack.render.encode({"action": "error", "message": "Interna
 
 
 class SatchelApp:
-    """Serves Backpack's REST API and websocket from one store."""
+    """Serves Backpack (REST and websocket) and inbox documents (HTTP and
+    UDP datagrams) from one store."""
 
-    def __init__(self, runner: Runner, bus: LocalBus, config: backpack.BackpackConfig, env: Environment) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        bus: LocalBus,
+        config: backpack.BackpackConfig,
+        env: Environment,
+        inbox_config: inbox.InboxConfig | None = None,
+    ) -> None:
         self.runner = runner
         self.bus = bus
         self.config = config
         self.env = env
+        self.inbox_config = inbox_config or inbox.InboxConfig()
+        # One replay memory per server, starting at its start time: a
+        # datagram older than the server is refused (protocol/inbox/replay.py).
+        self._replay_guard = inbox.new_replay_guard(self.inbox_config, env.now_ms())
         self._backpack_connections = bus.registries[backpack.PROTOCOL]
 
     async def handle_http(self, request: HttpRequest) -> HttpResponse:
         asset = static_response(request)
         if asset is not None:
             return asset
+        if inbox.is_inbox_path(request.path):
+            # Tokens authorize inbox documents; there is no API key there.
+            documents = await self.runner.run(inbox.handle_request(request, self.inbox_config, self.env))
+            self.bus.publish(documents.changes)
+            return documents.response
         outcome = await self.runner.run(backpack.handle_request(request, self.config, self.env))
         self.bus.publish(outcome.changes)
         return outcome.response
+
+    async def handle_datagram(self, datagram: bytes, address: object) -> bytes | None:
+        """Answer one inbox datagram (``None``: drop it without an answer)."""
+        outcome = await self.runner.run(
+            inbox.handle_datagram(datagram, self._replay_guard, self.inbox_config, self.env)
+        )
+        self.bus.publish(outcome.changes)
+        return outcome.answer
 
     def is_websocket_path(self, request: HttpRequest) -> bool:
         # The SDK opens the API's base URL; the original accepted any path.

@@ -30,6 +30,7 @@ from .interfaces import ServerLimits
 from .runner import Runner
 from .server import serve
 from .system_environment import system_environment
+from .udp import serve_udp
 
 __all__ = ["main", "build_parser", "run_server"]
 
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "default: generated once and kept in the data dir)")
     serve_cmd.add_argument("--allowed-origin", action="append", dest="allowed_origins", metavar="ORIGIN",
                            help="a browser origin allowed to call the API with cookies (repeatable; default: any)")
+    serve_cmd.add_argument("--udp-port", type=int, default=int(env["SATCHEL_UDP_PORT"]) if "SATCHEL_UDP_PORT" in env else None,
+                           help="port for inbox datagrams (SATCHEL_UDP_PORT; default: the HTTP port's number; -1 disables UDP)")
     serve_cmd.add_argument("--max-body-bytes", type=int, default=ServerLimits().max_body_bytes,
                            help="largest accepted request body")
     serve_cmd.add_argument("--log-level", default=env.get("SATCHEL_LOG_LEVEL", "INFO"))
@@ -92,6 +95,10 @@ async def run_server(args: argparse.Namespace, *, task_status: trio.TaskStatus =
         app = SatchelApp(Runner(store), LocalBus(hub), config, system_environment())
         async with trio.open_nursery() as nursery:
             port = await nursery.start(partial(serve, app, args.host, args.port, limits=limits, hub=hub))
+            udp_port = port if args.udp_port is None else args.udp_port
+            if udp_port >= 0:
+                udp_port = await nursery.start(serve_udp, app.handle_datagram, args.host, udp_port)
+                log.info("Inbox datagrams on udp://%s:%d", args.host, udp_port)
             log.info("Satchel is ready at http://%s:%d (data in %s)", args.host, port, data_dir)
             task_status.started(port)
 
