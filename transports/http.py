@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
 import time
 from collections import deque
@@ -32,7 +33,7 @@ import httptools
 import trio
 
 from satchel.protocol.http import HttpRequest, HttpResponse, json_response
-from satchel.transports.interfaces import Application, ServerLimits
+from satchel.transports.interfaces import Application, BodySink, FileResponse, ServerLimits
 
 __all__ = [
     "RequestParser",
@@ -61,14 +62,16 @@ RECEIVE_SIZE = 65536
 
 
 class Received:
-    """A complete request, to be answered in turn."""
+    """A complete request, to be answered in turn. ``sink`` holds its body
+    when the application streamed it (``Application.body_sink``)."""
 
-    __slots__ = ("request", "keep_alive", "http10")
+    __slots__ = ("request", "keep_alive", "http10", "sink")
 
-    def __init__(self, request: HttpRequest, keep_alive: bool, http10: bool) -> None:
+    def __init__(self, request: HttpRequest, keep_alive: bool, http10: bool, sink: BodySink | None = None) -> None:
         self.request = request
         self.keep_alive = keep_alive
         self.http10 = http10
+        self.sink = sink
 
 
 class Rejected:
@@ -140,6 +143,8 @@ class RequestParser:
         "_max_header_bytes",
         "_max_body_bytes",
         "_wants_websocket",
+        "_body_sink",
+        "_sink",
         "_parser",
         "_in_message",
         "_headers_done",
@@ -159,12 +164,20 @@ class RequestParser:
         "_stopped",
     )
 
-    def __init__(self, limits: ServerLimits, wants_websocket: Callable[[HttpRequest], bool]) -> None:
+    def __init__(
+        self,
+        limits: ServerLimits,
+        wants_websocket: Callable[[HttpRequest], bool],
+        body_sink: Callable[[HttpRequest], BodySink | None] | None = None,
+    ) -> None:
         self.items: deque[Received | Rejected | UpgradeRequested] = deque()
         self.expect_continue = False
         self._max_header_bytes = limits.max_header_bytes
         self._max_body_bytes = limits.max_body_bytes
         self._wants_websocket = wants_websocket
+        self._body_sink = body_sink
+        # The sink taking the current request's body, if one does.
+        self._sink: BodySink | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._in_message = False
         self._headers_done = False
@@ -246,6 +259,14 @@ class RequestParser:
         self.items.append(Rejected(status, message))
         self.expect_continue = False
         self._stopped = True
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Close the sink of a request that will never complete (the peer
+        went away mid-body, or the request was refused)."""
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.close()
 
     def _after_upgrade(self, rest: bytes) -> bytes:
         request, keep_alive = self._upgrade  # type: ignore[misc]
@@ -323,19 +344,35 @@ class RequestParser:
         chunked = bool(transfer_codings)
         if chunked and transfer_codings != ["chunked"]:
             raise _Reject(501, "Transfer-Encoding other than chunked is not supported")
-        if length is not None and length > self._max_body_bytes:
-            raise _Reject(413, "Request body too large")
         self._framing = (length, chunked)
         self._version = version
         self._keep_alive = parser.should_keep_alive()
         self._method = parser.get_method().decode("ascii")
+        limit = self._max_body_bytes
+        if self._body_sink is not None and (length or chunked) and not parser.should_upgrade():
+            url = self._url
+            head = HttpRequest(self._method, (url[0] if len(url) == 1 else b"".join(url)).decode("latin-1"), self._headers)
+            self._sink = self._body_sink(head)
+            if self._sink is not None:
+                limit = self._sink.limit
+        if length is not None and length > limit:
+            raise _Reject(413, "Request body too large")
         self.expect_continue = expect and version == "1.1" and (chunked or bool(length))
 
     def on_body(self, chunk: bytes) -> None:
         self._body_size += len(chunk)
-        if self._body_size > self._max_body_bytes:
+        sink = self._sink
+        if sink is None:
+            if self._body_size > self._max_body_bytes:
+                raise _Reject(413, "Request body too large")
+            self._body.append(chunk)
+            return
+        if self._body_size > sink.limit:
             raise _Reject(413, "Request body too large")
-        self._body.append(chunk)
+        try:
+            sink.write(chunk)
+        except ValueError as error:
+            raise _Reject(400, f"Malformed request body: {error}") from None
 
     def on_message_complete(self) -> None:
         body = self._body
@@ -357,7 +394,8 @@ class RequestParser:
             self._upgrade = (request, self._keep_alive)
             return
         self.expect_continue = False
-        self.items.append(Received(request, self._keep_alive, self._version == "1.0"))
+        sink, self._sink = self._sink, None
+        self.items.append(Received(request, self._keep_alive, self._version == "1.0", sink))
 
 
 def header_tokens(request: HttpRequest, name: str) -> list[str]:
@@ -515,6 +553,13 @@ class HttpConnection:
         if self._scope is not None:
             self._scope.cancel()
 
+    def _body_sink(self, request: HttpRequest) -> BodySink | None:
+        try:
+            return self._app.body_sink(request)
+        except Exception:
+            logger.exception("body_sink failed for %s %s", request.method, request.target)
+            return None
+
     def _wants_websocket(self, request: HttpRequest) -> bool:
         if "websocket" not in header_tokens(request, "upgrade"):
             return False
@@ -540,9 +585,23 @@ class HttpConnection:
             self._deadlines.forget(self)
 
     async def _serve(self) -> UpgradeRequested | None:
+        limits = self._limits
+        # body_sink is optional: an application without it has every body buffered.
+        streams = hasattr(self._app, "body_sink")
+        parser = RequestParser(limits, self._wants_websocket, self._body_sink if streams else None)
+        try:
+            return await self._serve_with(parser)
+        finally:
+            # A body the peer never finished, and every request parsed but not
+            # answered, must let go of what its sink staged.
+            parser.abandon()
+            for item in parser.items:
+                if type(item) is Received and item.sink is not None:
+                    item.sink.close()
+
+    async def _serve_with(self, parser: RequestParser) -> UpgradeRequested | None:
         sock = self._sock
         limits = self._limits
-        parser = RequestParser(limits, self._wants_websocket)
         items = parser.items
         # A new connection must send a whole head within header_timeout.
         head_deadline = self.deadline = trio.current_time() + limits.header_timeout
@@ -598,14 +657,46 @@ class HttpConnection:
         else:
             connection = "close"
         head_only = request.method == "HEAD"
+        sink = item.sink
         try:
-            response = await self._app.handle_http(request)
+            if sink is None:
+                response = await self._app.handle_http(request)
+            else:
+                try:
+                    response = await self._app.handle_http_streamed(request, sink)
+                finally:
+                    sink.close()
+            if type(response) is FileResponse:
+                await self._send_file(response, head_only, connection)
+                return keep_alive
             data = format_response(response, head_only=head_only, connection=connection)
         except Exception:
             logger.exception("Unhandled error answering %s %s", request.method, request.target)
             data = format_response(_INTERNAL_ERROR, head_only=head_only, connection=connection)
         await send_all(self._sock, data, self._limits.write_timeout)
         return keep_alive
+
+    async def _send_file(self, response: FileResponse, head_only: bool, connection: str) -> None:
+        """The head, then the file straight from the page cache (sendfile)."""
+        head = format_response(HttpResponse(response.status, response.headers), head_only=True, connection=connection)
+        head = head.replace(b"content-length: 0\r\n", f"content-length: {response.size}\r\n".encode(), 1)
+        await send_all(self._sock, head, self._limits.write_timeout)
+        if head_only:
+            return
+        with open(response.path, "rb") as file:
+            offset = 0
+            while offset < response.size:
+                try:
+                    sent = os.sendfile(self._sock.fileno(), file.fileno(), offset, response.size - offset)
+                except BlockingIOError:
+                    sent = None
+                if sent == 0:
+                    raise OSError("the file ended before its announced size")
+                if sent is None:
+                    with trio.fail_after(self._limits.write_timeout):
+                        await trio.lowlevel.wait_writable(self._sock)
+                    continue
+                offset += sent
 
 
 # --- socket helpers shared with websocket.py --------------------------------

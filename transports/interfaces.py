@@ -19,7 +19,36 @@ from satchel.protocol.http import HttpRequest, HttpResponse
 if TYPE_CHECKING:
     from satchel.transports.websocket import WebsocketConnection
 
-__all__ = ["Application", "WebsocketAccept", "ServerLimits"]
+__all__ = ["Application", "BodySink", "FileResponse", "WebsocketAccept", "ServerLimits"]
+
+
+class BodySink(Protocol):
+    """Takes a request body as it arrives, instead of the transport buffering
+    it (uploads go to disk this way, never whole into memory).
+
+    ``limit`` is the most bytes the body may have: beyond it the request is
+    answered 413. ``write`` is called from the parser, synchronously, once
+    per chunk; a ``ValueError`` from it answers 400. ``close`` is called
+    exactly once, whether the request was handled, refused or the peer went
+    away, so the sink can discard what it staged.
+    """
+
+    limit: int
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FileResponse:
+    """A response whose body the transport streams from ``path`` (``size``
+    bytes, read as it is sent: a download is never whole in memory)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    path: str
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +73,20 @@ class Application(Protocol):
     with 1011.
     """
 
-    async def handle_http(self, request: HttpRequest) -> HttpResponse:
+    async def handle_http(self, request: HttpRequest) -> HttpResponse | FileResponse:
         """Answer one complete HTTP request (body already read, within limits)."""
+        ...
+
+    def body_sink(self, request: HttpRequest) -> BodySink | None:
+        """Optional. Called with each request's head (an empty body): a
+        ``BodySink`` to stream this body into, or ``None`` to have it buffered
+        as usual. Synchronous: it runs inside the parser. An application
+        without this method (and ``handle_http_streamed``) never streams."""
+        ...
+
+    async def handle_http_streamed(self, request: HttpRequest, sink: BodySink) -> HttpResponse | FileResponse:
+        """Answer a request whose body went to ``sink`` (``request.body`` is
+        empty). The transport closes the sink afterwards."""
         ...
 
     def is_websocket_path(self, request: HttpRequest) -> bool:
