@@ -67,6 +67,22 @@ async def test_keep_alive_answers_requests_in_turn():
                 assert "date" in response.headers
 
 
+async def test_a_large_body_does_not_count_against_the_next_requests_head():
+    # Regression: the read that completed a large body was once counted as
+    # head bytes of the next request, which then got 431.
+    async with running(TestApp()) as port:
+        with trio.fail_after(5):
+            sock = await connect(port)
+            reader = Reader(sock)
+            body = b"b" * 50_000
+            await sock.send(f"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+            await trio.sleep(0.05)  # the server reads the head alone, then the body in one large read
+            await sock.send(body)
+            assert (await reader.read_response()).status == 200
+            await sock.send(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert (await reader.read_response()).status == 200
+
+
 async def test_pipelined_requests_are_answered_in_order():
     async with running(TestApp()) as port:
         with trio.fail_after(5):

@@ -10,15 +10,17 @@ logged and answered as an internal error instead of killing a connection.
 from __future__ import annotations
 
 import logging
+import os
 
 from satchel.protocol import backpack, inbox
 from satchel.protocol.environment import Environment
-from satchel.protocol.http import HttpRequest, HttpResponse, json_response
+from satchel.protocol.http import HttpRequest, HttpResponse, json_response, split_path
 
 from .bus import LocalBus
-from .interfaces import WebsocketAccept
+from .interfaces import BodySink, FileResponse, WebsocketAccept
 from .runner import Runner
 from .static import static_response
+from .uploads import MultipartSink, multipart_boundary
 from .websocket import WebsocketConnection
 
 __all__ = ["SatchelApp"]
@@ -39,8 +41,10 @@ class SatchelApp:
         config: backpack.BackpackConfig,
         env: Environment,
         inbox_config: inbox.InboxConfig | None = None,
+        max_upload_bytes: int = 50 * 1024 * 1024,
     ) -> None:
         self.runner = runner
+        self.max_upload_bytes = max_upload_bytes
         self.bus = bus
         self.config = config
         self.env = env
@@ -50,7 +54,7 @@ class SatchelApp:
         self._replay_guard = inbox.new_replay_guard(self.inbox_config, env.now_ms())
         self._backpack_connections = bus.registries[backpack.PROTOCOL]
 
-    async def handle_http(self, request: HttpRequest) -> HttpResponse:
+    async def handle_http(self, request: HttpRequest) -> HttpResponse | FileResponse:
         asset = static_response(request)
         if asset is not None:
             return asset
@@ -61,7 +65,45 @@ class SatchelApp:
             return documents.response
         outcome = await self.runner.run(backpack.handle_request(request, self.config, self.env))
         self.bus.publish(outcome.changes)
-        return outcome.response
+        return self._respond(outcome)
+
+    def _respond(self, outcome: backpack.HttpOutcome) -> HttpResponse | FileResponse:
+        if outcome.file is None or self.runner.files is None:
+            return outcome.response
+        path = self.runner.files.path(outcome.file.owner, outcome.file.file_id)
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            log.error("upload %s/%s has a record but no file", outcome.file.owner, outcome.file.file_id)
+            return json_response(404, {"message": "file does not exist"})
+        response = outcome.response
+        return FileResponse(response.status, response.headers, str(path), size)
+
+    def body_sink(self, request: HttpRequest) -> BodySink | None:
+        """Uploads stream to a staged file; every other body is buffered.
+
+        Only a request with the API key may stream to disk; without it the
+        body is buffered under the ordinary limit and answered 401.
+        """
+        if self.runner.files is None or request.method not in ("POST", "PUT", "PATCH"):
+            return None
+        segments = split_path(request.path)
+        if not segments or segments[0] != "uploads" or not backpack.auth.api_key_matches(request, self.config):
+            return None
+        boundary = multipart_boundary(request.header("content-type"))
+        if boundary is None:
+            return None
+        return MultipartSink(boundary, self.runner.files, self.max_upload_bytes)
+
+    async def handle_http_streamed(self, request: HttpRequest, sink: BodySink) -> HttpResponse | FileResponse:
+        assert isinstance(sink, MultipartSink)
+        try:
+            form = sink.form()
+        except ValueError as error:
+            return json_response(400, {"message": f"Malformed multipart body: {error}"})
+        outcome = await self.runner.run(backpack.handle_request(request, self.config, self.env, form))
+        self.bus.publish(outcome.changes)
+        return self._respond(outcome)
 
     async def handle_datagram(self, datagram: bytes, address: object) -> bytes | None:
         """Answer one inbox datagram (``None``: drop it without an answer)."""

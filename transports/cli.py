@@ -21,6 +21,9 @@ from typing import Sequence
 import trio
 
 from satchel.protocol.backpack import BackpackConfig
+from satchel.protocol.backpack.uploads import UPLOADS
+from satchel.protocol.operations import ListRecords
+from satchel.storage_backends.files import LocalFileStore
 from satchel.storage_backends.sqlite import SqliteStore
 
 from .app import SatchelApp
@@ -62,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="port for inbox datagrams (SATCHEL_UDP_PORT; default: the HTTP port's number; -1 disables UDP)")
     serve_cmd.add_argument("--max-body-bytes", type=int, default=ServerLimits().max_body_bytes,
                            help="largest accepted request body")
+    serve_cmd.add_argument("--max-upload-bytes", type=int,
+                           default=int(env.get("SATCHEL_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)),
+                           help="largest accepted file upload (SATCHEL_MAX_UPLOAD_BYTES; default 50 MiB)")
     serve_cmd.add_argument("--log-level", default=env.get("SATCHEL_LOG_LEVEL", "INFO"))
     return parser
 
@@ -91,8 +97,16 @@ async def run_server(args: argparse.Namespace, *, task_status: trio.TaskStatus =
     limits = ServerLimits(max_body_bytes=args.max_body_bytes)
     store = await SqliteStore.open(data_dir / "satchel.sqlite3")
     async with store:
+        files = LocalFileStore(data_dir / "uploads")
+        # A crash can leave staged uploads and files whose record never got
+        # written (or was already deleted): remove them before serving.
+        known = {(r["userId"], r["_id"]) for r in await store.execute(ListRecords(UPLOADS))}
+        swept = await trio.to_thread.run_sync(files.sweep, known)
+        if swept:
+            log.info("Removed %d unfinished or orphaned upload file(s)", swept)
         hub = Hub()
-        app = SatchelApp(Runner(store), LocalBus(hub), config, system_environment())
+        app = SatchelApp(Runner(store, files=files), LocalBus(hub), config, system_environment(),
+                         max_upload_bytes=args.max_upload_bytes)
         async with trio.open_nursery() as nursery:
             port = await nursery.start(partial(serve, app, args.host, args.port, limits=limits, hub=hub))
             udp_port = port if args.udp_port is None else args.udp_port

@@ -375,6 +375,9 @@ class RequestParser:
             raise _Reject(400, f"Malformed request body: {error}") from None
 
     def on_message_complete(self) -> None:
+        # The bytes of this piece belonged to a message: none of them may be
+        # counted against the next request's head.
+        self._head_progress = True
         body = self._body
         url = self._url
         request = HttpRequest(
