@@ -90,3 +90,45 @@ def test_logout_without_a_body(client: Http) -> None:
     sdk_request(client, "POST", "/login", {"email": EMAIL, "password": PASSWORD})
     status, raw = sdk_request(client, "POST", "/logout")
     assert status == 200 and parses_as_json(raw) == {"message": "OK"}
+
+
+def _form(parts: list[tuple[str, str, bytes | None]]) -> tuple[bytes, str]:
+    """A FormData body as a browser encodes it: (name, value or filename, file bytes)."""
+    boundary = "----WebKitFormBoundaryOriginalSdk"
+    chunks = []
+    for name, value, content in parts:
+        if content is None:
+            chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+        else:
+            chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{value}"\r\n'
+                          f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
+    return b"".join(chunks) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def form_request(client: Http, method: str, path: str, parts: list) -> tuple[int, bytes]:
+    body, content_type = _form(parts)
+    headers = {"authorization": f"key {client.server.api_key}", "content-type": content_type}
+    if client.cookie:
+        headers["cookie"] = client.cookie
+    client.connection.request(method, "/" + path, body, headers)
+    response = client.connection.getresponse()
+    return response.status, response.read()
+
+
+def test_storage_module(client: Http) -> None:
+    status, raw = sdk_request(client, "POST", "/login", {"email": EMAIL, "password": PASSWORD})
+    user_id = parses_as_json(raw)["id"]
+    # uploadFile appends bucket, filename, file - in that order.
+    status, raw = form_request(client, "POST", "/uploads",
+                               [("bucket", "photos", None), ("filename", "orig.jpg", None), ("file", "orig.jpg", b"jpeg")])
+    assert status == 200 and parses_as_json(raw)["filename"] == "orig.jpg"
+    status, raw = sdk_request(client, "GET", f"/uploads/{user_id}")
+    assert status == 200 and parses_as_json(raw)["records"][0]["bucket"] == "photos"
+    status, raw = sdk_request(client, "GET", f"/uploads/{user_id}/orig.jpg")  # getFile: the raw response
+    assert status == 200 and raw == b"jpeg"
+    status, raw = form_request(client, "PATCH", "/uploads/orig.jpg", [("bucket", "archive", None), ("filename", "moved.jpg", None)])
+    assert status == 200 and parses_as_json(raw)["record"]["filename"] == "moved.jpg"
+    status, raw = form_request(client, "PUT", "/uploads/moved.jpg", [("filename", "moved.jpg", None), ("file", "moved.jpg", b"new")])
+    assert status == 200 and parses_as_json(raw) == {"message": "file overwritten"}
+    status, raw = sdk_request(client, "DELETE", "/uploads/moved.jpg")
+    assert status == 200 and parses_as_json(raw)["deletedRecord"]["filename"] == "moved.jpg"

@@ -107,6 +107,34 @@ await call(george, ([meta, rooms, id]) => socket.actions.leaveChannel(meta, room
 await expectMessage(sally, `m.action === 'leaveChannel' && m.userId === '${george.id}'`, "george leaving");
 step("channels over ws(): create, join, broadcast, leave");
 
+// Files: Sally uploads, George lists and downloads, Sally renames, overwrites, deletes.
+const uploaded = await call(sally, async () => {
+  const bytes = new Uint8Array(5000).map((_, i) => i % 251);
+  return sdk.storage.uploadFile(new File([bytes], "photo.png", { type: "image/png" }), "photo.png", "photos");
+});
+assert.equal(uploaded.filename, "photo.png");
+assert.equal(uploaded.userId, sally.id);
+const listed = await call(george, ([id]) => sdk.storage.getListOfUserFiles(id), sally.id);
+assert.deepEqual(listed.records.map((r) => r.filename), ["photo.png"]);
+const fetched = await call(george, async ([id]) => {
+  const response = await sdk.storage.getFile(id, "photo.png");
+  const blob = await response.blob();
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  return { type: blob.type, size: blob.size, ok: bytes.every((b, i) => b === i % 251) };
+}, sally.id);
+assert.deepEqual(fetched, { type: "image/png", size: 5000, ok: true });
+const renamed = await call(sally, () => sdk.storage.updateFile("photo.png", "renamed.png", "archive"));
+assert.equal(renamed.record.filename, "renamed.png");
+assert.equal(renamed.record.bucket, "archive");
+const overwrote = await call(sally, () => sdk.storage.overwriteFile(new File(["new bytes"], "renamed.png"), "renamed.png"));
+assert.deepEqual(overwrote, { message: "file overwritten" });
+const refetched = await call(george, async ([id]) => (await (await sdk.storage.getFile(id, "renamed.png")).text()), sally.id);
+assert.equal(refetched, "new bytes");
+const removed = await call(sally, () => sdk.storage.deleteFile("renamed.png"));
+assert.equal(removed.deletedRecord.filename, "renamed.png");
+assert.deepEqual((await call(george, ([id]) => sdk.storage.getListOfUserFiles(id), sally.id)).records, []);
+step("files: upload, list, fetch, rename, overwrite and delete across two users");
+
 await call(sally, () => sdk.auth.logout());
 const afterLogout = await call(sally, async ([c]) => {
   try { await sdk.db.getCollection(c); return "allowed"; } catch (error) { return error.status; }
