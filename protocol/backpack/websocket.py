@@ -280,14 +280,12 @@ def _joined(channel: Channel) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return update
 
 
-def _left(channel: Channel, always_reset_current: bool) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def _left(channel: Channel) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    # Seed 000 (leaveChannel, deleteChannel): currentChannel becomes the first
+    # remaining channel, or no channel.
     def update(info: dict[str, Any]) -> dict[str, Any]:
         channels = [entry for entry in _listed(info.get("channels")) if not _same_channel(entry, channel)]
-        fields: dict[str, Any] = {"channels": channels}
-        current = info.get("currentChannel")
-        if always_reset_current or _same_channel(current, channel):
-            fields["currentChannel"] = _first_or_none(channels)
-        return fields
+        return {"channels": channels, "currentChannel": _first_or_none(channels)}
 
     return update
 
@@ -354,9 +352,8 @@ def _join_channel(socket: Socket, msg: _ChannelAction, env: Environment) -> Acti
 def _leave_channel(socket: Socket, msg: _ChannelAction, env: Environment) -> Action[list[Event]]:
     channel = Channel(_collection(msg.channelType), msg.channelId)
     events: list[Event] = []
-    # Seed 000: currentChannel becomes the first remaining channel (or none).
     info = yield from _update_users_information(
-        _collection(msg.usersInformationCollection), socket.user_id, _left(channel, True), env, events
+        _collection(msg.usersInformationCollection), socket.user_id, _left(channel), env, events
     )
     notice = _channel_notice("leaveChannel", socket, channel)
     events.append(Unsubscribe(PROTOCOL, socket.connection, channel))
@@ -405,7 +402,7 @@ def _delete_channel(socket: Socket, msg: _DeleteChannel, env: Environment) -> Ac
         member = info.get("userId")
         if not isinstance(member, str):
             continue
-        updated = yield from _update_users_information(users_collection, member, _left(channel, True), env, events)
+        updated = yield from _update_users_information(users_collection, member, _left(channel), env, events)
         notice = {**_channel_notice("deleteChannel", socket, channel), "response": updated}
         if member == socket.user_id:
             caller_info = updated
