@@ -128,6 +128,7 @@ async def test_a_consumer_that_stops_reading_is_dropped_after_the_write_timeout(
             # Enough to fill the kernel buffers, far below the outbox bounds.
             for _ in range(10):
                 app.hub.deliver(encode_text_frame(b"y" * 10_000), [connection_id])
+            app.hub.flush()  # written now rather than by the flusher, for the assertion
             assert app.hub.get(connection_id).buffered_bytes > 0
             await _wait_for(lambda: len(app.closed) == 1)
             assert app.closed[0].close_code == 1008
@@ -144,8 +145,71 @@ async def test_writer_coalesces_a_backlog_in_order():
             frames = [encode_text_frame(b"%04d" % n + b"z" * 300) for n in range(500)]
             for frame in frames:
                 app.hub.deliver(frame, [connection_id])
+            app.hub.flush()
             connection = app.hub.get(connection_id)
             assert connection.buffered_bytes > 0  # the socket could not take it all at once
             for frame in frames:
                 assert await reader.read_exactly(len(frame)) == frame
             await _wait_for(lambda: connection.buffered_bytes == 0)
+
+
+async def test_one_tick_of_deliveries_reaches_each_connection_in_order():
+    app = TestApp()
+    async with running(app) as port:
+        with trio.fail_after(10):
+            (_, reader_a), (_, reader_b), (_, reader_c) = [await open_raw_websocket(port) for _ in range(3)]
+            await _wait_for(lambda: len(app.hub) == 3)
+            a, b, c = list(app.hub)
+            frames = [encode_text_frame(b"frame %d" % n) for n in range(6)]
+            # One tick, mixed audiences: runs to everyone, to one, to two.
+            app.hub.deliver(frames[0], [a, b, c])
+            app.hub.deliver(frames[1], [a, b, c])
+            app.hub.deliver(frames[2], [b])
+            app.hub.deliver(frames[3], [a, b, c])
+            app.hub.deliver(frames[4], [c, a])
+            app.hub.deliver(frames[5], [a, b, c])
+            assert app.hub.pending == 6  # nothing written yet: the flusher writes the tick's batch
+            expected = {
+                a: [0, 1, 3, 4, 5],
+                b: [0, 1, 2, 3, 5],
+                c: [0, 1, 3, 4, 5],
+            }
+            for connection_id, reader in ((a, reader_a), (b, reader_b), (c, reader_c)):
+                wanted = b"".join(frames[n] for n in expected[connection_id])
+                assert await reader.read_exactly(len(wanted)) == wanted
+            assert app.hub.pending == 0
+
+
+async def test_a_direct_send_never_overtakes_a_delivery_of_the_same_tick():
+    app = TestApp()
+    async with running(app) as port:
+        with trio.fail_after(5):
+            _, reader = await open_raw_websocket(port)
+            await _wait_for(lambda: len(app.hub) == 1)
+            [connection_id] = list(app.hub)
+            first, second = encode_text_frame(b"delivered first"), encode_text_frame(b"sent second")
+            app.hub.deliver(first, [connection_id])
+            app.hub.get(connection_id).send_frame(second)
+            assert await reader.read_exactly(len(first + second)) == first + second
+
+
+async def test_the_outbox_bound_on_messages_counts_every_frame_of_a_coalesced_write():
+    limits = ServerLimits(websocket_outbox_messages=50, close_timeout=0.5)
+    app = TestApp(send_buffer=4096)
+    async with running(app, limits) as port:
+        with trio.fail_after(10):
+            sock, _ = await open_raw_websocket(port, receive_buffer=4096)
+            await _wait_for(lambda: len(app.hub) == 1)
+            [connection_id] = list(app.hub)
+            connection = app.hub.get(connection_id)
+            # Fill the kernel's buffers (the peer does not read), then one
+            # tick of 60 small frames: one chunk in the outbox, 61 frames.
+            app.hub.deliver(encode_text_frame(b"y" * 60_000), [connection_id])
+            app.hub.flush()
+            assert connection.queued_frames == 1
+            for n in range(60):
+                app.hub.deliver(encode_text_frame(b"%d" % n), [connection_id])
+            app.hub.flush()
+            assert (connection.close_code, connection.close_reason) == (1008, SLOW_CONSUMER_REASON)
+            await _wait_for(lambda: len(app.closed) == 1)
+            sock.close()

@@ -66,6 +66,9 @@ class Server:
                 # a UDP socket bound to the same port number, its receive
                 # loop started in this nursery beside the accept loop.
                 nursery.start_soon(self._deadlines.run)
+                # The hub's flusher: each tick's deliveries, one write per
+                # recipient (hub.py).
+                nursery.start_soon(self._guarded, self.hub.run)
                 task_status.started(self.port)
                 await self._accept_loop(listener, nursery)
         finally:

@@ -12,12 +12,15 @@ Outbound, frames are built by hand (``encode_text_frame``) and never
 compressed: permessage-deflate is not negotiated, so one encoded frame is
 the same bytes for every recipient and fan-out encodes once (BRIEF).
 
-``WebsocketConnection`` writes a frame with an immediate non-blocking
-``send`` when nothing is queued; what the kernel does not take waits in a
-bounded outbox that a writer task, started only while the connection is
-busy, drains in coalesced writes - one scheduler trip per batch, not per
-frame (STACK.md: ~100k deliveries/s against ~31k for an awaited send per
-recipient). A connection whose outbox would pass its bounds is a slow
+``WebsocketConnection`` writes with an immediate non-blocking ``send`` when
+nothing is queued; what the kernel does not take waits in a bounded outbox
+that a writer task, started only while the connection is busy, drains in
+coalesced writes - one scheduler trip per batch, not per frame (STACK.md:
+~100k deliveries/s against ~31k for an awaited send per recipient). The hub
+goes one step further: it hands each connection everything one scheduler
+tick sent it as one chunk, so a stream of broadcasts costs one ``send`` per
+recipient per tick, not per message (hub.py). The outbox is bounded in
+bytes and in frames; a connection that would pass either bound is a slow
 consumer and is closed with 1008, so it cannot grow the server's memory or
 slow its neighbours.
 """
@@ -463,12 +466,15 @@ class WebsocketConnection:
         "_spawn",
         "_state",
         "_outbox",
+        "_outbox_frames",
         "_outbox_bytes",
+        "_queued_frames",
         "_partial",
         "_writing",
         "_drained",
         "_timeouts",
         "_early",
+        "_hub",
     )
 
     def __init__(self, sock: socket.socket, limits: ServerLimits, spawn: Spawn, early: bytes = b"") -> None:
@@ -480,8 +486,12 @@ class WebsocketConnection:
         self._limits = limits
         self._spawn = spawn
         self._state = CONNECTING
+        # Chunks of whole frames (the first perhaps partly written), and how
+        # many frames each chunk holds: the outbox is bounded in both.
         self._outbox: list[bytes] = []
+        self._outbox_frames: list[int] = []
         self._outbox_bytes = 0
+        self._queued_frames = 0
         # Whether _outbox[0] is the unwritten rest of a partly written frame.
         self._partial = False
         # Whether the writer task is running.
@@ -492,6 +502,9 @@ class WebsocketConnection:
         self._timeouts: trio.CancelScope | None = None
         # Bytes that arrived behind the handshake: the first frames.
         self._early = early
+        # The hub that fans out to this connection (set by Hub.add), whose
+        # deliveries of this tick must go out before a direct send.
+        self._hub: Hub | None = None
 
     def __repr__(self) -> str:
         return f"<WebsocketConnection {self.id} {self._state}>"
@@ -515,24 +528,41 @@ class WebsocketConnection:
         self.send_frame(encode_binary_frame(payload))
 
     def send_frame(self, frame: bytes) -> None:
-        """Send one complete, already encoded frame (see ``encode_text_frame``)."""
+        """Send one complete, already encoded frame (see ``encode_text_frame``).
+
+        Deliveries the hub holds for this tick go out first, so that every
+        connection sees frames in the order they were sent.
+        """
+        hub = self._hub
+        if hub is not None and hub._batch:
+            hub.flush()
+        self._send(frame, 1)
+
+    @property
+    def queued_frames(self) -> int:
+        """Frames waiting in the outbox (a partly written one included)."""
+        return self._queued_frames
+
+    def _send(self, data: bytes, frames: int) -> None:
+        """Write ``data`` - ``frames`` whole frames - now if the kernel takes
+        it, else queue what it did not take. Never blocks, never awaits."""
         if self._state is OPEN:
             if not self._outbox:
                 try:
-                    sent = self._sock.send(frame)
+                    sent = self._sock.send(data)
                 except BlockingIOError:
                     sent = 0
                 except OSError:
                     self._lost()
                     return
-                if sent == len(frame):
+                if sent == len(data):
                     return
                 if sent:
-                    frame = frame[sent:]
+                    data = data[sent:]
                     self._partial = True
-            self._enqueue(frame)
+            self._enqueue(data, frames)
         elif self._state is CONNECTING:
-            self._enqueue(frame)
+            self._enqueue(data, frames)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake: queue a close frame behind what is
@@ -558,14 +588,17 @@ class WebsocketConnection:
 
     # The outbox.
 
-    def _enqueue(self, frame: bytes) -> None:
+    def _enqueue(self, data: bytes, frames: int) -> None:
         limits = self._limits
-        size = self._outbox_bytes + len(frame)
-        if size > limits.websocket_outbox_bytes or len(self._outbox) >= limits.websocket_outbox_messages:
+        size = self._outbox_bytes + len(data)
+        queued = self._queued_frames + frames
+        if size > limits.websocket_outbox_bytes or queued > limits.websocket_outbox_messages:
             self._slow_consumer()
             return
-        self._outbox.append(frame)
+        self._outbox.append(data)
+        self._outbox_frames.append(frames)
         self._outbox_bytes = size
+        self._queued_frames = queued
         if not self._writing and self._state is OPEN:
             self._writing = True
             self._spawn(self._write_outbox)
@@ -582,12 +615,16 @@ class WebsocketConnection:
             return
         self._outbox_bytes -= sent
         written = 0
-        for frame in outbox:
-            if sent < len(frame):
+        for chunk in outbox:
+            if sent < len(chunk):
                 break
-            sent -= len(frame)
+            sent -= len(chunk)
             written += 1
-        del outbox[:written]
+        if written:
+            counts = self._outbox_frames
+            self._queued_frames -= sum(counts[:written])
+            del counts[:written]
+            del outbox[:written]
         if sent:
             outbox[0] = outbox[0][sent:]
             self._partial = True
@@ -619,6 +656,7 @@ class WebsocketConnection:
         if self._state is CONNECTING:
             self._state = OPEN
         self._outbox.insert(0, head)
+        self._outbox_frames.insert(0, 0)  # the 101 response is no frame
         self._outbox_bytes += len(head)
         self._write_some()
         if self._outbox and not self._writing and self._state is not CLOSED:
@@ -666,7 +704,9 @@ class WebsocketConnection:
         writer (their waits raise ClosedResourceError)."""
         self._state = CLOSED
         self._outbox = []
+        self._outbox_frames = []
         self._outbox_bytes = 0
+        self._queued_frames = 0
         self._partial = False
         sock = self._sock
         if sock.fileno() != -1:
@@ -760,6 +800,8 @@ async def open_websocket(
         hub.remove(connection.id)
         connection._state = CLOSED
         connection._outbox = []
+        connection._outbox_frames = []
+        connection._queued_frames = 0
         await _refuse(sock, answer, limits)
         return None
     connection._open(answer)

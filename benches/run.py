@@ -1,0 +1,884 @@
+"""Satchel's benchmarks, with their peers, in one run (benches/README.md).
+
+    python benches/run.py                      # everything
+    python benches/run.py --only fanout --quick
+    python benches/run.py --only rest,idle
+
+Every server runs in its own process; the load comes from other processes
+(the C load generator in benches/loadgen/, wrk for REST), over loopback only.
+Each fan-out case gets a fresh server. The table goes to stdout and every
+figure to benches/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+LOADGEN_SOURCE = HERE / "loadgen" / "loadgen.c"
+LOADGEN = RESULTS / "bin" / "loadgen"
+CEILING_SOURCE = HERE / "peers" / "cfanout.c"
+CEILING = RESULTS / "bin" / "cfanout"
+# Not a peer: the C server that shows what the load generator can absorb.
+CEILING_NAME = "c-ceiling"
+NODE_PEER = HERE / "peers" / "node"
+PY_PEER = HERE / "peers" / "websockets_server.py"
+WRK_SCRIPTS = HERE / "wrk"
+
+API_KEY = "bench-api-key"
+PASSWORD = "correct horse battery staple"
+HOST = "127.0.0.1"
+
+# The issue's figures (issue #3), checked against each run.
+TARGETS = {
+    "fanout_1000": 1.5,  # x the faster peer's deliveries/s, 0 lost, p99 no worse
+    "fanout_5000": 1.0,
+    "idle_kb": 16.0,  # KB resident per open websocket, at most
+    "rest_create": 0.7,  # x PocketBase
+    "rest_get": 1.0,
+}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- processes ----------------------------------------------------------------
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Server:
+    """A server in a subprocess: started, waited for, measured, stopped."""
+
+    def __init__(self, name: str, command: list[str], ready: str, *, cwd: Path | None = None,
+                 env: dict[str, str] | None = None, timeout: float = 30) -> None:
+        self.name = name
+        self.output: list[str] = []
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, preexec_fn=_raise_fd_limit,
+        )
+        self.port = 0
+        pattern = re.compile(ready)
+        found = threading.Event()
+
+        def read() -> None:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                if len(self.output) < 2000:
+                    self.output.append(line)
+                match = pattern.search(line)
+                if match and not found.is_set():
+                    self.port = int(match.group(1))
+                    found.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not found.wait(timeout):
+            self.stop()
+            raise RuntimeError(f"{name} did not start:\n" + "".join(self.output[-30:]))
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def rss_kb(self) -> int:
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextlib.contextmanager
+def running(server_factory: Any) -> Iterator[Server]:
+    server = server_factory()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def start_satchel(data_dir: Path) -> Server:
+    return Server(
+        "satchel",
+        [sys.executable, "-m", "satchel.transports", "serve", "--host", HOST, "--port", "0",
+         "--data-dir", str(data_dir), "--api-key", API_KEY],
+        r"ready at http://[\d.]+:(\d+)",
+    )
+
+
+def start_websockets_peer() -> Server:
+    return Server("websockets", [sys.executable, str(PY_PEER), "0"], r"listening on (\d+)")
+
+
+def start_node_peer() -> Server:
+    return Server("node-ws", ["node", str(NODE_PEER / "server.js"), "0"], r"listening on (\d+)")
+
+
+def start_ceiling() -> Server:
+    return Server(CEILING_NAME, [str(CEILING), "0"], r"listening on (\d+)")
+
+
+def start_peer(name: str) -> Server:
+    if name == "websockets":
+        return start_websockets_peer()
+    if name == "node":
+        return start_node_peer()
+    if name == CEILING_NAME:
+        return start_ceiling()
+    raise ValueError(f"unknown peer {name!r}")
+
+
+# --- HTTP helpers ---------------------------------------------------------------
+
+
+class Http:
+    """A keep-alive JSON client with one cookie."""
+
+    def __init__(self, port: int, headers: dict[str, str] | None = None) -> None:
+        self.connection = http.client.HTTPConnection(HOST, port, timeout=30)
+        self.headers = dict(headers or {})
+        self.cookie: str | None = None
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+                ) -> tuple[int, Any]:
+        sent = {**self.headers, **(headers or {})}
+        if self.cookie:
+            sent["Cookie"] = self.cookie
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        self.connection.request(method, path, payload, sent)
+        response = self.connection.getresponse()
+        raw = response.read()
+        cookie = response.getheader("set-cookie")
+        if cookie:
+            self.cookie = cookie.split(";")[0]
+        try:
+            return response.status, json.loads(raw) if raw else None
+        except ValueError:
+            return response.status, raw
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def satchel_login(port: int, email: str = "bench@example.com") -> Http:
+    client = Http(port, {"Authorization": f"key {API_KEY}"})
+    status, body = client.request("POST", "/register", {"email": email, "password": PASSWORD})
+    assert status in (200, 422), (status, body)
+    status, body = client.request("POST", "/login", {"email": email, "password": PASSWORD})
+    assert status == 200 and client.cookie, (status, body)
+    return client
+
+
+def satchel_join_channel(port: int, cookie: str, channel_type: str, channel_id: str) -> None:
+    """Put the channel in the user's users-information document (seed 000's
+    joinChannel), so that each of the user's connections can subscribe to it
+    with joinUsersChannels - which, unlike joinChannel, notifies nobody."""
+    from websockets.sync.client import connect
+
+    with connect(f"ws://{HOST}:{port}/", additional_headers={"Cookie": cookie}, open_timeout=10) as ws:
+        json.loads(ws.recv(timeout=10))  # the greeting
+        ws.send(json.dumps({"action": "joinChannel", "usersInformationCollection": "usersinfo",
+                            "channelType": channel_type, "channelId": channel_id}))
+        while True:
+            reply = json.loads(ws.recv(timeout=10))
+            if reply.get("action") == "joinChannel":
+                break
+
+
+# --- build steps ---------------------------------------------------------------
+
+
+def build_loadgen() -> Path:
+    """Compile the load generator and the ceiling server (gcc -O2)."""
+    LOADGEN.parent.mkdir(parents=True, exist_ok=True)
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    for source, binary in ((LOADGEN_SOURCE, LOADGEN), (CEILING_SOURCE, CEILING)):
+        if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+            if compiler is None:
+                raise SystemExit("benches need a C compiler (gcc) for the load generator")
+            subprocess.run([compiler, "-O2", "-o", str(binary), str(source)], check=True)
+    return LOADGEN
+
+
+def ensure_node_peer() -> bool:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        log("node/npm not found: the Node ws peer is skipped")
+        return False
+    if not (NODE_PEER / "node_modules" / "ws").exists():
+        log("npm install (benches/peers/node)")
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--no-package-lock", "--loglevel=error"],
+                       cwd=NODE_PEER, check=True)
+    return True
+
+
+def ensure_wrk() -> str | None:
+    wrk = shutil.which("wrk")
+    if wrk:
+        return wrk
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("installing wrk (apt-get)")
+        subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, stdout=subprocess.DEVNULL)
+        return shutil.which("wrk")
+    log("wrk is missing and cannot be installed here (not root): the REST bench is skipped. "
+        "Install it with: apt-get install wrk")
+    return None
+
+
+def pocketbase_binary() -> str | None:
+    found = shutil.which("pocketbase") or (Path(sys.executable).parent / "pocketbase")
+    if found and Path(found).exists():
+        return str(found)
+    log("pocketbase not found (pip install -r benches/requirements.txt): the PocketBase peer is skipped")
+    return None
+
+
+# --- fan-out ---------------------------------------------------------------------
+
+CHANNEL_TYPE = "c"
+CHANNEL_ID = "1"
+
+
+def run_loadgen(args: list[str], timeout: float) -> dict[str, Any]:
+    result = subprocess.run([str(LOADGEN), *args], capture_output=True, text=True, timeout=timeout,
+                            preexec_fn=_raise_fd_limit)
+    if result.stderr.strip():
+        log(result.stderr.strip())
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"loadgen printed no result (exit {result.returncode}): {result.stderr}")
+    return json.loads(lines[-1])
+
+
+def fanout_case(server_name: str, subscribers: int, channel: bool, inflight: int, options: argparse.Namespace
+                ) -> dict[str, Any]:
+    tmp = tempfile.TemporaryDirectory(prefix="satchel-bench-")
+    try:
+        extra: list[str] = []
+        if server_name == "satchel":
+            server = start_satchel(Path(tmp.name))
+            client = satchel_login(server.port)
+            cookie = client.cookie
+            client.close()
+            assert cookie
+            extra = ["--cookie", cookie]
+            if channel:
+                satchel_join_channel(server.port, cookie, CHANNEL_TYPE, CHANNEL_ID)
+                join = json.dumps({"action": "joinUsersChannels", "usersInformationCollection": "usersinfo"},
+                                  separators=(",", ":"))
+                extra += ["--join-frame", join, "--join-ack", "joinUsersChannels"]
+        else:
+            server = start_peer(server_name)
+            if channel:
+                join = json.dumps({"action": "join", "channelType": CHANNEL_TYPE, "channelId": CHANNEL_ID},
+                                  separators=(",", ":"))
+                extra += ["--join-frame", join, "--join-ack", "joined"]
+        if channel:
+            extra += ["--joiners", str(subscribers // 2), "--channel",
+                      "--extra", f',"channelType":"{CHANNEL_TYPE}","channelId":"{CHANNEL_ID}"']
+        try:
+            result = run_loadgen(
+                ["fanout", "--port", str(server.port), "--subs", str(subscribers), "--size", str(options.size),
+                 "--inflight", str(inflight), "--warmup", str(options.warmup),
+                 "--duration", str(options.duration), "--server-pid", str(server.pid), *extra],
+                timeout=120 + options.duration,
+            )
+        finally:
+            rss = server.rss_kb() if server.process.poll() is None else 0
+            server.kill()  # no orderly goodbye to thousands of sockets: not what is measured
+        if "error" in result:
+            raise RuntimeError(f"{result['error']}: {result.get('ready')} of {result.get('wanted')} connections ready")
+        result["server"] = server_name
+        result["server_rss_kb"] = rss
+        result["inflight"] = inflight
+        return result
+    finally:
+        tmp.cleanup()
+
+
+def bench_fanout(options: argparse.Namespace, peers: list[str]) -> list[dict[str, Any]]:
+    results = []
+    for inflight in options.inflight:
+        for subscribers in options.subs:
+            for channel in (False, True):
+                for server_name in ["satchel", *peers]:
+                    label = f"{server_name}: {subscribers} subscribers{', channel of half' if channel else ''}"
+                    log(f"fan-out {label}, {inflight} in flight ...")
+                    try:
+                        result = fanout_case(server_name, subscribers, channel, inflight, options)
+                    except Exception as error:  # one failing peer must not sink the run
+                        log(f"  failed: {error}")
+                        result = {"server": server_name, "subscribers": subscribers, "inflight": inflight,
+                                  "error": str(error)}
+                    result["channel"] = channel
+                    results.append(result)
+                    _log_result(result)
+    return results
+
+
+def bench_ceiling(options: argparse.Namespace) -> list[dict[str, Any]]:
+    """What the load generator absorbs: the C ceiling server, many messages in flight."""
+    results = []
+    for subscribers in options.subs:
+        log(f"load generator capacity: {CEILING_NAME}, {subscribers} subscribers, {options.ceiling_inflight} in flight ...")
+        try:
+            result = fanout_case(CEILING_NAME, subscribers, False, options.ceiling_inflight, options)
+        except Exception as error:
+            log(f"  failed: {error}")
+            result = {"server": CEILING_NAME, "subscribers": subscribers, "inflight": options.ceiling_inflight,
+                      "error": str(error)}
+        result["channel"] = False
+        results.append(result)
+        _log_result(result)
+    return results
+
+
+def _log_result(result: dict[str, Any]) -> None:
+    if "error" not in result:
+        log(f"  {result['deliveries_per_s']:,.0f} deliveries/s, p50 {result['latency_us']['p50']:.0f} us,"
+            f" p99 {result['latency_us']['p99']:.0f} us, lost {result['lost']},"
+            f" loadgen cpu {result['loadgen_cpu']:.0%}, server cpu {result['server_cpu']:.0%}")
+
+
+# --- idle connections ---------------------------------------------------------------
+
+
+def idle_case(server_name: str, connections: int, options: argparse.Namespace) -> dict[str, Any]:
+    tmp = tempfile.TemporaryDirectory(prefix="satchel-bench-")
+    try:
+        extra: list[str] = []
+        if server_name == "satchel":
+            server = start_satchel(Path(tmp.name))
+            client = satchel_login(server.port)
+            assert client.cookie
+            extra = ["--cookie", client.cookie]
+            client.close()
+        else:
+            server = start_peer(server_name)
+        try:
+            # Warm up: the first websockets load code and fill caches that
+            # every later connection shares; they are not per connection.
+            run_loadgen(["idle", "--port", str(server.port), "--subs", "50", "--hold", "0.5", *extra], timeout=60)
+            time.sleep(1.0)
+            base = server.rss_kb()
+            hold = subprocess.Popen(
+                [str(LOADGEN), "idle", "--port", str(server.port), "--subs", str(connections), "--hold", "120", *extra],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=_raise_fd_limit,
+            )
+            try:
+                assert hold.stdout is not None
+                ready = json.loads(hold.stdout.readline() or "{}")
+                if ready.get("ready") != connections:
+                    raise RuntimeError(f"only {ready} connections opened")
+                time.sleep(2.0)  # settle: handshakes done, greetings written
+                rss = server.rss_kb()
+                cpu0, t0 = server.cpu_seconds(), time.monotonic()
+                time.sleep(options.idle_seconds)
+                cpu1, t1 = server.cpu_seconds(), time.monotonic()
+                rss_after = server.rss_kb()
+            finally:
+                assert hold.stdin is not None
+                hold.stdin.close()
+                try:
+                    hold.wait(20)
+                except subprocess.TimeoutExpired:
+                    hold.kill()
+        finally:
+            server.kill()
+        return {
+            "server": server_name,
+            "connections": connections,
+            "rss_base_kb": base,
+            "rss_open_kb": rss,
+            "rss_open_after_idle_kb": rss_after,
+            "kb_per_connection": (max(rss, rss_after) - base) / connections,
+            "idle_cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0),
+            "idle_seconds": round(t1 - t0, 2),
+        }
+    finally:
+        tmp.cleanup()
+
+
+def bench_idle(options: argparse.Namespace, peers: list[str]) -> list[dict[str, Any]]:
+    results = []
+    for server_name in ["satchel", *peers]:
+        log(f"idle: {server_name}, {options.idle_connections} open websockets ...")
+        try:
+            result = idle_case(server_name, options.idle_connections, options)
+            log(f"  {result['kb_per_connection']:.1f} KB per connection, {result['idle_cpu_percent']:.2f}% CPU idle")
+        except Exception as error:
+            log(f"  failed: {error}")
+            result = {"server": server_name, "error": str(error)}
+        results.append(result)
+    return results
+
+
+# --- REST ---------------------------------------------------------------------------
+
+RECORD = {"title": "a record of typical size", "n": 42, "done": False}
+
+
+def wrk(wrk_bin: str, url: str, script: Path, options: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    command = [wrk_bin, "-t", "1", "-c", str(options.rest_connections), "-d", f"{options.rest_seconds}s",
+               "--latency", "-s", str(script), url]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env},
+                            timeout=options.rest_seconds + 60)
+    out = result.stdout
+    if result.returncode != 0:
+        raise RuntimeError(f"wrk failed: {result.stderr or out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    latency: dict[str, float] = {}
+    for label in ("50%", "99%"):
+        match = re.search(rf"^\s*{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if match:
+            value, unit = float(match.group(1)), match.group(2)
+            latency["p" + label[:-1]] = value * {"us": 1, "ms": 1000, "s": 1e6}[unit]
+    return {"requests_per_s": rate, "requests": total, "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1).strip() if socket_errors else "", "latency_us": latency}
+
+
+def rest_satchel(wrk_bin: str, options: argparse.Namespace) -> dict[str, Any]:
+    tmp = tempfile.TemporaryDirectory(prefix="satchel-bench-")
+    data_dir = Path(tmp.name)
+    try:
+        server = start_satchel(data_dir)
+        try:
+            client = satchel_login(server.port)
+            status, record = client.request("POST", "/benchitems", RECORD)
+            assert status == 200, (status, record)
+            env = {"BENCH_AUTH": f"key {API_KEY}", "BENCH_COOKIE": client.cookie or "",
+                   "BENCH_BODY": json.dumps(RECORD), "BENCH_PATH": "/benchitems",
+                   "BENCH_GET_PATH": f"/benchitems/{record['_id']}"}
+            client.close()
+            url = f"http://{HOST}:{server.port}"
+            log("REST satchel: create ...")
+            create = wrk(wrk_bin, url, WRK_SCRIPTS / "create.lua", options, env)
+            log(f"  {create['requests_per_s']:,.0f}/s")
+            log("REST satchel: get by id ...")
+            get = wrk(wrk_bin, url, WRK_SCRIPTS / "get.lua", options, env)
+            log(f"  {get['requests_per_s']:,.0f}/s")
+        finally:
+            server.kill()  # kill -9: what was acknowledged must be there after a restart
+        server = start_satchel(data_dir)
+        try:
+            client = satchel_login(server.port)
+            status, records = client.request("GET", "/benchitems")
+            client.close()
+            stored = len(records) if isinstance(records, list) else -1
+        finally:
+            server.stop()
+        acknowledged = create["requests"] - create["non_2xx"]
+        return {"create": create, "get": get, "acknowledged_creates": acknowledged,
+                "stored_after_kill_9": stored - 1, "durable": stored - 1 >= acknowledged}
+    finally:
+        tmp.cleanup()
+
+
+def rest_pocketbase(wrk_bin: str, pocketbase: str, options: argparse.Namespace) -> dict[str, Any]:
+    tmp = tempfile.TemporaryDirectory(prefix="pocketbase-bench-")
+    data_dir = Path(tmp.name) / "pb_data"
+    admin, user = "admin@example.com", "user@example.com"
+    try:
+        subprocess.run([pocketbase, "superuser", "upsert", admin, PASSWORD, "--dir", str(data_dir)],
+                       check=True, capture_output=True, timeout=60)
+
+        def start() -> Server:
+            port = _free_port()
+            return Server("pocketbase", [pocketbase, "serve", "--dir", str(data_dir), "--http", f"{HOST}:{port}"],
+                          r"Server started at http://[\d.]+:(\d+)", timeout=60)
+
+        server = start()
+        try:
+            api = Http(server.port)
+            status, auth = api.request("POST", "/api/collections/_superusers/auth-with-password",
+                                       {"identity": admin, "password": PASSWORD})
+            assert status == 200, (status, auth)
+            api.headers["Authorization"] = auth["token"]
+            rule = '@request.auth.id != ""'
+            status, body = api.request("POST", "/api/collections", {
+                "name": "benchitems", "type": "base",
+                "fields": [{"name": "title", "type": "text"}, {"name": "n", "type": "number"},
+                           {"name": "done", "type": "bool"}],
+                "listRule": rule, "viewRule": rule, "createRule": rule,
+            })
+            assert status == 200, (status, body)
+            status, body = api.request("POST", "/api/collections", {
+                "name": "benchpublic", "type": "base",
+                "fields": [{"name": "title", "type": "text"}, {"name": "n", "type": "number"},
+                           {"name": "done", "type": "bool"}],
+                "listRule": "", "viewRule": "", "createRule": "",
+            })
+            assert status == 200, (status, body)
+            status, body = api.request("POST", "/api/collections/users/records",
+                                       {"email": user, "password": PASSWORD, "passwordConfirm": PASSWORD})
+            assert status == 200, (status, body)
+            user_api = Http(server.port)
+            status, auth = user_api.request("POST", "/api/collections/users/auth-with-password",
+                                            {"identity": user, "password": PASSWORD})
+            assert status == 200, (status, auth)
+            token = auth["token"]
+            user_api.headers["Authorization"] = token
+            status, record = user_api.request("POST", "/api/collections/benchitems/records", RECORD)
+            assert status == 200, (status, record)
+            status, again = user_api.request("GET", f"/api/collections/benchitems/records/{record['id']}")
+            assert status == 200, (status, again)
+            user_api.close()
+            api.close()
+            env = {"BENCH_AUTH": token, "BENCH_COOKIE": "", "BENCH_BODY": json.dumps(RECORD),
+                   "BENCH_PATH": "/api/collections/benchitems/records",
+                   "BENCH_GET_PATH": f"/api/collections/benchitems/records/{record['id']}"}
+            url = f"http://{HOST}:{server.port}"
+            log("REST pocketbase: create ...")
+            create = wrk(wrk_bin, url, WRK_SCRIPTS / "create.lua", options, env)
+            log(f"  {create['requests_per_s']:,.0f}/s")
+            log("REST pocketbase: get by id ...")
+            get = wrk(wrk_bin, url, WRK_SCRIPTS / "get.lua", options, env)
+            log(f"  {get['requests_per_s']:,.0f}/s")
+            # For reference: the same calls on a collection anyone may use (no
+            # token to check) - not what Satchel, which always checks a
+            # session, is judged against.
+            public = Http(server.port)
+            status, open_record = public.request("POST", "/api/collections/benchpublic/records", RECORD)
+            assert status == 200, (status, open_record)
+            public.close()
+            public_env = {**env, "BENCH_AUTH": "", "BENCH_PATH": "/api/collections/benchpublic/records",
+                          "BENCH_GET_PATH": f"/api/collections/benchpublic/records/{open_record['id']}"}
+            log("REST pocketbase, public collection: create ...")
+            public_create = wrk(wrk_bin, url, WRK_SCRIPTS / "create.lua", options, public_env)
+            log(f"  {public_create['requests_per_s']:,.0f}/s")
+            log("REST pocketbase, public collection: get by id ...")
+            public_get = wrk(wrk_bin, url, WRK_SCRIPTS / "get.lua", options, public_env)
+            log(f"  {public_get['requests_per_s']:,.0f}/s")
+        finally:
+            server.kill()
+        server = start()
+        try:
+            api = Http(server.port)
+            status, auth = api.request("POST", "/api/collections/_superusers/auth-with-password",
+                                       {"identity": admin, "password": PASSWORD})
+            api.headers["Authorization"] = auth["token"]
+            status, page = api.request("GET", "/api/collections/benchitems/records?perPage=1")
+            stored = page.get("totalItems", -1) if isinstance(page, dict) else -1
+            api.close()
+        finally:
+            server.stop()
+        acknowledged = create["requests"] - create["non_2xx"]
+        return {"create": create, "get": get, "acknowledged_creates": acknowledged,
+                "stored_after_kill_9": stored - 1, "durable": stored - 1 >= acknowledged,
+                "public_collection": {"create": public_create, "get": public_get}}
+    finally:
+        tmp.cleanup()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def bench_rest(options: argparse.Namespace) -> dict[str, Any]:
+    wrk_bin = ensure_wrk()
+    if wrk_bin is None:
+        return {"skipped": "wrk is not installed"}
+    results: dict[str, Any] = {"connections": options.rest_connections, "seconds": options.rest_seconds}
+    try:
+        results["satchel"] = rest_satchel(wrk_bin, options)
+    except Exception as error:
+        log(f"REST satchel failed: {error}")
+        results["satchel"] = {"error": str(error)}
+    pocketbase = pocketbase_binary()
+    if pocketbase:
+        try:
+            results["pocketbase"] = rest_pocketbase(wrk_bin, pocketbase, options)
+        except Exception as error:
+            log(f"REST pocketbase failed: {error}")
+            results["pocketbase"] = {"error": str(error)}
+    return results
+
+
+# --- the table -------------------------------------------------------------------------
+
+
+def _fmt_rate(value: float) -> str:
+    return f"{value / 1000:,.1f}k" if value >= 1000 else f"{value:,.0f}"
+
+
+def _fmt_us(value: float) -> str:
+    return f"{value / 1000:.1f} ms" if value >= 1000 else f"{value:.0f} us"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("MET" if ok else "MISSED")
+
+
+def table(report: dict[str, Any]) -> str:
+    lines: list[str] = []
+    fanout = report.get("fanout")
+    if fanout:
+        judged = report["options"]["inflight"][0]
+        for inflight in report["options"]["inflight"]:
+            rows = [r for r in fanout if r.get("inflight") == inflight]
+            note = "the targets are judged here" if inflight == judged else "shown for reference, not judged"
+            lines.append(f"## Websocket fan-out: closed-loop publisher, {inflight} message{'s' if inflight > 1 else ''}"
+                         f" in flight ({note})")
+            lines.append("")
+            lines.append("| case | server | deliveries/s | p50 | p99 | max | lost | msg bytes | loadgen CPU | server CPU |")
+            lines.append("|---|---|---|---|---|---|---|---|---|---|")
+            for result in rows:
+                case = f"{result['subscribers']} subs{' (channel of half)' if result.get('channel') else ''}"
+                if "error" in result:
+                    lines.append(f"| {case} | {result['server']} | failed: {result['error'][:60]} |  |  |  |  |  |  |  |")
+                    continue
+                latency = result["latency_us"]
+                lines.append(
+                    f"| {case} | {result['server']} | {_fmt_rate(result['deliveries_per_s'])} "
+                    f"| {_fmt_us(latency['p50'])} | {_fmt_us(latency['p99'])} | {_fmt_us(latency['max'])} "
+                    f"| {result['lost']} | {result['message_bytes']} | {result['loadgen_cpu']:.0%} "
+                    f"| {result['server_cpu']:.0%} |"
+                )
+            lines.append("")
+            lines.append("| case | Satchel / faster peer (deliveries/s) | p99: Satchel vs that peer | lost | target "
+                         "| verdict |")
+            lines.append("|---|---|---|---|---|---|")
+            for verdict in report.get("verdicts", {}).get("fanout", []):
+                if verdict["inflight"] != inflight:
+                    continue
+                shown = _verdict(verdict["met"]) if inflight == judged else f"({_verdict(verdict['met']).lower()})"
+                lines.append(
+                    f"| {verdict['case']} | {verdict['ratio']:.2f}x ({verdict['peer']}) | {_fmt_us(verdict['p99'])} vs "
+                    f"{_fmt_us(verdict['peer_p99'])} | {verdict['lost']} | {verdict['target']} | {shown} |"
+                )
+            lines.append("")
+    ceiling = report.get("ceiling")
+    if ceiling:
+        lines.append("## Is the load generator the limit?")
+        lines.append("")
+        lines.append(f"{CEILING_NAME} (benches/peers/cfanout.c) is a C epoll server that encodes once and writes each "
+                     "connection's frames once per loop iteration: not a peer, not in the ratios. Fed by the same load "
+                     "generator with many messages in flight, it shows how many deliveries per second the load "
+                     "generator absorbs, and at what CPU.")
+        lines.append("")
+        lines.append("| case | deliveries/s absorbed | in flight | loadgen CPU | lost |")
+        lines.append("|---|---|---|---|---|")
+        for result in ceiling:
+            if "error" in result:
+                lines.append(f"| {result['subscribers']} subs | failed: {result['error'][:60]} |  |  |  |")
+                continue
+            lines.append(f"| {result['subscribers']} subs | {_fmt_rate(result['deliveries_per_s'])} "
+                         f"| {result['inflight']} | {result['loadgen_cpu']:.0%} | {result['lost']} |")
+        lines.append("")
+    idle = report.get("idle")
+    if idle:
+        lines.append("## Idle websockets")
+        lines.append("")
+        lines.append("| server | open websockets | RSS per connection | CPU while idle | target | verdict |")
+        lines.append("|---|---|---|---|---|---|")
+        for result in idle:
+            if "error" in result:
+                lines.append(f"| {result['server']} | failed: {result['error'][:60]} |  |  |  |  |")
+                continue
+            satchel = result["server"] == "satchel"
+            ok = result["kb_per_connection"] <= TARGETS["idle_kb"] if satchel else None
+            lines.append(
+                f"| {result['server']} | {result['connections']} | {result['kb_per_connection']:.1f} KB "
+                f"| {result['idle_cpu_percent']:.2f}% of a core "
+                f"| {'<= 16 KB' if satchel else ''} | {_verdict(ok) if satchel else ''} |"
+            )
+        lines.append("")
+    rest = report.get("rest")
+    if rest:
+        lines.append(f"## REST (wrk, {rest.get('connections')} connections, {rest.get('seconds')} s each)")
+        lines.append("")
+        if "skipped" in rest:
+            lines.append(f"skipped: {rest['skipped']}")
+        else:
+            lines.append("| call | Satchel req/s | PocketBase req/s | ratio | Satchel p99 | PocketBase p99 | target | verdict |")
+            lines.append("|---|---|---|---|---|---|---|---|")
+            satchel, pocketbase = rest.get("satchel", {}), rest.get("pocketbase", {})
+            for call, target in (("create", TARGETS["rest_create"]), ("get", TARGETS["rest_get"])):
+                ours = satchel.get(call, {}).get("requests_per_s")
+                theirs = pocketbase.get(call, {}).get("requests_per_s")
+                ratio = ours / theirs if ours and theirs else None
+                ok = None if ratio is None else ratio >= target
+                if call == "create" and ok is not None:
+                    ok = ok and bool(satchel.get("durable"))
+                lines.append(
+                    f"| {'record create (POST)' if call == 'create' else 'record get by id'} "
+                    f"| {_fmt_rate(ours) if ours else '-'} | {_fmt_rate(theirs) if theirs else '-'} "
+                    f"| {f'{ratio:.2f}x' if ratio else '-'} "
+                    f"| {_fmt_us(satchel.get(call, {}).get('latency_us', {}).get('p99', 0))} "
+                    f"| {_fmt_us(pocketbase.get(call, {}).get('latency_us', {}).get('p99', 0))} "
+                    f"| >= {target}x | {_verdict(ok)} |"
+                )
+            public = pocketbase.get("public_collection")
+            if public and satchel.get("create"):
+                lines.append("")
+                lines.append("For reference, not judged - PocketBase on a collection anyone may use (no token checked "
+                             "per request): "
+                             + ", ".join(f"{call} {_fmt_rate(public[call]['requests_per_s'])}/s (Satchel "
+                                         f"{satchel[call]['requests_per_s'] / public[call]['requests_per_s']:.2f}x)"
+                                         for call in ("create", "get"))
+                             + ".")
+            for name, result in (("Satchel", satchel), ("PocketBase", pocketbase)):
+                if "acknowledged_creates" in result:
+                    lines.append("")
+                    lines.append(
+                        f"{name}: {result['acknowledged_creates']} creates acknowledged, "
+                        f"{result['stored_after_kill_9']} stored after kill -9 and restart "
+                        f"({'all durable' if result['durable'] else 'SOME LOST'})."
+                    )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def fanout_verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    verdicts = []
+    cases = sorted({(r["inflight"], r["subscribers"], r["channel"]) for r in results})
+    for inflight, subscribers, channel in cases:
+        rows = {r["server"]: r for r in results
+                if (r["inflight"], r["subscribers"], r["channel"]) == (inflight, subscribers, channel)}
+        satchel = rows.get("satchel")
+        peers = [r for name, r in rows.items() if name not in ("satchel", CEILING_NAME) and "error" not in r]
+        if not satchel or "error" in satchel or not peers:
+            continue
+        best = max(peers, key=lambda r: r["deliveries_per_s"])
+        ratio = satchel["deliveries_per_s"] / best["deliveries_per_s"]
+        target = TARGETS["fanout_1000"] if subscribers <= 1000 else TARGETS["fanout_5000"]
+        met = ratio >= target and satchel["lost"] == 0
+        if subscribers <= 1000:
+            met = met and satchel["latency_us"]["p99"] <= best["latency_us"]["p99"]
+        verdicts.append({
+            "case": f"{subscribers} subs{' (channel of half)' if channel else ''}", "subscribers": subscribers,
+            "inflight": inflight,
+            "channel": channel, "peer": best["server"], "ratio": ratio, "p99": satchel["latency_us"]["p99"],
+            "peer_p99": best["latency_us"]["p99"], "lost": satchel["lost"],
+            "target": f">= {target}x, 0 lost" + (", p99 <= peer" if subscribers <= 1000 else ""), "met": met,
+        })
+    return verdicts
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="fanout,idle,rest", help="comma-separated: fanout,idle,rest")
+    parser.add_argument("--quick", action="store_true", help="short runs, 1000 subscribers only")
+    parser.add_argument("--peers", default="websockets,node", help="comma-separated peers for fan-out and idle")
+    parser.add_argument("--subs", default="1000,5000", help="subscriber counts for fan-out")
+    parser.add_argument("--inflight", default="8,1",
+                        help="messages the publisher keeps in flight, comma-separated; the targets are judged at the"
+                             " first")
+    parser.add_argument("--size", type=int, default=100, help="bytes of each broadcast message")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per fan-out case")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
+    parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
+                        help="skip the C ceiling server that shows what the load generator absorbs")
+    parser.add_argument("--ceiling-inflight", type=int, default=32)
+    parser.add_argument("--idle-connections", type=int, default=5000)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--rest-connections", type=int, default=16)
+    parser.add_argument("--rest-seconds", type=int, default=10)
+    parser.add_argument("--output", default=str(RESULTS / "latest.json"))
+    options = parser.parse_args(argv)
+    options.only = {part.strip() for part in options.only.split(",") if part.strip()}
+    options.peers = [part.strip() for part in options.peers.split(",") if part.strip()]
+    options.subs = [int(part) for part in options.subs.split(",")]
+    options.inflight = [int(part) for part in options.inflight.split(",")]
+    if options.quick:
+        options.subs = [1000]
+        options.inflight = options.inflight[:1]
+        options.duration = min(options.duration, 3.0)
+        options.idle_connections = min(options.idle_connections, 1000)
+        options.idle_seconds = min(options.idle_seconds, 3.0)
+        options.rest_seconds = min(options.rest_seconds, 4)
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    _raise_fd_limit()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    peers = list(options.peers)
+    if "node" in peers and not ensure_node_peer():
+        peers.remove("node")
+    report: dict[str, Any] = {
+        "command": " ".join(["python benches/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "options": {key: (sorted(value) if isinstance(value, set) else value) for key, value in vars(options).items()},
+        "targets": TARGETS,
+    }
+    if "fanout" in options.only or "idle" in options.only:
+        build_loadgen()
+    if "fanout" in options.only:
+        report["fanout"] = bench_fanout(options, peers)
+        report["verdicts"] = {"fanout": fanout_verdicts(report["fanout"])}
+        if options.ceiling:
+            report["ceiling"] = bench_ceiling(options)
+    if "idle" in options.only:
+        report["idle"] = bench_idle(options, peers)
+    if "rest" in options.only:
+        report["rest"] = bench_rest(options)
+    output = Path(options.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"# Satchel benchmarks\n\n`{report['command']}` - {report['date']}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}\n")
+    print(table(report))
+    print(f"(all figures: {output})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
