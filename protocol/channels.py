@@ -179,6 +179,7 @@ class ChannelRegistry:
             candidates = self._connections_of_user.get(audience.user_id, ())
         else:
             candidates = self._user_of
+        extra = audience.include
         if (
             audience.exclude is None
             and audience.connection is None
@@ -187,9 +188,11 @@ class ChannelRegistry:
             # The common case (everyone, one channel, one user): no filtering,
             # and a copy so that callers may change the registry while sending.
             recipients = list(candidates)
-        else:
-            recipients = list(self._filter(candidates, audience))
-        extra = audience.include
+            # candidates is a dict or set here: a constant-time membership test.
+            if extra is not None and extra in self._user_of and extra not in candidates:  # type: ignore[operator]
+                recipients.append(extra)
+            return recipients
+        recipients = list(self._filter(candidates, audience))
         if extra is not None and extra != audience.exclude and extra in self._user_of and extra not in recipients:
             recipients.append(extra)
         return recipients

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--max-upload-bytes", type=int,
                            default=int(env.get("SATCHEL_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)),
                            help="largest accepted file upload (SATCHEL_MAX_UPLOAD_BYTES; default 50 MiB)")
+    defaults = ServerLimits()
+    serve_cmd.add_argument("--websocket-outbox-bytes", type=int, default=defaults.websocket_outbox_bytes,
+                           help="unsent bytes a websocket may queue before it is closed as a slow consumer (1008)")
+    serve_cmd.add_argument("--websocket-outbox-messages", type=int, default=defaults.websocket_outbox_messages,
+                           help="unsent messages a websocket may queue before it is closed as a slow consumer")
     serve_cmd.add_argument("--log-level", default=env.get("SATCHEL_LOG_LEVEL", "INFO"))
     return parser
 
@@ -94,7 +99,11 @@ async def run_server(args: argparse.Namespace, *, task_status: trio.TaskStatus =
         api_key=_api_key(data_dir, args.api_key),
         allowed_origins=frozenset(args.allowed_origins) if args.allowed_origins else None,
     )
-    limits = ServerLimits(max_body_bytes=args.max_body_bytes)
+    limits = ServerLimits(
+        max_body_bytes=args.max_body_bytes,
+        websocket_outbox_bytes=args.websocket_outbox_bytes,
+        websocket_outbox_messages=args.websocket_outbox_messages,
+    )
     store = await SqliteStore.open(data_dir / "satchel.sqlite3")
     async with store:
         files = LocalFileStore(data_dir / "uploads")
