@@ -3,9 +3,11 @@
     python benches/run.py                      # everything
     python benches/run.py --only fanout --quick
     python benches/run.py --only rest,idle
+    python benches/run.py --only inbox
 
 Every server runs in its own process; the load comes from other processes
-(the C load generator in benches/loadgen/, wrk for REST), over loopback only.
+(the C load generators in benches/loadgen/, wrk for REST and inbox posts),
+over loopback only.
 Each fan-out case gets a fresh server. The table goes to stdout and every
 figure to benches/results/latest.json.
 """
@@ -43,6 +45,8 @@ CEILING_NAME = "c-ceiling"
 NODE_PEER = HERE / "peers" / "node"
 PY_PEER = HERE / "peers" / "websockets_server.py"
 WRK_SCRIPTS = HERE / "wrk"
+UDPGEN_SOURCE = HERE / "loadgen" / "udpgen.c"
+UDPGEN = RESULTS / "bin" / "udpgen"
 
 API_KEY = "bench-api-key"
 PASSWORD = "correct horse battery staple"
@@ -234,10 +238,10 @@ def satchel_join_channel(port: int, cookie: str, channel_type: str, channel_id: 
 
 
 def build_loadgen() -> Path:
-    """Compile the load generator and the ceiling server (gcc -O2)."""
+    """Compile the load generators and the ceiling server (gcc -O2)."""
     LOADGEN.parent.mkdir(parents=True, exist_ok=True)
     compiler = shutil.which("gcc") or shutil.which("cc")
-    for source, binary in ((LOADGEN_SOURCE, LOADGEN), (CEILING_SOURCE, CEILING)):
+    for source, binary in ((LOADGEN_SOURCE, LOADGEN), (CEILING_SOURCE, CEILING), (UDPGEN_SOURCE, UDPGEN)):
         if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
             if compiler is None:
                 raise SystemExit("benches need a C compiler (gcc) for the load generator")
@@ -463,11 +467,14 @@ def bench_idle(options: argparse.Namespace, peers: list[str]) -> list[dict[str, 
 RECORD = {"title": "a record of typical size", "n": 42, "done": False}
 
 
-def wrk(wrk_bin: str, url: str, script: Path, options: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    command = [wrk_bin, "-t", "1", "-c", str(options.rest_connections), "-d", f"{options.rest_seconds}s",
+def wrk(wrk_bin: str, url: str, script: Path, options: argparse.Namespace, env: dict[str, str], *,
+        connections: int | None = None, seconds: int | None = None) -> dict[str, Any]:
+    connections = options.rest_connections if connections is None else connections
+    seconds = options.rest_seconds if seconds is None else seconds
+    command = [wrk_bin, "-t", "1", "-c", str(connections), "-d", f"{seconds}s",
                "--latency", "-s", str(script), url]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env},
-                            timeout=options.rest_seconds + 60)
+                            timeout=seconds + 60)
     out = result.stdout
     if result.returncode != 0:
         raise RuntimeError(f"wrk failed: {result.stderr or out}")
@@ -481,8 +488,16 @@ def wrk(wrk_bin: str, url: str, script: Path, options: argparse.Namespace, env: 
         if match:
             value, unit = float(match.group(1)), match.group(2)
             latency["p" + label[:-1]] = value * {"us": 1, "ms": 1000, "s": 1e6}[unit]
-    return {"requests_per_s": rate, "requests": total, "non_2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": socket_errors.group(1).strip() if socket_errors else "", "latency_us": latency}
+    parsed = {"requests_per_s": rate, "requests": total, "non_2xx": int(errors.group(1)) if errors else 0,
+              "socket_errors": socket_errors.group(1).strip() if socket_errors else "", "latency_us": latency}
+    # What a script's done() prints (wrk/inbox_post.lua): "status 200 N", "last_revision N".
+    statuses = {code: int(count) for code, count in re.findall(r"^status (\d+) (\d+)$", out, re.M)}
+    if statuses:
+        parsed["statuses"] = statuses
+    last = re.search(r"^last_revision (\d+)$", out, re.M)
+    if last:
+        parsed["last_revision"] = int(last.group(1))
+    return parsed
 
 
 def rest_satchel(wrk_bin: str, options: argparse.Namespace) -> dict[str, Any]:
@@ -646,6 +661,205 @@ def bench_rest(options: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+# --- inbox messages -----------------------------------------------------------------------
+
+INBOX_HTTP_IDS = 8  # message ids per inbox for the HTTP posts
+
+
+def _udp_rcvbuf_errors() -> int | None:
+    """The kernel's count of UDP datagrams dropped for a full receive buffer (all sockets)."""
+    try:
+        with open("/proc/net/snmp") as snmp:
+            rows = [line.split() for line in snmp if line.startswith("Udp:")]
+        return int(rows[1][rows[0].index("RcvbufErrors")])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _create_inboxes(client: Http, count: int) -> list[tuple[str, str]]:
+    """``count`` new inbox documents: (read token, write token) each."""
+    import secrets
+
+    inboxes = []
+    for _ in range(count):
+        read_token, write_token = secrets.token_hex(16), secrets.token_hex(16)
+        status, body = client.request("PUT", f"/backend/documents/{read_token}",
+                                      {"title": "a sensor inbox", "#messages": {}},
+                                      {"Write-Token": write_token, "Derived-From": "0", "Revision": "1"})
+        assert status == 200, (status, body)
+        inboxes.append((read_token, write_token))
+    return inboxes
+
+
+def _stored_revisions(client: Http, read_token: str) -> dict[str, int]:
+    """Message id -> its stored revision "#", in the inbox with ``read_token``."""
+    status, document = client.request("GET", f"/backend/documents/{read_token}")
+    assert status == 200, (status, document)
+    return {message_id: int(message.get("#", 0)) for message_id, message in document["#messages"].items()}
+
+
+def _udpgen_selftest() -> None:
+    """The C generator must encode byte for byte as satchel.protocol.inbox.datagrams does."""
+    from satchel.protocol.inbox.datagrams import encode_request
+
+    token, message_id, timestamp, nonce = "00112233445566778899aabbccddeeff", "00000000000000a1", 1_700_000_000_123, "0102030405060708"
+    body = '{"#":5,"type":"temperature","value":21.1,"sensor":0}'
+    ours = subprocess.run([str(UDPGEN), "encode", token, message_id, str(timestamp), nonce, body],
+                          capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    expected = encode_request(token, message_id, body.encode(), timestamp_ms=timestamp, nonce=bytes.fromhex(nonce)).hex()
+    if ours != expected:
+        raise RuntimeError("benches/loadgen/udpgen.c encodes a request differently from encode_request")
+
+
+def inbox_udp_case(server: Server, inboxes: list[tuple[str, str]], senders: int, id_base: int,
+                   options: argparse.Namespace) -> dict[str, Any]:
+    drops0 = _udp_rcvbuf_errors()
+    completed = subprocess.run(
+        [str(UDPGEN), "run", "--port", str(server.port), "--tokens", ",".join(w for _, w in inboxes),
+         "--senders", str(senders), "--id-base", str(id_base), "--warmup", str(options.warmup),
+         "--duration", str(options.inbox_seconds), "--timeout", str(options.inbox_timeout_ms),
+         "--max-requests", str(options.inbox_max_requests), "--server-pid", str(server.pid)],
+        capture_output=True, text=True, timeout=options.warmup + options.inbox_seconds + 60,
+    )
+    drops1 = _udp_rcvbuf_errors()
+    if completed.stderr.strip():
+        log(completed.stderr.strip())
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"udpgen printed no result (exit {completed.returncode}): {completed.stderr}")
+    result = json.loads(lines[-1])
+    result["kernel_rcvbuf_drops"] = drops1 - drops0 if drops0 is not None and drops1 is not None else None
+    return result
+
+
+def _udp_durability(client: Http, inboxes: list[tuple[str, str]], result: dict[str, Any], id_base: int
+                    ) -> dict[str, Any]:
+    """Every sender's highest acknowledged revision (or a higher one) must be stored:
+    by the merge rule, that covers every merge acknowledged to it before."""
+    acked = result.pop("acked_revisions")
+    stored = [_stored_revisions(client, read_token) for read_token, _ in inboxes]
+    missing = 0
+    for sender, revision in enumerate(acked):
+        if revision and stored[sender % len(inboxes)].get(f"{id_base + sender:016x}", 0) < revision:
+            missing += 1
+    return {"acknowledged": result["codes"]["M"], "senders": len(acked),
+            "senders_acknowledged": sum(1 for revision in acked if revision),
+            "senders_missing_acknowledged": missing,
+            "messages_stored": sum(len(messages) for messages in stored), "durable": missing == 0}
+
+
+def _http_durability(client: Http, inboxes: list[tuple[str, str]], result: dict[str, Any], connections: int
+                     ) -> dict[str, Any]:
+    """wrk/inbox_post.lua sent request n (1..last) to slot n mod S with "#" = n. A stored
+    revision r in a slot reflects every request of that slot up to r (the merge rule), so
+    the stored documents cover ``covered`` requests: at least every acknowledged one, and
+    all that were sent but for the few still unanswered when wrk stopped."""
+    count = len(inboxes)
+    slots = count * INBOX_HTTP_IDS
+    covered = 0
+    for inbox, (read_token, _) in enumerate(inboxes):
+        stored = _stored_revisions(client, read_token)
+        for index in range(INBOX_HTTP_IDS):
+            slot = index * count + inbox
+            revision = stored.get(f"{index:016x}", 0)
+            if slot == 0:
+                covered += revision // slots
+            elif revision >= slot:
+                covered += (revision - slot) // slots + 1
+    acknowledged = sum(n for code, n in result.get("statuses", {}).items() if 200 <= int(code) < 300)
+    sent = result.get("last_revision", 0)
+    return {"acknowledged": acknowledged, "sent": sent, "covered": covered,
+            "durable": covered >= acknowledged and sent - covered <= connections}
+
+
+def bench_inbox(options: argparse.Namespace) -> dict[str, Any]:
+    """Inbox messages merged per second on the real server, durable: UDP datagrams from
+    udpgen, HTTP posts from wrk; then kill -9, restart, and check what was acknowledged."""
+    _udpgen_selftest()
+    results: dict[str, Any] = {"udp": [], "seconds": options.inbox_seconds,
+                               "timeout_ms": options.inbox_timeout_ms}
+    with contextlib.suppress(OSError, ValueError):
+        results["rmem_default"] = int(Path("/proc/sys/net/core/rmem_default").read_text())
+    tmp = tempfile.TemporaryDirectory(prefix="satchel-bench-")
+    data_dir = Path(tmp.name)
+    try:
+        server = start_satchel(data_dir)
+        cases: list[tuple[dict[str, Any], list[tuple[str, str]], int]] = []
+        http_inboxes: list[tuple[str, str]] = []
+        try:
+            client = Http(server.port)
+            for index, (count, senders) in enumerate(options.inbox_layouts):
+                inboxes = _create_inboxes(client, count)
+                id_base = (index + 1) << 32
+                log(f"inbox UDP: {count} inbox{'es' if count > 1 else ''} x {senders} senders ...")
+                try:
+                    result = inbox_udp_case(server, inboxes, senders, id_base, options)
+                    log(f"  {result['merged_per_s']:,.0f} merges/s, p50 {result['latency_us']['p50']:.0f} us, "
+                        f"p99 {result['latency_us']['p99']:.0f} us, lost {result['lost']} of {result['sent']} "
+                        f"(kernel receive-buffer drops {result['kernel_rcvbuf_drops']}), "
+                        f"udpgen cpu {result['loadgen_cpu']:.0%}, server cpu {result['server_cpu']:.0%}")
+                except Exception as error:
+                    log(f"  failed: {error}")
+                    result = {"error": str(error)}
+                result.update(inboxes=count, senders_per_inbox=senders)
+                results["udp"].append(result)
+                cases.append((result, inboxes, id_base))
+            wrk_bin = ensure_wrk()
+            if wrk_bin is None:
+                results["http"] = {"skipped": "wrk is not installed"}
+            else:
+                http_inboxes = _create_inboxes(client, options.inbox_http_inboxes)
+                env = {"BENCH_TOKENS": ",".join(w for _, w in http_inboxes), "BENCH_IDS": str(INBOX_HTTP_IDS),
+                       "BENCH_ID_BASE": "0"}
+                log(f"inbox HTTP: POST messages, {options.inbox_http_inboxes} inboxes x {INBOX_HTTP_IDS} ids, "
+                    f"{options.rest_connections} connections ...")
+                try:
+                    cpu0, children0 = server.cpu_seconds(), _children_cpu()
+                    started = time.monotonic()
+                    http = wrk(wrk_bin, f"http://{HOST}:{server.port}", WRK_SCRIPTS / "inbox_post.lua", options, env,
+                               seconds=options.inbox_http_seconds)
+                    elapsed = time.monotonic() - started
+                    http["server_cpu"] = (server.cpu_seconds() - cpu0) / elapsed
+                    http["loadgen_cpu"] = (_children_cpu() - children0) / elapsed
+                    log(f"  {http['requests_per_s']:,.0f}/s, statuses {http.get('statuses')}")
+                except Exception as error:
+                    log(f"  failed: {error}")
+                    http = {"error": str(error)}
+                http.update(inboxes=options.inbox_http_inboxes, ids_per_inbox=INBOX_HTTP_IDS,
+                            connections=options.rest_connections, seconds=options.inbox_http_seconds)
+                results["http"] = http
+            client.close()
+        finally:
+            server.kill()  # kill -9: every acknowledged merge must be there after a restart
+        log("inbox: kill -9, restart on the same data, check what was acknowledged ...")
+        try:
+            server = start_satchel(data_dir)
+            try:
+                client = Http(server.port)
+                for result, inboxes, id_base in cases:
+                    if "acked_revisions" in result:
+                        result["durability"] = _udp_durability(client, inboxes, result, id_base)
+                http = results.get("http", {})
+                if "statuses" in http:
+                    http["durability"] = _http_durability(client, http_inboxes, http, options.rest_connections)
+                client.close()
+            finally:
+                server.stop()
+        except Exception as error:  # keep the figures measured
+            log(f"  failed: {error}")
+            results["durability_error"] = str(error)
+        for result, _, _ in cases:
+            result.pop("acked_revisions", None)
+        return results
+    finally:
+        tmp.cleanup()
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 # --- the table -------------------------------------------------------------------------
 
 
@@ -717,6 +931,9 @@ def table(report: dict[str, Any]) -> str:
             lines.append(f"| {result['subscribers']} subs | {_fmt_rate(result['deliveries_per_s'])} "
                          f"| {result['inflight']} | {result['loadgen_cpu']:.0%} | {result['lost']} |")
         lines.append("")
+    inbox = report.get("inbox")
+    if inbox:
+        lines.extend(inbox_table(inbox))
     idle = report.get("idle")
     if idle:
         lines.append("## Idle websockets")
@@ -781,6 +998,87 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def inbox_table(inbox: dict[str, Any]) -> list[str]:
+    if "error" in inbox:
+        return ["## Inbox messages merged per second", "", f"failed: {inbox['error']}", ""]
+    lines = [f"## Inbox messages merged per second (durable SQLite store, {inbox['seconds']:g} s per UDP case)", ""]
+    lines.append("No peer exists for this protocol (Satchel's own datagram layout, README \"Inbox datagrams\"), so "
+                 "there is no ratio and no target: the figures stand alone. Every answer `M` (UDP) or 200 (HTTP) is "
+                 "sent after the merge is committed (WAL, synchronous=NORMAL). UDP: `loadgen/udpgen.c`, closed loop, "
+                 "one request outstanding per sender, each freshly encoded and signed; lost = unanswered within "
+                 f"{inbox['timeout_ms']:g} ms. HTTP: `wrk/inbox_post.lua`, one wrk thread.")
+    lines.append("")
+    lines.append("| case | transport | merges/s | p50 | p99 | lost of sent / non-2xx | kernel drops | senders never "
+                 "answered | generator CPU | server CPU |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    for result in inbox.get("udp", []):
+        case = (f"{result['inboxes']} inboxes x {result['senders_per_inbox']} senders" if result["inboxes"] > 1
+                else f"1 inbox x {result['senders_per_inbox']} senders (hot spot)")
+        if "error" in result:
+            lines.append(f"| {case} | UDP | failed: {result['error'][:60]} |  |  |  |  |  |  |  |")
+            continue
+        drops = result.get("kernel_rcvbuf_drops")
+        lost = f"{result['lost']:,} of {result['sent']:,}"
+        refused = sum(n for code, n in result["codes"].items() if code != "M")
+        if refused or result.get("bad_answers"):
+            lost += f"; {refused} not M, {result['bad_answers']} bad answers"
+        lines.append(f"| {case} | UDP | {_fmt_rate(result['merged_per_s'])} | {_fmt_us(result['latency_us']['p50'])} "
+                     f"| {_fmt_us(result['latency_us']['p99'])} | {lost} | {'-' if drops is None else f'{drops:,}'} "
+                     f"| {result['senders_never_answered']} of {result['senders']} "
+                     f"| {result['loadgen_cpu']:.0%} (udpgen) | {result['server_cpu']:.0%} |")
+    http = inbox.get("http")
+    if http:
+        case = (f"{http.get('inboxes')} inboxes x {http.get('ids_per_inbox')} message ids, "
+                f"{http.get('connections')} connections")
+        if "skipped" in http or "error" in http:
+            lines.append(f"| {case} | HTTP POST | {http.get('skipped') or 'failed: ' + http['error'][:60]} "
+                         "|  |  |  |  |  |  |  |")
+        else:
+            statuses = ", ".join(f"{code}: {n:,}" for code, n in sorted(http.get("statuses", {}).items()))
+            errors = f"; socket errors {http['socket_errors']}" if http.get("socket_errors") else ""
+            lines.append(f"| {case} | HTTP POST | {_fmt_rate(http['requests_per_s'])} "
+                         f"| {_fmt_us(http['latency_us'].get('p50', 0))} | {_fmt_us(http['latency_us'].get('p99', 0))} "
+                         f"| {http['non_2xx']} non-2xx (statuses {statuses}){errors} | - | - "
+                         f"| {http['loadgen_cpu']:.0%} (wrk) | {http['server_cpu']:.0%} |")
+    lines.append("")
+    if any(result.get("lost") for result in inbox.get("udp", [])):
+        rmem = inbox.get("rmem_default")
+        lines.append("Lost: requests sent in the measured window and never answered (within the timeout). Kernel "
+                     "drops: datagrams the kernel dropped because the server's UDP receive buffer was full "
+                     "(RcvbufErrors in /proc/net/snmp, machine-wide, over the whole case, warmup included). That "
+                     "buffer is the queue: the server takes datagrams in about as fast as it merges them (it is "
+                     "CPU-bound), and the buffer"
+                     + (f" ({rmem // 1024} KB, net.core.rmem_default)" if rmem else "")
+                     + " holds some 190-256 of these ~140-byte datagrams (each takes ~830 bytes of it); more "
+                     "senders than that, each with a request in flight, overflow it, and the ones that do not fit "
+                     "keep losing requests and waiting out timeouts. A sender whose request is lost waits the timeout, "
+                     "then a random pause of up to a quarter of it, and sends a new one.")
+        lines.append("")
+    checks = []
+    for result in inbox.get("udp", []):
+        durability = result.get("durability")
+        if durability:
+            checks.append(
+                f"UDP {result['inboxes']} x {result['senders_per_inbox']}: {durability['acknowledged']:,} merges "
+                f"acknowledged to {durability['senders_acknowledged']} senders; after kill -9 and restart each "
+                f"one's last acknowledged revision (or a newer one) is stored"
+                f" ({'all durable' if durability['durable'] else str(durability['senders_missing_acknowledged']) + ' MISSING'})"
+            )
+    if http and http.get("durability"):
+        durability = http["durability"]
+        checks.append(
+            f"HTTP: {durability['acknowledged']:,} posts acknowledged, {durability['sent']:,} sent; after kill -9 and "
+            f"restart the stored revisions cover {durability['covered']:,} of them "
+            f"({'all acknowledged ones durable' if durability['durable'] else 'SOME LOST'})"
+        )
+    if inbox.get("durability_error"):
+        checks.append(f"NOT CHECKED: {inbox['durability_error'][:200]}")
+    if checks:
+        lines.append("Durability: " + "; ".join(checks) + ".")
+        lines.append("")
+    return lines
+
+
 def fanout_verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     verdicts = []
     cases = sorted({(r["inflight"], r["subscribers"], r["channel"]) for r in results})
@@ -812,7 +1110,7 @@ def fanout_verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="fanout,idle,rest", help="comma-separated: fanout,idle,rest")
+    parser.add_argument("--only", default="fanout,idle,rest,inbox", help="comma-separated: fanout,idle,rest,inbox")
     parser.add_argument("--quick", action="store_true", help="short runs, 1000 subscribers only")
     parser.add_argument("--peers", default="websockets,node", help="comma-separated peers for fan-out and idle")
     parser.add_argument("--subs", default="1000,5000", help="subscriber counts for fan-out")
@@ -829,12 +1127,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--rest-connections", type=int, default=16)
     parser.add_argument("--rest-seconds", type=int, default=10)
+    parser.add_argument("--inbox-layouts", default="64x8,64x2,1x512",
+                        help="UDP cases, comma-separated INBOXESxSENDERS (senders per inbox)")
+    parser.add_argument("--inbox-seconds", type=float, default=5.0, help="seconds measured per UDP case")
+    parser.add_argument("--inbox-timeout-ms", type=float, default=1000.0,
+                        help="a datagram unanswered this long is counted lost (and the sender sends a new one)")
+    parser.add_argument("--inbox-max-requests", type=int, default=2_000_000, help="at most this many datagrams per UDP case")
+    parser.add_argument("--inbox-http-inboxes", type=int, default=64)
+    parser.add_argument("--inbox-http-seconds", type=int, default=10)
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))
     options = parser.parse_args(argv)
     options.only = {part.strip() for part in options.only.split(",") if part.strip()}
     options.peers = [part.strip() for part in options.peers.split(",") if part.strip()]
     options.subs = [int(part) for part in options.subs.split(",")]
     options.inflight = [int(part) for part in options.inflight.split(",")]
+    options.inbox_layouts = [tuple(int(n) for n in part.lower().split("x", 1))
+                             for part in options.inbox_layouts.split(",") if part.strip()]
     if options.quick:
         options.subs = [1000]
         options.inflight = options.inflight[:1]
@@ -842,6 +1150,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         options.idle_connections = min(options.idle_connections, 1000)
         options.idle_seconds = min(options.idle_seconds, 3.0)
         options.rest_seconds = min(options.rest_seconds, 4)
+        options.inbox_seconds = min(options.inbox_seconds, 3.0)
+        options.inbox_http_seconds = min(options.inbox_http_seconds, 4)
     return options
 
 
@@ -859,7 +1169,7 @@ def main(argv: list[str] | None = None) -> int:
         "options": {key: (sorted(value) if isinstance(value, set) else value) for key, value in vars(options).items()},
         "targets": TARGETS,
     }
-    if "fanout" in options.only or "idle" in options.only:
+    if options.only & {"fanout", "idle", "inbox"}:
         build_loadgen()
     if "fanout" in options.only:
         report["fanout"] = bench_fanout(options, peers)
@@ -870,6 +1180,12 @@ def main(argv: list[str] | None = None) -> int:
         report["idle"] = bench_idle(options, peers)
     if "rest" in options.only:
         report["rest"] = bench_rest(options)
+    if "inbox" in options.only:
+        try:
+            report["inbox"] = bench_inbox(options)
+        except Exception as error:
+            log(f"inbox bench failed: {error}")
+            report["inbox"] = {"error": str(error)}
     output = Path(options.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
