@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 DatagramHandler = Callable[[bytes, Any], Awaitable["bytes | None"]]
 
 
+#: What the endpoint asks the kernel to buffer for it.
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+
+
 async def serve_udp(
     handle: DatagramHandler,
     host: str | None,
@@ -57,6 +61,11 @@ async def serve_udp(
     )[0]
     sock = trio.socket.socket(family, kind, proto)
     with sock:
+        # The kernel's receive buffer is the queue in front of this loop; the
+        # default (~208 KB, ~250 datagrams of ~830 bytes of accounting each)
+        # overflowed with 512 senders in benches/run.py. Ask for more; the
+        # kernel caps it at net.core.rmem_max.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
         await sock.bind(address)
         slots = trio.Semaphore(max_in_flight)
         async with trio.open_nursery() as nursery:
