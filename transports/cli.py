@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--websocket-outbox-messages", type=int, default=defaults.websocket_outbox_messages,
                            help="unsent messages a websocket may queue before it is closed as a slow consumer")
     serve_cmd.add_argument("--log-level", default=env.get("SATCHEL_LOG_LEVEL", "INFO"))
+    # Its own parser lives in conformance_runner; listed here for --help.
+    commands.add_parser(
+        "conformance",
+        add_help=False,
+        help="check a Backpack server at a URL, or the core in-process, with the conformance kit "
+             "(satchel conformance --url ws://HOST:PORT --api-key KEY; --help for more)",
+    )
     return parser
 
 
@@ -128,7 +135,12 @@ async def run_server(args: argparse.Namespace, *, task_status: trio.TaskStatus =
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``satchel`` command."""
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["conformance"]:
+        from .conformance_runner import main as conformance
+
+        return conformance(arguments[1:])
+    args = build_parser().parse_args(arguments)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     try:

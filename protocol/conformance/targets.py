@@ -1,0 +1,233 @@
+"""What the conformance kit drives: a ``Target``, and the in-process one.
+
+A ``Target`` is a Backpack server seen from its clients. It holds cookie
+jars by name (a jar is one browser: the session cookie a login sets goes
+there, and requests and websocket upgrades made "as" that jar carry it) and
+websocket connections by name. Every method is synchronous; a target that
+does I/O (``satchel.transports.conformance_runner.UrlTarget``) waits itself.
+
+``InProcessTarget`` is Satchel's own core behind a ``MemoryStore``, run
+synchronously with ``run_sync`` the way an embedding server would, with a
+``ChannelRegistry`` standing in for the hub. It needs no sockets, so the kit
+runs against the core in milliseconds per example.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, Protocol
+
+import msgspec
+
+__all__ = ["Target", "HttpReply", "NOTHING", "CLOSED", "CookieJars", "InProcessTarget"]
+
+
+class _Marker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: ``Target.receive``: nothing arrived in time.
+NOTHING = _Marker("<nothing>")
+#: ``Target.receive``: the server closed the connection.
+CLOSED = _Marker("<closed>")
+
+
+@dataclass
+class HttpReply:
+    """An HTTP response: status, lower-case headers, body bytes."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+class Target(Protocol):
+    """A Backpack server under test, driven synchronously."""
+
+    #: The API key clients of this server send (``Authorization: key <KEY>``).
+    api_key: str
+
+    def http(
+        self, jar: str | None, method: str, path: str, body: bytes | None, *, key: str | None
+    ) -> HttpReply:
+        """Send one request as ``jar`` (``None``: no cookies), with
+        ``Authorization: key <key>`` unless ``key`` is None, and a JSON
+        content type when there is a body; store any cookie it sets in the jar."""
+        ...
+
+    def connect(self, jar: str | None, connection: str) -> int:
+        """Open websocket ``connection`` with ``jar``'s cookies: 101 when
+        accepted, else the status of the refusal."""
+        ...
+
+    def send(self, connection: str, frame: str | bytes) -> None:
+        """Send one text (``str``) or binary (``bytes``) message."""
+        ...
+
+    def receive(self, connection: str, timeout: float) -> Any:
+        """The next message ``connection`` received, decoded from JSON (the
+        raw text if it is not JSON); ``NOTHING`` if none arrives within
+        ``timeout`` seconds, ``CLOSED`` once the server closed it."""
+        ...
+
+    def disconnect(self, connection: str) -> None:
+        """Close ``connection`` (a normal close) and wait until the server
+        has seen it close, as far as the target can tell."""
+        ...
+
+    def close(self) -> None:
+        """Release everything the target holds."""
+        ...
+
+
+class CookieJars:
+    """Cookies by jar, as browsers keep them (names and values only)."""
+
+    def __init__(self) -> None:
+        self._jars: dict[str, dict[str, str]] = defaultdict(dict)
+
+    def header(self, jar: str | None) -> str | None:
+        """The ``Cookie`` header ``jar`` sends, if it holds any cookie."""
+        if jar is None or not self._jars.get(jar):
+            return None
+        return "; ".join(f"{name}={value}" for name, value in self._jars[jar].items())
+
+    def store(self, jar: str | None, set_cookie: str) -> None:
+        """Keep (or, when it expires or is empty, drop) the cookie a
+        ``Set-Cookie`` header value sets."""
+        if jar is None:
+            return
+        parsed: SimpleCookie = SimpleCookie()
+        try:
+            parsed.load(set_cookie)
+        except CookieError:
+            return
+        for name, morsel in parsed.items():
+            if not morsel.value or morsel["max-age"] in ("0", 0):
+                self._jars[jar].pop(name, None)
+            else:
+                self._jars[jar][name] = morsel.value
+
+
+class InProcessTarget:
+    """Satchel's core and a ``MemoryStore``, driven synchronously.
+
+    Passwords are "hashed" by a fast stand-in (argon2 would make each login
+    take ~0.1 s); everything else is the real core: ``handle_request``,
+    ``accept``, ``handle_message``, ``socket_closed``, ``hub_events`` and a
+    ``ChannelRegistry``.
+    """
+
+    def __init__(self, api_key: str = "conformance-key", *, store: Any = None, env: Any = None) -> None:
+        from satchel.protocol import backpack
+        from satchel.protocol.channels import ChannelRegistry
+        from satchel.protocol.environment import fixed_environment
+
+        if store is None:
+            from satchel.storage_backends.memory import MemoryStore
+
+            store = MemoryStore()
+        self.api_key = api_key
+        self._backpack = backpack
+        self._store = store
+        self._env = env if env is not None else fixed_environment()
+        self._config = backpack.BackpackConfig(api_key=api_key)
+        self._registry = ChannelRegistry()
+        self._jars = CookieJars()
+        self._sockets: dict[str, Any] = {}
+        self._inboxes: dict[str, deque[Any]] = defaultdict(deque)
+
+    def _execute(self, operation: Any) -> Any:
+        from satchel.protocol.operations import HashPassword, VerifyPassword
+
+        if isinstance(operation, HashPassword):
+            return "plain$" + operation.password
+        if isinstance(operation, VerifyPassword):
+            return bool(operation.password_hash) and operation.password_hash == "plain$" + operation.password
+        return self._store.execute_sync(operation)
+
+    def _run(self, action: Any) -> Any:
+        from satchel.protocol.operations import run_sync
+
+        return run_sync(action, self._execute)
+
+    def _publish(self, events: Any) -> None:
+        from satchel.protocol.channels import Deliver
+        from satchel.protocol.dispatch import hub_events
+
+        for event in hub_events(events):
+            recipients = self._registry.apply(event)
+            if isinstance(event, Deliver):
+                message = msgspec.json.decode(event.payload)
+                for connection in recipients:
+                    self._inboxes[connection].append(message)
+
+    def _request(self, method: str, path: str, jar: str | None, key: str | None, body: bytes) -> Any:
+        from satchel.protocol.http import HttpRequest
+
+        headers = []
+        if key is not None:
+            headers.append(("authorization", f"key {key}"))
+        cookie = self._jars.header(jar)
+        if cookie is not None:
+            headers.append(("cookie", cookie))
+        if body:
+            headers.append(("content-type", "application/json"))
+        return HttpRequest(method, path, headers, body)
+
+    def http(self, jar: str | None, method: str, path: str, body: bytes | None, *, key: str | None) -> HttpReply:
+        """See ``Target.http``."""
+        request = self._request(method, path, jar, key, body or b"")
+        outcome = self._run(self._backpack.handle_request(request, self._config, self._env))
+        self._publish(outcome.changes)
+        response = outcome.response
+        for name, value in response.headers:
+            if name == "set-cookie":
+                self._jars.store(jar, value)
+        return HttpReply(response.status, list(response.headers), response.body)
+
+    def connect(self, jar: str | None, connection: str) -> int:
+        """See ``Target.connect``."""
+        from satchel.protocol.http import HttpResponse
+
+        request = self._request("GET", "/", jar, None, b"")
+        accepted = self._run(self._backpack.accept(request, connection, self._config, self._env))
+        if isinstance(accepted, HttpResponse):
+            return accepted.status
+        self._sockets[connection] = accepted
+        self._registry.add_connection(connection, accepted.user_id)
+        self._publish(self._backpack.greeting(accepted))
+        return 101
+
+    def send(self, connection: str, frame: str | bytes) -> None:
+        """See ``Target.send``."""
+        socket = self._sockets[connection]
+        self._publish(self._run(self._backpack.handle_message(socket, frame, self._env)))
+
+    def receive(self, connection: str, timeout: float) -> Any:
+        """See ``Target.receive`` (messages are there at once: ``timeout`` is unused)."""
+        socket = self._sockets.get(connection)
+        if socket is None:
+            return CLOSED
+        inbox = self._inboxes[socket.connection]
+        return inbox.popleft() if inbox else NOTHING
+
+    def disconnect(self, connection: str) -> None:
+        """See ``Target.disconnect``."""
+        socket = self._sockets.pop(connection, None)
+        if socket is None:
+            return
+        self._registry.remove_connection(socket.connection)
+        self._inboxes.pop(socket.connection, None)
+        self._publish(self._backpack.socket_closed(socket))
+
+    def close(self) -> None:
+        """Close every connection."""
+        for connection in list(self._sockets):
+            self.disconnect(connection)

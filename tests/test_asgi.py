@@ -1,0 +1,172 @@
+"""Satchel as an ASGI app (quart-trio) on hypercorn's trio worker.
+
+It passes the same end-to-end scenarios as the reference server, and
+hypercorn's known crash (STACK.md, bug #225: an ``Upgrade: websocket``
+request with bytes after its head) is contained: the first test reproduces
+the crash with plain ``hypercorn.trio.serve``, the second sends the same
+bytes to ``serve_asgi`` and checks that it goes on serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from functools import partial
+from http.client import HTTPConnection
+from typing import Iterator
+
+import pytest
+import trio
+
+from satchel.protocol.backpack import BackpackConfig
+from satchel.storage_backends.memory import MemoryStore
+from satchel.transports.asgi import create_asgi_app, hypercorn_config, serve_asgi
+from scenarios import HOSTILE, SCENARIOS, Client, Endpoint, Launched, example, greeted, raw_exchange, receive
+from server_process import Http
+
+API_KEY = "asgi-api-key"
+HAZARD = HOSTILE[6]  # an upgrade request, then one byte after its head
+
+
+@pytest.fixture(scope="module")
+def asgi_server() -> Iterator[Endpoint]:
+    launched: Launched = example("asgi_app", API_KEY)
+    try:
+        yield launched.endpoint
+    finally:
+        launched.stop()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+async def test_scenario(asgi_server: Endpoint, scenario: str) -> None:
+    await SCENARIOS[scenario](asgi_server)
+
+
+BOUNDARY = "----satchelAsgiBoundary"
+
+
+def _multipart(fields: list[tuple[str, str]], file: tuple[str, bytes]) -> bytes:
+    parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+             for name, value in fields]
+    filename, content = file
+    parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n")
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def test_uploads_the_sdk_and_inbox_documents_are_served_too(asgi_server: Endpoint) -> None:
+    """The rest of the reference server's HTTP surface, through the same core."""
+    client = Http(asgi_server)  # type: ignore[arg-type]
+    user = client.login(f"asgi-files-{os.getpid()}@example.com")
+    content = os.urandom(300_000)
+    form = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    status, meta, _ = client.request("POST", "/uploads", _multipart([("bucket", "b"), ("filename", "a b.png")],
+                                                                    ("a b.png", content)), headers=form)
+    assert status == 200 and (meta["userId"], meta["filename"]) == (user, "a b.png"), meta
+    assert client.request("GET", f"/uploads/{user}")[1] == {"records": [meta]}
+    status, body, headers = client.request("GET", f"/uploads/{user}/a%20b.png")
+    assert (status, body, headers["content-type"]) == (200, content, "image/png")
+    assert client.request("DELETE", "/uploads/a%20b.png")[1] == {"deletedRecord": meta}
+    assert client.request("GET", f"/uploads/{user}/a%20b.png")[0] == 404
+
+    status, sdk, headers = Http(asgi_server).request("GET", "/sdk.js", key=None)  # type: ignore[arg-type]
+    assert status == 200 and headers["content-type"].startswith("text/javascript") and b"createSdk" in sdk
+
+    read_token, write_token = secrets.token_hex(16), secrets.token_hex(16)
+    status, _, _ = client.request("PUT", f"/backend/documents/{read_token}", {"#messages": {}}, key=None,
+                                  headers={"Write-Token": write_token, "Derived-From": "0", "Revision": "1"})
+    assert status == 200
+    status, document, _ = client.request("GET", f"/backend/documents/{read_token}", key=None)
+    assert status == 200 and document == {"#messages": {}}
+
+
+def _app() -> object:
+    return create_asgi_app(MemoryStore(), BackpackConfig(api_key=API_KEY))
+
+
+async def _get_collections(port: int) -> int:
+    def get() -> int:
+        connection = HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            connection.request("GET", "/collections", headers={"Authorization": f"key {API_KEY}"})
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        finally:
+            connection.close()
+
+    return await trio.to_thread.run_sync(get)
+
+
+async def test_plain_hypercorn_serve_is_taken_down_by_the_hazard() -> None:
+    """The reproduction: the error escapes ``hypercorn.trio.serve``."""
+    from hypercorn.trio import serve
+
+    config = hypercorn_config("127.0.0.1", 0)
+    crashed: list[BaseException] = []
+
+    async def run_server(task_status: trio.TaskStatus[int]) -> None:
+        try:
+            await serve(_app(), config, task_status=task_status)  # type: ignore[arg-type]
+        except BaseException as error:  # noqa: BLE001 - what we are looking for
+            if not isinstance(error, trio.Cancelled):
+                crashed.append(error)
+                return
+            raise
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(run_server)
+            port = int(binds[0].rsplit(":", 1)[1])
+            assert await _get_collections(port) == 200
+            for _ in range(5):
+                await trio.to_thread.run_sync(partial(raw_exchange, port, HAZARD, timeout=0.5))
+                await trio.sleep(0.05)
+                if crashed:
+                    break
+            nursery.cancel_scope.cancel()
+    if not crashed:
+        pytest.skip("hypercorn no longer crashes on bug #225's request; serve_asgi's guard is now belt and braces")
+    assert "LocalProtocolError" in repr(crashed[0])
+
+
+async def test_serve_asgi_contains_the_hazard_and_goes_on_serving() -> None:
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(serve_asgi, _app(), hypercorn_config("127.0.0.1", 0))
+        port = int(binds[0].rsplit(":", 1)[1])
+        with trio.fail_after(20):
+            async with trio.open_nursery() as senders:
+                for payload in [HAZARD] * 5 + HOSTILE:
+                    senders.start_soon(partial(trio.to_thread.run_sync, partial(raw_exchange, port, payload, timeout=1)))
+            assert await _get_collections(port) == 200
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_slow_consumer_is_dropped_and_the_others_carry_on() -> None:
+    """A websocket that never reads fills its bounded outbox and is dropped
+    (its user's close is announced); the sender is never held up."""
+    app = create_asgi_app(MemoryStore(), BackpackConfig(api_key=API_KEY), outbox_messages=4)
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(serve_asgi, app, hypercorn_config("127.0.0.1", 0))
+        endpoint = Endpoint(int(binds[0].rsplit(":", 1)[1]), API_KEY)
+        sender, sleeper = await Client.create(endpoint, "sender"), await Client.create(endpoint, "sleeper")
+        stuck = socket.create_connection(("127.0.0.1", endpoint.port))
+        stuck.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + f"Cookie: {sleeper.http.cookie}\r\n\r\n".encode()
+        )
+        try:
+            async with sender.websocket() as ws:
+                await greeted(ws)
+                with trio.fail_after(20):
+                    while len(app.satchel_hub) != 1:  # type: ignore[attr-defined]
+                        await ws.send_message(json.dumps({"action": "open", "pad": "x" * 200_000}))
+                        assert (await receive(ws))["action"] in ("open", "close")
+                    while (await receive(ws)) != {"action": "close", "userId": sleeper.user_id}:
+                        pass
+        finally:
+            stuck.close()
+        nursery.cancel_scope.cancel()

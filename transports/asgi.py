@@ -1,0 +1,478 @@
+"""Satchel as an ASGI application (quart-trio), for embedding in an ASGI stack.
+
+``create_asgi_app`` builds a ``QuartTrio`` app that serves Backpack's REST API
+(uploads included) and its websocket from the same core actions as the
+reference server (``backpack.handle_request``, ``accept``,
+``handle_message``, ``socket_closed``), plus ``/sdk.js`` and inbox documents
+over HTTP: a Quart request is converted into the core's ``HttpRequest`` and
+the core's ``HttpResponse`` back, and nothing here decides anything a
+protocol specifies. Mount it under a prefix with any ASGI router, or serve it
+with ``serve_asgi``.
+
+Fan-out: each accepted websocket is registered in a ``ChannelRegistry``; the
+hub events an action returns are applied to it in order, and each delivery's
+payload is decoded to text once and queued, the same ``str``, to every
+recipient's bounded outbox, which a writer task per connection drains with
+``await websocket.send``. ASGI has no raw-bytes send, so unlike the reference
+transport a frame cannot be encoded once and shared: the server frames (and,
+when a browser negotiated permessage-deflate, compresses) every copy
+(STACK.md: ~12k deliveries/s here against ~100k for the reference server).
+A connection whose outbox is full is a slow consumer: it leaves the registry
+at once (the others hear that its user left) and a 1008 close is attempted.
+Hypercorn shields every socket write, so a writer stuck on a peer that never
+reads cannot be cancelled; it holds one message until the peer goes away.
+
+``serve_asgi`` runs the app on hypercorn's trio worker with each connection in
+a guard of its own. Hypercorn bug #225 (STACK.md) lets one request - an
+``Upgrade: websocket`` with bytes after its head - raise out of a connection's
+task, and ``hypercorn.trio.serve`` runs every connection in one nursery, so
+that one error takes the whole server down. ``serve_asgi`` is the same worker
+loop built from hypercorn's own parts (lifespan, worker context, per-connection
+``TCPServer``) with a guard around every connection: the error is logged and
+only that connection ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable
+
+import trio
+from quart import Response, request, websocket
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
+
+from satchel.protocol import backpack, inbox
+from satchel.protocol.changes import Change
+from satchel.protocol.channels import ChannelRegistry, Deliver, HubEvent
+from satchel.protocol.dispatch import RENDERERS, hub_events
+from satchel.protocol.environment import Environment
+from satchel.protocol.http import HttpRequest, HttpResponse, json_response, split_path
+from satchel.storage_backends.base import Store
+from satchel.storage_backends.files import LocalFileStore
+
+from .runner import Runner
+from .static import static_response
+from .system_environment import system_environment
+from .uploads import MultipartSink, multipart_boundary
+
+__all__ = ["create_asgi_app", "AsgiHub", "hypercorn_config", "serve_asgi"]
+
+log = logging.getLogger("satchel.asgi")
+
+#: Every method the core answers; OPTIONS is the core's (CORS preflight), not Quart's.
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_INTERNAL_ERROR = '{"action":"error","message":"Internal server error"}'
+_SLOW_CONSUMER = 1008
+_MESSAGE_TOO_BIG = 1009
+
+
+class _Everything(BaseConverter):
+    """Matches any path, slashes and doubled slashes included: the core
+    normalizes paths itself (BRIEF: ``//register`` is ``/register``)."""
+
+    regex = ".*"
+    part_isolating = False
+
+
+class _Outbox:
+    """One websocket's bounded queue of text frames, drained by its writer."""
+
+    __slots__ = ("send_channel", "receive_channel", "overflowed")
+
+    def __init__(self, capacity: int) -> None:
+        self.send_channel, self.receive_channel = trio.open_memory_channel[str](capacity)
+        self.overflowed = trio.Event()
+
+
+class AsgiHub:
+    """The live websockets of one ASGI app and the registries that route to them.
+
+    ``publish`` is synchronous, like the reference server's bus: the events of
+    one action are applied in order and atomically with respect to other tasks.
+    """
+
+    def __init__(self, outbox_messages: int = 10_000) -> None:
+        #: protocol name -> the registry of that protocol's live connections
+        self.registries: dict[str, ChannelRegistry] = {name: ChannelRegistry() for name in RENDERERS}
+        self._outboxes: dict[str, _Outbox] = {}
+        self._capacity = outbox_messages
+
+    def __len__(self) -> int:
+        return len(self._outboxes)
+
+    def open(self, connection: str) -> _Outbox:
+        """Give ``connection`` an outbox; deliveries to it queue there."""
+        outbox = _Outbox(self._capacity)
+        self._outboxes[connection] = outbox
+        return outbox
+
+    def close(self, connection: str) -> None:
+        """Forget ``connection``'s outbox (idempotent)."""
+        outbox = self._outboxes.pop(connection, None)
+        if outbox is not None:
+            outbox.send_channel.close()
+
+    def publish(self, events: Iterable[Change | HubEvent]) -> None:
+        """Apply ``events`` in order and queue what they deliver."""
+        for event in hub_events(events):
+            recipients = self.registries[event.protocol].apply(event)
+            if recipients and isinstance(event, Deliver):
+                text = event.payload.decode("utf-8")
+                for connection in recipients:
+                    outbox = self._outboxes.get(connection)
+                    if outbox is None:
+                        continue
+                    try:
+                        outbox.send_channel.send_nowait(text)
+                    except trio.WouldBlock:
+                        outbox.overflowed.set()
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        pass
+
+
+def _core_request(method: str, scope: dict[str, Any], headers: Iterable[tuple[str, str]], body: bytes) -> HttpRequest:
+    # The raw path, not Quart's decoded one: the core decodes segments itself.
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+    target = raw_path.decode("latin-1")
+    query = scope.get("query_string") or b""
+    if query:
+        target += "?" + query.decode("latin-1")
+    return HttpRequest(method, target, [(name.lower(), value) for name, value in headers], body)
+
+
+def _quart_response(response: HttpResponse) -> Response:
+    quart_response = Response(response.body, status=response.status)
+    # Content-Type and repeated Set-Cookie headers are the core's, as given.
+    quart_response.headers.clear()
+    for name, value in response.headers:
+        quart_response.headers.add(name, value)
+    quart_response.headers["content-length"] = str(len(response.body))
+    return quart_response
+
+
+def create_asgi_app(
+    store: Store,
+    config: backpack.BackpackConfig,
+    env: Environment | None = None,
+    *,
+    files: LocalFileStore | None = None,
+    inbox_config: inbox.InboxConfig | None = None,
+    runner: Runner | None = None,
+    max_body_bytes: int = 1024 * 1024,
+    max_upload_bytes: int = 50 * 1024 * 1024,
+    max_message_bytes: int = 1024 * 1024,
+    outbox_messages: int = 10_000,
+    name: str = __name__,
+) -> QuartTrio:
+    """A quart-trio app serving what the reference server serves over HTTP.
+
+    Backpack's REST API and websocket, its file uploads (when ``files``, a
+    ``LocalFileStore``, is given; otherwise ``/uploads`` answers an internal
+    error as the core cannot keep bytes), ``/sdk.js``, and inbox documents
+    (seed 001, HTTP only: datagrams need a UDP socket, which ASGI has not).
+    ``store`` is any ``satchel.storage_backends`` store, already open; the
+    app does not close it. ``env`` defaults to the system clock and entropy.
+    Websockets are accepted on every path, as the reference server does (the
+    SDK opens the API's base URL). The app's ``satchel_hub`` attribute is its
+    ``AsgiHub``; serve it with ``serve_asgi`` (or any ASGI server that runs
+    trio, keeping hypercorn bug #225 in mind).
+    """
+    environment = env if env is not None else system_environment()
+    core_runner = runner if runner is not None else Runner(store, files=files)
+    documents_config = inbox_config or inbox.InboxConfig()
+    hub = AsgiHub(outbox_messages)
+    registry = hub.registries[backpack.PROTOCOL]
+    connection_ids = itertools.count(1)
+
+    # root_path: Quart looks for templates and static files beside the app's
+    # module; Satchel serves neither, and ``satchel`` is a namespace package.
+    app = QuartTrio(name, root_path=str(Path(__file__).parent))
+    # Bodies are bounded here, per kind (uploads may be larger), not by Quart.
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.url_map.converters["everything"] = _Everything
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.satchel_hub = hub  # type: ignore[attr-defined]
+
+    async def respond(outcome: backpack.HttpOutcome) -> Response:
+        hub.publish(outcome.changes)
+        if outcome.file is None or core_runner.files is None:
+            return _quart_response(outcome.response)
+        path = core_runner.files.path(outcome.file.owner, outcome.file.file_id)
+        try:
+            size = (await trio.Path(path).stat()).st_size
+        except FileNotFoundError:
+            log.error("upload %s/%s has a record but no file", outcome.file.owner, outcome.file.file_id)
+            return _quart_response(json_response(404, {"message": "file does not exist"}))
+        return _file_response(outcome.response, path, size)
+
+    async def http_endpoint(path: str = "") -> Response:
+        core_request = _core_request(request.method, request.scope, request.headers.items(), b"")
+        asset = static_response(core_request)
+        if asset is not None:
+            return _quart_response(asset)
+        try:
+            sink = _upload_sink(core_request, config, core_runner.files, max_upload_bytes)
+            if sink is not None:
+                try:
+                    form = await _read_form(sink, max_upload_bytes)
+                    if isinstance(form, HttpResponse):
+                        return _quart_response(form)
+                    outcome = await core_runner.run(backpack.handle_request(core_request, config, environment, form))
+                finally:
+                    sink.close()
+                return await respond(outcome)
+            body = await _read_body(max_body_bytes)
+            if body is None:
+                return _quart_response(json_response(413, {"message": "Request body too large"}))
+            core_request = HttpRequest(core_request.method, core_request.target, core_request.headers, body)
+            if inbox.is_inbox_path(core_request.path):
+                # Tokens authorize inbox documents; there is no API key there.
+                documents = await core_runner.run(inbox.handle_request(core_request, documents_config, environment))
+                hub.publish(documents.changes)
+                return _quart_response(documents.response)
+            outcome = await core_runner.run(backpack.handle_request(core_request, config, environment))
+        except Exception:
+            log.exception("request %s %s failed", core_request.method, core_request.target)
+            return _quart_response(json_response(500, {"message": "Internal server error"}))
+        return await respond(outcome)
+
+    app.add_url_rule(
+        "/<everything:path>", "backpack_http", http_endpoint, methods=_METHODS, provide_automatic_options=False
+    )
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        # Quart's own refusals (400 unreadable body...) in the protocol's
+        # error format rather than as HTML.
+        status = error.code or 500
+        return Response(
+            backpack.render.encode({"message": error.description or error.name}),
+            status=status,
+            content_type="application/json; charset=utf-8",
+        )
+
+    async def websocket_endpoint(path: str = "") -> Response | None:
+        connection = f"asgi-{next(connection_ids)}"
+        core_request = _core_request("GET", websocket.scope, websocket.headers.items(), b"")
+        accepted = await core_runner.run(backpack.accept(core_request, connection, config, environment))
+        if isinstance(accepted, HttpResponse):
+            # Sent as an HTTP response when the server supports ASGI's
+            # websocket denial extension (hypercorn does); otherwise a close.
+            return _quart_response(accepted)
+        await websocket.accept()
+        ws = websocket._get_current_object()
+        outbox = hub.open(connection)
+        registry.add_connection(connection, accepted.user_id)
+        try:
+            hub.publish(backpack.greeting(accepted))
+            # The writer runs in the app's nursery, not under this handler:
+            # hypercorn shields every socket write, so a writer stuck on a
+            # peer that does not read cannot be cancelled - and this handler
+            # must still end, leave the registry and tell the others.
+            background = getattr(app, "nursery", None)
+            async with trio.open_nursery() as nursery:
+                (background or nursery).start_soon(_write, ws, outbox)
+                nursery.start_soon(_end_on_overflow, outbox, nursery.cancel_scope)
+                while True:
+                    message = await ws.receive()
+                    if len(message) > max_message_bytes // 4 and _size(message) > max_message_bytes:
+                        await ws.close(_MESSAGE_TOO_BIG, "message too big")
+                        break
+                    try:
+                        events = await core_runner.run(backpack.handle_message(accepted, message, environment))
+                    except Exception:
+                        log.exception("websocket action failed on connection %s", connection)
+                        await ws.send(_INTERNAL_ERROR)
+                        continue
+                    hub.publish(events)
+                nursery.cancel_scope.cancel()
+        finally:
+            registry.remove_connection(connection)
+            hub.close(connection)
+            hub.publish(backpack.socket_closed(accepted))
+        if outbox.overflowed.is_set():
+            # A peer that does not read may never take the close frame either.
+            with trio.move_on_after(1):
+                await ws.close(_SLOW_CONSUMER, "slow consumer")
+        return None
+
+    app.add_websocket("/<everything:path>", "backpack_websocket", websocket_endpoint)
+    return app
+
+
+def _upload_sink(
+    core_request: HttpRequest, config: backpack.BackpackConfig, files: LocalFileStore | None, limit: int
+) -> MultipartSink | None:
+    """Uploads stream to a staged file, as in the reference server; only a
+    request with the API key may write to disk."""
+    if files is None or core_request.method not in ("POST", "PUT", "PATCH"):
+        return None
+    segments = split_path(core_request.path)
+    if not segments or segments[0] != "uploads" or not backpack.auth.api_key_matches(core_request, config):
+        return None
+    boundary = multipart_boundary(core_request.header("content-type"))
+    return None if boundary is None else MultipartSink(boundary, files, limit)
+
+
+async def _read_form(sink: MultipartSink, limit: int) -> Any:
+    """Stream the request body into ``sink``; the parsed form, or the error response."""
+    size = 0
+    try:
+        async for chunk in request.body:
+            size += len(chunk)
+            if size > limit:
+                return json_response(413, {"message": f"Uploads are limited to {limit} bytes"})
+            # The sink writes a staged file: a thread, so that a slow disk
+            # does not stall every other connection.
+            await trio.to_thread.run_sync(sink.write, chunk)
+        return sink.form()
+    except ValueError as error:
+        return json_response(400, {"message": f"Malformed multipart body: {error}"})
+
+
+async def _read_body(limit: int) -> bytes | None:
+    """The whole request body, or None once it passes ``limit`` bytes."""
+    body = bytearray()
+    async for chunk in request.body:
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _file_response(response: HttpResponse, path: Path, size: int) -> Response:
+    async def chunks() -> Any:
+        async with await trio.open_file(path, "rb") as handle:
+            while chunk := await handle.read(64 * 1024):
+                yield chunk
+
+    quart_response = Response(chunks(), status=response.status)
+    quart_response.headers.clear()
+    for name, value in response.headers:
+        quart_response.headers.add(name, value)
+    quart_response.headers["content-length"] = str(size)
+    return quart_response
+
+
+def _size(message: str | bytes) -> int:
+    return len(message.encode("utf-8", "surrogatepass")) if isinstance(message, str) else len(message)
+
+
+async def _write(ws: Any, outbox: _Outbox) -> None:
+    """Drain one connection's outbox, in order, until it is closed."""
+    try:
+        async with outbox.receive_channel:
+            async for text in outbox.receive_channel:
+                await ws.send(text)
+    except Exception:  # noqa: BLE001 - the connection is gone; its handler cleans up
+        pass
+
+
+async def _end_on_overflow(outbox: _Outbox, scope: trio.CancelScope) -> None:
+    """A slow consumer's outbox is full: end its connection (it leaves the
+    registry at once; the close frame is attempted afterwards)."""
+    await outbox.overflowed.wait()
+    scope.cancel()
+
+
+# -- serving -------------------------------------------------------------------
+
+
+def hypercorn_config(host: str = "127.0.0.1", port: int = 8000, *, hard_message_bytes: int = 16 * 1024 * 1024) -> Any:
+    """A hypercorn ``Config`` bound to ``host``:``port`` (0 picks a free port).
+
+    The app itself closes a websocket with 1009 after a message over its
+    ``max_message_bytes`` (1 MiB, as the reference server). Hypercorn's own
+    bound, ``hard_message_bytes``, stays well above it: when hypercorn closes
+    for size itself it can drop the client's close reply and leave the
+    connection hanging (measured with hypercorn 0.18 and trio-websocket).
+    """
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.websocket_max_message_size = hard_message_bytes
+    config.accesslog = None
+    return config
+
+
+async def serve_asgi(
+    app: Callable[..., Awaitable[None]],
+    config: Any,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve an ASGI ``app`` with hypercorn's trio worker, one guard per connection.
+
+    Like ``hypercorn.trio.serve`` (lifespan events, graceful shutdown when
+    ``shutdown_trigger`` returns), except that an exception escaping one
+    connection - hypercorn bug #225, or any other - is logged and ends that
+    connection only, instead of propagating into the server's nursery and
+    taking every connection down. ``task_status.started`` reports the bound
+    addresses as URLs (``http://127.0.0.1:PORT``). Cancel to stop at once.
+
+    Plain HTTP only (no TLS, no QUIC): put TLS in front, or use hypercorn's
+    own ``serve`` where its hazard is acceptable.
+    """
+    from hypercorn.trio.lifespan import Lifespan
+    from hypercorn.trio.tcp_server import TCPServer
+    from hypercorn.trio.worker_context import WorkerContext
+    from hypercorn.typing import ConnectionState
+    from hypercorn.utils import repr_socket_addr, wrap_app
+
+    wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
+    lifespan_state: dict[str, Any] = {}
+    lifespan = Lifespan(wrapped, config, lifespan_state)
+    context = WorkerContext(None)
+
+    async def connection(stream: trio.SocketStream) -> None:
+        try:
+            await TCPServer(wrapped, config, context, ConnectionState(lifespan_state.copy()), stream)
+        except Exception as error:
+            log.error("connection failed (contained): %r", error, exc_info=error)
+        except BaseExceptionGroup as group:
+            errors, others = group.split(Exception)
+            if errors is not None:
+                log.error("connection failed (contained): %r", errors, exc_info=errors)
+            if others is not None:
+                raise others from None
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as server_nursery:
+            sockets = config.create_sockets()
+            if sockets.secure_sockets or sockets.quic_sockets:
+                raise ValueError("serve_asgi serves plain HTTP only; bind without certificates")
+            listeners = []
+            binds = []
+            for sock in sockets.insecure_sockets:
+                sock.listen(config.backlog)
+                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+                binds.append("http://" + repr_socket_addr(sock.family, sock.getsockname()))
+            try:
+                async with trio.open_nursery() as accept_nursery:
+                    accept_nursery.start_soon(
+                        partial(trio.serve_listeners, connection, listeners, handler_nursery=server_nursery)
+                    )
+                    task_status.started(binds)
+                    if shutdown_trigger is not None:
+                        await shutdown_trigger()
+                    else:
+                        await trio.sleep_forever()
+                    accept_nursery.cancel_scope.cancel()
+            finally:
+                await context.terminated.set()
+                server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
+

@@ -1,0 +1,362 @@
+"""``satchel conformance``: run the conformance kit against a server.
+
+The kit itself is pure (``satchel.protocol.conformance``); this module gives
+it real I/O. ``UrlTarget`` speaks to any Backpack server at a URL - Satchel's
+reference server, the ASGI app, the examples, or a third-party server - with
+``http.client`` for REST and a small blocking websocket client on wsproto
+(the websocket parser Satchel already depends on). ``main`` is the command:
+
+    satchel conformance --url ws://127.0.0.1:8000 --api-key K [--examples 50]
+    satchel conformance --in-process
+    satchel conformance --url http://127.0.0.1:8000 --api-key K --replay failure.json
+
+The server must not be used by anyone else during a run (the kit counts
+every message its connections receive). The run creates four accounts and
+collections named ``k<token>x<n>_*``; nothing else is touched. A failure is
+printed as a short JSON script; ``--save FILE`` writes it, ``--replay FILE``
+runs it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import secrets
+import select
+import socket
+import ssl
+import sys
+import time
+from collections import deque
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from satchel.protocol.conformance import (
+    CLOSED,
+    NOTHING,
+    ConformanceFailure,
+    CookieJars,
+    HttpReply,
+    InProcessTarget,
+    ScriptError,
+    SetupError,
+    check_target,
+    format_script,
+    load_script,
+    replay,
+)
+
+__all__ = ["UrlTarget", "main", "build_parser"]
+
+
+class _Websocket:
+    """One blocking websocket client connection (wsproto over a socket)."""
+
+    def __init__(self, host: str, port: int, path: str, headers: list[tuple[str, str]],
+                 tls: ssl.SSLContext | None, timeout: float) -> None:
+        self.timeout = timeout
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock: socket.socket = tls.wrap_socket(sock, server_hostname=host) if tls else sock
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.messages: deque[Any] = deque()
+        self.closed = False
+        self.status: int | None = None
+        self._parts: list[Any] = []
+        self._rejected_body = False
+        self.sock.sendall(self.ws.send(Request(host=f"{host}:{port}", target=path, extra_headers=headers)))
+        deadline = time.monotonic() + timeout
+        while self.status is None or self._rejected_body:
+            if not self._read(deadline - time.monotonic()):
+                break
+        if self.status is None:
+            self.status = 0  # no answer to the upgrade
+
+    def _read(self, timeout: float) -> bool:
+        """Read once (at most ``timeout`` seconds); False on timeout or EOF."""
+        if timeout <= 0:
+            pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+            if not pending and not select.select([self.sock], [], [], 0)[0]:
+                return False
+            timeout = 0.001
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            return False
+        except OSError:
+            data = b""
+        try:
+            self.ws.receive_data(data or None)
+            self._events()
+        except RemoteProtocolError:
+            self.closed = True
+        if not data:
+            self.closed = True
+        return bool(data)
+
+    def _events(self) -> None:
+        for event in self.ws.events():
+            if isinstance(event, AcceptConnection):
+                self.status = 101
+            elif isinstance(event, RejectConnection):
+                self.status = event.status_code
+                self._rejected_body = event.has_body
+            elif isinstance(event, RejectData):
+                self._rejected_body = not event.body_finished
+            elif isinstance(event, Message):
+                self._parts.append(event.data)
+                if event.message_finished:
+                    if isinstance(event, TextMessage):
+                        text = "".join(self._parts)
+                        try:
+                            self.messages.append(json.loads(text))
+                        except ValueError:
+                            self.messages.append(text)
+                    else:
+                        self.messages.append(b"".join(self._parts))
+                    self._parts = []
+            elif isinstance(event, Ping):
+                self._send(event.response())
+            elif isinstance(event, CloseConnection):
+                try:
+                    self._send(event.response())
+                except LocalProtocolError:
+                    pass
+                self.closed = True
+
+    def _send(self, event: Any) -> None:
+        try:
+            self.sock.sendall(self.ws.send(event))
+        except OSError:
+            self.closed = True
+
+    def send(self, frame: str | bytes) -> None:
+        """Send a text (``str``) or binary (``bytes``) message."""
+        self._send(TextMessage(data=frame) if isinstance(frame, str) else BytesMessage(data=frame))
+
+    def receive(self, timeout: float) -> Any:
+        """The next message, ``NOTHING`` after ``timeout`` seconds, or ``CLOSED``."""
+        deadline = time.monotonic() + timeout
+        while not self.messages:
+            if self.closed:
+                return CLOSED
+            remaining = deadline - time.monotonic() if timeout > 0 else 0
+            if timeout > 0 and remaining <= 0:
+                return NOTHING
+            if not self._read(remaining) and timeout <= 0 and not self.messages:
+                return NOTHING if not self.closed else CLOSED
+        return self.messages.popleft()
+
+    def close(self) -> None:
+        """A normal close; waits (briefly) for the server's close in return,
+        so that the server has seen the connection end."""
+        if not self.closed and self.status == 101:
+            try:
+                self._send(CloseConnection(code=1000))
+            except LocalProtocolError:
+                pass
+            deadline = time.monotonic() + self.timeout
+            while not self.closed and time.monotonic() < deadline:
+                self._read(deadline - time.monotonic())
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class UrlTarget:
+    """A Backpack server at ``url`` (``http://``, ``https://``, ``ws://`` or
+    ``wss://``; a path is a prefix for every route and the websocket)."""
+
+    def __init__(self, url: str, api_key: str, *, timeout: float = 10.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+            raise ValueError(f"not a server URL: {url!r} (use http://host:port or ws://host:port)")
+        self.api_key = api_key
+        self.secure = parts.scheme in ("https", "wss")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.secure else 80)
+        self.prefix = parts.path.rstrip("/")
+        self.timeout = timeout
+        self._tls = ssl.create_default_context() if self.secure else None
+        self._jars = CookieJars()
+        self._http: dict[str | None, http.client.HTTPConnection] = {}
+        self._sockets: dict[str, _Websocket] = {}
+
+    def _connection(self, jar: str | None) -> http.client.HTTPConnection:
+        connection = self._http.get(jar)
+        if connection is None:
+            if self.secure:
+                connection = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self._tls)
+            else:
+                connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self._http[jar] = connection
+        return connection
+
+    def http(self, jar: str | None, method: str, path: str, body: bytes | None, *, key: str | None) -> HttpReply:
+        """See ``Target.http``: one keep-alive connection per jar."""
+        headers = {}
+        if key is not None:
+            headers["Authorization"] = f"key {key}"
+        cookie = self._jars.header(jar)
+        if cookie is not None:
+            headers["Cookie"] = cookie
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            connection = self._connection(jar)
+            try:
+                connection.request(method, self.prefix + path, body, headers)
+                response = connection.getresponse()
+                data = response.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionError, http.client.CannotSendRequest,
+                    http.client.ResponseNotReady):
+                # A kept-alive connection the server closed: one new try.
+                connection.close()
+                self._http.pop(jar, None)
+                if attempt == 2:
+                    raise
+        if response.will_close:
+            connection.close()
+            self._http.pop(jar, None)
+        for value in response.headers.get_all("set-cookie") or []:
+            self._jars.store(jar, value)
+        return HttpReply(response.status, [(k.lower(), v) for k, v in response.getheaders()], data)
+
+    def connect(self, jar: str | None, connection: str) -> int:
+        """See ``Target.connect``: the upgrade carries the jar's cookies."""
+        headers = []
+        cookie = self._jars.header(jar)
+        if cookie is not None:
+            headers.append(("Cookie", cookie))
+        socket_ = _Websocket(self.host, self.port, self.prefix + "/", headers, self._tls, self.timeout)
+        if socket_.status != 101:
+            socket_.close()
+            return socket_.status or 0
+        self._sockets[connection] = socket_
+        return 101
+
+    def send(self, connection: str, frame: str | bytes) -> None:
+        """See ``Target.send``."""
+        self._sockets[connection].send(frame)
+
+    def receive(self, connection: str, timeout: float) -> Any:
+        """See ``Target.receive``."""
+        socket_ = self._sockets.get(connection)
+        return CLOSED if socket_ is None else socket_.receive(timeout)
+
+    def disconnect(self, connection: str) -> None:
+        """See ``Target.disconnect``: a close handshake, awaited."""
+        socket_ = self._sockets.pop(connection, None)
+        if socket_ is not None:
+            socket_.close()
+
+    def close(self) -> None:
+        """Close every websocket and HTTP connection."""
+        for name in list(self._sockets):
+            self.disconnect(name)
+        for connection in self._http.values():
+            connection.close()
+        self._http.clear()
+
+
+# -- the command ---------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``satchel conformance`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="satchel conformance",
+        description="Check a Backpack server against Satchel's conformance kit: generated sessions of several "
+                    "users, every answer and every websocket delivery compared with a model of the protocol.",
+    )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="the server, e.g. ws://127.0.0.1:8000 or http://host:port/prefix")
+    where.add_argument("--in-process", action="store_true", help="check Satchel's core in this process (no server)")
+    parser.add_argument("--api-key", help="the server's API key (required with --url)")
+    parser.add_argument("--examples", type=int, default=50, help="generated sessions to run (default 50)")
+    parser.add_argument("--steps", type=int, default=30, help="most steps per session (default 30)")
+    parser.add_argument("--seed", type=int, help="repeat the sessions of an earlier run")
+    parser.add_argument("--timeout", type=float, default=2.0,
+                        help="seconds to wait for each expected websocket message (default 2)")
+    parser.add_argument("--quiet", type=float, default=None,
+                        help="seconds to listen for unexpected messages after each session (default 0.05 over a URL)")
+    parser.add_argument("--replay", metavar="FILE", help="run a saved failing script instead of generating sessions")
+    parser.add_argument("--save", metavar="FILE", help="write the failing script here")
+    parser.add_argument("--no-minimize", action="store_true", help="report the failure as found, without cutting it down")
+    return parser
+
+
+def _target(args: argparse.Namespace) -> Any:
+    if args.in_process:
+        return InProcessTarget(args.api_key or "conformance-key")
+    if not args.api_key:
+        raise SystemExit("satchel conformance: --api-key is required with --url")
+    return UrlTarget(args.url, args.api_key, timeout=max(10.0, args.timeout))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``satchel conformance``; returns the exit status
+    (0 conformed, 1 a difference was found, 2 the run could not be done)."""
+    args = build_parser().parse_args(argv)
+    target = _target(args)
+    where = "Satchel's core (in process)" if args.in_process else args.url
+    quiet = args.quiet if args.quiet is not None else (0.0 if args.in_process else 0.05)
+    token = "t0" if args.in_process else secrets.token_hex(4)
+    try:
+        if args.replay:
+            with open(args.replay, encoding="utf-8") as handle:
+                script = load_script(handle.read())
+            try:
+                replay(target, script, token=token, timeout=args.timeout, quiet=quiet)
+            except ConformanceFailure as failure:
+                print(f"The script fails against {where}:\n{failure}")
+                return 1
+            print(f"The script ({len(script)} steps) ran against {where} without a difference.")
+            return 0
+        started = time.monotonic()
+        report = check_target(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token,
+                              timeout=args.timeout, quiet=quiet, minimize=not args.no_minimize)
+    except (SetupError, ScriptError, OSError, ValueError) as error:
+        print(f"satchel conformance: could not run against {where}: {error}", file=sys.stderr)
+        return 2
+    finally:
+        target.close()
+    elapsed = time.monotonic() - started
+    if report.errors:
+        for error in report.errors:
+            print(f"satchel conformance: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    if report.failure is None:
+        print(f"{where} conforms: {report.examples} generated sessions passed in {elapsed:.1f} s.")
+        return 0
+    failure: ConformanceFailure = report.failure
+    print(f"{where} differs from the Backpack model.\n\n{failure}")
+    if report.flaky:
+        print("\n(The difference did not show every time these steps ran: it may depend on timing.)")
+    if args.save:
+        with open(args.save, "w", encoding="utf-8") as handle:
+            handle.write(format_script(failure.script) + "\n")
+        print(f"\nSaved to {args.save}; replay with: satchel conformance --url URL --api-key KEY --replay {args.save}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
