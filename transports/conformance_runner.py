@@ -209,20 +209,22 @@ class UrlTarget:
             self._http[jar] = connection
         return connection
 
-    def http(self, jar: str | None, method: str, path: str, body: bytes | None, *, key: str | None) -> HttpReply:
-        """See ``Target.http``: one keep-alive connection per jar."""
-        headers = {}
+    def http(self, jar: str | None, method: str, path: str, body: bytes | None, *, key: str | None,
+             headers: Sequence[tuple[str, str]] | None = None) -> HttpReply:
+        """See ``Target.http``: one keep-alive connection per jar; ``headers``
+        (optional name/value pairs) are sent as well."""
+        sent: dict[str, str] = dict(headers or ())
         if key is not None:
-            headers["Authorization"] = f"key {key}"
+            sent["Authorization"] = f"key {key}"
         cookie = self._jars.header(jar)
         if cookie is not None:
-            headers["Cookie"] = cookie
+            sent["Cookie"] = cookie
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            sent["Content-Type"] = "application/json"
         for attempt in (1, 2):
             connection = self._connection(jar)
             try:
-                connection.request(method, self.prefix + path, body, headers)
+                connection.request(method, self.prefix + path, body, sent)
                 response = connection.getresponse()
                 data = response.read()
                 break
@@ -301,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--replay", metavar="FILE", help="run a saved failing script instead of generating sessions")
     parser.add_argument("--save", metavar="FILE", help="write the failing script here")
     parser.add_argument("--no-minimize", action="store_true", help="report the failure as found, without cutting it down")
+    parser.add_argument("--protocol", choices=["backpack", "inbox", "all"], default="backpack",
+                        help="what to check: Backpack (default), inbox documents over HTTP (no API key needed), "
+                             "or both")
     return parser
 
 
@@ -316,6 +321,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``satchel conformance``; returns the exit status
     (0 conformed, 1 a difference was found, 2 the run could not be done)."""
     args = build_parser().parse_args(argv)
+    if args.protocol == "inbox":
+        return _main_inbox(args)
+    status = _main_backpack(args)
+    if args.protocol == "all" and status == 0:
+        status = _main_inbox(args)
+    return status
+
+
+def _main_inbox(args: argparse.Namespace) -> int:
+    """``--protocol inbox``: inbox documents over HTTP (``satchel.protocol.conformance.inbox``)."""
+    from satchel.protocol.conformance.inbox import check_inbox_target, format_steps
+
+    if args.replay:
+        print("satchel conformance: --replay runs Backpack scripts only", file=sys.stderr)
+        return 2
+    try:
+        target: Any = (InProcessTarget(args.api_key or "conformance-key") if args.in_process
+                       else UrlTarget(args.url, args.api_key or "", timeout=max(10.0, args.timeout)))
+    except ValueError as error:
+        print(f"satchel conformance: {error}", file=sys.stderr)
+        return 2
+    where = "Satchel's core (in process)" if args.in_process else args.url
+    token = "t0" if args.in_process else secrets.token_hex(4)
+    started = time.monotonic()
+    try:
+        report = check_inbox_target(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token)
+    finally:
+        target.close()
+    elapsed = time.monotonic() - started
+    if report.errors:
+        for error in report.errors:
+            print(f"satchel conformance: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    if report.failure is None:
+        print(f"{where} conforms (inbox documents): {report.examples} generated sequences passed in {elapsed:.1f} s.")
+        return 0
+    steps = format_steps(report.failure.steps)
+    print(f"{where} differs from the inbox-document model.\n\n{report.failure}\n\nSteps:\n{steps}")
+    if args.save:
+        with open(args.save, "w", encoding="utf-8") as handle:
+            handle.write(steps + "\n")
+        print(f"\nSaved to {args.save}.")
+    return 1
+
+
+def _main_backpack(args: argparse.Namespace) -> int:
     target = _target(args)
     where = "Satchel's core (in process)" if args.in_process else args.url
     quiet = args.quiet if args.quiet is not None else (0.0 if args.in_process else 0.05)

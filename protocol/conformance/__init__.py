@@ -24,6 +24,10 @@ Example::
     report = check_target(InProcessTarget(), examples=100)
     assert report.passed, report.failure
 
+Inbox documents over HTTP have their own, separate part: ``inbox``
+(``InboxModel``, ``check_inbox_target``; ``satchel conformance --protocol
+inbox``).
+
 The model, the checker, the targets and ``replay`` are pure and need nothing
 but Satchel; ``strategies`` and the stateful test (``check_target``,
 ``BackpackMachine``) need Hypothesis (``pip install satchel[test]``) and are
@@ -73,10 +77,15 @@ __all__ = [
     "Checker",
     "ACTORS",
     "strategies",
+    "inbox",
+    "check_inbox_target",
+    "InboxModel",
 ]
 
 _NEED_HYPOTHESIS = {"check_target": "machine", "Report": "machine", "BackpackMachine": "machine",
-                    "machine_for": "machine", "strategies": None}
+                    "machine_for": "machine", "strategies": None,
+                    # Inbox documents over HTTP (``inbox``): loaded on first use too.
+                    "inbox": None, "check_inbox_target": "inbox", "InboxModel": "inbox"}
 
 
 def __getattr__(name: str) -> Any:

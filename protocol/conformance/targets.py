@@ -142,6 +142,7 @@ class InProcessTarget:
         self._jars = CookieJars()
         self._sockets: dict[str, Any] = {}
         self._inboxes: dict[str, deque[Any]] = defaultdict(deque)
+        self._inbox_config: Any = None
 
     def _execute(self, operation: Any) -> Any:
         from satchel.protocol.operations import HashPassword, VerifyPassword
@@ -168,10 +169,11 @@ class InProcessTarget:
                 for connection in recipients:
                     self._inboxes[connection].append(message)
 
-    def _request(self, method: str, path: str, jar: str | None, key: str | None, body: bytes) -> Any:
+    def _request(self, method: str, path: str, jar: str | None, key: str | None, body: bytes,
+                 extra: Any = None) -> Any:
         from satchel.protocol.http import HttpRequest
 
-        headers = []
+        headers = [(name.lower(), value) for name, value in (extra or ())]
         if key is not None:
             headers.append(("authorization", f"key {key}"))
         cookie = self._jars.header(jar)
@@ -181,9 +183,19 @@ class InProcessTarget:
             headers.append(("content-type", "application/json"))
         return HttpRequest(method, path, headers, body)
 
-    def http(self, jar: str | None, method: str, path: str, body: bytes | None, *, key: str | None) -> HttpReply:
-        """See ``Target.http``."""
-        request = self._request(method, path, jar, key, body or b"")
+    def http(self, jar: str | None, method: str, path: str, body: bytes | None, *, key: str | None,
+             headers: Any = None) -> HttpReply:
+        """See ``Target.http``; ``headers`` (optional name/value pairs) are
+        sent as well. Paths under ``/backend/documents`` go to the
+        inbox-document core, as in the reference server."""
+        request = self._request(method, path, jar, key, body or b"", headers)
+        from satchel.protocol import inbox
+
+        if inbox.is_inbox_path(request.path):
+            if self._inbox_config is None:
+                self._inbox_config = inbox.InboxConfig()
+            documents = self._run(inbox.handle_request(request, self._inbox_config, self._env))
+            return HttpReply(documents.response.status, list(documents.response.headers), documents.response.body)
         outcome = self._run(self._backpack.handle_request(request, self._config, self._env))
         self._publish(outcome.changes)
         response = outcome.response
