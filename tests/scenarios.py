@@ -17,10 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
-import signal
 import socket
-import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -31,10 +28,9 @@ from typing import Any, Awaitable, Callable
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from server_process import Http
+from server_process import Http, Launched as Process
 
 ROOT = Path(__file__).resolve().parent.parent
-READY = re.compile(r"ready at http://([\w.:\[\]-]+):(\d+)")
 
 
 @dataclass
@@ -55,43 +51,12 @@ class Endpoint:
         return f"ws://{self.host}:{self.port}/"
 
 
-class Launched:
-    """A server subprocess; ready once it printed its ``ready at`` line."""
+class Launched(Process):
+    """An embedded server (an example, the ASGI app) and its ``Endpoint``."""
 
     def __init__(self, command: list[str], api_key: str, *, timeout: float = 30) -> None:
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.output: list[str] = []
-        self.port = 0
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(timeout):
-            self.stop()
-            raise RuntimeError(f"{command} did not become ready:\n" + "".join(self.output))
+        super().__init__(command, cwd=ROOT, timeout=timeout)
         self.endpoint = Endpoint(self.port, api_key, alive=self.alive)
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            match = READY.search(line)
-            if match and not self._ready.is_set():
-                self.port = int(match.group(2))
-                self._ready.set()
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
 
 
 def example(name: str, api_key: str) -> Launched:

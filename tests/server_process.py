@@ -18,33 +18,27 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
-READY = re.compile(r"ready at http://([\d.]+):(\d+)")
+READY = re.compile(r"ready at http://([\w.:\[\]-]+):(\d+)")
 API_KEY = "e2e-api-key"
 
 
-class ServerProcess:
-    """A running server; ``output`` accumulates what it printed."""
+class Launched:
+    """A server process started from ``command`` that prints "ready at
+    http://HOST:PORT" when it listens; ``output`` accumulates what it printed."""
 
-    def __init__(self, data_dir: Path | None, *, api_key: str | None = API_KEY, extra: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        command = [sys.executable, "-m", "satchel.transports", "serve", "--host", "127.0.0.1", "--port", "0",
-                   *(extra or [])]
-        if data_dir is not None:
-            command += ["--data-dir", str(data_dir)]
-        if api_key is not None:
-            command += ["--api-key", api_key]
-        self.api_key = api_key
+    def __init__(self, command: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+                 timeout: float = 30) -> None:
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.output: list[str] = []
         self._ready = threading.Event()
         self.port = 0
         threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(30):
+        if not self._ready.wait(timeout):
             self.stop()
-            raise RuntimeError("server did not become ready:\n" + "".join(self.output))
+            raise RuntimeError(f"{command} did not become ready:\n" + "".join(self.output))
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -77,6 +71,21 @@ class ServerProcess:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class ServerProcess(Launched):
+    """The real ``satchel serve`` on a free port of 127.0.0.1."""
+
+    def __init__(self, data_dir: Path | None, *, api_key: str | None = API_KEY, extra: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        command = [sys.executable, "-m", "satchel.transports", "serve", "--host", "127.0.0.1", "--port", "0",
+                   *(extra or [])]
+        if data_dir is not None:
+            command += ["--data-dir", str(data_dir)]
+        if api_key is not None:
+            command += ["--api-key", api_key]
+        self.api_key = api_key
+        super().__init__(command, env=env)
 
 
 class Http:
