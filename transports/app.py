@@ -21,7 +21,7 @@ from .interfaces import BodySink, FileResponse, WebsocketAccept
 from .runner import Runner
 from .static import static_response
 from .uploads import MultipartSink, multipart_boundary
-from .websocket import WebsocketConnection
+from .websocket.connection import WebsocketConnection
 
 __all__ = ["SatchelApp"]
 

@@ -20,7 +20,7 @@ from satchel.protocol.channels import ChannelRegistry, Deliver, HubEvent
 from satchel.protocol.dispatch import RENDERERS, hub_events
 
 from .hub import Hub
-from .websocket import encode_text_frame
+from .websocket.frames import encode_text_frame
 
 __all__ = ["LocalBus"]
 

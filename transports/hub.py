@@ -44,7 +44,8 @@ from typing import Iterable, Iterator
 
 import trio
 
-from satchel.transports.websocket import WebsocketConnection, encode_text_frame
+from satchel.transports.websocket.connection import WebsocketConnection
+from satchel.transports.websocket.frames import encode_text_frame
 
 __all__ = ["Hub"]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from satchel.protocol.http import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
-    from satchel.transports.websocket import WebsocketConnection
+    from satchel.transports.websocket.connection import WebsocketConnection
 
 __all__ = ["Application", "BodySink", "FileResponse", "WebsocketAccept", "ServerLimits"]
 

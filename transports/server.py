@@ -21,10 +21,10 @@ from typing import Any, Awaitable, Callable
 
 import trio
 
-from satchel.transports.http import Deadlines, HttpConnection
+from satchel.transports.http.connection import Deadlines, HttpConnection
 from satchel.transports.hub import Hub
 from satchel.transports.interfaces import Application, ServerLimits
-from satchel.transports.websocket import WebsocketConnection, open_websocket, run_websocket
+from satchel.transports.websocket.connection import WebsocketConnection, open_websocket, run_websocket
 
 __all__ = ["Server", "serve"]
 
