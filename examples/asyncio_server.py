@@ -1,9 +1,11 @@
-"""Satchel's Backpack protocols on asyncio.
+"""Satchel's protocols on asyncio.
 
-A complete server for Backpack's REST API and websocket: asyncio streams for
-the sockets, h11 for HTTP/1.1 and wsproto for the websocket (both sans-IO,
-python-hyper; wsproto is a Satchel dependency and brings h11), and Satchel's
-pure core deciding everything. Data lives in a ``MemoryStore``. Run it::
+A complete server for every HTTP and websocket protocol of Satchel's mount
+table (Backpack's REST API and websocket, inbox documents over HTTP): asyncio
+streams for the sockets, h11 for HTTP/1.1 and wsproto for the websocket
+(both sans-IO, python-hyper; wsproto is a Satchel dependency and brings
+h11), and Satchel's pure core deciding everything. Data lives in a
+``MemoryStore``. Run it::
 
     python examples/asyncio_server.py --port 8000 --api-key K
 
@@ -13,14 +15,15 @@ Embedding the core in an event loop takes three pieces, all below:
   and sends the result back in. Storage operations go to the store (the
   memory store never blocks, so no lock is needed on one event loop);
   password hashing goes to a thread, because argon2 takes ~0.1 s on purpose.
-- ``Core.publish`` applies the events an action returned, in order:
-  ``hub_events`` renders writes for websockets, the ``ChannelRegistry`` says
-  who receives each ``Deliver``, and the frame is encoded once and written,
-  the same bytes, to every recipient's transport without awaiting - the way
-  the ``websockets`` library's ``broadcast()`` does. A recipient whose write
-  buffer is over its limit is a slow consumer and is closed with 1008.
+- ``Core.publish`` applies the events an action returned, in order: the
+  ``Switchboard`` (built from ``standard_mounts``) says who receives each
+  payload, and the frame is encoded once and written, the same bytes, to
+  every recipient's transport without awaiting - the way the ``websockets``
+  library's ``broadcast()`` does. A recipient whose write buffer is over its
+  limit is a slow consumer and is closed with 1008.
 - Each connection turns what arrived into the core's input (``HttpRequest``,
-  a message's ``str``/``bytes``) and answers with what the core returned.
+  a message's ``str``/``bytes``), hands it to the switchboard - which picks
+  the protocol - and answers with what the core returned.
 """
 
 from __future__ import annotations
@@ -50,14 +53,14 @@ from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
 from satchel.protocol import (
-    ChannelRegistry,
-    Deliver,
+    Accepted,
     HashPassword,
     HttpRequest,
     HttpResponse,
+    Switchboard,
     VerifyPassword,
     backpack,
-    hub_events,
+    standard_mounts,
 )
 from satchel.storage_backends.memory import MemoryStore
 from satchel.transports.system_environment import system_environment
@@ -81,13 +84,12 @@ class Core:
     """The core, the store, and the live websockets of this process."""
 
     def __init__(self, config: backpack.BackpackConfig) -> None:
-        self.config = config
         self.env = system_environment()
+        self.board = Switchboard(standard_mounts(config), self.env)
         self.store = MemoryStore()
         self.hasher = PasswordHasher()
         self.hashing = asyncio.Semaphore(2)
         self.dummy_hash = self.hasher.hash("dummy password, never matches")
-        self.registry = ChannelRegistry()
         self.transports: dict[str, asyncio.WriteTransport] = {}
         self.ids = itertools.count(1)
 
@@ -117,19 +119,17 @@ class Core:
             return False
 
     def publish(self, events: Any) -> None:
-        for event in hub_events(events):
-            recipients = self.registry.apply(event)
-            if recipients and isinstance(event, Deliver):
-                frame = text_frame(event.payload)
-                for connection in recipients:
-                    transport = self.transports.get(connection)
-                    if transport is None or transport.is_closing():
-                        continue
-                    if transport.get_write_buffer_size() > SLOW_CONSUMER_BYTES:
-                        transport.write(struct.pack("!BBH", 0x88, 2, 1008))
-                        transport.close()
-                        continue
-                    transport.write(frame)
+        for payload, recipients in self.board.deliveries(events):
+            frame = text_frame(payload)  # once, for everyone
+            for connection in recipients:
+                transport = self.transports.get(connection)
+                if transport is None or transport.is_closing():
+                    continue
+                if transport.get_write_buffer_size() > SLOW_CONSUMER_BYTES:
+                    transport.write(struct.pack("!BBH", 0x88, 2, 1008))
+                    transport.close()
+                    continue
+                transport.write(frame)
 
 
 def _response(status: int, body: bytes) -> HttpResponse:
@@ -169,7 +169,8 @@ class HttpSession:
                 assert isinstance(event, h11.Request)
                 headers = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in event.headers]
                 request = HttpRequest(event.method.decode(), event.target.decode("latin-1"), headers)
-                if event.method == b"GET" and (request.header("upgrade") or "").lower() == "websocket":
+                upgrade = (request.header("upgrade") or "").lower() == "websocket"
+                if event.method == b"GET" and upgrade and self.core.board.wants_upgrade(request):
                     await self.websocket(event, request)
                     return
                 body = bytearray()
@@ -180,7 +181,7 @@ class HttpSession:
                         return
                 request = HttpRequest(request.method, request.target, request.headers, bytes(body))
                 try:
-                    outcome = await self.core.run(backpack.handle_request(request, self.core.config, self.core.env))
+                    outcome = await self.core.run(self.core.board.handle_request(request))
                 except Exception:
                     self.send(_response(500, b'{"message":"Internal server error"}'))
                     return
@@ -212,15 +213,16 @@ class HttpSession:
             self.writer.write(_raw_response(400, b'{"message":"Bad websocket handshake"}'))
             return
         connection = f"a{next(self.core.ids)}"
-        accepted = await self.core.run(backpack.accept(request, connection, self.core.config, self.core.env))
-        if isinstance(accepted, HttpResponse):  # no session: refused
+        accepted = await self.core.run(self.core.board.accept(request, connection))
+        if isinstance(accepted, HttpResponse):  # refused (Backpack: no session)
             headers = [(name.encode(), value.encode()) for name, value in accepted.headers]
             headers.append((b"content-length", str(len(accepted.body)).encode()))
             self.writer.write(handshake.send(RejectConnection(status_code=accepted.status, headers=headers, has_body=True)))
             self.writer.write(handshake.send(RejectData(data=accepted.body)))
             await self.writer.drain()
             return
-        self.writer.write(handshake.send(AcceptConnection()))
+        extra = [(name.encode(), value.encode()) for name, value in accepted.headers]
+        self.writer.write(handshake.send(AcceptConnection(subprotocol=accepted.subprotocol, extra_headers=extra)))
         ws = handshake.connection
         assert ws is not None
         await WebsocketSession(self.core, connection, accepted, ws, self.reader, self.writer).run(trailing)
@@ -240,23 +242,23 @@ class WebsocketSession:
         self,
         core: Core,
         connection: str,
-        socket: backpack.Socket,
+        accepted: Accepted,
         ws: WsConnection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
         self.core = core
         self.connection = connection
-        self.socket = socket
+        self.accepted = accepted
         self.ws = ws
         self.reader = reader
         self.writer = writer
 
     async def run(self, trailing: bytes) -> None:
         core = self.core
+        # The switchboard registered the connection when it accepted it.
         core.transports[self.connection] = self.writer.transport  # type: ignore[assignment]
-        core.registry.add_connection(self.connection, self.socket.user_id)
-        core.publish(backpack.greeting(self.socket))
+        core.publish(self.accepted.events)
         close_code = None
         try:
             close_code = await self.receive(trailing)
@@ -264,8 +266,7 @@ class WebsocketSession:
             pass
         finally:
             core.transports.pop(self.connection, None)
-            core.registry.remove_connection(self.connection)
-            core.publish(backpack.socket_closed(self.socket))
+            core.publish(core.board.closed(self.connection))
         if close_code is not None:
             await self.close(close_code)
         self.writer.close()
@@ -299,9 +300,11 @@ class WebsocketSession:
 
     async def handle(self, message: str | bytes) -> None:
         try:
-            events = await self.core.run(backpack.handle_message(self.socket, message, self.core.env))
+            events = await self.core.run(self.core.board.handle_message(self.connection, message))
         except Exception:
-            self.writer.write(text_frame(b'{"action":"error","message":"Internal server error"}'))
+            payload = self.core.board.internal_error(self.connection)  # in the protocol's own format
+            if payload is not None:
+                self.writer.write(text_frame(payload))
             return
         self.core.publish(events)
 

@@ -1,7 +1,8 @@
-"""Satchel's Backpack protocols on plain threads and sockets.
+"""Satchel's protocols on plain threads and sockets.
 
-A complete server for Backpack's REST API and websocket with nothing but the
-standard library around Satchel's pure core: ``http.server`` parses HTTP (a
+A complete server for every HTTP and websocket protocol of Satchel's mount
+table (Backpack's REST API and websocket, inbox documents over HTTP) with
+nothing but the standard library around Satchel's pure core: ``http.server`` parses HTTP (a
 thread per connection), the websocket handshake and frames are done by hand
 (RFC 6455 is small for a server), and the core runs synchronously with
 ``run_sync``. Data lives in a ``MemoryStore``, behind a lock. Run it::
@@ -11,14 +12,15 @@ thread per connection), the websocket handshake and frames are done by hand
 How the core is embedded, in four moves (the same in every server):
 
 1. Turn what arrived into the core's input: an ``HttpRequest`` for a request
-   or a websocket upgrade, a ``str``/``bytes`` for a websocket message.
-2. Run the action the core hands back: ``run_sync(action, execute)``, where
+   or a websocket upgrade, a ``str``/``bytes`` for a websocket message, and
+   hand it to the ``Switchboard``, which picks the protocol.
+2. Run the action it hands back: ``run_sync(action, execute)``, where
    ``execute`` passes storage operations to the store and the two password
    operations to argon2 (slow on purpose, so outside the store's lock).
 3. Answer the request with the returned ``HttpResponse``.
-4. Publish the events it returned: ``hub_events`` renders writes, the
-   ``ChannelRegistry`` says who receives each ``Deliver``, and the frame is
-   encoded once and queued, the same bytes, to every recipient.
+4. Publish the events it returned: ``Switchboard.deliveries`` says who
+   receives each payload, and the frame is encoded once and queued, the same
+   bytes, to every recipient.
 """
 
 from __future__ import annotations
@@ -37,16 +39,15 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from satchel.protocol import (
-    ChannelRegistry,
-    Deliver,
     HashPassword,
     HttpRequest,
     HttpResponse,
     Operation,
+    Switchboard,
     VerifyPassword,
     backpack,
-    hub_events,
     run_sync,
+    standard_mounts,
 )
 from satchel.storage_backends.memory import MemoryStore
 from satchel.transports.system_environment import system_environment
@@ -64,17 +65,16 @@ class Core:
     """Everything the connection threads share."""
 
     def __init__(self, config: backpack.BackpackConfig) -> None:
-        self.config = config
         self.env = system_environment()
         self.store = MemoryStore()
         self.store_lock = threading.Lock()
         self.hasher = PasswordHasher()
         self.hashing = threading.Semaphore(2)
         self.dummy_hash = self.hasher.hash("dummy password, never matches")
-        # The registry and the sockets change together, under one lock, and
-        # one action's events are published in order under it.
+        # The switchboard's bookkeeping and the sockets change together, under
+        # one lock, and one action's events are published in order under it.
         self.hub_lock = threading.Lock()
-        self.registry = ChannelRegistry()
+        self.board = Switchboard(standard_mounts(config), self.env)
         self.sockets: dict[str, WebSocket] = {}
         self._ids = iter(range(1, 1 << 62))
 
@@ -102,14 +102,12 @@ class Core:
 
     def publish(self, events: Any) -> None:
         with self.hub_lock:
-            for event in hub_events(events):
-                recipients = self.registry.apply(event)
-                if recipients and isinstance(event, Deliver):
-                    frame = encode_frame(0x1, event.payload)  # once, for everyone
-                    for connection in recipients:
-                        sock = self.sockets.get(connection)
-                        if sock is not None:
-                            sock.queue(frame)
+            for payload, recipients in self.board.deliveries(events):
+                frame = encode_frame(0x1, payload)  # once, for everyone
+                for connection in recipients:
+                    sock = self.sockets.get(connection)
+                    if sock is not None:
+                        sock.queue(frame)
 
 
 # -- RFC 6455, server side --------------------------------------------------------
@@ -264,7 +262,7 @@ class Handler(BaseHTTPRequestHandler):
         core = self.server.core
         headers = [(name.lower(), value) for name, value in self.headers.items()]
         upgrade = (self.headers.get("upgrade") or "").lower()
-        if self.command == "GET" and upgrade == "websocket":
+        if self.command == "GET" and upgrade == "websocket" and core.board.wants_upgrade(HttpRequest("GET", self.path, headers)):
             self.websocket(HttpRequest("GET", self.path, headers))
             return
         if self.headers.get("transfer-encoding"):
@@ -281,7 +279,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         request = HttpRequest(self.command, self.path, headers, self.rfile.read(length))
         try:
-            outcome = core.run(backpack.handle_request(request, core.config, core.env))
+            outcome = core.run(core.board.handle_request(request))
         except Exception:
             self.reply(HttpResponse(500, [("content-type", "application/json")], b'{"message":"Internal server error"}'))
             return
@@ -308,8 +306,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         connection = core.new_connection_id()
-        accepted = core.run(backpack.accept(request, connection, core.config, core.env))
-        if isinstance(accepted, HttpResponse):  # no session: refused
+        with core.hub_lock:  # the switchboard registers the connection if it accepts
+            accepted = core.run(core.board.accept(request, connection))
+        if isinstance(accepted, HttpResponse):  # refused (Backpack: no session)
             self.reply(accepted)
             return
         self.close_connection = True
@@ -318,20 +317,25 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("upgrade", "websocket")
         self.send_header("connection", "Upgrade")
         self.send_header("sec-websocket-accept", token)
+        if accepted.subprotocol is not None:
+            self.send_header("sec-websocket-protocol", accepted.subprotocol)
+        for name, value in accepted.headers:
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.flush()
         ws = WebSocket(self.connection, self.rfile)
         with core.hub_lock:
             core.sockets[connection] = ws
-            core.registry.add_connection(connection, accepted.user_id)
         code: int | None = 1000
         try:
-            core.publish(backpack.greeting(accepted))
+            core.publish(accepted.events)
             for message in ws.messages():
                 try:
-                    events = core.run(backpack.handle_message(accepted, message, core.env))
+                    events = core.run(core.board.handle_message(connection, message))
                 except Exception:
-                    ws.queue(encode_frame(0x1, b'{"action":"error","message":"Internal server error"}'))
+                    payload = core.board.internal_error(connection)  # in the protocol's own format
+                    if payload is not None:
+                        ws.queue(encode_frame(0x1, payload))
                     continue
                 core.publish(events)
         except Closed as closed:
@@ -341,8 +345,8 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with core.hub_lock:
                 core.sockets.pop(connection, None)
-                core.registry.remove_connection(connection)
-            core.publish(backpack.socket_closed(accepted))
+                events = core.board.closed(connection)
+            core.publish(events)
             ws.finish(code)
 
 

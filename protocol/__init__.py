@@ -2,15 +2,21 @@
 
 In the h11 manner, the core never touches the network, the disk, the clock or
 a random source. You feed it what arrived (an ``HttpRequest``, a websocket
-frame) and it hands back an *action*: a generator that yields ``Operation``s
-(what to store or read, which password to hash) and, once you have sent each
-result back in, returns what to answer and what to deliver to whom::
+message, a datagram) and it hands back an *action*: a generator that yields
+``Operation``s (what to store or read, which password to hash) and, once you
+have sent each result back in, returns what to answer and what to deliver to
+whom.
 
-    outcome = run_sync(backpack.handle_request(request, config, env), execute)
+Each protocol is a ``Mount`` (``mounts.py``); ``standard_mounts`` is the
+ordered table of Satchel's own, and a ``Switchboard`` built from a table
+routes everything to the right mount and keeps who is connected::
+
+    board = Switchboard(standard_mounts(BackpackConfig(api_key="K")), env)
+    outcome = run_sync(board.handle_request(request), execute)
     send(outcome.response)
-    for event in hub_events(outcome.changes):      # Deliver / Subscribe / ...
-        for connection in registry.apply(event):   # who receives it
-            connections[connection].send(event.payload)
+    for payload, connection_ids in board.deliveries(outcome.changes):
+        for connection in connection_ids:          # encoded once, for all of them
+            connections[connection].send_text(payload)
 
 ``execute`` is yours: pass storage operations to a ``satchel.storage_backends``
 store and the two password operations to argon2 (in a thread, if you have an
@@ -39,10 +45,11 @@ from .channels import (
     Subscribe,
     Unsubscribe,
 )
-from .dispatch import hub_events
 from .environment import Environment, fixed_environment
 from .errors import LocalProtocolError, RemoteProtocolError
 from .http import HttpRequest, HttpResponse
+from .mount_table import standard_mounts
+from .mounts import Accepted, DatagramOutcome, Event, HttpOutcome, Mount, MountTable
 from .operations import (
     Action,
     DeleteRecord,
@@ -67,6 +74,7 @@ from .operations import (
     run_sync,
 )
 from .records import format_timestamp, is_object_id, object_id
+from .switchboard import Opened, Switchboard
 
 __all__ = [
     # driving actions
@@ -75,13 +83,22 @@ __all__ = [
     "run_sync",
     "Environment",
     "fixed_environment",
+    # protocols plug in here
+    "Mount",
+    "MountTable",
+    "standard_mounts",
+    "Switchboard",
+    "Opened",
     # what arrives and what leaves
     "HttpRequest",
     "HttpResponse",
+    "HttpOutcome",
+    "Accepted",
+    "DatagramOutcome",
+    "Event",
     "Change",
     "ChangeKind",
     "DocumentChange",
-    "hub_events",
     "HubEvent",
     "Deliver",
     "Subscribe",

@@ -57,10 +57,11 @@ EVERYONE = Audience()
 
 
 class Deliver(msgspec.Struct, frozen=True, tag=True):
-    """Send ``payload`` (an encoded text frame body) to ``audience``.
+    """Send ``payload`` (one encoded message of ``protocol``) to ``audience``.
 
-    The payload is encoded once, by the core; the transport frames it once and
-    writes the same bytes to every recipient.
+    The payload is encoded once, by the core; the transport frames it once
+    per kind of connection (a websocket text frame, a long-polling packet)
+    and writes the same bytes to every recipient of that kind.
     """
 
     protocol: str
@@ -100,7 +101,7 @@ class ChannelRegistry:
     __slots__ = ("_user_of", "_connections_of_user", "_members", "_channels_of")
 
     def __init__(self) -> None:
-        self._user_of: dict[str, str] = {}
+        self._user_of: dict[str, str | None] = {}
         self._connections_of_user: dict[str, set[str]] = {}
         self._members: dict[Channel, set[str]] = {}
         self._channels_of: dict[str, set[Channel]] = {}
@@ -111,31 +112,25 @@ class ChannelRegistry:
     def __contains__(self, connection: object) -> bool:
         return connection in self._user_of
 
-    def add_connection(self, connection: str, user_id: str) -> None:
-        """Register a new live connection of ``user_id``."""
+    def add_connection(self, connection: str, user_id: str | None) -> None:
+        """Register a new live connection of ``user_id`` (``None``: of nobody in
+        particular; an audience by user never includes it)."""
         self._user_of[connection] = user_id
-        self._connections_of_user.setdefault(user_id, set()).add(connection)
+        if user_id is not None:
+            self._connections_of_user.setdefault(user_id, set()).add(connection)
 
     def remove_connection(self, connection: str) -> None:
         """Forget a closed connection and all its subscriptions."""
-        user_id = self._user_of.pop(connection, None)
-        if user_id is None:
+        if connection not in self._user_of:
             return
-        peers = self._connections_of_user.get(user_id)
+        user_id = self._user_of.pop(connection)
+        peers = self._connections_of_user.get(user_id) if user_id is not None else None
         if peers is not None:
             peers.discard(connection)
             if not peers:
                 del self._connections_of_user[user_id]
         for channel in self._channels_of.pop(connection, ()):
             self._leave(connection, channel)
-
-    def user_of(self, connection: str) -> str | None:
-        """The user a connection belongs to."""
-        return self._user_of.get(connection)
-
-    def channels_of(self, connection: str) -> frozenset[Channel]:
-        """The channels a connection is subscribed to."""
-        return frozenset(self._channels_of.get(connection, ()))
 
     def members(self, channel: Channel) -> frozenset[str]:
         """The connections subscribed to ``channel``."""

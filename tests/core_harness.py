@@ -1,8 +1,9 @@
 """Drives the pure core synchronously, the way a server would, with no I/O.
 
-``Core`` plays runner and hub at once: operations go to a ``MemoryStore``
-(passwords to a fast stand-in for argon2), and the hub events an action
-returns are applied to a ``ChannelRegistry`` so that a test can read what
+``Core`` plays runner and hub at once: the standard mount table behind a
+``Switchboard`` (as every server runs it), operations to a ``MemoryStore``
+(passwords to a fast stand-in for argon2), and the deliveries of the events
+an action returns recorded per connection, so that a test can read what
 every connection received.
 """
 
@@ -16,12 +17,12 @@ from typing import Any
 import msgspec
 
 from satchel.protocol import backpack
-from satchel.protocol.channels import ChannelRegistry
-from satchel.protocol.dispatch import hub_events
 from satchel.protocol.environment import fixed_environment
 from satchel.protocol.files import CommitFile, RemoveFile, StagedFile
 from satchel.protocol.http import HttpRequest, HttpResponse
+from satchel.protocol.mount_table import standard_mounts
 from satchel.protocol.operations import HashPassword, Operation, VerifyPassword, run_sync
+from satchel.protocol.switchboard import Switchboard
 from satchel.storage_backends.memory import MemoryStore
 
 API_KEY = "test-api-key"
@@ -49,9 +50,8 @@ class Core:
         self.store = MemoryStore()
         self.env = fixed_environment()
         self.config = backpack.BackpackConfig(api_key=API_KEY)
-        self.registry = ChannelRegistry()
+        self.board = Switchboard(standard_mounts(self.config), self.env)
         self.received: dict[str, list[Any]] = defaultdict(list)
-        self.sockets: dict[str, backpack.Socket] = {}
         self._connection_ids = itertools.count(1)
         #: staged uploads by name, and committed files by (owner, file id)
         self.staged: dict[str, bytes] = {}
@@ -79,9 +79,9 @@ class Core:
         return run_sync(action, self.execute)
 
     def publish(self, events: Any) -> None:
-        for event in hub_events(events):
-            for connection in self.registry.apply(event):
-                self.received[connection].append(msgspec.json.decode(event.payload))
+        for payload, recipients in self.board.deliveries(events):
+            for connection in recipients:
+                self.received[connection].append(msgspec.json.decode(payload))
 
     # -- HTTP -------------------------------------------------------------
 
@@ -106,7 +106,7 @@ class Core:
         if payload:
             request_headers.append(("content-type", "application/json"))
         request = HttpRequest(method, target, request_headers, payload)
-        outcome = self.run(backpack.handle_request(request, self.config, self.env, form))
+        outcome = self.run(self.board.handle_request(request, form))
         self.publish(outcome.changes)
         response = Response(outcome.response)
         response.file = outcome.file
@@ -126,22 +126,20 @@ class Core:
     def connect(self, cookie: str | None) -> str | Response:
         connection = f"c{next(self._connection_ids)}"
         headers = [("cookie", cookie)] if cookie else []
-        accepted = self.run(backpack.accept(HttpRequest("GET", "/", headers), connection, self.config, self.env))
+        accepted = self.run(self.board.accept(HttpRequest("GET", "/", headers), connection))
         if isinstance(accepted, HttpResponse):
             return Response(accepted)
-        self.sockets[connection] = accepted
-        self.registry.add_connection(connection, accepted.user_id)
-        self.publish(backpack.greeting(accepted))
+        self.publish(accepted.events)
         return connection
 
     def send(self, connection: str, message: Any) -> None:
         frame = message if isinstance(message, (str, bytes)) else json.dumps(message)
-        self.publish(self.run(backpack.handle_message(self.sockets[connection], frame, self.env)))
+        assert self.board.opened(connection) is not None, f"{connection} is not open"
+        self.publish(self.run(self.board.handle_message(connection, frame)))
 
     def close(self, connection: str) -> None:
-        socket = self.sockets.pop(connection)
-        self.registry.remove_connection(connection)
-        self.publish(backpack.socket_closed(socket))
+        assert self.board.opened(connection) is not None, f"{connection} is not open"
+        self.publish(self.board.closed(connection))
 
     def take(self, connection: str) -> list[Any]:
         """What ``connection`` received since the last take."""

@@ -11,6 +11,7 @@ from satchel.protocol import inbox
 from satchel.protocol.changes import DocumentChange
 from satchel.protocol.environment import Environment
 from satchel.protocol.http import HttpRequest
+from satchel.protocol.mounts import DatagramOutcome, HttpOutcome
 from satchel.protocol.operations import run_sync
 from satchel.storage_backends.memory import MemoryStore
 
@@ -70,7 +71,7 @@ class InboxCore:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         request = HttpRequest(method, target, list(headers or []), payload)
         outcome = self.run(inbox.handle_request(request, self.config, self.env))
-        assert isinstance(outcome, inbox.InboxOutcome)
+        assert isinstance(outcome, HttpOutcome)
         self.changes.extend(outcome.changes)
         return Response(outcome.response.status, outcome.response.headers, outcome.response.body)
 
@@ -115,7 +116,7 @@ class InboxCore:
 
     def datagram(self, datagram: bytes) -> bytes | None:
         outcome = self.run(inbox.handle_datagram(datagram, self.guard, self.config, self.env))
-        assert isinstance(outcome, inbox.DatagramOutcome)
+        assert isinstance(outcome, DatagramOutcome)
         self.changes.extend(outcome.changes)
         assert outcome.answer is None or len(outcome.answer) < len(datagram)
         return outcome.answer

@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 import satchel.protocol.inbox.merge as merge
+from satchel.storage_backends.memory import MemoryStore
 from satchel.protocol.conformance import InProcessTarget
 from satchel.protocol.conformance.inbox import (
     InboxMismatch,
@@ -44,7 +45,7 @@ PLANTED = {"tie-overwrites": _tie_overwrites, "lower-wins": _lower_wins}
 
 
 def core() -> dict[str, Any]:
-    report = check_inbox_target(InProcessTarget(), examples=300, steps=30, seed=1)
+    report = check_inbox_target(InProcessTarget(MemoryStore()), examples=300, steps=30, seed=1)
     return {"passed": report.passed, "examples": report.examples,
             "problem": str(report.failure or report.errors or "")}
 
@@ -53,18 +54,18 @@ def planted(bug: str) -> dict[str, Any]:
     original = merge.supersedes
     merge.supersedes = PLANTED[bug]
     try:
-        report = check_inbox_target(InProcessTarget(), examples=300, steps=30, seed=0)
+        report = check_inbox_target(InProcessTarget(MemoryStore()), examples=300, steps=30, seed=0)
         if report.failure is None:
             return {"found": False}
         steps = report.failure.steps
         try:
-            run_steps(InProcessTarget(), steps, "replay")
+            run_steps(InProcessTarget(MemoryStore()), steps, "replay")
             replay_fails = False
         except InboxMismatch:
             replay_fails = True
     finally:
         merge.supersedes = original
-    run_steps(InProcessTarget(), steps, "replay")  # the same steps pass against the real core
+    run_steps(InProcessTarget(MemoryStore()), steps, "replay")  # the same steps pass against the real core
     return {"found": True, "steps": steps, "script": format_steps(steps), "failure": str(report.failure),
             "replay_fails": replay_fails}
 

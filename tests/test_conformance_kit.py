@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 import satchel.protocol.backpack.render as render
 import satchel.protocol.backpack.websocket as websocket_actions
 import satchel.protocol.collections as collections
+from satchel.storage_backends.memory import MemoryStore
 from satchel.protocol.channels import Subscribe
 from satchel.protocol.conformance import (
     ConformanceFailure,
@@ -78,7 +79,7 @@ PLANTED = {bug.__name__.strip("_"): bug for bug in (_patch_keeps_nulls, _join_do
 
 
 def test_the_core_conforms_in_process() -> None:
-    report = check_target(InProcessTarget(), examples=120, steps=30, seed=1)
+    report = check_target(InProcessTarget(MemoryStore()), examples=120, steps=30, seed=1)
     assert report.passed, report.failure or report.errors
     assert report.examples >= 120
 
@@ -90,7 +91,7 @@ def test_a_planted_bug_is_found_and_reported_as_a_short_replayable_script(
     PLANTED[bug](monkeypatch)
     # The kit stops at its first failure: a large budget costs nothing when the
     # bug shows early, and keeps the test from hanging on one lucky seed.
-    report = check_target(InProcessTarget(), examples=1000, steps=30, seed=0)
+    report = check_target(InProcessTarget(MemoryStore()), examples=1000, steps=30, seed=0)
     assert report.failure is not None, f"the kit missed {bug}"
     script = report.failure.script
     assert 1 <= len(script) <= 4, format_script(script)
@@ -101,9 +102,9 @@ def test_a_planted_bug_is_found_and_reported_as_a_short_replayable_script(
     assert load_script(text) == script
     assert "${" in text
     with pytest.raises(ConformanceFailure):
-        replay(InProcessTarget(), load_script(text))
+        replay(InProcessTarget(MemoryStore()), load_script(text))
     monkeypatch.undo()
-    replay(InProcessTarget(), load_script(text))  # the same steps pass against the real core
+    replay(InProcessTarget(MemoryStore()), load_script(text))  # the same steps pass against the real core
 
 
 def test_the_command_line_saves_and_replays_a_failing_script(
@@ -196,7 +197,7 @@ def test_strategies_give_json_messages_the_core_answers(data: st.DataObject) -> 
         strategies.delete_channel_messages(VOCABULARY), strategies.corrupted_messages(VOCABULARY),
     ))
     assert json.loads(json.dumps(message)) == message
-    target = InProcessTarget()
+    target = InProcessTarget(MemoryStore())
     target.http(None, "POST", "/register", b'{"email":"s@example.com","password":"long enough"}', key=target.api_key)
     target.http("s", "POST", "/login", b'{"email":"s@example.com","password":"long enough"}', key=target.api_key)
     assert target.connect("s", "c") == 101

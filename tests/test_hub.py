@@ -24,8 +24,9 @@ async def test_one_frame_reaches_every_connection_as_the_same_bytes():
         with trio.fail_after(10):
             clients = [await open_raw_websocket(port) for _ in range(50)]
             await _wait_for(lambda: len(app.hub) == 50)
-            frame = encode_text_frame(b'{"action":"create","response":{"n":1}}' * 5)
-            app.hub.deliver(frame, list(app.hub) + ["no-such-connection"])
+            payload = b'{"action":"create","response":{"n":1}}' * 5
+            frame = encode_text_frame(payload)
+            app.hub.deliver(payload, list(app.hub) + ["no-such-connection"])
             for _, reader in clients:
                 assert await reader.read_exactly(len(frame)) == frame
 
@@ -35,7 +36,7 @@ async def test_frames_sent_during_accept_follow_the_101_in_order():
         async def accept_websocket(self, request, connection):
             answer = await super().accept_websocket(request, connection)
             # A delivery racing the acceptance, after the greeting.
-            self.hub.deliver_text(b"raced", [connection.id])
+            self.hub.deliver(b"raced", [connection.id])
             await trio.sleep(0.01)
             return answer
 
@@ -53,7 +54,7 @@ async def test_deliveries_to_a_closing_connection_are_dropped():
             sock, reader = await open_raw_websocket(port)
             await sock.send(client_frame(TEXT, b"close-me"))
             assert await reader.read_close() == 4000
-            app.hub.deliver_text(b"too late", list(app.hub))
+            app.hub.deliver(b"too late", list(app.hub))
             await sock.send(client_frame(CLOSE, (4000).to_bytes(2, "big")))
             assert await reader.read_all() == b""
 
@@ -127,7 +128,7 @@ async def test_a_consumer_that_stops_reading_is_dropped_after_the_write_timeout(
             [connection_id] = list(app.hub)
             # Enough to fill the kernel buffers, far below the outbox bounds.
             for _ in range(10):
-                app.hub.deliver(encode_text_frame(b"y" * 10_000), [connection_id])
+                app.hub.deliver(b"y" * 10_000, [connection_id])
             app.hub.flush()  # written now rather than by the flusher, for the assertion
             assert app.hub.get(connection_id).buffered_bytes > 0
             await _wait_for(lambda: len(app.closed) == 1)
@@ -142,9 +143,10 @@ async def test_writer_coalesces_a_backlog_in_order():
             _, reader = await open_raw_websocket(port, receive_buffer=4096)
             await _wait_for(lambda: len(app.hub) == 1)
             [connection_id] = list(app.hub)
-            frames = [encode_text_frame(b"%04d" % n + b"z" * 300) for n in range(500)]
-            for frame in frames:
-                app.hub.deliver(frame, [connection_id])
+            payloads = [b"%04d" % n + b"z" * 300 for n in range(500)]
+            frames = [encode_text_frame(payload) for payload in payloads]
+            for payload in payloads:
+                app.hub.deliver(payload, [connection_id])
             app.hub.flush()
             connection = app.hub.get(connection_id)
             assert connection.buffered_bytes > 0  # the socket could not take it all at once
@@ -160,14 +162,15 @@ async def test_one_tick_of_deliveries_reaches_each_connection_in_order():
             (_, reader_a), (_, reader_b), (_, reader_c) = [await open_raw_websocket(port) for _ in range(3)]
             await _wait_for(lambda: len(app.hub) == 3)
             a, b, c = list(app.hub)
-            frames = [encode_text_frame(b"frame %d" % n) for n in range(6)]
+            payloads = [b"frame %d" % n for n in range(6)]
+            frames = [encode_text_frame(payload) for payload in payloads]
             # One tick, mixed audiences: runs to everyone, to one, to two.
-            app.hub.deliver(frames[0], [a, b, c])
-            app.hub.deliver(frames[1], [a, b, c])
-            app.hub.deliver(frames[2], [b])
-            app.hub.deliver(frames[3], [a, b, c])
-            app.hub.deliver(frames[4], [c, a])
-            app.hub.deliver(frames[5], [a, b, c])
+            app.hub.deliver(payloads[0], [a, b, c])
+            app.hub.deliver(payloads[1], [a, b, c])
+            app.hub.deliver(payloads[2], [b])
+            app.hub.deliver(payloads[3], [a, b, c])
+            app.hub.deliver(payloads[4], [c, a])
+            app.hub.deliver(payloads[5], [a, b, c])
             assert app.hub.pending == 6  # nothing written yet: the flusher writes the tick's batch
             expected = {
                 a: [0, 1, 3, 4, 5],
@@ -188,7 +191,7 @@ async def test_a_direct_send_never_overtakes_a_delivery_of_the_same_tick():
             await _wait_for(lambda: len(app.hub) == 1)
             [connection_id] = list(app.hub)
             first, second = encode_text_frame(b"delivered first"), encode_text_frame(b"sent second")
-            app.hub.deliver(first, [connection_id])
+            app.hub.deliver(b"delivered first", [connection_id])
             app.hub.get(connection_id).send_frame(second)
             assert await reader.read_exactly(len(first + second)) == first + second
 
@@ -204,11 +207,11 @@ async def test_the_outbox_bound_on_messages_counts_every_frame_of_a_coalesced_wr
             connection = app.hub.get(connection_id)
             # Fill the kernel's buffers (the peer does not read), then one
             # tick of 60 small frames: one chunk in the outbox, 61 frames.
-            app.hub.deliver(encode_text_frame(b"y" * 60_000), [connection_id])
+            app.hub.deliver(b"y" * 60_000, [connection_id])
             app.hub.flush()
             assert connection.queued_frames == 1
             for n in range(60):
-                app.hub.deliver(encode_text_frame(b"%d" % n), [connection_id])
+                app.hub.deliver(b"%d" % n, [connection_id])
             app.hub.flush()
             assert (connection.close_code, connection.close_reason) == (1008, SLOW_CONSUMER_REASON)
             await _wait_for(lambda: len(app.closed) == 1)

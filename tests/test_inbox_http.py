@@ -11,7 +11,8 @@ import pytest
 from inbox_harness import MESSAGE_ID, OTHER_READ, OTHER_WRITE, READ, START_MS, WRITE, InboxCore
 from satchel.protocol import inbox
 from satchel.protocol.changes import Change, DocumentChange
-from satchel.protocol.dispatch import hub_events
+from satchel.protocol.backpack import BackpackConfig
+from satchel.protocol.mount_table import standard_mounts
 from satchel.protocol.http import HttpRequest
 from satchel.protocol.inbox.config import MAX_REVISION
 from satchel.protocol.operations import ApplyMessage, PutDocument
@@ -188,6 +189,7 @@ def test_every_write_returns_one_document_change(core: InboxCore) -> None:
 
 
 def test_backpack_renderers_ignore_document_changes() -> None:
+    hub_events = standard_mounts(BackpackConfig(api_key="k")).hub_events
     change = DocumentChange(READ, 1, b"{}", "inbox-http")
     assert list(hub_events([change])) == []
     record = Change("notes", "create", {"_id": "x"}, "u", "backpack-http")

@@ -87,7 +87,7 @@ class TestApp:
         elif isinstance(message, bytes):
             connection.send_binary(message)
         elif connection.app_state == "chat":
-            self.hub.deliver_text(message.encode(), self.hub)
+            self.hub.deliver(message.encode(), self.hub)
             for other in map(self.hub.get, self.hub):
                 if other is not None:
                     self.max_buffered = max(self.max_buffered, other.buffered_bytes)

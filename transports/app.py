@@ -1,10 +1,14 @@
-"""The reference server's application: the core, a store and the bus, wired
-to the transport's ``Application`` seam.
+"""The reference server's application: a switchboard of mounts, a store and
+the bus, wired to the transport's ``Application`` seam.
 
-Nothing here decides anything a protocol specifies: requests go to the
-core's actions, the runner executes what they yield, and the events they
-return go to the bus. What it does own is operational: a failing store is
-logged and answered as an internal error instead of killing a connection.
+Nothing here decides anything a protocol specifies, and nothing here names
+a protocol: every request, upgrade, message and datagram goes to the
+switchboard (``satchel.protocol.Switchboard``), which routes it to the mount
+that claims it; the runner executes what the action yields, and the events
+it returns go to the bus. What this file does own is operational: uploads
+stream to a staged file, a download becomes a ``FileResponse`` streamed from
+the file store, and a failing action is logged and answered in the owning
+protocol's error format instead of killing a connection.
 """
 
 from __future__ import annotations
@@ -12,14 +16,12 @@ from __future__ import annotations
 import logging
 import os
 
-from satchel.protocol import backpack, inbox
-from satchel.protocol.environment import Environment
-from satchel.protocol.http import HttpRequest, HttpResponse, json_response, split_path
+from satchel.protocol.http import HttpRequest, HttpResponse
+from satchel.protocol.mounts import HttpOutcome
 
 from .bus import LocalBus
 from .interfaces import BodySink, FileResponse, WebsocketAccept
 from .runner import Runner
-from .static import static_response
 from .uploads import MultipartSink, multipart_boundary
 from .websocket.connection import WebsocketConnection
 
@@ -27,47 +29,29 @@ __all__ = ["SatchelApp"]
 
 log = logging.getLogger("satchel")
 
-_INTERNAL_ERROR = backpack.render.encode({"action": "error", "message": "Internal server error"})
-
 
 class SatchelApp:
-    """Serves Backpack (REST and websocket) and inbox documents (HTTP and
-    UDP datagrams) from one store."""
+    """Serves every mount of ``bus.board`` over HTTP, websockets and (through
+    ``handle_datagram``) UDP, from one store."""
 
-    def __init__(
-        self,
-        runner: Runner,
-        bus: LocalBus,
-        config: backpack.BackpackConfig,
-        env: Environment,
-        inbox_config: inbox.InboxConfig | None = None,
-        max_upload_bytes: int = 50 * 1024 * 1024,
-    ) -> None:
+    def __init__(self, runner: Runner, bus: LocalBus, *, max_upload_bytes: int = 50 * 1024 * 1024) -> None:
         self.runner = runner
-        self.max_upload_bytes = max_upload_bytes
         self.bus = bus
-        self.config = config
-        self.env = env
-        self.inbox_config = inbox_config or inbox.InboxConfig()
-        # One replay memory per server, starting at its start time: a
-        # datagram older than the server is refused (protocol/inbox/replay.py).
-        self._replay_guard = inbox.new_replay_guard(self.inbox_config, env.now_ms())
-        self._backpack_connections = bus.registries[backpack.PROTOCOL]
+        self.board = bus.board
+        self.max_upload_bytes = max_upload_bytes
+
+    # -- HTTP ------------------------------------------------------------------
 
     async def handle_http(self, request: HttpRequest) -> HttpResponse | FileResponse:
-        asset = static_response(request)
-        if asset is not None:
-            return asset
-        if inbox.is_inbox_path(request.path):
-            # Tokens authorize inbox documents; there is no API key there.
-            documents = await self.runner.run(inbox.handle_request(request, self.inbox_config, self.env))
-            self.bus.publish(documents.changes)
-            return documents.response
-        outcome = await self.runner.run(backpack.handle_request(request, self.config, self.env))
+        outcome = await self.runner.run(self.board.handle_request(request))
         self.bus.publish(outcome.changes)
-        return self._respond(outcome)
+        return self._respond(request, outcome)
 
-    def _respond(self, outcome: backpack.HttpOutcome) -> HttpResponse | FileResponse:
+    def error_response(self, request: HttpRequest | None, status: int, message: str) -> HttpResponse:
+        """The transport's own errors, in the format of the mount that claims the path."""
+        return self.board.error_response(request, status, message)
+
+    def _respond(self, request: HttpRequest, outcome: HttpOutcome) -> HttpResponse | FileResponse:
         if outcome.file is None or self.runner.files is None:
             return outcome.response
         path = self.runner.files.path(outcome.file.owner, outcome.file.file_id)
@@ -75,20 +59,14 @@ class SatchelApp:
             size = os.stat(path).st_size
         except FileNotFoundError:
             log.error("upload %s/%s has a record but no file", outcome.file.owner, outcome.file.file_id)
-            return json_response(404, {"message": "file does not exist"})
+            return self.board.error_response(request, 404, "file does not exist")
         response = outcome.response
         return FileResponse(response.status, response.headers, str(path), size)
 
     def body_sink(self, request: HttpRequest) -> BodySink | None:
-        """Uploads stream to a staged file; every other body is buffered.
-
-        Only a request with the API key may stream to disk; without it the
-        body is buffered under the ordinary limit and answered 401.
-        """
-        if self.runner.files is None or request.method not in ("POST", "PUT", "PATCH"):
-            return None
-        segments = split_path(request.path)
-        if not segments or segments[0] != "uploads" or not backpack.auth.api_key_matches(request, self.config):
+        """Uploads stream to a staged file when the owning mount says so;
+        every other body is buffered."""
+        if self.runner.files is None or not self.board.streams_body(request):
             return None
         boundary = multipart_boundary(request.header("content-type"))
         if boundary is None:
@@ -100,45 +78,45 @@ class SatchelApp:
         try:
             form = sink.form()
         except ValueError as error:
-            return json_response(400, {"message": f"Malformed multipart body: {error}"})
-        outcome = await self.runner.run(backpack.handle_request(request, self.config, self.env, form))
+            return self.board.error_response(request, 400, f"Malformed multipart body: {error}")
+        outcome = await self.runner.run(self.board.handle_request(request, form))
         self.bus.publish(outcome.changes)
-        return self._respond(outcome)
+        return self._respond(request, outcome)
+
+    # -- datagrams ---------------------------------------------------------------
 
     async def handle_datagram(self, datagram: bytes, address: object) -> bytes | None:
-        """Answer one inbox datagram (``None``: drop it without an answer)."""
-        outcome = await self.runner.run(
-            inbox.handle_datagram(datagram, self._replay_guard, self.inbox_config, self.env)
-        )
+        """Answer one datagram (``None``: drop it without an answer)."""
+        outcome = await self.runner.run(self.board.handle_datagram(datagram))
         self.bus.publish(outcome.changes)
         return outcome.answer
 
+    # -- websockets ----------------------------------------------------------------
+
     def is_websocket_path(self, request: HttpRequest) -> bool:
-        # The SDK opens the API's base URL; the original accepted any path.
-        return True
+        return self.board.wants_upgrade(request)
 
     async def accept_websocket(
         self, request: HttpRequest, connection: WebsocketConnection
     ) -> WebsocketAccept | HttpResponse:
-        accepted = await self.runner.run(backpack.accept(request, connection.id, self.config, self.env))
+        accepted = await self.runner.run(self.board.accept(request, connection.id))
         if isinstance(accepted, HttpResponse):
             return accepted
-        connection.app_state = accepted
-        self._backpack_connections.add_connection(connection.id, accepted.user_id)
-        self.bus.publish(backpack.greeting(accepted))
-        return WebsocketAccept()
+        # The connection's record: which mount owns it, and its state there.
+        connection.app_state = self.board.opened(connection.id)
+        self.bus.publish(accepted.events)
+        return WebsocketAccept(subprotocol=accepted.subprotocol, headers=list(accepted.headers))
 
     async def on_websocket_message(self, connection: WebsocketConnection, message: str | bytes) -> None:
         try:
-            events = await self.runner.run(backpack.handle_message(connection.app_state, message, self.env))
+            events = await self.runner.run(self.board.handle_message(connection.id, message))
         except Exception:
             log.exception("websocket action failed on connection %s", connection.id)
-            connection.send_text(_INTERNAL_ERROR)
+            payload = self.board.internal_error(connection.id)
+            if payload is not None:
+                connection.send_text(payload)
             return
         self.bus.publish(events)
 
     async def on_websocket_closed(self, connection: WebsocketConnection) -> None:
-        socket = connection.app_state
-        if isinstance(socket, backpack.Socket):
-            self._backpack_connections.remove_connection(connection.id)
-            self.bus.publish(backpack.socket_closed(socket))
+        self.bus.publish(self.board.closed(connection.id))

@@ -1,19 +1,17 @@
 """Satchel as an ASGI application (quart-trio), for embedding in an ASGI stack.
 
-``create_asgi_app`` builds a ``QuartTrio`` app that serves Backpack's REST API
-(uploads included) and its websocket from the same core actions as the
-reference server (``backpack.handle_request``, ``accept``,
-``handle_message``, ``socket_closed``), plus ``/sdk.js`` and inbox documents
-over HTTP: a Quart request is converted into the core's ``HttpRequest`` and
-the core's ``HttpResponse`` back, and nothing here decides anything a
-protocol specifies. Mount it under a prefix with any ASGI router, or serve it
-with ``serve_asgi``.
+``create_asgi_app`` builds a ``QuartTrio`` app that serves every mount of the
+same mount table as the reference server (Backpack's REST API, uploads
+included, and its websocket; inbox documents over HTTP; ``/sdk.js``) through
+the same ``Switchboard``: a Quart request is converted into the core's
+``HttpRequest`` and the core's ``HttpResponse`` back, and nothing here names
+a protocol or decides anything one specifies. Mount it under a prefix with
+any ASGI router, or serve it with ``serve_asgi``.
 
-Fan-out: each accepted websocket is registered in a ``ChannelRegistry``; the
-hub events an action returns are applied to it in order, and each delivery's
-payload is decoded to text once and queued, the same ``str``, to every
-recipient's bounded outbox, which a writer task per connection drains with
-``await websocket.send``. ASGI has no raw-bytes send, so unlike the reference
+Fan-out: the switchboard turns the events an action returns into
+deliveries, in order, and each delivery's payload is decoded to text once
+and queued, the same ``str``, to every recipient's bounded outbox, which a
+writer task per connection drains with ``await websocket.send``. ASGI has no raw-bytes send, so unlike the reference
 transport a frame cannot be encoded once and shared: the server frames (and,
 when a browser negotiated permessage-deflate, compresses) every copy
 (STACK.md: ~12k deliveries/s here against ~100k for the reference server).
@@ -43,20 +41,21 @@ from typing import Any, Awaitable, Callable, Iterable
 import trio
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from satchel.protocol import backpack, inbox
-from satchel.protocol.changes import Change
-from satchel.protocol.channels import ChannelRegistry, Deliver, HubEvent
-from satchel.protocol.dispatch import RENDERERS, hub_events
 from satchel.protocol.environment import Environment
-from satchel.protocol.http import HttpRequest, HttpResponse, json_response, split_path
+from satchel.protocol.http import HttpRequest, HttpResponse
+from satchel.protocol.mount_table import standard_mounts
+from satchel.protocol.mounts import Event, HttpOutcome, MountTable
+from satchel.protocol.switchboard import Switchboard
 from satchel.storage_backends.base import Store
 from satchel.storage_backends.files import LocalFileStore
 
 from .runner import Runner
-from .static import static_response
+from .static import STATIC_FILES
 from .system_environment import system_environment
 from .uploads import MultipartSink, multipart_boundary
 
@@ -66,7 +65,6 @@ log = logging.getLogger("satchel.asgi")
 
 #: Every method the core answers; OPTIONS is the core's (CORS preflight), not Quart's.
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-_INTERNAL_ERROR = '{"action":"error","message":"Internal server error"}'
 _SLOW_CONSUMER = 1008
 _MESSAGE_TOO_BIG = 1009
 
@@ -90,15 +88,14 @@ class _Outbox:
 
 
 class AsgiHub:
-    """The live websockets of one ASGI app and the registries that route to them.
+    """The live websockets of one ASGI app and the switchboard that routes to them.
 
     ``publish`` is synchronous, like the reference server's bus: the events of
     one action are applied in order and atomically with respect to other tasks.
     """
 
-    def __init__(self, outbox_messages: int = 10_000) -> None:
-        #: protocol name -> the registry of that protocol's live connections
-        self.registries: dict[str, ChannelRegistry] = {name: ChannelRegistry() for name in RENDERERS}
+    def __init__(self, board: Switchboard, outbox_messages: int = 10_000) -> None:
+        self.board = board
         self._outboxes: dict[str, _Outbox] = {}
         self._capacity = outbox_messages
 
@@ -117,22 +114,20 @@ class AsgiHub:
         if outbox is not None:
             outbox.send_channel.close()
 
-    def publish(self, events: Iterable[Change | HubEvent]) -> None:
+    def publish(self, events: Iterable[Event]) -> None:
         """Apply ``events`` in order and queue what they deliver."""
-        for event in hub_events(events):
-            recipients = self.registries[event.protocol].apply(event)
-            if recipients and isinstance(event, Deliver):
-                text = event.payload.decode("utf-8")
-                for connection in recipients:
-                    outbox = self._outboxes.get(connection)
-                    if outbox is None:
-                        continue
-                    try:
-                        outbox.send_channel.send_nowait(text)
-                    except trio.WouldBlock:
-                        outbox.overflowed.set()
-                    except (trio.ClosedResourceError, trio.BrokenResourceError):
-                        pass
+        for payload, recipients in self.board.deliveries(events):
+            text = payload.decode("utf-8")
+            for connection in recipients:
+                outbox = self._outboxes.get(connection)
+                if outbox is None:
+                    continue
+                try:
+                    outbox.send_channel.send_nowait(text)
+                except trio.WouldBlock:
+                    outbox.overflowed.set()
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    pass
 
 
 def _core_request(method: str, scope: dict[str, Any], headers: Iterable[tuple[str, str]], body: bytes) -> HttpRequest:
@@ -157,9 +152,10 @@ def _quart_response(response: HttpResponse) -> Response:
 
 def create_asgi_app(
     store: Store,
-    config: backpack.BackpackConfig,
+    config: backpack.BackpackConfig | None = None,
     env: Environment | None = None,
     *,
+    mounts: MountTable | None = None,
     files: LocalFileStore | None = None,
     inbox_config: inbox.InboxConfig | None = None,
     runner: Runner | None = None,
@@ -171,22 +167,26 @@ def create_asgi_app(
 ) -> QuartTrio:
     """A quart-trio app serving what the reference server serves over HTTP.
 
-    Backpack's REST API and websocket, its file uploads (when ``files``, a
+    ``mounts`` is the mount table to serve; by default Satchel's own
+    (``standard_mounts(config, inbox_config)`` behind ``/sdk.js``): Backpack's
+    REST API and websocket, its file uploads (when ``files``, a
     ``LocalFileStore``, is given; otherwise ``/uploads`` answers an internal
-    error as the core cannot keep bytes), ``/sdk.js``, and inbox documents
-    (seed 001, HTTP only: datagrams need a UDP socket, which ASGI has not).
-    ``store`` is any ``satchel.storage_backends`` store, already open; the
-    app does not close it. ``env`` defaults to the system clock and entropy.
-    Websockets are accepted on every path, as the reference server does (the
-    SDK opens the API's base URL). The app's ``satchel_hub`` attribute is its
-    ``AsgiHub``; serve it with ``serve_asgi`` (or any ASGI server that runs
-    trio, keeping hypercorn bug #225 in mind).
+    error as the core cannot keep bytes), and inbox documents (seed 001,
+    HTTP only: datagrams need a UDP socket, which ASGI has not). ``store`` is
+    any ``satchel.storage_backends`` store, already open; the app does not
+    close it. ``env`` defaults to the system clock and entropy. The app's
+    ``satchel_hub`` attribute is its ``AsgiHub``; serve it with
+    ``serve_asgi`` (or any ASGI server that runs trio, keeping hypercorn bug
+    #225 in mind).
     """
+    if mounts is None:
+        if config is None:
+            raise TypeError("create_asgi_app needs a BackpackConfig or a mount table")
+        mounts = standard_mounts(config, inbox_config, first=[STATIC_FILES])
     environment = env if env is not None else system_environment()
     core_runner = runner if runner is not None else Runner(store, files=files)
-    documents_config = inbox_config or inbox.InboxConfig()
-    hub = AsgiHub(outbox_messages)
-    registry = hub.registries[backpack.PROTOCOL]
+    board = Switchboard(mounts, environment)
+    hub = AsgiHub(board, outbox_messages)
     connection_ids = itertools.count(1)
 
     # root_path: Quart looks for templates and static files beside the app's
@@ -199,7 +199,7 @@ def create_asgi_app(
     app.url_map.strict_slashes = False
     app.satchel_hub = hub  # type: ignore[attr-defined]
 
-    async def respond(outcome: backpack.HttpOutcome) -> Response:
+    async def respond(core_request: HttpRequest, outcome: HttpOutcome) -> Response:
         hub.publish(outcome.changes)
         if outcome.file is None or core_runner.files is None:
             return _quart_response(outcome.response)
@@ -208,69 +208,66 @@ def create_asgi_app(
             size = (await trio.Path(path).stat()).st_size
         except FileNotFoundError:
             log.error("upload %s/%s has a record but no file", outcome.file.owner, outcome.file.file_id)
-            return _quart_response(json_response(404, {"message": "file does not exist"}))
+            return _quart_response(board.error_response(core_request, 404, "file does not exist"))
         return _file_response(outcome.response, path, size)
 
     async def http_endpoint(path: str = "") -> Response:
         core_request = _core_request(request.method, request.scope, request.headers.items(), b"")
-        asset = static_response(core_request)
-        if asset is not None:
-            return _quart_response(asset)
         try:
-            sink = _upload_sink(core_request, config, core_runner.files, max_upload_bytes)
+            sink = _upload_sink(core_request, board, core_runner.files, max_upload_bytes)
             if sink is not None:
                 try:
                     form = await _read_form(sink, max_upload_bytes)
-                    if isinstance(form, HttpResponse):
-                        return _quart_response(form)
-                    outcome = await core_runner.run(backpack.handle_request(core_request, config, environment, form))
+                    if isinstance(form, tuple):
+                        return _quart_response(board.error_response(core_request, *form))
+                    outcome = await core_runner.run(board.handle_request(core_request, form))
                 finally:
                     sink.close()
-                return await respond(outcome)
+                return await respond(core_request, outcome)
             body = await _read_body(max_body_bytes)
             if body is None:
-                return _quart_response(json_response(413, {"message": "Request body too large"}))
+                return _quart_response(board.error_response(core_request, 413, "Request body too large"))
             core_request = HttpRequest(core_request.method, core_request.target, core_request.headers, body)
-            if inbox.is_inbox_path(core_request.path):
-                # Tokens authorize inbox documents; there is no API key there.
-                documents = await core_runner.run(inbox.handle_request(core_request, documents_config, environment))
-                hub.publish(documents.changes)
-                return _quart_response(documents.response)
-            outcome = await core_runner.run(backpack.handle_request(core_request, config, environment))
+            outcome = await core_runner.run(board.handle_request(core_request))
         except Exception:
             log.exception("request %s %s failed", core_request.method, core_request.target)
-            return _quart_response(json_response(500, {"message": "Internal server error"}))
-        return await respond(outcome)
+            return _quart_response(board.error_response(core_request, 500, "Internal server error"))
+        return await respond(core_request, outcome)
 
     app.add_url_rule(
-        "/<everything:path>", "backpack_http", http_endpoint, methods=_METHODS, provide_automatic_options=False
+        "/<everything:path>", "satchel_http", http_endpoint, methods=_METHODS, provide_automatic_options=False
     )
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
-        # Quart's own refusals (400 unreadable body...) in the protocol's
-        # error format rather than as HTML.
+        # Quart's own refusals (400 unreadable body...) in the owning
+        # protocol's error format rather than as HTML.
         status = error.code or 500
-        return Response(
-            backpack.render.encode({"message": error.description or error.name}),
-            status=status,
-            content_type="application/json; charset=utf-8",
-        )
+        try:
+            core_request: HttpRequest | None = _core_request(
+                request.method, request.scope, request.headers.items(), b""
+            )
+        except Exception:  # noqa: BLE001 - outside a request: no path to go by
+            core_request = None
+        return _quart_response(board.error_response(core_request, status, error.description or error.name))
 
     async def websocket_endpoint(path: str = "") -> Response | None:
         connection = f"asgi-{next(connection_ids)}"
         core_request = _core_request("GET", websocket.scope, websocket.headers.items(), b"")
-        accepted = await core_runner.run(backpack.accept(core_request, connection, config, environment))
+        accepted = await core_runner.run(board.accept(core_request, connection))
         if isinstance(accepted, HttpResponse):
             # Sent as an HTTP response when the server supports ASGI's
             # websocket denial extension (hypercorn does); otherwise a close.
             return _quart_response(accepted)
-        await websocket.accept()
+        try:
+            await websocket.accept(headers=Headers(accepted.headers), subprotocol=accepted.subprotocol)
+        except BaseException:
+            board.closed(connection)
+            raise
         ws = websocket._get_current_object()
         outbox = hub.open(connection)
-        registry.add_connection(connection, accepted.user_id)
         try:
-            hub.publish(backpack.greeting(accepted))
+            hub.publish(accepted.events)
             # The writer runs in the app's nursery, not under this handler:
             # hypercorn shields every socket write, so a writer stuck on a
             # peer that does not read cannot be cancelled - and this handler
@@ -285,55 +282,54 @@ def create_asgi_app(
                         await ws.close(_MESSAGE_TOO_BIG, "message too big")
                         break
                     try:
-                        events = await core_runner.run(backpack.handle_message(accepted, message, environment))
+                        events = await core_runner.run(board.handle_message(connection, message))
                     except Exception:
                         log.exception("websocket action failed on connection %s", connection)
-                        await ws.send(_INTERNAL_ERROR)
+                        payload = board.internal_error(connection)
+                        if payload is not None:
+                            await ws.send(payload.decode("utf-8"))
                         continue
                     hub.publish(events)
                 nursery.cancel_scope.cancel()
         finally:
-            registry.remove_connection(connection)
             hub.close(connection)
-            hub.publish(backpack.socket_closed(accepted))
+            hub.publish(board.closed(connection))
         if outbox.overflowed.is_set():
             # A peer that does not read may never take the close frame either.
             with trio.move_on_after(1):
                 await ws.close(_SLOW_CONSUMER, "slow consumer")
         return None
 
-    app.add_websocket("/<everything:path>", "backpack_websocket", websocket_endpoint)
+    app.add_websocket("/<everything:path>", "satchel_websocket", websocket_endpoint)
     return app
 
 
 def _upload_sink(
-    core_request: HttpRequest, config: backpack.BackpackConfig, files: LocalFileStore | None, limit: int
+    core_request: HttpRequest, board: Switchboard, files: LocalFileStore | None, limit: int
 ) -> MultipartSink | None:
-    """Uploads stream to a staged file, as in the reference server; only a
-    request with the API key may write to disk."""
-    if files is None or core_request.method not in ("POST", "PUT", "PATCH"):
-        return None
-    segments = split_path(core_request.path)
-    if not segments or segments[0] != "uploads" or not backpack.auth.api_key_matches(core_request, config):
+    """Uploads stream to a staged file when the owning mount says so, as in
+    the reference server."""
+    if files is None or not board.streams_body(core_request):
         return None
     boundary = multipart_boundary(core_request.header("content-type"))
     return None if boundary is None else MultipartSink(boundary, files, limit)
 
 
 async def _read_form(sink: MultipartSink, limit: int) -> Any:
-    """Stream the request body into ``sink``; the parsed form, or the error response."""
+    """Stream the request body into ``sink``; the parsed form, or the error
+    to answer as ``(status, message)``."""
     size = 0
     try:
         async for chunk in request.body:
             size += len(chunk)
             if size > limit:
-                return json_response(413, {"message": f"Uploads are limited to {limit} bytes"})
+                return 413, f"Uploads are limited to {limit} bytes"
             # The sink writes a staged file: a thread, so that a slow disk
             # does not stall every other connection.
             await trio.to_thread.run_sync(sink.write, chunk)
         return sink.form()
     except ValueError as error:
-        return json_response(400, {"message": f"Malformed multipart body: {error}"})
+        return 400, f"Malformed multipart body: {error}"
 
 
 async def _read_body(limit: int) -> bytes | None:

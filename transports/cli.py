@@ -22,7 +22,9 @@ import trio
 
 from satchel.protocol.backpack import BackpackConfig
 from satchel.protocol.backpack.uploads import UPLOADS
+from satchel.protocol.mount_table import standard_mounts
 from satchel.protocol.operations import ListRecords
+from satchel.protocol.switchboard import Switchboard
 from satchel.storage_backends.files import LocalFileStore
 from satchel.storage_backends.sqlite import SqliteStore
 
@@ -32,6 +34,7 @@ from .hub import Hub
 from .interfaces import ServerLimits
 from .runner import Runner
 from .server import serve
+from .static import STATIC_FILES
 from .system_environment import system_environment
 from .udp import serve_udp
 
@@ -121,12 +124,12 @@ async def run_server(args: argparse.Namespace, *, task_status: trio.TaskStatus =
         if swept:
             log.info("Removed %d unfinished or orphaned upload file(s)", swept)
         hub = Hub()
-        app = SatchelApp(Runner(store, files=files), LocalBus(hub), config, system_environment(),
-                         max_upload_bytes=args.max_upload_bytes)
+        board = Switchboard(standard_mounts(config, first=[STATIC_FILES]), system_environment())
+        app = SatchelApp(Runner(store, files=files), LocalBus(hub, board), max_upload_bytes=args.max_upload_bytes)
         async with trio.open_nursery() as nursery:
             port = await nursery.start(partial(serve, app, args.host, args.port, limits=limits, hub=hub))
             udp_port = port if args.udp_port is None else args.udp_port
-            if udp_port >= 0:
+            if udp_port >= 0 and board.takes_datagrams:
                 udp_port = await nursery.start(serve_udp, app.handle_datagram, args.host, udp_port)
                 log.info("Inbox datagrams on udp://%s:%d", args.host, udp_port)
             log.info("Satchel is ready at http://%s:%d (data in %s)", args.host, port, data_dir)

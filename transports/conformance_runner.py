@@ -60,6 +60,7 @@ from satchel.protocol.conformance import (
     load_script,
     replay,
 )
+from satchel.storage_backends.memory import MemoryStore
 
 __all__ = ["UrlTarget", "main", "build_parser"]
 
@@ -311,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _target(args: argparse.Namespace) -> Any:
     if args.in_process:
-        return InProcessTarget(args.api_key or "conformance-key")
+        return InProcessTarget(MemoryStore(), args.api_key or "conformance-key")
     if not args.api_key:
         raise SystemExit("satchel conformance: --api-key is required with --url")
     return UrlTarget(args.url, args.api_key, timeout=max(10.0, args.timeout))
@@ -337,7 +338,7 @@ def _main_inbox(args: argparse.Namespace) -> int:
         print("satchel conformance: --replay runs Backpack scripts only", file=sys.stderr)
         return 2
     try:
-        target: Any = (InProcessTarget(args.api_key or "conformance-key") if args.in_process
+        target: Any = (InProcessTarget(MemoryStore(), args.api_key or "conformance-key") if args.in_process
                        else UrlTarget(args.url, args.api_key or "", timeout=max(10.0, args.timeout)))
     except ValueError as error:
         print(f"satchel conformance: {error}", file=sys.stderr)

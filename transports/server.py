@@ -62,9 +62,6 @@ class Server:
             self.port = listener.getsockname()[1]
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                # The inbox datagram endpoint (BRIEF, seed 001) belongs here:
-                # a UDP socket bound to the same port number, its receive
-                # loop started in this nursery beside the accept loop.
                 nursery.start_soon(self._deadlines.run)
                 # The hub's flusher: each tick's deliveries, one write per
                 # recipient (hub.py).

@@ -5,15 +5,24 @@
 ``static/sdk.js``, wrapped at import time. ``/demo/...`` serves the demo app.
 Paths are looked up in a fixed table built at start-up, so no request path
 ever reaches the file system.
+
+``STATIC_FILES`` is a mount (``satchel.protocol.mounts``) that servers put
+first in their mount table: it claims exactly these paths. It lives here,
+not under ``protocol/``, because it reads its files from the package.
 """
 
 from __future__ import annotations
 
 from importlib import resources
 
-from satchel.protocol.http import HttpRequest, HttpResponse
+from typing import Any
 
-__all__ = ["static_response"]
+from satchel.protocol.environment import Environment
+from satchel.protocol.http import HttpRequest, HttpResponse
+from satchel.protocol.mounts import HttpOutcome, Mount
+from satchel.protocol.operations import Action
+
+__all__ = ["static_response", "StaticFiles", "STATIC_FILES"]
 
 _JS = "text/javascript; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
@@ -50,3 +59,22 @@ def static_response(request: HttpRequest) -> HttpResponse | None:
     # Any origin may load the SDK (an ES module import from another origin needs CORS).
     headers = [("content-type", content_type), ("cache-control", "no-cache"), ("access-control-allow-origin", "*")]
     return HttpResponse(200, headers, body)
+
+
+class StaticFiles(Mount):
+    """The SDK and the demo, served without an API key."""
+
+    name = "static"
+
+    def claims_request(self, request: HttpRequest) -> bool:
+        return request.method in ("GET", "HEAD") and request.path in _ASSETS
+
+    def handle_request(self, request: HttpRequest, env: Environment, form: Any = None) -> Action[HttpOutcome]:
+        response = static_response(request)
+        assert response is not None  # claims_request said it is an asset
+        return HttpOutcome(response)
+        yield  # unreachable: an action is a generator
+
+
+#: The one ``StaticFiles`` mount a server needs.
+STATIC_FILES = StaticFiles()

@@ -4,14 +4,15 @@ websocket with channels, as pure actions over the shared data model."""
 from . import render
 from .config import BackpackConfig
 from .render import PROTOCOL, render_change
-from .rest import HttpOutcome, cors_headers, handle_request
+from .mount import BackpackMount
+from .rest import cors_headers, handle_request
 from .websocket import GREETING, Socket, accept, greeting, handle_message, socket_closed
 
 __all__ = [
     "BackpackConfig",
     "PROTOCOL",
     "render_change",
-    "HttpOutcome",
+    "BackpackMount",
     "cors_headers",
     "handle_request",
     "GREETING",

@@ -27,8 +27,8 @@ from .. import collections as data
 from ..changes import Change
 from ..environment import Environment
 from ..errors import RemoteProtocolError
-from ..files import FileBody
 from ..http import HttpRequest, HttpResponse, json_response, split_path
+from ..mounts import HttpOutcome
 from ..operations import Action, GetRecord, ListCollections, ListRecords, StoredRecord
 from ..records import is_object_id
 from . import auth
@@ -36,19 +36,10 @@ from .config import BackpackConfig
 from .render import ORIGIN_HTTP
 from .uploads import UploadForm, handle_uploads
 
-__all__ = ["HttpOutcome", "handle_request", "cors_headers"]
+__all__ = ["handle_request", "cors_headers"]
 
 _decode = msgspec.json.Decoder().decode
 _METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-
-
-class HttpOutcome(msgspec.Struct):
-    """A response, the writes it made, and (for a download) the file to
-    stream as the response body."""
-
-    response: HttpResponse
-    changes: list[Change] = []
-    file: FileBody | None = None
 
 
 def cors_headers(request: HttpRequest, config: BackpackConfig) -> list[tuple[str, str]]:

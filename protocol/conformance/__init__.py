@@ -11,8 +11,8 @@ speaks Backpack (``satchel conformance --url ws://host:port --api-key K``).
   users-information documents) that predicts every answer and delivery.
 - ``BackpackMachine`` / ``check_target``: a Hypothesis stateful test that
   generates sessions of several users and connections and checks each step.
-- ``Target``: what the kit drives; ``InProcessTarget`` is the core with a
-  memory store (``satchel.transports.conformance_runner.UrlTarget`` speaks
+- ``Target``: what the kit drives; ``InProcessTarget`` is the core with the
+  store you hand it (``satchel.transports.conformance_runner.UrlTarget`` speaks
   HTTP and websockets to a server at a URL).
 - A failure is shrunk and reported as a short JSON script
   (``ConformanceFailure.script``, ``format_script``) that ``replay`` - or
@@ -21,7 +21,8 @@ speaks Backpack (``satchel conformance --url ws://host:port --api-key K``).
 Example::
 
     from satchel.protocol.conformance import InProcessTarget, check_target
-    report = check_target(InProcessTarget(), examples=100)
+    from satchel.storage_backends.memory import MemoryStore
+    report = check_target(InProcessTarget(MemoryStore()), examples=100)
     assert report.passed, report.failure
 
 Inbox documents over HTTP have their own, separate part: ``inbox``

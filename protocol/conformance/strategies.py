@@ -54,7 +54,6 @@ __all__ = [
     "VALID_MESSAGES",
     "CORRUPTED_MESSAGES",
     "INVALID_FRAMES",
-    "record_data",
     "read_messages",
     "write_messages",
     "relay_messages",
@@ -374,11 +373,6 @@ def realize(template: Any, vocab: Vocabulary, collection: str | None = None) -> 
 
 def _resolved(templates: S[Any], vocab: Vocabulary) -> S[Any]:
     return templates.map(lambda template: realize(template, vocab))
-
-
-def record_data(vocab: Vocabulary) -> S[dict[str, Any]]:
-    """A record's fields against ``vocab`` (see ``RECORD_DATA``)."""
-    return _resolved(RECORD_DATA, vocab)
 
 
 def read_messages(vocab: Vocabulary) -> S[dict[str, Any]]:

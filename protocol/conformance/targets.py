@@ -6,10 +6,16 @@ there, and requests and websocket upgrades made "as" that jar carry it) and
 websocket connections by name. Every method is synchronous; a target that
 does I/O (``satchel.transports.conformance_runner.UrlTarget``) waits itself.
 
-``InProcessTarget`` is Satchel's own core behind a ``MemoryStore``, run
-synchronously with ``run_sync`` the way an embedding server would, with a
-``ChannelRegistry`` standing in for the hub. It needs no sockets, so the kit
+``InProcessTarget`` is Satchel's own core - the standard mount table behind a
+``Switchboard``, exactly as every server runs it - driven synchronously with
+``run_sync``, against a store the caller hands in (``MemoryStore()`` from
+``satchel.storage_backends.memory``, say). It needs no sockets, so the kit
 runs against the core in milliseconds per example.
+
+Why the store is handed in: the kit belongs with the protocols it models
+(it is their executable description, and is pure), while stores belong to
+``storage_backends``, which the core never imports. Anything with an
+``execute_sync(operation)`` method will do.
 """
 
 from __future__ import annotations
@@ -116,33 +122,28 @@ class CookieJars:
 
 
 class InProcessTarget:
-    """Satchel's core and a ``MemoryStore``, driven synchronously.
+    """Satchel's core and a store, driven synchronously.
 
+    ``store`` executes the core's storage operations (``execute_sync``).
     Passwords are "hashed" by a fast stand-in (argon2 would make each login
-    take ~0.1 s); everything else is the real core: ``handle_request``,
-    ``accept``, ``handle_message``, ``socket_closed``, ``hub_events`` and a
-    ``ChannelRegistry``.
+    take ~0.1 s); everything else is the real core: the mounts of
+    ``standard_mounts`` (or ``mounts``) behind a ``Switchboard``.
     """
 
-    def __init__(self, api_key: str = "conformance-key", *, store: Any = None, env: Any = None) -> None:
-        from satchel.protocol import backpack
-        from satchel.protocol.channels import ChannelRegistry
+    def __init__(self, store: Any, api_key: str = "conformance-key", *, env: Any = None, mounts: Any = None) -> None:
+        from satchel.protocol.backpack import BackpackConfig
         from satchel.protocol.environment import fixed_environment
+        from satchel.protocol.mount_table import standard_mounts
+        from satchel.protocol.switchboard import Switchboard
 
-        if store is None:
-            from satchel.storage_backends.memory import MemoryStore
-
-            store = MemoryStore()
         self.api_key = api_key
-        self._backpack = backpack
         self._store = store
         self._env = env if env is not None else fixed_environment()
-        self._config = backpack.BackpackConfig(api_key=api_key)
-        self._registry = ChannelRegistry()
+        table = mounts if mounts is not None else standard_mounts(BackpackConfig(api_key=api_key))
+        self._board = Switchboard(table, self._env)
         self._jars = CookieJars()
-        self._sockets: dict[str, Any] = {}
+        self._open: set[str] = set()
         self._inboxes: dict[str, deque[Any]] = defaultdict(deque)
-        self._inbox_config: Any = None
 
     def _execute(self, operation: Any) -> Any:
         from satchel.protocol.operations import HashPassword, VerifyPassword
@@ -159,15 +160,10 @@ class InProcessTarget:
         return run_sync(action, self._execute)
 
     def _publish(self, events: Any) -> None:
-        from satchel.protocol.channels import Deliver
-        from satchel.protocol.dispatch import hub_events
-
-        for event in hub_events(events):
-            recipients = self._registry.apply(event)
-            if isinstance(event, Deliver):
-                message = msgspec.json.decode(event.payload)
-                for connection in recipients:
-                    self._inboxes[connection].append(message)
+        for payload, recipients in self._board.deliveries(events):
+            message = msgspec.json.decode(payload)
+            for connection in recipients:
+                self._inboxes[connection].append(message)
 
     def _request(self, method: str, path: str, jar: str | None, key: str | None, body: bytes,
                  extra: Any = None) -> Any:
@@ -186,17 +182,10 @@ class InProcessTarget:
     def http(self, jar: str | None, method: str, path: str, body: bytes | None, *, key: str | None,
              headers: Any = None) -> HttpReply:
         """See ``Target.http``; ``headers`` (optional name/value pairs) are
-        sent as well. Paths under ``/backend/documents`` go to the
-        inbox-document core, as in the reference server."""
+        sent as well. Every path goes to the mount that claims it, as in the
+        reference server."""
         request = self._request(method, path, jar, key, body or b"", headers)
-        from satchel.protocol import inbox
-
-        if inbox.is_inbox_path(request.path):
-            if self._inbox_config is None:
-                self._inbox_config = inbox.InboxConfig()
-            documents = self._run(inbox.handle_request(request, self._inbox_config, self._env))
-            return HttpReply(documents.response.status, list(documents.response.headers), documents.response.body)
-        outcome = self._run(self._backpack.handle_request(request, self._config, self._env))
+        outcome = self._run(self._board.handle_request(request))
         self._publish(outcome.changes)
         response = outcome.response
         for name, value in response.headers:
@@ -209,37 +198,33 @@ class InProcessTarget:
         from satchel.protocol.http import HttpResponse
 
         request = self._request("GET", "/", jar, None, b"")
-        accepted = self._run(self._backpack.accept(request, connection, self._config, self._env))
+        accepted = self._run(self._board.accept(request, connection))
         if isinstance(accepted, HttpResponse):
             return accepted.status
-        self._sockets[connection] = accepted
-        self._registry.add_connection(connection, accepted.user_id)
-        self._publish(self._backpack.greeting(accepted))
+        self._open.add(connection)
+        self._publish(accepted.events)
         return 101
 
     def send(self, connection: str, frame: str | bytes) -> None:
         """See ``Target.send``."""
-        socket = self._sockets[connection]
-        self._publish(self._run(self._backpack.handle_message(socket, frame, self._env)))
+        self._publish(self._run(self._board.handle_message(connection, frame)))
 
     def receive(self, connection: str, timeout: float) -> Any:
         """See ``Target.receive`` (messages are there at once: ``timeout`` is unused)."""
-        socket = self._sockets.get(connection)
-        if socket is None:
+        if connection not in self._open:
             return CLOSED
-        inbox = self._inboxes[socket.connection]
+        inbox = self._inboxes[connection]
         return inbox.popleft() if inbox else NOTHING
 
     def disconnect(self, connection: str) -> None:
         """See ``Target.disconnect``."""
-        socket = self._sockets.pop(connection, None)
-        if socket is None:
+        if connection not in self._open:
             return
-        self._registry.remove_connection(socket.connection)
-        self._inboxes.pop(socket.connection, None)
-        self._publish(self._backpack.socket_closed(socket))
+        self._open.discard(connection)
+        self._inboxes.pop(connection, None)
+        self._publish(self._board.closed(connection))
 
     def close(self) -> None:
         """Close every connection."""
-        for connection in list(self._sockets):
+        for connection in list(self._open):
             self.disconnect(connection)

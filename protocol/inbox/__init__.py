@@ -1,7 +1,8 @@
 """Inbox documents (seed 001): token-addressed JSON documents over HTTP, and
 the messages of inbox documents over HTTP and UDP, as pure actions.
 
-- ``handle_request(request, config, env) -> Action[InboxOutcome]`` answers
+- ``InboxMount`` is the protocol's mount (``satchel.protocol.mounts``).
+- ``handle_request(request, config, env) -> Action[HttpOutcome]`` answers
   every request under ``/backend/documents`` (``is_inbox_path``).
 - ``handle_datagram(datagram, guard, config, env) -> Action[DatagramOutcome]``
   answers one UDP datagram (layout in ``datagrams``); ``guard`` comes from
@@ -13,10 +14,11 @@ Both actions return the ``DocumentChange`` of each write they made.
 
 from . import datagrams, merge, replay, tokens
 from .config import MAX_MESSAGE_BYTES, MAX_REVISION, InboxConfig
-from .datagrams import DatagramOutcome, ORIGIN_UDP, decode_answer, encode_request, handle_datagram, new_replay_guard
+from .datagrams import ORIGIN_UDP, decode_answer, encode_request, handle_datagram, new_replay_guard
 from .documents import MESSAGES_KEY, is_inbox
 from .replay import ReplayGuard
-from .rest import ORIGIN_HTTP, PATH, InboxOutcome, cors_headers, handle_request, is_inbox_path
+from .mount import PROTOCOL, InboxMount
+from .rest import ORIGIN_HTTP, PATH, cors_headers, handle_request, is_inbox_path
 
 __all__ = [
     "datagrams",
@@ -31,11 +33,11 @@ __all__ = [
     "PATH",
     "ORIGIN_HTTP",
     "ORIGIN_UDP",
-    "InboxOutcome",
+    "InboxMount",
+    "PROTOCOL",
     "is_inbox_path",
     "cors_headers",
     "handle_request",
-    "DatagramOutcome",
     "ReplayGuard",
     "new_replay_guard",
     "handle_datagram",

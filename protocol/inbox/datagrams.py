@@ -74,8 +74,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from ..changes import DocumentChange
 from ..environment import Environment
+from ..mounts import DatagramOutcome
 from ..operations import Action, Document, GetDocumentByWriteKey
 from . import merge
 from .config import MAX_MESSAGE_BYTES, InboxConfig
@@ -94,7 +94,6 @@ __all__ = [
     "ANSWER_CODES",
     "ORIGIN_UDP",
     "DatagramRequest",
-    "DatagramOutcome",
     "new_replay_guard",
     "encode_request",
     "decode_request",
@@ -141,13 +140,6 @@ class DatagramRequest(msgspec.Struct, frozen=True):
     message: bytes
     signed: bytes
     tag: bytes
-
-
-class DatagramOutcome(msgspec.Struct):
-    """What to send back (``None``: nothing) and the write made, if any."""
-
-    answer: bytes | None = None
-    changes: list[DocumentChange] = []
 
 
 def _mac(key: bytes, data: bytes) -> bytes:

@@ -49,13 +49,14 @@ from ..changes import DocumentChange
 from ..environment import Environment
 from ..errors import RemoteProtocolError
 from ..http import HttpRequest, HttpResponse, json_response, split_path
+from ..mounts import HttpOutcome
 from ..operations import Action, Document, GetDocument, GetDocumentByWriteKey, MessageResult, PutDocument
 from . import merge
 from .config import MAX_MESSAGE_BYTES, MAX_REVISION, InboxConfig
 from .documents import InvalidJson, decode_json, write_message
 from .tokens import document_id, is_read_token, parse_message_id, parse_write_token, write_secrets, write_token_matches
 
-__all__ = ["PATH", "ORIGIN_HTTP", "InboxOutcome", "is_inbox_path", "handle_request", "cors_headers"]
+__all__ = ["PATH", "ORIGIN_HTTP", "is_inbox_path", "handle_request", "cors_headers"]
 
 #: Every route of the protocol is this path or below it.
 PATH = "/backend/documents"
@@ -65,13 +66,6 @@ ORIGIN_HTTP = "inbox-http"
 _METHODS = "GET, HEAD, PUT, POST, DELETE, OPTIONS"
 _REQUEST_HEADERS = "Write-Token, Derived-From, Revision, If-Newer-Than, Content-Type"
 _NUMBER = re.compile(r"[0-9]{1,16}\Z")
-
-
-class InboxOutcome(msgspec.Struct):
-    """A response and the writes it made (as Backpack's ``HttpOutcome``)."""
-
-    response: HttpResponse
-    changes: list[DocumentChange] = []
 
 
 def is_inbox_path(path: str) -> bool:
@@ -103,26 +97,26 @@ def _message(status: int, message: str, headers: list[tuple[str, str]] | None = 
     return json_response(status, {"message": message}, headers)
 
 
-def _method_not_allowed(allowed: str) -> InboxOutcome:
-    return InboxOutcome(_message(405, "Method not allowed", [("allow", allowed)]))
+def _method_not_allowed(allowed: str) -> HttpOutcome:
+    return HttpOutcome(_message(405, "Method not allowed", [("allow", allowed)]))
 
 
-def handle_request(request: HttpRequest, config: InboxConfig, env: Environment) -> Action[InboxOutcome]:
+def handle_request(request: HttpRequest, config: InboxConfig, env: Environment) -> Action[HttpOutcome]:
     """Answer one request whose path ``is_inbox_path``."""
     if request.method == "OPTIONS":
-        return InboxOutcome(_preflight(request, config))
+        return HttpOutcome(_preflight(request, config))
     try:
         outcome = yield from _route(request, config, env)
     except RemoteProtocolError as exc:
-        outcome = InboxOutcome(_message(exc.status, exc.message))
+        outcome = HttpOutcome(_message(exc.status, exc.message))
     outcome.response.headers.extend(cors_headers(request, config))
     return outcome
 
 
-def _route(request: HttpRequest, config: InboxConfig, env: Environment) -> Action[InboxOutcome]:
+def _route(request: HttpRequest, config: InboxConfig, env: Environment) -> Action[HttpOutcome]:
     segments = split_path(request.path)
     if segments[:2] != ["backend", "documents"]:
-        return InboxOutcome(_message(404, "Not found"))
+        return HttpOutcome(_message(404, "Not found"))
     rest = segments[2:]
     method = "GET" if request.method == "HEAD" else request.method
     if not rest:
@@ -140,7 +134,7 @@ def _route(request: HttpRequest, config: InboxConfig, env: Environment) -> Actio
         if method not in ("POST", "DELETE"):
             return _method_not_allowed("POST, DELETE, OPTIONS")
         return (yield from _message_route(request, method, rest[0], rest[2], config, env))
-    return InboxOutcome(_message(404, "Not found"))
+    return HttpOutcome(_message(404, "Not found"))
 
 
 # -- headers ------------------------------------------------------------------
@@ -183,20 +177,20 @@ def _write_token(value: str | None) -> bytes:
 # -- reading ------------------------------------------------------------------
 
 
-def _get(request: HttpRequest, read_token: str) -> Action[InboxOutcome]:
+def _get(request: HttpRequest, read_token: str) -> Action[HttpOutcome]:
     _read_token(read_token)
     if_newer_than = _number_header(request, "If-Newer-Than")
     document: Document | None = yield GetDocument(read_token)
     if document is None:
-        return InboxOutcome(_message(404, "No such document"))
+        return HttpOutcome(_message(404, "No such document"))
     revision = [("revision", str(document.revision))]
     if if_newer_than is not None and document.revision <= if_newer_than:
-        return InboxOutcome(HttpResponse(304, revision))
+        return HttpOutcome(HttpResponse(304, revision))
     headers = [("content-type", "application/json"), ("cache-control", "no-store"), *revision]
-    return InboxOutcome(HttpResponse(200, headers, document.content))
+    return HttpOutcome(HttpResponse(200, headers, document.content))
 
 
-def _batch(request: HttpRequest, config: InboxConfig) -> Action[InboxOutcome]:
+def _batch(request: HttpRequest, config: InboxConfig) -> Action[HttpOutcome]:
     values = [value for key, value in parse_qsl(request.query, keep_blank_values=True) if key == "t"]
     if not values:
         raise RemoteProtocolError("Name the documents as ?t=READTOKEN/REVISION,READTOKEN/REVISION,...", 400)
@@ -216,13 +210,13 @@ def _batch(request: HttpRequest, config: InboxConfig) -> Action[InboxOutcome]:
             answer[read_token] = None
         elif document.revision > threshold:
             answer[read_token] = {"revision": document.revision, "content": msgspec.Raw(document.content)}
-    return InboxOutcome(json_response(200, answer, [("cache-control", "no-store")]))
+    return HttpOutcome(json_response(200, answer, [("cache-control", "no-store")]))
 
 
 # -- writing ------------------------------------------------------------------
 
 
-def _put(request: HttpRequest, read_token: str, config: InboxConfig) -> Action[InboxOutcome]:
+def _put(request: HttpRequest, read_token: str, config: InboxConfig) -> Action[HttpOutcome]:
     _read_token(read_token)
     token = _write_token(request.header("write-token"))
     derived_from = _required_number_header(request, "Derived-From")
@@ -249,22 +243,22 @@ def _put(request: HttpRequest, read_token: str, config: InboxConfig) -> Action[I
         stored = yield GetDocument(read_token)
         if stored is None:
             if derived_from != 0:
-                return InboxOutcome(_message(409, "No such document: create it with Derived-From: 0"))
-            return InboxOutcome(_message(409, "This write token belongs to another document"))
+                return HttpOutcome(_message(409, "No such document: create it with Derived-From: 0"))
+            return HttpOutcome(_message(409, "This write token belongs to another document"))
     if not write_token_matches(token, stored.write_hash):
-        return InboxOutcome(_message(403, "Wrong write token"))
+        return HttpOutcome(_message(403, "Wrong write token"))
     current = [("revision", str(stored.revision))]
     if derived_from != stored.revision:
-        return InboxOutcome(_message(409, "Derived-From is not the current revision", current))
+        return HttpOutcome(_message(409, "Derived-From is not the current revision", current))
     document = msgspec.structs.replace(stored, revision=revision, content=request.body)
     if not (yield PutDocument(document, derived_from)):
-        return InboxOutcome(_message(409, "The document changed meanwhile"))
+        return HttpOutcome(_message(409, "The document changed meanwhile"))
     return _written(document)
 
 
-def _written(document: Document) -> InboxOutcome:
+def _written(document: Document) -> HttpOutcome:
     response = json_response(200, {"revision": document.revision}, [("revision", str(document.revision))])
-    return InboxOutcome(response, [DocumentChange(document.read_token, document.revision, document.content, ORIGIN_HTTP)])
+    return HttpOutcome(response, [DocumentChange(document.read_token, document.revision, document.content, ORIGIN_HTTP)])
 
 
 _ANSWERS: dict[MessageResult, tuple[int, str]] = {
@@ -275,7 +269,7 @@ _ANSWERS: dict[MessageResult, tuple[int, str]] = {
 
 def _message_route(
     request: HttpRequest, method: str, write_token: str, message_id: str, config: InboxConfig, env: Environment
-) -> Action[InboxOutcome]:
+) -> Action[HttpOutcome]:
     token = parse_write_token(write_token)
     if token is None:
         raise RemoteProtocolError("A write token is 32 hex digits", 400)
@@ -297,11 +291,11 @@ def _message_route(
 
     document: Document | None = yield GetDocumentByWriteKey(document_id(token).hex())
     if document is None or not write_token_matches(token, document.write_hash):
-        return InboxOutcome(_message(404, "No document has this write token"))
+        return HttpOutcome(_message(404, "No document has this write token"))
     result, change = yield from write_message(document.write_key, stored_id, message, ORIGIN_HTTP, config, env)
     if result == "done":
-        return InboxOutcome(_message(200, "Merged" if method == "POST" else "Removed"), [change] if change else [])
+        return HttpOutcome(_message(200, "Merged" if method == "POST" else "Removed"), [change] if change else [])
     if result == "too-large":
-        return InboxOutcome(_message(413, f"The inbox would exceed {config.max_document_bytes} bytes"))
+        return HttpOutcome(_message(413, f"The inbox would exceed {config.max_document_bytes} bytes"))
     status, text = _ANSWERS[result]
-    return InboxOutcome(_message(status, text))
+    return HttpOutcome(_message(status, text))

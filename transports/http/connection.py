@@ -21,11 +21,25 @@ from satchel.transports.interfaces import Application, BodySink, FileResponse, S
 from satchel.transports.sockets import close_gracefully, receive_some, send_all
 
 from .parser import BODY, HEAD, IDLE, Received, Rejected, RequestParser, UpgradeRequested, header_tokens
-from .responses import CONTINUE, INTERNAL_ERROR, error_response, format_response
+from .responses import CONTINUE, error_response, format_response
 
-__all__ = ["HttpConnection", "Deadlines"]
+__all__ = ["HttpConnection", "Deadlines", "application_error"]
 
 logger = logging.getLogger(__name__)
+
+
+def application_error(app: Application, request: HttpRequest | None, status: int, message: str) -> HttpResponse:
+    """An error the transport answers on its own (malformed, too large, a bad
+    handshake) in the format of the protocol that owns ``request``'s path -
+    ``Application.error_response``, when the application has one - else in
+    the neutral ``{"message": ...}``."""
+    word = getattr(app, "error_response", None)
+    if word is not None:
+        try:
+            return word(request, status, message)
+        except Exception:
+            logger.exception("error_response failed for %s", request.target if request else "a malformed request")
+    return error_response(status, message)
 
 
 class Deadlines:
@@ -97,6 +111,11 @@ class HttpConnection:
         if self._scope is not None:
             self._scope.cancel()
 
+    def _error(self, request: HttpRequest | None, status: int, message: str) -> HttpResponse:
+        """The transport's error for ``request``: worded by the application
+        (the protocol that owns the path) when it can, else neutral."""
+        return application_error(self._app, request, status, message)
+
     def _body_sink(self, request: HttpRequest) -> BodySink | None:
         try:
             return self._app.body_sink(request)
@@ -161,7 +180,7 @@ class HttpConnection:
                             return None
                     elif type(item) is Rejected:
                         data = format_response(
-                            error_response(item.status, item.message), head_only=False, connection="close"
+                            self._error(item.request, item.status, item.message), head_only=False, connection="close"
                         )
                         await send_all(sock, data, limits.write_timeout)
                         await close_gracefully(sock, limits.close_timeout)
@@ -216,7 +235,7 @@ class HttpConnection:
             data = format_response(response, head_only=head_only, connection=connection)
         except Exception:
             logger.exception("Unhandled error answering %s %s", request.method, request.target)
-            data = format_response(INTERNAL_ERROR, head_only=head_only, connection=connection)
+            data = format_response(self._error(request, 500, "Internal server error"), head_only=head_only, connection=connection)
         await send_all(self._sock, data, self._limits.write_timeout)
         return keep_alive
 

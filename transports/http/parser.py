@@ -38,14 +38,18 @@ class Received:
 class Rejected:
     """The peer broke the protocol or a limit: answer ``status`` and close.
 
-    Always the last item: the parser reads nothing after it.
+    ``request`` is the offending request's head when it was read whole (a
+    body too large, say), so that the protocol owning its path can word the
+    error; ``None`` when not even the head could be parsed. Always the last
+    item: the parser reads nothing after it.
     """
 
-    __slots__ = ("status", "message")
+    __slots__ = ("status", "message", "request")
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, request: HttpRequest | None = None) -> None:
         self.status = status
         self.message = message
+        self.request = request
 
     def __repr__(self) -> str:
         return f"Rejected({self.status}, {self.message!r})"
@@ -217,7 +221,11 @@ class RequestParser:
         return b""
 
     def _stop(self, status: int, message: str) -> None:
-        self.items.append(Rejected(status, message))
+        head = None
+        if self._in_message and self._headers_done and self._method:
+            url = self._url
+            head = HttpRequest(self._method, (url[0] if len(url) == 1 else b"".join(url)).decode("latin-1"), self._headers)
+        self.items.append(Rejected(status, message, head))
         self.expect_continue = False
         self._stopped = True
         self.abandon()
@@ -259,6 +267,7 @@ class RequestParser:
     def on_message_begin(self) -> None:
         self._in_message = True
         self._headers_done = False
+        self._method = ""
         self._raw_head_bytes = 0
         self._head_bytes = 0
         self._head_progress = True

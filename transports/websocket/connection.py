@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 import trio
 
 from satchel.protocol.http import HttpRequest, HttpResponse
+from satchel.transports.framing import Framing
 from satchel.transports.http.parser import UpgradeRequested
-from satchel.transports.http.responses import error_response, format_response
+from satchel.transports.http.connection import application_error
+from satchel.transports.http.responses import format_response
 from satchel.transports.interfaces import Application, ServerLimits, WebsocketAccept
 from satchel.transports.sockets import close_gracefully, receive_some, send_all
 
@@ -52,7 +54,7 @@ from .handshake import handshake_problem, switching_protocols
 if TYPE_CHECKING:
     from satchel.transports.hub import Hub
 
-__all__ = ["WebsocketConnection", "open_websocket", "run_websocket", "SLOW_CONSUMER_REASON", "Spawn"]
+__all__ = ["WebsocketConnection", "open_websocket", "run_websocket", "SLOW_CONSUMER_REASON", "Spawn", "WEBSOCKET_TEXT"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,10 @@ _id_counter = itertools.count(1)
 
 Spawn = Callable[[Callable[[], Awaitable[None]]], None]
 
+#: How the hub frames a payload for a websocket: one unmasked text frame,
+#: the same bytes for every recipient (frames are not joined by anything).
+WEBSOCKET_TEXT = Framing("websocket-text", encode_text_frame)
+
 
 class WebsocketConnection:
     """One accepted (or being accepted) websocket.
@@ -86,7 +92,12 @@ class WebsocketConnection:
     The send methods never block and never await: a frame is written at once
     if the socket takes it, or queued (see the module docstring). Frames sent
     after the close started are dropped.
+
+    As a hub target its ``framing`` is ``WEBSOCKET_TEXT``: the hub hands it
+    payloads framed as text frames, joined with what else the tick sent it.
     """
+
+    framing = WEBSOCKET_TEXT
 
     __slots__ = (
         "id",
@@ -417,7 +428,9 @@ async def open_websocket(
     half of what an idle connection costs otherwise.
     """
     request = upgrade.request
-    problem = handshake_problem(request, upgrade.http_version)
+    problem = handshake_problem(
+        request, upgrade.http_version, lambda status, message: application_error(app, request, status, message)
+    )
     if problem is not None:
         await _refuse(sock, problem, limits)
         return None
@@ -464,14 +477,25 @@ async def _ask_application(
     """The 101 response head if the application accepts, else its refusal."""
     try:
         answer = await app.accept_websocket(request, connection)
-        if isinstance(answer, WebsocketAccept):
-            return switching_protocols(request, answer.subprotocol, answer.headers)
-        if isinstance(answer, HttpResponse):
-            return answer
-        raise TypeError(f"accept_websocket returned {answer!r}")
     except Exception:
         logger.exception("accept_websocket failed for %s", request.target)
-        return error_response(500, "Internal server error")
+        return application_error(app, request, 500, "Internal server error")
+    if isinstance(answer, HttpResponse):
+        return answer
+    try:
+        if not isinstance(answer, WebsocketAccept):
+            raise TypeError(f"accept_websocket returned {answer!r}")
+        return switching_protocols(request, answer.subprotocol, answer.headers)
+    except Exception:
+        # The application accepted but the 101 cannot be built (a subprotocol
+        # the client never offered): refuse, and let it forget the connection.
+        logger.exception("accept_websocket gave an unusable answer for %s", request.target)
+        with trio.CancelScope(shield=True):
+            try:
+                await app.on_websocket_closed(connection)
+            except Exception:
+                logger.exception("on_websocket_closed failed on websocket %s", connection.id)
+        return application_error(app, request, 500, "Internal server error")
 
 
 async def _refuse(sock: socket.socket, response: HttpResponse, limits: ServerLimits) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from typing import Callable
 
 from satchel.protocol.http import HttpRequest, HttpResponse
 from satchel.transports.http.parser import header_tokens
@@ -33,22 +34,24 @@ def offered_subprotocols(request: HttpRequest) -> list[str]:
     return offered
 
 
-def handshake_problem(request: HttpRequest, http_version: str = "1.1") -> HttpResponse | None:
+def handshake_problem(
+    request: HttpRequest, http_version: str = "1.1", error: Callable[[int, str], HttpResponse] = error_response
+) -> HttpResponse | None:
     """Why ``request`` is not a valid opening handshake (RFC 6455 section
-    4.2.1) as the response to send - 400, or 426 for an unsupported version -
-    or None when it is valid."""
+    4.2.1) as the response to send - 400, or 426 for an unsupported version,
+    worded by ``error(status, message)`` - or None when it is valid."""
     if request.method != "GET":
-        return error_response(400, "A websocket handshake must be a GET request")
+        return error(400, "A websocket handshake must be a GET request")
     if http_version != "1.1":
-        return error_response(400, "A websocket handshake needs HTTP/1.1")
+        return error(400, "A websocket handshake needs HTTP/1.1")
     if request.header("host") is None:
-        return error_response(400, "A websocket handshake needs a Host header")
+        return error(400, "A websocket handshake needs a Host header")
     if "websocket" not in header_tokens(request, "upgrade"):
-        return error_response(400, "Missing 'Upgrade: websocket'")
+        return error(400, "Missing 'Upgrade: websocket'")
     if "upgrade" not in header_tokens(request, "connection"):
-        return error_response(400, "Missing 'Connection: upgrade'")
+        return error(400, "Missing 'Connection: upgrade'")
     if header_tokens(request, "sec-websocket-version") != ["13"]:
-        response = error_response(426, "Unsupported websocket version; this server speaks 13")
+        response = error(426, "Unsupported websocket version; this server speaks 13")
         response.headers.append(("sec-websocket-version", "13"))
         return response
     key = request.header("sec-websocket-key")
@@ -57,7 +60,7 @@ def handshake_problem(request: HttpRequest, http_version: str = "1.1") -> HttpRe
     except (binascii.Error, ValueError):
         valid_key = False
     if not valid_key:
-        return error_response(400, "Sec-WebSocket-Key must be 16 bytes in base64")
+        return error(400, "Sec-WebSocket-Key must be 16 bytes in base64")
     return None
 
 

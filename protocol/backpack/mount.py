@@ -1,0 +1,75 @@
+"""Backpack's mount: the catch-all of the mount table.
+
+The original Backpack server answered every path and took a websocket
+upgrade on any of them (its SDK opens the API's base URL), so this mount
+claims every request and every upgrade that the mounts before it left, and
+must stay last in the table. Uploads (``POST|PUT|PATCH /uploads...``) stream
+to disk, but only for a request carrying the API key: without it the body is
+buffered under the ordinary limit and answered 401.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..changes import Change, DocumentChange
+from ..channels import Deliver
+from ..environment import Environment
+from ..http import HttpRequest, split_path
+from ..mounts import Accepted, HttpOutcome, Mount, UploadForm
+from ..operations import Action
+from . import auth, websocket
+from .config import BackpackConfig
+from .render import PROTOCOL, encode, render_change
+from .rest import handle_request
+
+__all__ = ["BackpackMount"]
+
+_INTERNAL_ERROR = encode({"action": "error", "message": "Internal server error"})
+_STREAMED_METHODS = frozenset(("POST", "PUT", "PATCH"))
+
+
+class BackpackMount(Mount):
+    """Backpack (seed 000): REST, uploads, and the websocket with channels."""
+
+    name = PROTOCOL
+
+    def __init__(self, config: BackpackConfig) -> None:
+        self.config = config
+
+    def claims_request(self, request: HttpRequest) -> bool:
+        return True
+
+    def streams_body(self, request: HttpRequest) -> bool:
+        if request.method not in _STREAMED_METHODS:
+            return False
+        segments = split_path(request.path)
+        return bool(segments) and segments[0] == "uploads" and auth.api_key_matches(request, self.config)
+
+    def handle_request(self, request: HttpRequest, env: Environment, form: UploadForm | None = None) -> Action[HttpOutcome]:
+        return handle_request(request, self.config, env, form)
+
+    def claims_upgrade(self, request: HttpRequest) -> bool:
+        return True
+
+    def accept(self, request: HttpRequest, connection: str, env: Environment) -> Action[Accepted | Any]:
+        socket = yield from websocket.accept(request, connection, self.config, env)
+        if not isinstance(socket, websocket.Socket):
+            return socket
+        return Accepted(socket, socket.user_id, websocket.greeting(socket))
+
+    def handle_message(self, state: websocket.Socket, message: str | bytes, env: Environment) -> Action[list[Any]]:
+        return websocket.handle_message(state, message, env)
+
+    def closed(self, state: websocket.Socket) -> list[Any]:
+        return websocket.socket_closed(state)
+
+    def internal_error(self, state: websocket.Socket) -> bytes:
+        return _INTERNAL_ERROR
+
+    def render(self, change: Change | DocumentChange) -> Sequence[Deliver]:
+        # Token documents are not records of a collection: Backpack never shows them.
+        if type(change) is not Change:
+            return ()
+        delivery = render_change(change)
+        return (delivery,) if delivery is not None else ()

@@ -1,0 +1,46 @@
+"""The inbox documents' mount: ``/backend/documents`` and the UDP datagrams.
+
+No API key on these paths: the tokens are the authorization. The mount
+takes no websocket upgrades and renders no changes yet: the resource
+subscriptions of seed 004 will show documents live.
+"""
+
+from __future__ import annotations
+
+from ..environment import Environment
+from ..http import HttpRequest
+from ..mounts import DatagramOutcome, HttpOutcome, Mount, UploadForm
+from ..operations import Action
+from .config import InboxConfig
+from .datagrams import handle_datagram, new_replay_guard
+from .replay import ReplayGuard
+from .rest import handle_request, is_inbox_path
+
+__all__ = ["InboxMount", "PROTOCOL"]
+
+#: The name the inbox mount is registered under.
+PROTOCOL = "inbox"
+
+
+class InboxMount(Mount):
+    """Inbox documents (seed 001) over HTTP and UDP."""
+
+    name = PROTOCOL
+    handles_datagrams = True
+
+    def __init__(self, config: InboxConfig | None = None) -> None:
+        self.config = config or InboxConfig()
+
+    def claims_request(self, request: HttpRequest) -> bool:
+        return is_inbox_path(request.path)
+
+    def handle_request(self, request: HttpRequest, env: Environment, form: UploadForm | None = None) -> Action[HttpOutcome]:
+        return handle_request(request, self.config, env)
+
+    def datagram_state(self, start_ms: int) -> ReplayGuard:
+        # One replay memory per server, from its start: a datagram older than
+        # the server is refused (replay.py).
+        return new_replay_guard(self.config, start_ms)
+
+    def handle_datagram(self, state: ReplayGuard, datagram: bytes, env: Environment) -> Action[DatagramOutcome]:
+        return handle_datagram(datagram, state, self.config, env)

@@ -1,0 +1,37 @@
+"""The protocols Satchel speaks: the one ordered table of mounts.
+
+Every runner of the core - the reference server, the ASGI app, the
+conformance kit's in-process target, the examples, the tests - builds its
+``Switchboard`` from this table, so a protocol added here is reachable in
+all of them. Order matters: a request goes to the first mount that claims
+it, so specific paths come first and Backpack's catch-all comes last.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from .backpack.config import BackpackConfig
+from .backpack.mount import BackpackMount
+from .inbox.config import InboxConfig
+from .inbox.mount import InboxMount
+from .mounts import Mount, MountTable
+
+__all__ = ["standard_mounts"]
+
+
+def standard_mounts(
+    backpack: BackpackConfig,
+    inbox: InboxConfig | None = None,
+    *,
+    first: Iterable[Mount] = (),
+) -> MountTable:
+    """Satchel's protocols, configured; ``first`` are consulted before them
+    (a server's static files, an embedding's own protocol)."""
+    return MountTable(
+        [
+            *first,
+            InboxMount(inbox),  # /backend/documents, and the UDP datagrams
+            BackpackMount(backpack),  # every other path and upgrade: the catch-all, last
+        ]
+    )

@@ -1,0 +1,181 @@
+"""What every runner of the core keeps between its sockets and the mounts.
+
+A ``Switchboard`` is built from a ``MountTable`` and an ``Environment``. It
+routes each HTTP request, upgrade and datagram to the mount that claims it,
+remembers which mount owns each open connection and that mount's state for
+it, keeps one ``ChannelRegistry`` per mount (derived from the table, never
+listed apart), and turns the events actions return into deliveries: one
+payload plus the connection ids that receive it. It does no I/O, so the
+trio reference server, the ASGI app, the asyncio and threaded examples, the
+conformance kit's in-process target and the tests all run the core through
+this one object and differ only in how they move bytes::
+
+    board = Switchboard(mount_table, env)
+    outcome = run(board.handle_request(request))          # any protocol's HTTP
+    publish(outcome.changes); send(outcome.response)
+    accepted = run(board.accept(request, "c1"))           # an upgrade
+    publish(accepted.events)                              # (or a refusal: an HttpResponse)
+    publish(run(board.handle_message("c1", frame)))       # each message
+    publish(board.closed("c1"))                           # the end
+
+    def publish(events):
+        for payload, connection_ids in board.deliveries(events):
+            for connection in connection_ids:              # encode once, send to many
+                sockets[connection].send_text(payload)
+
+Actions are generators (``run`` drives one: ``operations.run_sync``, or an
+async loop that awaits each operation). The switchboard's bookkeeping
+changes only when an action completes and in ``deliveries`` and
+``closed``, never in between, so an event loop may run many actions at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+import msgspec
+
+from .channels import ChannelRegistry, Deliver
+from .environment import Environment
+from .errors import LocalProtocolError
+from .http import HttpRequest, HttpResponse, json_response
+from .mounts import Accepted, DatagramOutcome, Event, HttpOutcome, Mount, MountTable, UploadForm
+from .operations import Action
+
+__all__ = ["Switchboard", "Opened"]
+
+
+class Opened(msgspec.Struct):
+    """An open connection: the mount that owns it and that mount's state."""
+
+    mount: Mount
+    state: Any
+
+
+class Switchboard:
+    """Routes requests and connections to mounts, and events to connections."""
+
+    __slots__ = ("mounts", "env", "registries", "_connections", "_datagram_state")
+
+    def __init__(self, mounts: MountTable, env: Environment) -> None:
+        self.mounts = mounts
+        self.env = env
+        #: mount name -> the registry of that mount's open connections
+        self.registries: dict[str, ChannelRegistry] = {mount.name: ChannelRegistry() for mount in mounts}
+        self._connections: dict[str, Opened] = {}
+        datagrams = mounts.datagram_mount
+        # A server's datagram memory starts with it (the inbox refuses
+        # datagrams older than the server's start).
+        self._datagram_state = datagrams.datagram_state(env.now_ms()) if datagrams is not None else None
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    # -- HTTP ----------------------------------------------------------------
+
+    def mount_for(self, request: HttpRequest) -> Mount | None:
+        """The mount that answers ``request`` (``None``: nobody claims it)."""
+        return self.mounts.for_request(request)
+
+    def streams_body(self, request: HttpRequest) -> bool:
+        """Whether ``request``'s body is an upload to stream to disk."""
+        mount = self.mounts.for_request(request)
+        return mount is not None and mount.streams_body(request)
+
+    def handle_request(self, request: HttpRequest, form: UploadForm | None = None) -> Action[HttpOutcome]:
+        """The action answering ``request``, whichever mount claims it; a
+        request nobody claims answers 404 in the neutral format."""
+        mount = self.mounts.for_request(request)
+        if mount is None:
+            return HttpOutcome(json_response(404, {"message": "Not found"}))
+        return (yield from mount.handle_request(request, self.env, form))
+
+    def error_response(self, request: HttpRequest | None, status: int, message: str) -> HttpResponse:
+        """A transport-level error for ``request`` (``None``: its head could
+        not even be read) in the format of the mount that claims it, else in
+        the neutral ``{"message": ...}``."""
+        mount = self.mounts.for_request(request) if request is not None else None
+        if mount is None and request is not None:
+            mount = self.mounts.for_upgrade(request)
+        if mount is None:
+            return json_response(status, {"message": message})
+        return mount.error_response(status, message)
+
+    # -- connections -------------------------------------------------------------
+
+    def wants_upgrade(self, request: HttpRequest) -> bool:
+        """Whether some mount takes a websocket upgrade of ``request``."""
+        return self.mounts.for_upgrade(request) is not None
+
+    def accept(self, request: HttpRequest, connection: str) -> Action[Accepted | HttpResponse]:
+        """The action deciding an upgrade of ``request`` as ``connection``.
+
+        When the mount accepts, the connection is registered (under the
+        mount, for its user) as the action completes; publish
+        ``Accepted.events`` then. A refusal is the ``HttpResponse`` to send.
+        """
+        if connection in self._connections:
+            raise LocalProtocolError(f"connection {connection!r} is already open")
+        mount = self.mounts.for_upgrade(request)
+        if mount is None:
+            return json_response(404, {"message": "No websocket here"})
+        accepted = yield from mount.accept(request, connection, self.env)
+        if isinstance(accepted, Accepted):
+            self._connections[connection] = Opened(mount, accepted.state)
+            self.registries[mount.name].add_connection(connection, accepted.user_id)
+        return accepted
+
+    def opened(self, connection: str) -> Opened | None:
+        """The open connection ``connection``: its mount and state."""
+        return self._connections.get(connection)
+
+    def handle_message(self, connection: str, message: str | bytes) -> Action[list[Event]]:
+        """The action answering one message of ``connection`` (none, once it
+        has closed)."""
+        opened = self._connections.get(connection)
+        if opened is None:
+            return []
+        return (yield from opened.mount.handle_message(opened.state, message, self.env))
+
+    def internal_error(self, connection: str) -> bytes | None:
+        """What to tell ``connection`` when its message crashed an action."""
+        opened = self._connections.get(connection)
+        return opened.mount.internal_error(opened.state) if opened is not None else None
+
+    def closed(self, connection: str) -> list[Event]:
+        """Forget ``connection`` (it ended, whatever ended it); the events to
+        publish. Idempotent: a second call returns nothing."""
+        opened = self._connections.pop(connection, None)
+        if opened is None:
+            return []
+        self.registries[opened.mount.name].remove_connection(connection)
+        return opened.mount.closed(opened.state)
+
+    # -- datagrams ---------------------------------------------------------------
+
+    @property
+    def takes_datagrams(self) -> bool:
+        """Whether a mount answers UDP datagrams."""
+        return self.mounts.datagram_mount is not None
+
+    def handle_datagram(self, datagram: bytes) -> Action[DatagramOutcome]:
+        """The action answering one datagram (dropped when no mount takes them)."""
+        mount = self.mounts.datagram_mount
+        if mount is None:
+            return DatagramOutcome()
+        return (yield from mount.handle_datagram(self._datagram_state, datagram, self.env))
+
+    # -- fan-out -------------------------------------------------------------------
+
+    def deliveries(self, events: Iterable[Event]) -> Iterator[tuple[bytes, list[str]]]:
+        """Apply ``events`` in order; yield each delivery as (payload, the ids
+        of the connections that receive it). A payload is encoded once, by
+        the mount; the caller frames it once per kind of connection."""
+        registries = self.registries
+        for event in self.mounts.hub_events(events):
+            registry = registries.get(event.protocol)
+            if registry is None:
+                continue  # a protocol this server does not mount
+            recipients = registry.apply(event)
+            if recipients and type(event) is Deliver:
+                yield event.payload, recipients
