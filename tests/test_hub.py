@@ -216,3 +216,57 @@ async def test_the_outbox_bound_on_messages_counts_every_frame_of_a_coalesced_wr
             assert (connection.close_code, connection.close_reason) == (1008, SLOW_CONSUMER_REASON)
             await _wait_for(lambda: len(app.closed) == 1)
             sock.close()
+
+
+class _PollingLikeTarget:
+    """A hub target that is not a websocket: it queues packets and joins them
+    with a separator, as an Engine.IO long-polling session does."""
+
+    def __init__(self, target_id: str, framing) -> None:
+        self.id = target_id
+        self.framing = framing
+        self.writes: list[tuple[bytes, int]] = []
+
+    def _send(self, data: bytes, count: int) -> None:
+        self.writes.append((data, count))
+
+
+async def test_each_kind_of_target_frames_a_payload_once_per_delivery():
+    from satchel.transports.framing import Framing
+
+    encoded: list[bytes] = []
+
+    def packet(payload: bytes) -> bytes:
+        encoded.append(payload)
+        return b"4" + payload
+
+    polling = Framing("test-polling", packet, b"\x1e")
+    app = TestApp()
+    async with running(app) as port:
+        with trio.fail_after(5):
+            (_, reader_a), (_, reader_b) = [await open_raw_websocket(port) for _ in range(2)]
+            await _wait_for(lambda: len(app.hub) == 2)
+            a, b = list(app.hub)
+            p, q = _PollingLikeTarget("p", polling), _PollingLikeTarget("q", polling)
+            app.hub.add(p)
+            app.hub.add(q)
+            # One tick: a run of two deliveries to everyone, then one to some.
+            app.hub.deliver(b"one", [a, "p", b, "q"])
+            app.hub.deliver(b"two", [a, "p", b, "q"])
+            app.hub.deliver(b"three", ["q", b])
+            await _wait_for(lambda: app.hub.pending == 0)
+            # Framed once per kind, not once per recipient.
+            assert encoded == [b"one", b"two", b"three"]
+            assert p.writes == [(b"4one\x1e4two", 2)]
+            assert q.writes == [(b"4one\x1e4two\x1e4three", 3)]
+            frames = [encode_text_frame(payload) for payload in (b"one", b"two", b"three")]
+            assert await reader_a.read_exactly(len(frames[0] + frames[1])) == frames[0] + frames[1]
+            assert await reader_b.read_exactly(len(b"".join(frames))) == b"".join(frames)
+            # A tick of one run only: still once per kind.
+            app.hub.deliver(b"solo", [a, "p", b, "q"])
+            await _wait_for(lambda: app.hub.pending == 0)
+            assert encoded[3:] == [b"solo"]
+            assert p.writes[1:] == [(b"4solo", 1)] and q.writes[1:] == [(b"4solo", 1)]
+            solo = encode_text_frame(b"solo")
+            assert await reader_a.read_exactly(len(solo)) == solo
+            assert await reader_b.read_exactly(len(solo)) == solo

@@ -3,10 +3,8 @@ size limits, abandoned and hostile uploads, and consistency across kill -9."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import time
 from pathlib import Path
 
 import pytest

@@ -23,6 +23,7 @@ import trio
 from satchel.protocol.backpack import BackpackConfig
 from satchel.protocol.backpack.uploads import UPLOADS
 from satchel.protocol.mount_table import standard_mounts
+from satchel.protocol.mounts import Mount
 from satchel.protocol.operations import ListRecords
 from satchel.protocol.switchboard import Switchboard
 from satchel.storage_backends.files import LocalFileStore
@@ -101,8 +102,14 @@ def _api_key(data_dir: Path, given: str | None) -> str:
     return key
 
 
-async def run_server(args: argparse.Namespace, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-    """Open the store and serve until cancelled."""
+async def run_server(
+    args: argparse.Namespace,
+    *,
+    extra_mounts: Sequence[Mount] = (),
+    task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Open the store and serve until cancelled. ``extra_mounts`` are
+    consulted before Satchel's own protocols (an embedding's own protocol)."""
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     config = BackpackConfig(
@@ -124,7 +131,7 @@ async def run_server(args: argparse.Namespace, *, task_status: trio.TaskStatus =
         if swept:
             log.info("Removed %d unfinished or orphaned upload file(s)", swept)
         hub = Hub()
-        board = Switchboard(standard_mounts(config, first=[STATIC_FILES]), system_environment())
+        board = Switchboard(standard_mounts(config, first=[STATIC_FILES, *extra_mounts]), system_environment())
         app = SatchelApp(Runner(store, files=files), LocalBus(hub, board), max_upload_bytes=args.max_upload_bytes)
         async with trio.open_nursery() as nursery:
             port = await nursery.start(partial(serve, app, args.host, args.port, limits=limits, hub=hub))

@@ -9,6 +9,7 @@ from .rest import cors_headers, handle_request
 from .websocket import GREETING, Socket, accept, greeting, handle_message, socket_closed
 
 __all__ = [
+    "render",
     "BackpackConfig",
     "PROTOCOL",
     "render_change",
