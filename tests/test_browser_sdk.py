@@ -20,8 +20,9 @@ from server_process import ServerProcess
 BROWSER_DIR = Path(__file__).parent / "browser"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
-# Outside CI a machine without Chromium skips these; in CI (CI=true) they run and fail loudly.
-pytestmark = pytest.mark.skipif(
+# Outside CI a machine without Chromium skips the browser tests; in CI (.ci/run
+# exports CI=1) they run and fail loudly.
+needs_browser = pytest.mark.skipif(
     not os.environ.get("CI")
     and (shutil.which("chromium") is None or not (BROWSER_DIR / "node_modules" / "playwright-core").exists()),
     reason="needs Debian's chromium and `npm ci` in tests/browser (make test installs both)",
@@ -33,6 +34,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+@needs_browser
 def test_two_users_use_the_sdk_from_another_origin(server: ServerProcess, tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text("<!doctype html><title>an app on another port</title><p>app</p>")
     page_server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(tmp_path)))

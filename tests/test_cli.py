@@ -49,3 +49,32 @@ def test_environment_variables_configure_the_server(tmp_path: Path) -> None:
         assert (data_dir / "satchel.sqlite3").exists()
     finally:
         server.stop()
+
+
+# What "not installed" looks like to the import system: None in sys.modules.
+_WITHOUT = "import sys\nfor name in {names!r}:\n    sys.modules[name] = None\n"
+
+
+def _run_without(names: list[str], code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", _WITHOUT.format(names=names) + code],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_conformance_without_its_extra_says_how_to_install_it() -> None:
+    for missing in (["hypothesis"], ["wsproto"], ["hypothesis", "wsproto"]):
+        run = _run_without(missing, "from satchel.transports.cli import main\n"
+                                    "sys.exit(main(['conformance', '--in-process']))\n")
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert "Traceback" not in run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and "pip install 'satchel[conformance]'" in lines[0], run.stderr
+
+
+def test_the_other_extras_say_how_to_install_them_too() -> None:
+    run = _run_without(["quart_trio"], "import satchel.transports.asgi\n")
+    assert run.returncode != 0 and "pip install 'satchel[asgi]'" in run.stderr
+    run = _run_without(["hypothesis"], "from satchel.protocol.conformance import check_target\n")
+    assert run.returncode != 0 and "pip install 'satchel[conformance]'" in run.stderr
+    # The kit's pure half needs no extra.
+    run = _run_without(["hypothesis", "wsproto"], "from satchel.protocol.conformance import BackpackModel, replay\n")
+    assert run.returncode == 0, run.stderr

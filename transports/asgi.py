@@ -39,7 +39,12 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 
 import trio
-from quart import Response, request, websocket
+
+from .extras import require
+
+require("asgi", "quart", "quart_trio", "hypercorn")
+
+from quart import Response, request, websocket  # noqa: E402 - after the check for the extra
 from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException

@@ -31,6 +31,7 @@ from satchel.storage_backends.sqlite import SqliteStore
 
 from .app import SatchelApp
 from .bus import LocalBus
+from .extras import MissingExtra
 from .hub import Hub
 from .interfaces import ServerLimits
 from .runner import Runner
@@ -147,8 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``satchel`` command."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["conformance"]:
-        from .conformance_runner import main as conformance
-
+        try:
+            from .conformance_runner import main as conformance
+        except MissingExtra as missing:
+            print(f"satchel conformance: {missing}", file=sys.stderr)
+            return 2
         return conformance(arguments[1:])
     args = build_parser().parse_args(arguments)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -32,7 +32,11 @@ from collections import deque
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-from wsproto import ConnectionType, WSConnection
+from .extras import require
+
+require("conformance", "hypothesis", "wsproto")
+
+from wsproto import ConnectionType, WSConnection  # noqa: E402 - after the check for the extra
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,

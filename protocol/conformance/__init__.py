@@ -94,5 +94,12 @@ def __getattr__(name: str) -> Any:
     # the pure parts import without Hypothesis (and without its I/O modules).
     if name not in _NEED_HYPOTHESIS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f".{_NEED_HYPOTHESIS[name] or name}", __name__)
+    try:
+        module = importlib.import_module(f".{_NEED_HYPOTHESIS[name] or name}", __name__)
+    except ModuleNotFoundError as missing:
+        if missing.name != "hypothesis":
+            raise
+        raise ImportError(
+            f"{name} needs the 'conformance' extra (Hypothesis is not installed): pip install 'satchel[conformance]'"
+        ) from None
     return module if _NEED_HYPOTHESIS[name] is None else getattr(module, name)
