@@ -3,8 +3,9 @@
 The transport moves bytes; it knows HTTP/1.1 and websocket framing and
 nothing about Backpack, inboxes or channels. Everything it needs from the
 application is the ``Application`` protocol below: answer a request, say
-which paths take a websocket upgrade, accept or refuse one, and hear the
-messages and the end of each accepted connection. ``ServerLimits`` holds
+which paths take a websocket upgrade, accept or refuse one, hear the
+messages and the end of each accepted connection, and word the errors it
+finds itself. ``app.SatchelApp`` implements it over a switchboard of mounts. ``ServerLimits`` holds
 every bound the transport enforces on a peer, in one place, so a test can
 shrink them and a deployment can read them.
 """
@@ -87,6 +88,14 @@ class Application(Protocol):
     async def handle_http_streamed(self, request: HttpRequest, sink: BodySink) -> HttpResponse | FileResponse:
         """Answer a request whose body went to ``sink`` (``request.body`` is
         empty). The transport closes the sink afterwards."""
+        ...
+
+    def error_response(self, request: HttpRequest | None, status: int, message: str) -> HttpResponse:
+        """Optional. The answer to an error the transport found itself (a
+        malformed or oversized request, a bad websocket handshake) in the
+        format of the protocol that owns ``request``'s path; ``request`` is
+        ``None`` when not even its head could be read. Without this method
+        the transport answers ``{"message": ...}``."""
         ...
 
     def is_websocket_path(self, request: HttpRequest) -> bool:
