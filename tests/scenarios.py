@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -278,6 +279,26 @@ async def hostile_requests_leave_the_server_serving(endpoint: Endpoint) -> None:
         assert (await receive(s))["action"] == "open"
 
 
+async def inbox_documents_are_served_beside_backpack(endpoint: Endpoint) -> None:
+    """The second protocol of the mount table, through the same server: an
+    inbox document is created, read, merged into and read again - no API key."""
+    sally = await Client.create(endpoint, "sally")
+    read, write = secrets.token_hex(16), secrets.token_hex(16)
+    headers = {"Write-Token": write, "Derived-From": "0", "Revision": "1"}
+    status, body, _ = await sally.call("PUT", f"/backend/documents/{read}", {"#messages": {}}, key=None, headers=headers)
+    assert (status, body) == (200, {"revision": 1})
+    message_id = secrets.token_hex(8)
+    path = f"/backend/documents/{write}/messages/{message_id}"
+    status, _, _ = await sally.call("POST", path, {"#": 3, "v": 21.5}, key=None)
+    assert status == 200
+    status, body, headers = await sally.call("GET", f"/backend/documents/{read}", key=None)
+    assert status == 200 and body == {"#messages": {message_id: {"#": 3, "v": 21.5}}}
+    assert int(headers["revision"]) > 1
+    # Backpack, beside it, is unchanged: its catch-all still wants the key.
+    status, _, _ = await sally.call("GET", "/collections", key="wrong")
+    assert status == 401
+
+
 Scenario = Callable[[Endpoint], Awaitable[None]]
 
 #: Every scenario, by name.
@@ -291,5 +312,6 @@ SCENARIOS: dict[str, Scenario] = {
         bad_frames_get_errors_and_hurt_nobody,
         an_oversized_frame_closes_only_its_connection,
         hostile_requests_leave_the_server_serving,
+        inbox_documents_are_served_beside_backpack,
     )
 }
