@@ -43,7 +43,9 @@ from .channels import (
     Deliver,
     HubEvent,
     Subscribe,
+    SubscribeAudience,
     Unsubscribe,
+    UnsubscribeAudience,
 )
 from .environment import Environment, fixed_environment
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -103,6 +105,8 @@ __all__ = [
     "Deliver",
     "Subscribe",
     "Unsubscribe",
+    "SubscribeAudience",
+    "UnsubscribeAudience",
     "CloseChannel",
     # who receives what
     "Channel",

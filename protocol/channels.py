@@ -26,6 +26,8 @@ __all__ = [
     "Deliver",
     "Subscribe",
     "Unsubscribe",
+    "SubscribeAudience",
+    "UnsubscribeAudience",
     "CloseChannel",
     "ChannelRegistry",
 ]
@@ -85,6 +87,24 @@ class Unsubscribe(msgspec.Struct, frozen=True, tag=True):
     channel: Channel
 
 
+class SubscribeAudience(msgspec.Struct, frozen=True, tag=True):
+    """Subscribe every connection in ``audience`` to ``channel`` (a user's
+    sockets in a namespace joining a room they were invited to)."""
+
+    protocol: str
+    audience: Audience
+    channel: Channel
+
+
+class UnsubscribeAudience(msgspec.Struct, frozen=True, tag=True):
+    """Unsubscribe every connection in ``audience`` from ``channel`` (a user
+    who left a channel over REST: all their sockets leave its room)."""
+
+    protocol: str
+    audience: Audience
+    channel: Channel
+
+
 class CloseChannel(msgspec.Struct, frozen=True, tag=True):
     """Unsubscribe every connection from ``channel`` (the channel was deleted)."""
 
@@ -92,7 +112,7 @@ class CloseChannel(msgspec.Struct, frozen=True, tag=True):
     channel: Channel
 
 
-HubEvent = Union[Deliver, Subscribe, Unsubscribe, CloseChannel]
+HubEvent = Union[Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, CloseChannel]
 
 
 class ChannelRegistry:
@@ -210,6 +230,12 @@ class ChannelRegistry:
             self.subscribe(event.connection, event.channel)
         elif isinstance(event, Unsubscribe):
             self.unsubscribe(event.connection, event.channel)
+        elif isinstance(event, SubscribeAudience):
+            for connection in self.resolve(event.audience):
+                self.subscribe(connection, event.channel)
+        elif isinstance(event, UnsubscribeAudience):
+            for connection in self.resolve(event.audience):
+                self.unsubscribe(connection, event.channel)
         elif isinstance(event, CloseChannel):
             self.close_channel(event.channel)
         return []

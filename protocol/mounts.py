@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator, Sequence, Union
 import msgspec
 
 from .changes import Change, DocumentChange
-from .channels import CloseChannel, Deliver, HubEvent, Subscribe, Unsubscribe
+from .channels import CloseChannel, Deliver, HubEvent, Subscribe, SubscribeAudience, Unsubscribe, UnsubscribeAudience
 from .environment import Environment
 from .errors import LocalProtocolError
 from .files import FileBody
@@ -43,7 +43,7 @@ __all__ = ["Event", "HttpOutcome", "Accepted", "DatagramOutcome", "Mount", "Moun
 
 #: What actions hand to the hub: writes (each mount renders them) and hub
 #: instructions (deliveries and subscription changes), in order.
-Event = Union[Change, DocumentChange, Deliver, Subscribe, Unsubscribe, CloseChannel]
+Event = Union[Change, DocumentChange, Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, CloseChannel]
 
 #: A multipart body the transport parsed and streamed to disk
 #: (``satchel.protocol.backpack.uploads.UploadForm``); opaque to the seam.
@@ -239,7 +239,7 @@ class MountTable:
             if isinstance(event, (Change, DocumentChange)):
                 for mount in renderers:
                     yield from mount.render(event)
-            elif isinstance(event, (Deliver, Subscribe, Unsubscribe, CloseChannel)):
+            elif isinstance(event, (Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, CloseChannel)):
                 yield event
             else:
                 raise LocalProtocolError(f"not an event: {event!r}")

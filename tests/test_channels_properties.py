@@ -212,3 +212,20 @@ def _list(collection: str):
 
 TestChannelBookkeeping = ChannelBookkeeping.TestCase
 TestChannelBookkeeping.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
+
+
+def test_an_audience_joins_and_leaves_a_channel_together() -> None:
+    from satchel.protocol.channels import SubscribeAudience, UnsubscribeAudience
+
+    registry = ChannelRegistry()
+    lobby, room = Channel("nsp", "/a"), Channel("room", "/a#1")
+    for connection, user in (("c1", "u1"), ("c2", "u1"), ("c3", "u2"), ("c4", "u1")):
+        registry.add_connection(connection, user)
+    for connection in ("c1", "c2", "c3"):
+        registry.subscribe(connection, lobby)  # c4 belongs to u1 but not to the namespace
+    registry.apply(SubscribeAudience("p", Audience(channel=lobby, user_id="u1"), room))
+    assert registry.members(room) == {"c1", "c2"}
+    registry.subscribe("c3", room)
+    registry.apply(UnsubscribeAudience("p", Audience(channel=room, user_id="u1"), room))
+    assert registry.members(room) == {"c3"}
+    assert registry.members(lobby) == {"c1", "c2", "c3"}
