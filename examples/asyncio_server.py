@@ -54,6 +54,7 @@ from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
 from satchel.protocol import (
     Accepted,
+    Binary,
     HashPassword,
     HttpRequest,
     HttpResponse,
@@ -62,6 +63,7 @@ from satchel.protocol import (
     backpack,
     standard_mounts,
 )
+from satchel import protocol
 from satchel.storage_backends.memory import MemoryStore
 from satchel.transports.system_environment import system_environment
 
@@ -70,14 +72,19 @@ MAX_MESSAGE_BYTES = 1024 * 1024
 SLOW_CONSUMER_BYTES = 4 * 1024 * 1024
 
 
-def text_frame(payload: bytes) -> bytes:
+def text_frame(payload: bytes, opcode: int = 0x81) -> bytes:
     """One unmasked text frame; the same bytes go to every recipient."""
     n = len(payload)
     if n < 126:
-        return struct.pack("!BB", 0x81, n) + payload
+        return struct.pack("!BB", opcode, n) + payload
     if n < 1 << 16:
-        return struct.pack("!BBH", 0x81, 126, n) + payload
-    return struct.pack("!BBQ", 0x81, 127, n) + payload
+        return struct.pack("!BBH", opcode, 126, n) + payload
+    return struct.pack("!BBQ", opcode, 127, n) + payload
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """One unmasked binary frame."""
+    return text_frame(payload, 0x82)
 
 
 class Core:
@@ -120,7 +127,15 @@ class Core:
 
     def publish(self, events: Any) -> None:
         for payload, recipients in self.board.deliveries(events):
-            frame = text_frame(payload)  # once, for everyone
+            if isinstance(payload, protocol.CloseConnection):  # the protocol ends these connections
+                for connection in recipients:
+                    transport = self.transports.get(connection)
+                    if transport is not None and not transport.is_closing():
+                        transport.write(struct.pack("!BBH", 0x88, 2, payload.code))
+                        transport.close()
+                continue
+            # once, for everyone
+            frame = binary_frame(payload.data) if isinstance(payload, Binary) else text_frame(payload)
             for connection in recipients:
                 transport = self.transports.get(connection)
                 if transport is None or transport.is_closing():

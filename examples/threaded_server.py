@@ -39,6 +39,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from satchel.protocol import (
+    Binary,
+    CloseConnection,
     HashPassword,
     HttpRequest,
     HttpResponse,
@@ -103,7 +105,10 @@ class Core:
     def publish(self, events: Any) -> None:
         with self.hub_lock:
             for payload, recipients in self.board.deliveries(events):
-                frame = encode_frame(0x1, payload)  # once, for everyone
+                if isinstance(payload, CloseConnection):  # the protocol ends these connections
+                    frame = encode_frame(0x8, payload.code.to_bytes(2, "big"))
+                else:  # once, for everyone
+                    frame = encode_frame(0x2, payload.data) if isinstance(payload, Binary) else encode_frame(0x1, payload)
                 for connection in recipients:
                     sock = self.sockets.get(connection)
                     if sock is not None:

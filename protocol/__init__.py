@@ -37,9 +37,12 @@ from .changes import Change, ChangeKind, DocumentChange
 from .channels import (
     EVERYONE,
     Audience,
+    Binary,
     Channel,
     ChannelRegistry,
     CloseChannel,
+    CloseConnection,
+    IdentifyConnection,
     Deliver,
     HubEvent,
     Subscribe,
@@ -108,6 +111,9 @@ __all__ = [
     "SubscribeAudience",
     "UnsubscribeAudience",
     "CloseChannel",
+    "IdentifyConnection",
+    "CloseConnection",
+    "Binary",
     # who receives what
     "Channel",
     "Audience",

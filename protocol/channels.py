@@ -29,6 +29,9 @@ __all__ = [
     "SubscribeAudience",
     "UnsubscribeAudience",
     "CloseChannel",
+    "IdentifyConnection",
+    "CloseConnection",
+    "Binary",
     "ChannelRegistry",
 ]
 
@@ -58,16 +61,25 @@ class Audience(msgspec.Struct, frozen=True):
 EVERYONE = Audience()
 
 
+class Binary(msgspec.Struct, frozen=True):
+    """A binary message, as a ``Deliver``'s payload (a Socket.IO attachment):
+    a websocket sends it as a binary frame, Engine.IO polling as base64."""
+
+    data: bytes
+
+
 class Deliver(msgspec.Struct, frozen=True, tag=True):
-    """Send ``payload`` (one encoded message of ``protocol``) to ``audience``.
+    """Send ``payload`` (one encoded message of ``protocol``: UTF-8 text, or
+    ``Binary``) to ``audience``.
 
     The payload is encoded once, by the core; the transport frames it once
     per kind of connection (a websocket text frame, a long-polling packet)
-    and writes the same bytes to every recipient of that kind.
+    and writes the same bytes to every recipient of that kind. Consecutive
+    deliveries to one audience arrive in order and together.
     """
 
     protocol: str
-    payload: bytes
+    payload: bytes | Binary
     audience: Audience
 
 
@@ -112,7 +124,31 @@ class CloseChannel(msgspec.Struct, frozen=True, tag=True):
     channel: Channel
 
 
-HubEvent = Union[Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, CloseChannel]
+class IdentifyConnection(msgspec.Struct, frozen=True, tag=True):
+    """``connection`` now belongs to ``user_id`` (a Socket.IO connection whose
+    first namespace authenticated after the connection opened)."""
+
+    protocol: str
+    connection: str
+    user_id: str | None
+
+
+class CloseConnection(msgspec.Struct, frozen=True, tag=True):
+    """End ``connection``, after what was delivered to it before (a peer
+    that broke the protocol, a Socket.IO client that never joined a
+    namespace). ``code`` and ``reason`` are a websocket's close code and
+    reason; a transport without them ignores them."""
+
+    protocol: str
+    connection: str
+    code: int = 1000
+    reason: str = ""
+
+
+HubEvent = Union[
+    Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, CloseChannel, IdentifyConnection,
+    CloseConnection,
+]
 
 
 class ChannelRegistry:
@@ -151,6 +187,23 @@ class ChannelRegistry:
                 del self._connections_of_user[user_id]
         for channel in self._channels_of.pop(connection, ()):
             self._leave(connection, channel)
+
+    def set_user(self, connection: str, user_id: str | None) -> None:
+        """Make a registered connection ``user_id``'s (idempotent)."""
+        if connection not in self._user_of:
+            return
+        previous = self._user_of[connection]
+        if previous == user_id:
+            return
+        if previous is not None:
+            peers = self._connections_of_user.get(previous)
+            if peers is not None:
+                peers.discard(connection)
+                if not peers:
+                    del self._connections_of_user[previous]
+        self._user_of[connection] = user_id
+        if user_id is not None:
+            self._connections_of_user.setdefault(user_id, set()).add(connection)
 
     def members(self, channel: Channel) -> frozenset[str]:
         """The connections subscribed to ``channel``."""
@@ -223,9 +276,12 @@ class ChannelRegistry:
             yield connection
 
     def apply(self, event: HubEvent) -> list[str]:
-        """Apply one hub event; for a ``Deliver``, return its recipients."""
+        """Apply one hub event; for a ``Deliver``, return its recipients (for
+        a ``CloseConnection``, the connection if it is registered here)."""
         if isinstance(event, Deliver):
             return self.resolve(event.audience)
+        if isinstance(event, CloseConnection):
+            return [event.connection] if event.connection in self._user_of else []
         if isinstance(event, Subscribe):
             self.subscribe(event.connection, event.channel)
         elif isinstance(event, Unsubscribe):
@@ -238,4 +294,6 @@ class ChannelRegistry:
                 self.unsubscribe(connection, event.channel)
         elif isinstance(event, CloseChannel):
             self.close_channel(event.channel)
+        elif isinstance(event, IdentifyConnection):
+            self.set_user(event.connection, event.user_id)
         return []

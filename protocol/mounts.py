@@ -33,7 +33,17 @@ from typing import Any, Iterable, Iterator, Sequence, Union
 import msgspec
 
 from .changes import Change, DocumentChange
-from .channels import CloseChannel, Deliver, HubEvent, Subscribe, SubscribeAudience, Unsubscribe, UnsubscribeAudience
+from .channels import (
+    CloseChannel,
+    CloseConnection,
+    Deliver,
+    HubEvent,
+    IdentifyConnection,
+    Subscribe,
+    SubscribeAudience,
+    Unsubscribe,
+    UnsubscribeAudience,
+)
 from .environment import Environment
 from .errors import LocalProtocolError
 from .files import FileBody
@@ -43,7 +53,13 @@ __all__ = ["Event", "HttpOutcome", "Accepted", "DatagramOutcome", "Mount", "Moun
 
 #: What actions hand to the hub: writes (each mount renders them) and hub
 #: instructions (deliveries and subscription changes), in order.
-Event = Union[Change, DocumentChange, Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, CloseChannel]
+Event = Union[
+    Change, DocumentChange, Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, CloseChannel,
+    IdentifyConnection, CloseConnection,
+]
+#: The hub instructions among them (everything but writes).
+_HUB_EVENTS = (Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, CloseChannel,
+               IdentifyConnection, CloseConnection)
 
 #: A multipart body the transport parsed and streamed to disk
 #: (``satchel.protocol.backpack.uploads.UploadForm``); opaque to the seam.
@@ -146,10 +162,34 @@ class Mount:
         """The events of a connection that ended, whatever ended it."""
         return []
 
+    def deadline_ms(self, state: Any) -> int | None:
+        """When this connection's timer is next due, in ``env.now_ms()`` time
+        (``None``: no timer). Asked after the connection opens and after each
+        of its messages and timers."""
+        return None
+
+    def on_timer(self, state: Any, env: Environment) -> Iterator[Any]:
+        """The action run when the connection's deadline has passed:
+        ``Action[list[Event]]``."""
+        return []
+        yield  # an action is a generator
+
     def internal_error(self, state: Any) -> bytes | None:
         """The payload to send a connection whose message crashed its action
         (a bug, or a store that failed), in the protocol's format; ``None``
         sends nothing."""
+        return None
+
+    # -- Engine.IO ---------------------------------------------------------------
+
+    def claims_engineio(self, request: HttpRequest) -> Any | None:
+        """The ``satchel.protocol.socketio.EngineIoConfig`` of the Engine.IO
+        endpoint ``request`` belongs to (a polling request or an upgrade under
+        its path), or ``None``. The transport then runs Engine.IO - sessions,
+        long-polling, the upgrade, heartbeats - and hands this mount each
+        session as a connection (``accept`` at the handshake, whose request
+        carries its headers and query) and each Engine.IO message as a
+        message."""
         return None
 
     # -- fan-out ---------------------------------------------------------------
@@ -219,6 +259,14 @@ class MountTable:
                 return mount
         return None
 
+    def for_engineio(self, request: HttpRequest) -> tuple[Mount, Any] | None:
+        """The mount that serves ``request`` as Engine.IO, and its settings."""
+        for mount in self.mounts:
+            config = mount.claims_engineio(request)
+            if config is not None:
+                return mount, config
+        return None
+
     def for_upgrade(self, request: HttpRequest) -> Mount | None:
         """The mount that takes a websocket upgrade of ``request``, if any."""
         for mount in self.mounts:
@@ -239,7 +287,7 @@ class MountTable:
             if isinstance(event, (Change, DocumentChange)):
                 for mount in renderers:
                     yield from mount.render(event)
-            elif isinstance(event, (Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, CloseChannel)):
+            elif isinstance(event, _HUB_EVENTS):
                 yield event
             else:
                 raise LocalProtocolError(f"not an event: {event!r}")

@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator
 
 import msgspec
 
-from .channels import ChannelRegistry, Deliver
+from .channels import Binary, ChannelRegistry, CloseConnection, Deliver
 from .environment import Environment
 from .errors import LocalProtocolError
 from .http import HttpRequest, HttpResponse, json_response
@@ -107,8 +107,17 @@ class Switchboard:
         """Whether some mount takes a websocket upgrade of ``request``."""
         return self.mounts.for_upgrade(request) is not None
 
-    def accept(self, request: HttpRequest, connection: str) -> Action[Accepted | HttpResponse]:
-        """The action deciding an upgrade of ``request`` as ``connection``.
+    def engineio(self, request: HttpRequest) -> tuple[Mount, Any] | None:
+        """The mount serving ``request`` as Engine.IO and its
+        ``EngineIoConfig`` (``None``: not an Engine.IO request). A transport
+        that speaks Engine.IO asks this before routing a request or upgrade."""
+        return self.mounts.for_engineio(request)
+
+    def accept(
+        self, request: HttpRequest, connection: str, mount: Mount | None = None
+    ) -> Action[Accepted | HttpResponse]:
+        """The action deciding an upgrade of ``request`` as ``connection``
+        (or, with ``mount``, an Engine.IO handshake that mount serves).
 
         When the mount accepts, the connection is registered (under the
         mount, for its user) as the action completes; publish
@@ -116,7 +125,8 @@ class Switchboard:
         """
         if connection in self._connections:
             raise LocalProtocolError(f"connection {connection!r} is already open")
-        mount = self.mounts.for_upgrade(request)
+        if mount is None:
+            mount = self.mounts.for_upgrade(request)
         if mount is None:
             return json_response(404, {"message": "No websocket here"})
         accepted = yield from mount.accept(request, connection, self.env)
@@ -136,6 +146,18 @@ class Switchboard:
         if opened is None:
             return []
         return (yield from opened.mount.handle_message(opened.state, message, self.env))
+
+    def deadline_ms(self, connection: str) -> int | None:
+        """When ``connection``'s timer is due (``env.now_ms()`` time), if it has one."""
+        opened = self._connections.get(connection)
+        return opened.mount.deadline_ms(opened.state) if opened is not None else None
+
+    def on_timer(self, connection: str) -> Action[list[Event]]:
+        """The action run when ``connection``'s deadline has passed."""
+        opened = self._connections.get(connection)
+        if opened is None:
+            return []
+        return (yield from opened.mount.on_timer(opened.state, self.env))
 
     def internal_error(self, connection: str) -> bytes | None:
         """What to tell ``connection`` when its message crashed an action."""
@@ -167,15 +189,23 @@ class Switchboard:
 
     # -- fan-out -------------------------------------------------------------------
 
-    def deliveries(self, events: Iterable[Event]) -> Iterator[tuple[bytes, list[str]]]:
+    def deliveries(
+        self, events: Iterable[Event]
+    ) -> Iterator[tuple[bytes | Binary | CloseConnection, list[str]]]:
         """Apply ``events`` in order; yield each delivery as (payload, the ids
         of the connections that receive it). A payload is encoded once, by
-        the mount; the caller frames it once per kind of connection."""
+        the mount; the caller frames it once per kind of connection. A
+        payload may also be ``Binary`` (send it as a binary message) or a
+        ``CloseConnection`` (end that connection, after what came before)."""
         registries = self.registries
         for event in self.mounts.hub_events(events):
             registry = registries.get(event.protocol)
             if registry is None:
                 continue  # a protocol this server does not mount
             recipients = registry.apply(event)
-            if recipients and type(event) is Deliver:
-                yield event.payload, recipients
+            if recipients:
+                kind = type(event)
+                if kind is Deliver:
+                    yield event.payload, recipients  # type: ignore[union-attr]
+                elif kind is CloseConnection:
+                    yield event, recipients  # type: ignore[misc]

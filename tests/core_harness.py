@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from satchel.protocol import backpack
+from satchel.protocol.channels import Binary, CloseConnection
 from satchel.protocol.environment import fixed_environment
 from satchel.protocol.files import CommitFile, RemoveFile, StagedFile
 from satchel.protocol.http import HttpRequest, HttpResponse
@@ -80,8 +81,14 @@ class Core:
 
     def publish(self, events: Any) -> None:
         for payload, recipients in self.board.deliveries(events):
+            if isinstance(payload, CloseConnection):
+                for connection in recipients:
+                    self.received[connection].append(payload)
+                    self.publish(self.board.closed(connection))
+                continue
+            message = payload if isinstance(payload, Binary) else msgspec.json.decode(payload)
             for connection in recipients:
-                self.received[connection].append(msgspec.json.decode(payload))
+                self.received[connection].append(message)
 
     # -- HTTP -------------------------------------------------------------
 

@@ -51,6 +51,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from satchel.protocol import backpack, inbox
+from satchel.protocol.channels import CloseConnection
 from satchel.protocol.environment import Environment
 from satchel.protocol.http import HttpRequest, HttpResponse
 from satchel.protocol.mount_table import standard_mounts
@@ -83,13 +84,20 @@ class _Everything(BaseConverter):
 
 
 class _Outbox:
-    """One websocket's bounded queue of text frames, drained by its writer."""
+    """One websocket's bounded queue of messages, drained by its writer.
 
-    __slots__ = ("send_channel", "receive_channel", "overflowed")
+    ``close_with`` is set when the core asked to end the connection: the
+    queue is closed behind it, the writer sends what came before, then the
+    connection's handler closes it.
+    """
+
+    __slots__ = ("send_channel", "receive_channel", "overflowed", "close_with", "drained")
 
     def __init__(self, capacity: int) -> None:
-        self.send_channel, self.receive_channel = trio.open_memory_channel[str](capacity)
+        self.send_channel, self.receive_channel = trio.open_memory_channel[str | bytes](capacity)
         self.overflowed = trio.Event()
+        self.close_with: CloseConnection | None = None
+        self.drained = trio.Event()
 
 
 class AsgiHub:
@@ -122,13 +130,22 @@ class AsgiHub:
     def publish(self, events: Iterable[Event]) -> None:
         """Apply ``events`` in order and queue what they deliver."""
         for payload, recipients in self.board.deliveries(events):
-            text = payload.decode("utf-8")
+            kind = type(payload)
+            if kind is CloseConnection:
+                for connection in recipients:
+                    outbox = self._outboxes.get(connection)
+                    if outbox is not None:
+                        outbox.close_with = payload  # type: ignore[assignment]
+                        outbox.send_channel.close()  # the writer ends; the handler closes
+                continue
+            # Decoded once for all recipients: ASGI sends str (text) or bytes.
+            message: str | bytes = payload.decode("utf-8") if kind is bytes else payload.data  # type: ignore[union-attr]
             for connection in recipients:
                 outbox = self._outboxes.get(connection)
                 if outbox is None:
                     continue
                 try:
-                    outbox.send_channel.send_nowait(text)
+                    outbox.send_channel.send_nowait(message)
                 except trio.WouldBlock:
                     outbox.overflowed.set()
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -280,7 +297,7 @@ def create_asgi_app(
             background = getattr(app, "nursery", None)
             async with trio.open_nursery() as nursery:
                 (background or nursery).start_soon(_write, ws, outbox)
-                nursery.start_soon(_end_on_overflow, outbox, nursery.cancel_scope)
+                nursery.start_soon(_end_when_told, outbox, nursery.cancel_scope)
                 while True:
                     message = await ws.receive()
                     if len(message) > max_message_bytes // 4 and _size(message) > max_message_bytes:
@@ -303,6 +320,9 @@ def create_asgi_app(
             # A peer that does not read may never take the close frame either.
             with trio.move_on_after(1):
                 await ws.close(_SLOW_CONSUMER, "slow consumer")
+        elif outbox.close_with is not None:
+            with trio.move_on_after(1):
+                await ws.close(outbox.close_with.code, outbox.close_with.reason)
         return None
 
     app.add_websocket("/<everything:path>", "satchel_websocket", websocket_endpoint)
@@ -369,16 +389,31 @@ async def _write(ws: Any, outbox: _Outbox) -> None:
     """Drain one connection's outbox, in order, until it is closed."""
     try:
         async with outbox.receive_channel:
-            async for text in outbox.receive_channel:
-                await ws.send(text)
+            async for message in outbox.receive_channel:
+                await ws.send(message)
     except Exception:  # noqa: BLE001 - the connection is gone; its handler cleans up
         pass
+    finally:
+        outbox.drained.set()
 
 
-async def _end_on_overflow(outbox: _Outbox, scope: trio.CancelScope) -> None:
-    """A slow consumer's outbox is full: end its connection (it leaves the
-    registry at once; the close frame is attempted afterwards)."""
-    await outbox.overflowed.wait()
+async def _end_when_told(outbox: _Outbox, scope: trio.CancelScope) -> None:
+    """End the connection's handler when its outbox overflowed (a slow
+    consumer: it leaves the registry at once, the close frame is attempted
+    afterwards) or when the core asked to close it and what came before has
+    been sent."""
+    async with trio.open_nursery() as watchers:
+        async def overflow() -> None:
+            await outbox.overflowed.wait()
+            watchers.cancel_scope.cancel()
+
+        async def drained() -> None:
+            await outbox.drained.wait()
+            if outbox.close_with is not None:
+                watchers.cancel_scope.cancel()
+
+        watchers.start_soon(overflow)
+        watchers.start_soon(drained)
     scope.cancel()
 
 

@@ -51,6 +51,7 @@ from typing import Iterable, Iterator, Protocol
 
 import trio
 
+from satchel.protocol.channels import Binary, CloseConnection
 from satchel.transports.framing import Framing
 
 __all__ = ["Hub", "Target"]
@@ -64,6 +65,10 @@ class Target(Protocol):
     framing: Framing
 
     def _send(self, data: bytes, count: int) -> None: ...
+
+    def _end(self, close: CloseConnection) -> None:
+        """End the connection (the core asked): after what was sent before."""
+        ...
 
 
 class Hub:
@@ -107,9 +112,11 @@ class Hub:
         """Deliveries queued for the flusher, not yet written."""
         return len(self._batch)
 
-    def deliver(self, payload: bytes, connection_ids: Iterable[str]) -> None:
-        """Send one encoded message, ``payload``, to each named connection;
-        each frames it as its kind of target does (see the module docstring).
+    def deliver(self, payload: bytes | Binary | CloseConnection, connection_ids: Iterable[str]) -> None:
+        """Send one encoded message, ``payload`` (text, or ``Binary``), to each
+        named connection; each frames it as its kind of target does (see the
+        module docstring). A ``CloseConnection`` ends each of them instead,
+        after what was delivered to it before.
 
         Unknown ids and connections already closing when the batch is written
         are skipped. The payload is written in this tick's batch; nothing
@@ -132,6 +139,23 @@ class Hub:
         if not batch:
             return
         self._batch = []
+        # A close ends its connection after what was delivered before it and
+        # before what follows: the batch is written in stretches around it.
+        start = 0
+        for index, (payload, recipients) in enumerate(batch):
+            if type(payload) is CloseConnection:
+                if index > start:
+                    self._write(batch[start:index])
+                for connection_id in recipients:
+                    connection = self._connections.get(connection_id)
+                    if connection is not None:
+                        connection._end(payload)
+                start = index + 1
+        if start < len(batch):
+            self._write(batch[start:] if start else batch)
+
+    def _write(self, batch: list[tuple[bytes, list[str]]]) -> None:
+        """Write one stretch of deliveries: one write per recipient."""
         # Runs of consecutive deliveries to the same recipients (a stream of
         # broadcasts to one audience): their payloads are framed and joined once.
         runs: list[tuple[list[bytes], list[str]]] = []

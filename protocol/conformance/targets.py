@@ -160,10 +160,20 @@ class InProcessTarget:
         return run_sync(action, self._execute)
 
     def _publish(self, events: Any) -> None:
+        from satchel.protocol.channels import Binary, CloseConnection
+
+        closing = []
         for payload, recipients in self._board.deliveries(events):
-            message = msgspec.json.decode(payload)
+            if isinstance(payload, CloseConnection):
+                closing.extend(recipients)
+                continue
+            message = payload.data if isinstance(payload, Binary) else msgspec.json.decode(payload)
             for connection in recipients:
                 self._inboxes[connection].append(message)
+        for connection in closing:
+            # The server ended it: what it received before stays readable.
+            self._open.discard(connection)
+            self._publish(self._board.closed(connection))
 
     def _request(self, method: str, path: str, jar: str | None, key: str | None, body: bytes,
                  extra: Any = None) -> Any:
@@ -211,10 +221,10 @@ class InProcessTarget:
 
     def receive(self, connection: str, timeout: float) -> Any:
         """See ``Target.receive`` (messages are there at once: ``timeout`` is unused)."""
-        if connection not in self._open:
-            return CLOSED
-        inbox = self._inboxes[connection]
-        return inbox.popleft() if inbox else NOTHING
+        inbox = self._inboxes.get(connection)
+        if inbox:
+            return inbox.popleft()
+        return NOTHING if connection in self._open else CLOSED
 
     def disconnect(self, connection: str) -> None:
         """See ``Target.disconnect``."""

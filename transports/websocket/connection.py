@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 import trio
 
+from satchel.protocol.channels import Binary, CloseConnection
 from satchel.protocol.http import HttpRequest, HttpResponse
 from satchel.transports.framing import Framing
 from satchel.transports.http.parser import UpgradeRequested
@@ -75,9 +76,16 @@ _id_counter = itertools.count(1)
 
 Spawn = Callable[[Callable[[], Awaitable[None]]], None]
 
-#: How the hub frames a payload for a websocket: one unmasked text frame,
-#: the same bytes for every recipient (frames are not joined by anything).
-WEBSOCKET_TEXT = Framing("websocket-text", encode_text_frame)
+def _frame_payload(payload: bytes | Binary) -> bytes:
+    if type(payload) is bytes:
+        return encode_text_frame(payload)
+    return encode_binary_frame(payload.data)  # type: ignore[union-attr]
+
+
+#: How the hub frames a payload for a websocket: one unmasked text frame (a
+#: binary frame for ``Binary``), the same bytes for every recipient (frames
+#: are not joined by anything).
+WEBSOCKET_TEXT = Framing("websocket-text", _frame_payload)
 
 
 class WebsocketConnection:
@@ -228,6 +236,12 @@ class WebsocketConnection:
             self._timeouts.deadline = min(
                 self._timeouts.deadline, trio.current_time() + self._limits.close_timeout
             )
+
+    def _end(self, close: CloseConnection) -> None:
+        """The core asked to end this connection (as a hub target)."""
+        code = close.code if valid_close_code(close.code) else 1000
+        reason = close.reason.encode("utf-8")[:123].decode("utf-8", "ignore")
+        self.close(code, reason)
 
     # The outbox.
 
