@@ -32,7 +32,7 @@ The names below are the public API; modules and names not listed here may
 change without notice.
 """
 
-from . import backpack, inbox
+from . import asnity, backpack, inbox
 from .changes import Change, ChangeKind, DocumentChange
 from .channels import (
     EVERYONE,
@@ -60,6 +60,7 @@ from .operations import (
     DeleteRecord,
     DeleteRecords,
     DeleteSession,
+    DeleteSessions,
     GetRecord,
     GetSession,
     GetUser,
@@ -69,11 +70,14 @@ from .operations import (
     InsertSession,
     InsertUser,
     ListCollections,
+    ListRecordRange,
     ListRecords,
     Operation,
     ReplaceRecord,
+    SearchRecords,
     Session,
     StoredRecord,
+    TakeNumber,
     User,
     VerifyPassword,
     run_sync,
@@ -127,12 +131,16 @@ __all__ = [
     "DeleteRecord",
     "DeleteRecords",
     "ListCollections",
+    "ListRecordRange",
+    "SearchRecords",
+    "TakeNumber",
     "GetUser",
     "GetUserByEmail",
     "InsertUser",
     "InsertSession",
     "GetSession",
     "DeleteSession",
+    "DeleteSessions",
     "StoredRecord",
     "User",
     "Session",
@@ -149,4 +157,5 @@ __all__ = [
     # protocols
     "backpack",
     "inbox",
+    "asnity",
 ]

@@ -23,6 +23,8 @@ from .records import format_timestamp, new_record, overwrite_record, patch_recor
 
 __all__ = [
     "HIDDEN_COLLECTIONS",
+    "RESERVED_PREFIX",
+    "is_hidden_collection",
     "validate_collection_name",
     "create",
     "patch",
@@ -33,6 +35,16 @@ __all__ = [
 #: Names that are never collections: the account store and file metadata are
 #: kept apart and must not be reachable, listed or shadowed through a collection.
 HIDDEN_COLLECTIONS = frozenset({"users", "uploads", "sessions"})
+
+#: What the collections of other protocols' own data start with (Asnity's
+#: ``_asnity.chats``...). No Backpack name can start with it, so Backpack
+#: can neither read nor write them, and it never lists or renders them.
+RESERVED_PREFIX = "_"
+
+
+def is_hidden_collection(name: str) -> bool:
+    """Whether ``name`` is never shown as a Backpack collection."""
+    return name.lower() in HIDDEN_COLLECTIONS or name.startswith(RESERVED_PREFIX)
 
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 

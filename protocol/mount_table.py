@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from .asnity.mount import AsnityMount
 from .backpack.config import BackpackConfig
 from .backpack.mount import BackpackMount
 from .inbox.config import InboxConfig
@@ -32,6 +33,7 @@ def standard_mounts(
         [
             *first,
             InboxMount(inbox),  # /backend/documents, and the UDP datagrams
+            AsnityMount(),  # /api: Asnity's REST API; its chats rendered to Socket.IO rooms
             BackpackMount(backpack),  # every other path and upgrade: the catch-all, last
         ]
     )

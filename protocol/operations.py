@@ -18,6 +18,15 @@ the lookup key derived from the write token, ``PutDocument``, a
 compare-and-swap on the document's revision that also creates, and
 ``ApplyMessage``, which merges a message into an inbox (or removes one)
 atomically inside the store, by the core's pure merge rule.
+
+Sessions have a ``kind``: Backpack's cookie sessions are ``"session"``; the
+Bearer tokens of the other protocols (``satchel.protocol.asnity.tokens``) are
+``"access"`` and ``"refresh"``, and ``DeleteSessions`` revokes all of one
+user's tokens of a kind at once. Three record operations serve queries that
+need more than field equality (Asnity's pages of chats and its user search,
+seed 002): ``TakeNumber`` hands out the numbers of a named sequence
+atomically (per-channel chat ids), ``ListRecordRange`` reads records by a
+range of ids, and ``SearchRecords`` finds records by a substring of a field.
 """
 
 from __future__ import annotations
@@ -44,12 +53,19 @@ __all__ = [
     "DeleteRecord",
     "DeleteRecords",
     "ListCollections",
+    "ListRecordRange",
+    "SearchRecords",
+    "TakeNumber",
     "GetUserByEmail",
     "GetUser",
     "InsertUser",
     "InsertSession",
     "GetSession",
     "DeleteSession",
+    "DeleteSessions",
+    "SESSION",
+    "ACCESS_TOKEN",
+    "REFRESH_TOKEN",
     "GetDocument",
     "GetDocumentByWriteKey",
     "PutDocument",
@@ -93,12 +109,27 @@ class User(msgspec.Struct, frozen=True):
     created_at: str
 
 
+#: ``Session.kind`` of Backpack's cookie sessions.
+SESSION = "session"
+#: ``Session.kind`` of a Bearer access token (accepted by the guarded routes).
+ACCESS_TOKEN = "access"
+#: ``Session.kind`` of a refresh token (accepted only to issue access tokens).
+REFRESH_TOKEN = "refresh"
+
+
 class Session(msgspec.Struct, frozen=True):
-    """A login session, stored under the SHA-256 of its cookie token."""
+    """A login session or a token, stored under the SHA-256 of its token.
+
+    ``kind`` says what the token may be used for (``SESSION``,
+    ``ACCESS_TOKEN``, ``REFRESH_TOKEN``, or a kind of another protocol): a
+    token is only ever accepted where its kind is, so a refresh token is no
+    access token and neither is a Backpack cookie.
+    """
 
     token_hash: str
     user_id: str
     expires_ms: int
+    kind: str = SESSION
 
 
 class Document(msgspec.Struct, frozen=True):
@@ -190,6 +221,47 @@ class ListCollections(Operation, frozen=True):
     """-> ``list[str]``: the collections that hold at least one record, sorted."""
 
 
+class ListRecordRange(Operation, frozen=True):
+    """-> ``list[dict]``: the records of ``collection`` whose ``_id`` is at
+    least ``start`` and less than ``stop``, ordered by ``_id`` (code point
+    order, as Python compares strings; ``descending`` reverses it), at most
+    ``limit`` of them (``None``: all).
+
+    Ids that embed a fixed-width number (``"<channel>:000000000042"``) make
+    this a page of numbered records read through the store's index.
+    """
+
+    collection: str
+    start: str
+    stop: str
+    limit: int | None = None
+    descending: bool = False
+
+
+class SearchRecords(Operation, frozen=True):
+    """-> ``list[dict]`` in creation order, at most ``limit``: the records of
+    ``collection`` in which at least one of the top-level ``fields`` is a
+    string containing ``text``, both compared after ``str.lower()`` (Python's
+    folding, in every backend). ``text`` is literal: no pattern syntax. An
+    empty ``text`` matches every record that has one of the fields as a string.
+    """
+
+    collection: str
+    fields: tuple[str, ...]
+    text: str
+    limit: int
+
+
+class TakeNumber(Operation, frozen=True):
+    """-> ``int``: the next number of the sequence named ``sequence`` - 0 the
+    first time, then 1, 2, ... Each number is handed out exactly once, even to
+    concurrent callers, and a sequence never goes back (it outlives any
+    record numbered from it). Sequences are apart from collections.
+    """
+
+    sequence: str
+
+
 # -- accounts and sessions --------------------------------------------------
 
 
@@ -229,6 +301,14 @@ class DeleteSession(Operation, frozen=True):
     """-> ``None``"""
 
     token_hash: str
+
+
+class DeleteSessions(Operation, frozen=True):
+    """-> ``int``: delete every session of ``user_id`` whose ``kind`` is
+    ``kind`` (a user's refresh tokens, at signout); how many were deleted."""
+
+    user_id: str
+    kind: str
 
 
 # -- token-addressed documents (seed 001) -----------------------------------

@@ -15,7 +15,7 @@ Contract shared by all backends:
   written; callers may keep and change them. A record is JSON: it comes
   back as a JSON round trip of what was stored (tuples become lists).
 - The user and session tables are separate from collections: no collection
-  operation can ever reach them.
+  operation can ever reach them. So are ``TakeNumber``'s sequences.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from satchel.protocol.operations import (
     DeleteRecord,
     DeleteRecords,
     DeleteSession,
+    DeleteSessions,
     Document,
     GetDocument,
     GetDocumentByWriteKey,
@@ -43,13 +44,16 @@ from satchel.protocol.operations import (
     InsertSession,
     InsertUser,
     ListCollections,
+    ListRecordRange,
     ListRecords,
     MessageWrite,
     Operation,
     PutDocument,
     ReplaceRecord,
+    SearchRecords,
     Session,
     StoredRecord,
+    TakeNumber,
     User,
     VerifyPassword,
 )
@@ -68,6 +72,7 @@ __all__ = [
     "check_collections",
     "check_users",
     "check_sessions",
+    "check_session_kinds",
     "check_copies",
     "check_duplicate_inserts",
     "check_concurrent_writers",
@@ -77,6 +82,10 @@ __all__ = [
     "check_document_copies",
     "check_apply_message",
     "check_concurrent_messages",
+    "check_record_ranges",
+    "check_search",
+    "check_numbers",
+    "check_concurrent_numbers",
     "check_rejects_non_storage_operations",
 ]
 
@@ -316,6 +325,33 @@ async def check_sessions(make_store: MakeStore) -> None:
         assert await store.execute(GetSession(live.token_hash)) is None
         assert await store.execute(GetSession(expired.token_hash)) == expired
         assert await store.execute(DeleteSession(live.token_hash)) is None
+
+
+async def check_session_kinds(make_store: MakeStore) -> None:
+    """Sessions keep their kind (Backpack's by default); DeleteSessions removes
+    exactly one user's sessions of one kind and counts them."""
+    async with make_store() as store:
+        cookie = Session("1" * 64, "user-1", 1_900_000_000_000)
+        assert cookie.kind == "session"
+        access = Session("2" * 64, "user-1", 1_900_000_000_000, "access")
+        refreshes = [Session(f"{n}" * 64, "user-1", 1_900_000_000_000, "refresh") for n in (3, 4, 5)]
+        elsewhere = Session("6" * 64, "user-2", 1_900_000_000_000, "refresh")
+        for session in (cookie, access, *refreshes, elsewhere):
+            await store.execute(InsertSession(session))
+        for session in (cookie, access, *refreshes, elsewhere):
+            assert await store.execute(GetSession(session.token_hash)) == session
+
+        assert await store.execute(DeleteSessions("user-1", "refresh")) == 3
+        for session in refreshes:
+            assert await store.execute(GetSession(session.token_hash)) is None
+        assert await store.execute(GetSession(cookie.token_hash)) == cookie
+        assert await store.execute(GetSession(access.token_hash)) == access
+        assert await store.execute(GetSession(elsewhere.token_hash)) == elsewhere
+        assert await store.execute(DeleteSessions("user-1", "refresh")) == 0
+        assert await store.execute(DeleteSessions("nobody", "access")) == 0
+        assert await store.execute(DeleteSessions("user-1", "access")) == 1
+        assert await store.execute(GetSession(access.token_hash)) is None
+        assert await store.execute(GetSession(cookie.token_hash)) == cookie
 
 
 async def check_copies(make_store: MakeStore) -> None:
@@ -604,6 +640,124 @@ async def check_concurrent_messages(make_store: MakeStore) -> None:
         assert msgspec.json.decode(stored.content) == {"#messages": {f"{n:016x}": {"#": n} for n in range(100)}}
 
 
+def _with_id(record_id: str, **fields: Any) -> dict[str, Any]:
+    return new_record(fields, record_id, _NOW)
+
+
+async def check_record_ranges(make_store: MakeStore) -> None:
+    """ListRecordRange: ids in [start, stop), in code point order either way,
+    at most ``limit``, one collection only, whatever the creation order."""
+    async with make_store() as store:
+        ids = ["c1:000000000010", "c0:000000000099", "c1:000000000002", "c1", "c1:000000000000",
+               "c1;", "c2:000000000000", "c1:000000000001", "c1:é", "c1:Z", "c1:中", "c1:😀", "c1:a"]
+        records = {record_id: _with_id(record_id, n=n) for n, record_id in enumerate(ids)}
+        await _insert_all(store, "chats", list(records.values()))
+        await store.execute(InsertRecord("other", _with_id("c1:000000000005")))
+
+        inside = sorted(record_id for record_id in ids if "c1:" <= record_id < "c1;")
+        assert inside[:4] == ["c1:000000000000", "c1:000000000001", "c1:000000000002", "c1:000000000010"]
+        assert inside[4:] == ["c1:Z", "c1:a", "c1:é", "c1:中", "c1:😀"]  # code points, not UTF-16 units
+        assert await store.execute(ListRecordRange("chats", "c1:", "c1;")) == [records[i] for i in inside]
+        assert await store.execute(ListRecordRange("chats", "c1:", "c1;", descending=True)) == [records[i] for i in reversed(inside)]
+        assert await store.execute(ListRecordRange("chats", "c1:", "c1;", limit=2)) == [records[i] for i in inside[:2]]
+        assert await store.execute(ListRecordRange("chats", "c1:", "c1;", limit=1, descending=True)) == [records["c1:😀"]]
+        assert await store.execute(ListRecordRange("chats", "c1:", "c1;", limit=0)) == []
+        # start is inside, stop is not.
+        page = await store.execute(ListRecordRange("chats", "c1:000000000001", "c1:000000000010"))
+        assert page == [records["c1:000000000001"], records["c1:000000000002"]]
+        assert await store.execute(ListRecordRange("chats", "c1:000000000010", "c1:000000000010")) == []
+        assert await store.execute(ListRecordRange("chats", "c3:", "c3;")) == []
+        assert await store.execute(ListRecordRange("nowhere", "", "\U0010ffff")) == []
+        assert await store.execute(ListRecordRange("other", "c1:", "c1;")) == [_with_id("c1:000000000005")]
+        everything = await store.execute(ListRecordRange("chats", "", "\U0010ffff"))
+        assert everything == [records[i] for i in sorted(ids)]
+
+        # Copies out: changing an answer changes nothing stored.
+        everything[0]["n"] = "changed"
+        assert (await store.execute(ListRecordRange("chats", "", "\U0010ffff")))[0] == records[sorted(ids)[0]]
+        # Writes are seen by the next read, and a replaced record keeps its place.
+        await store.execute(ReplaceRecord("chats", dict(records["c1:000000000001"], n="new"), 1))
+        await store.execute(InsertRecord("chats", _with_id("c1:000000000003", n=99)))
+        await store.execute(DeleteRecord("chats", "c1:000000000000"))
+        page = await store.execute(ListRecordRange("chats", "c1:0", "c1:1"))
+        assert [(record["_id"], record["n"]) for record in page] == [
+            ("c1:000000000001", "new"), ("c1:000000000002", 2), ("c1:000000000003", 99), ("c1:000000000010", 0)
+        ]
+
+
+async def check_search(make_store: MakeStore) -> None:
+    """SearchRecords: a literal, case-folded substring of any of the fields,
+    in creation order, at most ``limit``, one collection only."""
+    async with make_store() as store:
+        people = {
+            "alice": _record(nickname="Alice", id="alice@example.com"),
+            "bob": _record(nickname="bob", id="BOB@Example.com"),
+            "carol": _record(nickname=5, id="carol@example.org"),  # not a string: never matches
+            "zoe": _record(nickname="Zoë", id="zoe@example.com"),
+            "regex": _record(nickname="a.*b", id="regex@example.com"),
+            "like": _record(nickname="50%_off", id="like@example.com"),
+            "nested": _record(profile={"nickname": "alice"}, id="nested@example.net"),
+            "none": _record(nickname=None),
+        }
+        await _insert_all(store, "people", list(people.values()))
+        await store.execute(InsertRecord("others", _record(nickname="Alice")))
+        fields = ("id", "nickname")
+
+        async def search(text: str, limit: int = 100, in_fields: tuple[str, ...] = fields) -> list[str]:
+            found = await store.execute(SearchRecords("people", in_fields, text, limit))
+            names = {record["_id"]: name for name, record in people.items()}
+            assert all(record == people[names[record["_id"]]] for record in found)
+            return [names[record["_id"]] for record in found]
+
+        assert await search("ALI") == ["alice"]  # the nested field is not a top-level one
+        assert await search("example.com") == ["alice", "bob", "zoe", "regex", "like"]
+        assert await search("b@EXAMPLE") == ["bob"]
+        assert await search("ZOË") == ["zoe"]  # folds beyond ASCII
+        assert await search("a.*") == ["regex"]  # no pattern syntax: . and * are themselves
+        assert await search(".*") == ["regex"]
+        assert await search("%") == ["like"] and await search("_o") == ["like"]  # nor LIKE's
+        assert await search("5") == ["like"]  # the number 5 is not the string "5"
+        assert await search("example", limit=2) == ["alice", "bob"]
+        assert await search("example", limit=0) == []
+        assert await search("nobody") == []
+        assert await search("alice", in_fields=("nickname",)) == ["alice"]
+        assert await search("org", in_fields=("nickname",)) == []
+        assert await search("") == ["alice", "bob", "carol", "zoe", "regex", "like", "nested"]
+        assert await store.execute(SearchRecords("nowhere", fields, "", 10)) == []
+
+
+async def check_numbers(make_store: MakeStore) -> None:
+    """TakeNumber: each sequence counts 0, 1, 2, ... on its own, apart from
+    collections, and deleting records never rewinds it."""
+    async with make_store() as store:
+        assert [await store.execute(TakeNumber("chats:a")) for _ in range(3)] == [0, 1, 2]
+        assert await store.execute(TakeNumber("chats:b")) == 0
+        assert await store.execute(TakeNumber("chats:é")) == 0
+        assert await store.execute(TakeNumber("chats:a")) == 3
+        assert await store.execute(ListCollections()) == []
+        await store.execute(InsertRecord("chats:a", _record()))
+        await store.execute(DeleteRecords("chats:a", {}))
+        assert await store.execute(TakeNumber("chats:a")) == 4
+        assert await store.execute(TakeNumber("chats:b")) == 1
+
+
+async def check_concurrent_numbers(make_store: MakeStore) -> None:
+    """Many tasks taking numbers of one sequence at once: every number from 0
+    up is handed out exactly once."""
+    async with make_store() as store:
+        taken: list[int] = []
+
+        async def take() -> None:
+            await trio.sleep(0)
+            taken.append(await store.execute(TakeNumber("crowd")))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(200):
+                nursery.start_soon(take)
+        assert sorted(taken) == list(range(200))
+        assert await store.execute(TakeNumber("crowd")) == 200
+
+
 class _NotAStorageOperation(Operation, frozen=True):
     pass
 
@@ -625,6 +779,7 @@ CHECKS: tuple[Callable[[MakeStore], Awaitable[None]], ...] = (
     check_collections,
     check_users,
     check_sessions,
+    check_session_kinds,
     check_copies,
     check_duplicate_inserts,
     check_concurrent_writers,
@@ -634,6 +789,10 @@ CHECKS: tuple[Callable[[MakeStore], Awaitable[None]], ...] = (
     check_document_copies,
     check_apply_message,
     check_concurrent_messages,
+    check_record_ranges,
+    check_search,
+    check_numbers,
+    check_concurrent_numbers,
     check_rejects_non_storage_operations,
 )
 

@@ -27,6 +27,7 @@ from satchel.protocol.operations import (
     DeleteRecord,
     DeleteRecords,
     DeleteSession,
+    DeleteSessions,
     Document,
     GetDocument,
     GetDocumentByWriteKey,
@@ -38,13 +39,16 @@ from satchel.protocol.operations import (
     InsertSession,
     InsertUser,
     ListCollections,
+    ListRecordRange,
     ListRecords,
     MessageWrite,
     Operation,
     PutDocument,
     ReplaceRecord,
+    SearchRecords,
     Session,
     StoredRecord,
+    TakeNumber,
     User,
 )
 from satchel.protocol.records import matches_query
@@ -80,6 +84,8 @@ class MemoryStore(Store):
         # Lowercased email -> user id; SqliteStore folds emails the same way.
         self._user_ids_by_email: dict[str, str] = {}
         self._sessions: dict[str, Session] = {}
+        # Sequence name -> the next number it hands out.
+        self._sequences: dict[str, int] = {}
         self._documents: dict[str, Document] = {}
         # write_key -> read_token, the index GetDocumentByWriteKey uses.
         self._read_tokens_by_write_key: dict[str, str] = {}
@@ -91,12 +97,16 @@ class MemoryStore(Store):
             DeleteRecord: self._delete_record,
             DeleteRecords: self._delete_records,
             ListCollections: self._list_collections,
+            ListRecordRange: self._list_record_range,
+            SearchRecords: self._search_records,
+            TakeNumber: self._take_number,
             GetUserByEmail: self._get_user_by_email,
             GetUser: self._get_user,
             InsertUser: self._insert_user,
             InsertSession: self._insert_session,
             GetSession: self._get_session,
             DeleteSession: self._delete_session,
+            DeleteSessions: self._delete_sessions,
             GetDocument: self._get_document,
             GetDocumentByWriteKey: self._get_document_by_write_key,
             PutDocument: self._put_document,
@@ -167,6 +177,30 @@ class MemoryStore(Store):
     def _list_collections(self, op: ListCollections) -> list[str]:
         return sorted(self._collections)
 
+    def _list_record_range(self, op: ListRecordRange) -> list[dict[str, Any]]:
+        # A sort per call: this store is for tests, where collections are small.
+        records = self._collections.get(op.collection, {})
+        ids = sorted((key for key in records if op.start <= key < op.stop), reverse=op.descending)
+        if op.limit is not None:
+            ids = ids[: max(op.limit, 0)]
+        return [_decode(records[key].body) for key in ids]
+
+    def _search_records(self, op: SearchRecords) -> list[dict[str, Any]]:
+        text = op.text.lower()
+        found: list[dict[str, Any]] = []
+        for stored in self._collections.get(op.collection, {}).values():
+            if len(found) >= op.limit:
+                break
+            record = _decode(stored.body)
+            if any(isinstance(record.get(field), str) and text in record[field].lower() for field in op.fields):
+                found.append(record)
+        return found
+
+    def _take_number(self, op: TakeNumber) -> int:
+        number = self._sequences.get(op.sequence, 0)
+        self._sequences[op.sequence] = number + 1
+        return number
+
     # -- accounts and sessions -----------------------------------------------
 
     def _get_user_by_email(self, op: GetUserByEmail) -> User | None:
@@ -197,6 +231,12 @@ class MemoryStore(Store):
 
     def _delete_session(self, op: DeleteSession) -> None:
         self._sessions.pop(op.token_hash, None)
+
+    def _delete_sessions(self, op: DeleteSessions) -> int:
+        doomed = [key for key, session in self._sessions.items() if session.user_id == op.user_id and session.kind == op.kind]
+        for key in doomed:
+            del self._sessions[key]
+        return len(doomed)
 
     # -- token-addressed documents -------------------------------------------
 

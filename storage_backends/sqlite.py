@@ -53,6 +53,7 @@ from satchel.protocol.operations import (
     DeleteRecord,
     DeleteRecords,
     DeleteSession,
+    DeleteSessions,
     Document,
     GetDocument,
     GetDocumentByWriteKey,
@@ -64,13 +65,16 @@ from satchel.protocol.operations import (
     InsertSession,
     InsertUser,
     ListCollections,
+    ListRecordRange,
     ListRecords,
     MessageWrite,
     Operation,
     PutDocument,
     ReplaceRecord,
+    SearchRecords,
     Session,
     StoredRecord,
+    TakeNumber,
     User,
 )
 from satchel.protocol.records import matches_query
@@ -130,6 +134,18 @@ _MIGRATIONS: list[list[str]] = [
             content BLOB NOT NULL
         )""",
     ],
+    [
+        # Sessions get a kind (Backpack's cookie sessions, Bearer access and
+        # refresh tokens); the rows already there are Backpack sessions.
+        "ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'session'",
+        # DeleteSessions revokes one user's tokens of a kind without a scan.
+        "CREATE INDEX sessions_by_user ON sessions (user_id, kind)",
+        # TakeNumber's sequences: the next number each one hands out.
+        """CREATE TABLE sequences (
+            name TEXT PRIMARY KEY,
+            next INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -174,6 +190,49 @@ def _list_collections(db: sqlite3.Connection, op: ListCollections) -> list[str]:
         SELECT name FROM names WHERE name IS NOT NULL"""
     ).fetchall()
     return [name for (name,) in rows]
+
+
+def _list_record_range(db: sqlite3.Connection, op: ListRecordRange) -> list[dict[str, Any]]:
+    # The UNIQUE (collection, id) index orders ids by BINARY collation: the
+    # bytes of UTF-8, which is code point order, the order Python compares in.
+    order = "DESC" if op.descending else "ASC"
+    limit = -1 if op.limit is None else max(op.limit, 0)  # LIMIT -1: no limit
+    rows = db.execute(
+        f"SELECT body FROM records WHERE collection = ? AND id >= ? AND id < ? ORDER BY id {order} LIMIT ?",
+        (op.collection, op.start, op.stop, limit),
+    ).fetchall()
+    return [_decode(body) for (body,) in rows]
+
+
+def _search_records(db: sqlite3.Connection, op: SearchRecords) -> list[dict[str, Any]]:
+    # Matched in Python, not with SQLite's lower() and LIKE: those fold ASCII
+    # only and give LIKE's % and _ a meaning, where the search is literal and
+    # must fold exactly as MemoryStore does.
+    text = op.text.lower()
+    found: list[dict[str, Any]] = []
+    if op.limit <= 0:
+        return found
+    cursor = db.execute("SELECT body FROM records WHERE collection = ? ORDER BY seq", (op.collection,))
+    try:
+        for (body,) in cursor:
+            record = _decode(body)
+            if any(isinstance(record.get(field), str) and text in record[field].lower() for field in op.fields):
+                found.append(record)
+                if len(found) >= op.limit:
+                    break
+    finally:
+        # Stopping early leaves the statement open, and an open statement
+        # holds its snapshot of the database: close it.
+        cursor.close()
+    return found
+
+
+def _take_number(db: sqlite3.Connection, op: TakeNumber) -> int:
+    rows = db.execute(
+        "INSERT INTO sequences (name, next) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET next = next + 1 RETURNING next - 1",
+        (op.sequence,),
+    ).fetchall()
+    return rows[0][0]
 
 
 def _insert_record(db: sqlite3.Connection, op: InsertRecord) -> None:
@@ -238,8 +297,8 @@ def _insert_session(db: sqlite3.Connection, op: InsertSession) -> None:
     session = op.session
     try:
         db.execute(
-            "INSERT INTO sessions (token_hash, user_id, expires_ms) VALUES (?, ?, ?)",
-            (session.token_hash, session.user_id, session.expires_ms),
+            "INSERT INTO sessions (token_hash, user_id, expires_ms, kind) VALUES (?, ?, ?, ?)",
+            (session.token_hash, session.user_id, session.expires_ms, session.kind),
         )
     except sqlite3.IntegrityError as exc:
         # Overwriting would hand someone else's session to this user.
@@ -247,12 +306,18 @@ def _insert_session(db: sqlite3.Connection, op: InsertSession) -> None:
 
 
 def _get_session(db: sqlite3.Connection, op: GetSession) -> Session | None:
-    rows = db.execute("SELECT token_hash, user_id, expires_ms FROM sessions WHERE token_hash = ?", (op.token_hash,)).fetchall()
+    rows = db.execute(
+        "SELECT token_hash, user_id, expires_ms, kind FROM sessions WHERE token_hash = ?", (op.token_hash,)
+    ).fetchall()
     return Session(*rows[0]) if rows else None
 
 
 def _delete_session(db: sqlite3.Connection, op: DeleteSession) -> None:
     db.execute("DELETE FROM sessions WHERE token_hash = ?", (op.token_hash,))
+
+
+def _delete_sessions(db: sqlite3.Connection, op: DeleteSessions) -> int:
+    return db.execute("DELETE FROM sessions WHERE user_id = ? AND kind = ?", (op.user_id, op.kind)).rowcount
 
 
 _DOCUMENT_COLUMNS = "read_token, write_key, write_hash, mac_key, revision, content"
@@ -312,6 +377,8 @@ _POINT_READS: dict[type[Operation], _Handler] = {
 _SCANS: dict[type[Operation], _Handler] = {
     ListRecords: _list_records,
     ListCollections: _list_collections,
+    ListRecordRange: _list_record_range,
+    SearchRecords: _search_records,
 }
 _WRITES: dict[type[Operation], _Handler] = {
     InsertRecord: _insert_record,
@@ -321,6 +388,8 @@ _WRITES: dict[type[Operation], _Handler] = {
     InsertUser: _insert_user,
     InsertSession: _insert_session,
     DeleteSession: _delete_session,
+    DeleteSessions: _delete_sessions,
+    TakeNumber: _take_number,
     PutDocument: _put_document,
     ApplyMessage: _apply_message,
 }

@@ -21,6 +21,7 @@ import trio.testing
 
 from satchel.protocol.errors import LocalProtocolError
 from satchel.protocol.operations import (
+    DeleteSessions,
     GetRecord,
     GetSession,
     GetUserByEmail,
@@ -32,6 +33,7 @@ from satchel.protocol.operations import (
     ReplaceRecord,
     Session,
     StoredRecord,
+    TakeNumber,
     User,
     run_sync,
 )
@@ -237,3 +239,33 @@ async def test_cancelling_a_waiter_never_loses_or_doubles_a_write(tmp_path: Path
         assert returned == {"in-progress": None}
         assert [record["_id"] for record in await store.execute(ListRecords("notes"))] == ["in-progress"]
         assert [len(batch) for batch in gate.batches] == [1]
+
+
+async def test_sequences_and_token_kinds_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    refresh = Session("r" * 64, "u1", 123, "refresh")
+    async with await SqliteStore.open(path) as store:
+        assert [await store.execute(TakeNumber("chats:c1")) for _ in range(3)] == [0, 1, 2]
+        await store.execute(InsertSession(refresh))
+    async with await SqliteStore.open(path) as store:
+        assert await store.execute(TakeNumber("chats:c1")) == 3
+        assert await store.execute(GetSession(refresh.token_hash)) == refresh
+        assert await store.execute(DeleteSessions("u1", "refresh")) == 1
+
+
+async def test_a_version_2_database_is_migrated_and_its_sessions_stay_cookie_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    for statements in sqlite_backend._MIGRATIONS[:2]:
+        for statement in statements:
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 2")
+    db.execute("INSERT INTO sessions (token_hash, user_id, expires_ms) VALUES (?, ?, ?)", ("o" * 64, "u1", 99))
+    db.commit()
+    db.close()
+    async with await SqliteStore.open(path) as store:
+        assert await store.execute(GetSession("o" * 64)) == Session("o" * 64, "u1", 99, "session")
+        assert await store.execute(TakeNumber("fresh")) == 0
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    db.close()

@@ -11,6 +11,12 @@ Security decisions: passwords are hashed with argon2id by the runner
 SHA-256 is stored, and both the API key and session hashes are compared in
 constant time. A login for an unknown email still verifies a password (the
 runner uses a dummy hash) so the two failures take the same time.
+
+Accounts are shared with the other protocols (one ``User`` per email: an
+email registered through Asnity's signup is taken here too, and logs in
+here). Their Bearer tokens live in the same session table under other kinds
+(``operations.Session.kind``); a cookie is only accepted when its session is
+of kind ``SESSION``, so no access or refresh token doubles as a cookie.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from ..operations import (
     HashPassword,
     InsertSession,
     InsertUser,
+    SESSION,
     Session,
     User,
     VerifyPassword,
@@ -110,6 +117,8 @@ def current_user(request: HttpRequest, config: BackpackConfig, env: Environment)
     session: Session | None = yield GetSession(token_hash)
     if session is None or not hmac.compare_digest(session.token_hash, token_hash):
         return None
+    if session.kind != SESSION:
+        return None  # a Bearer token of another protocol is not a login cookie
     if session.expires_ms <= env.now_ms():
         return None
     return session.user_id

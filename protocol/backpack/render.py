@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from ..changes import Change
+from ..collections import RESERVED_PREFIX
 from ..channels import EVERYONE, Audience, Channel, Deliver
 
 __all__ = [
@@ -82,7 +83,8 @@ def render_change(change: Change) -> Deliver | None:
     messages (seed 000) already tell the clients what changed. File metadata
     is not broadcast either, as in the original.
     """
-    if change.origin in (ORIGIN_CHANNELS, ORIGIN_UPLOADS):
+    if change.origin in (ORIGIN_CHANNELS, ORIGIN_UPLOADS) or change.collection.startswith(RESERVED_PREFIX):
+        # Other protocols' own data (``_asnity.chats``...) is theirs to show.
         return None
     message: dict[str, Any] = {"action": WIRE_ACTION[change.kind], "collection": change.collection}
     if change.origin == ORIGIN_HTTP:

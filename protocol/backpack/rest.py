@@ -174,7 +174,7 @@ def _account(name: str, request: HttpRequest, config: BackpackConfig, env: Envir
 def _collections(method: str, request: HttpRequest) -> Action[HttpOutcome]:
     if method == "GET":
         names = yield ListCollections()
-        return HttpOutcome(json_response(200, [n for n in names if n.lower() not in data.HIDDEN_COLLECTIONS]))
+        return HttpOutcome(json_response(200, [n for n in names if not data.is_hidden_collection(n)]))
     if method == "POST":
         # Seed 000: the collection comes into being with its first record.
         name = data.validate_collection_name(_object_body(request).get("collectionName"))

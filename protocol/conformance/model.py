@@ -674,8 +674,8 @@ class BackpackModel:
         def check(actual: Any) -> bool:
             if not isinstance(actual, list) or not all(isinstance(name, str) for name in actual):
                 return False
-            if any(name.lower() in HIDDEN_COLLECTIONS for name in actual):
-                return False  # the account store and uploads are never listed
+            if any(name.lower() in HIDDEN_COLLECTIONS or name.startswith("_") for name in actual):
+                return False  # the account store, uploads and other protocols' data are never listed
             return sorted(name for name in actual if name.startswith(self.namespace)) == names
 
         return check
