@@ -228,6 +228,7 @@ def _sessions() -> dict[str, EngineIoSession]:
     upgraded.receive_websocket(ws, "5", 1)
     closed = open_polling()
     closed.receive_post(b"1", 1)
+    closed.poll(1)  # the one late GET a client's close leaves room for
     return {"p": polling, "u": upgraded, "c": closed}
 
 
@@ -816,3 +817,39 @@ def test_a_session_takes_any_frames_and_bodies_without_raising(inputs: list[str 
         assert answer.status in (200, 400, 413)
         socket.receive_websocket(ws, data, now)
     assert all(isinstance(e, (Message, Closed)) for e in polling.take_events() + socket.take_events())
+
+
+def test_a_get_read_just_after_the_clients_close_still_gets_its_noop_once() -> None:
+    """Two HTTP connections keep no order: a GET sent before a close POST may
+    be read after it. It gets the noop a held GET would have got; the next
+    GET, or one too late, is refused as for any closed session."""
+    from satchel.protocol.socketio.engineio_requests import RequestKind, check_request
+    from satchel.protocol.socketio.engineio_session import LATE_POLL_GRACE_MS
+
+    for late_by, answered in ((0, True), (LATE_POLL_GRACE_MS, True), (LATE_POLL_GRACE_MS + 1, False)):
+        session = open_polling()
+        assert session.receive_post(b"1", 10).status == 200
+        assert session.closed
+        sessions = {session.sid: session}
+        query = f"EIO=4&transport=polling&sid={session.sid}"
+        found = check_request("GET", query, sessions=sessions)
+        assert not isinstance(found, HttpResponse) and found.kind is RequestKind.POLL
+        answer = session.poll(10 + late_by)
+        assert answer is not None
+        if answered:
+            assert (answer.status, answer.body) == (200, b"6")
+        else:
+            assert answer.status == 400
+        # after it (or too late): refused, at the router or by the session
+        again = check_request("GET", query, sessions=sessions)
+        assert isinstance(again, HttpResponse) and again.status == 400
+        assert check_request("POST", query, sessions=sessions).status == 400  # type: ignore[union-attr]
+
+
+def test_a_close_with_a_get_held_leaves_no_room_for_a_late_one() -> None:
+    session = open_polling()
+    assert session.poll(5) is None  # held
+    session.receive_post(b"1", 6)
+    assert session.take_poll_response().body == b"6"  # type: ignore[union-attr]
+    answer = session.poll(7)
+    assert answer is not None and answer.status == 400

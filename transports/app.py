@@ -16,33 +16,95 @@ from __future__ import annotations
 import logging
 import os
 
+from typing import Any, Awaitable, Callable
+
+import trio
+
+from functools import partial
+
+from satchel.protocol.environment import Environment
 from satchel.protocol.http import HttpRequest, HttpResponse
-from satchel.protocol.mounts import HttpOutcome
+from satchel.protocol.mounts import HttpOutcome, MountTable
+from satchel.protocol.switchboard import Switchboard
+from satchel.storage_backends.base import Store
+from satchel.storage_backends.files import LocalFileStore
 
 from .bus import LocalBus
-from .interfaces import BodySink, FileResponse, WebsocketAccept
+from .engineio import EngineIoEndpoint, EngineIoSocket
+from .hub import Hub
+from .interfaces import BodySink, FileResponse, ServerLimits, WebsocketAccept
 from .runner import Runner
+from .system_environment import system_environment
+from .timers import Timers
 from .uploads import MultipartSink, multipart_boundary
 from .websocket.connection import WebsocketConnection
 
-__all__ = ["SatchelApp"]
+__all__ = ["SatchelApp", "serve_mounts"]
 
 log = logging.getLogger("satchel")
 
 
 class SatchelApp:
-    """Serves every mount of ``bus.board`` over HTTP, websockets and (through
-    ``handle_datagram``) UDP, from one store."""
+    """Serves every mount of ``bus.board`` over HTTP, websockets, Engine.IO and
+    (through ``handle_datagram``) UDP, from one store.
+
+    ``run`` is its background work - the timers of mounts and of Engine.IO
+    sessions - to be started beside the server: ``await nursery.start(app.run)``.
+    """
 
     def __init__(self, runner: Runner, bus: LocalBus, *, max_upload_bytes: int = 50 * 1024 * 1024) -> None:
         self.runner = runner
         self.bus = bus
         self.board = bus.board
         self.max_upload_bytes = max_upload_bytes
+        self.timers = Timers()
+        self.engineio = EngineIoEndpoint(runner, bus, self.timers, self._spawn, self._watch)
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The timers, and the tasks they start, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self.timers.run)
+            task_status.started()
+            await trio.sleep_forever()
+
+    def _spawn(self, async_fn: Callable[[], Awaitable[None]]) -> None:
+        if self._nursery is None:
+            raise RuntimeError("SatchelApp.run is not running")
+        self._nursery.start_soon(self._guarded, async_fn)
+
+    @staticmethod
+    async def _guarded(async_fn: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await async_fn()
+        except Exception:
+            log.exception("background task failed")
+
+    # -- a mount's timer per connection ------------------------------------------
+
+    def _watch(self, connection: str) -> None:
+        """(Re)schedule ``connection``'s mount timer (``Switchboard.deadline_ms``)."""
+        due = self.board.deadline_ms(connection)
+        self.timers.schedule_ms(("mount", connection), due, self.board.env.now_ms(), self._timer_due)
+
+    def _timer_due(self, key: Any) -> None:
+        connection = key[1]
+
+        async def fire() -> None:
+            events = await self.runner.run(self.board.on_timer(connection))
+            self.bus.publish(events)
+            if self.board.opened(connection) is not None:
+                self._watch(connection)
+
+        self._spawn(fire)
 
     # -- HTTP ------------------------------------------------------------------
 
     async def handle_http(self, request: HttpRequest) -> HttpResponse | FileResponse:
+        engineio = self.board.engineio(request)
+        if engineio is not None:
+            return await self.engineio.handle_http(request, *engineio)
         outcome = await self.runner.run(self.board.handle_request(request))
         self.bus.publish(outcome.changes)
         return self._respond(request, outcome)
@@ -94,20 +156,27 @@ class SatchelApp:
     # -- websockets ----------------------------------------------------------------
 
     def is_websocket_path(self, request: HttpRequest) -> bool:
-        return self.board.wants_upgrade(request)
+        return self.board.engineio(request) is not None or self.board.wants_upgrade(request)
 
     async def accept_websocket(
         self, request: HttpRequest, connection: WebsocketConnection
     ) -> WebsocketAccept | HttpResponse:
+        engineio = self.board.engineio(request)
+        if engineio is not None:
+            return await self.engineio.accept_websocket(request, connection, *engineio)
         accepted = await self.runner.run(self.board.accept(request, connection.id))
         if isinstance(accepted, HttpResponse):
             return accepted
         # The connection's record: which mount owns it, and its state there.
         connection.app_state = self.board.opened(connection.id)
         self.bus.publish(accepted.events)
+        self._watch(connection.id)
         return WebsocketAccept(subprotocol=accepted.subprotocol, headers=list(accepted.headers))
 
     async def on_websocket_message(self, connection: WebsocketConnection, message: str | bytes) -> None:
+        if type(connection.app_state) is EngineIoSocket:
+            await self.engineio.on_websocket_message(connection, message)
+            return
         try:
             events = await self.runner.run(self.board.handle_message(connection.id, message))
         except Exception:
@@ -117,6 +186,46 @@ class SatchelApp:
                 connection.send_text(payload)
             return
         self.bus.publish(events)
+        self._watch(connection.id)
 
     async def on_websocket_closed(self, connection: WebsocketConnection) -> None:
+        if type(connection.app_state) is EngineIoSocket:
+            await self.engineio.on_websocket_closed(connection)
+            return
+        self.timers.cancel(("mount", connection.id))
         self.bus.publish(self.board.closed(connection.id))
+
+
+async def serve_mounts(
+    mounts: MountTable,
+    host: str | None,
+    port: int,
+    *,
+    store: Store,
+    files: LocalFileStore | None = None,
+    env: Environment | None = None,
+    limits: ServerLimits = ServerLimits(),
+    udp_port: int | None = -1,
+    max_upload_bytes: int = 50 * 1024 * 1024,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``mounts`` on ``host``:``port`` with the reference transport
+    until cancelled - HTTP, websockets and Engine.IO on the port, and UDP
+    datagrams on ``udp_port`` (``None``: the same number; -1: none) when a
+    mount takes them. ``task_status.started`` reports ``(port, udp_port)``.
+    ``satchel serve`` and the protocol example servers are built on this."""
+    from .server import serve
+    from .udp import serve_udp
+
+    hub = Hub()
+    board = Switchboard(mounts, env if env is not None else system_environment())
+    app = SatchelApp(Runner(store, files=files), LocalBus(hub, board), max_upload_bytes=max_upload_bytes)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.run)
+        bound = await nursery.start(partial(serve, app, host, port, limits=limits, hub=hub))
+        datagrams = bound if udp_port is None else udp_port
+        if datagrams >= 0 and board.takes_datagrams:
+            datagrams = await nursery.start(serve_udp, app.handle_datagram, host, datagrams)
+        else:
+            datagrams = -1
+        task_status.started((bound, datagrams))

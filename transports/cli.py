@@ -25,20 +25,14 @@ from satchel.protocol.backpack.uploads import UPLOADS
 from satchel.protocol.mount_table import standard_mounts
 from satchel.protocol.mounts import Mount
 from satchel.protocol.operations import ListRecords
-from satchel.protocol.switchboard import Switchboard
 from satchel.storage_backends.files import LocalFileStore
 from satchel.storage_backends.sqlite import SqliteStore
 
-from .app import SatchelApp
-from .bus import LocalBus
+from .app import serve_mounts
 from .extras import MissingExtra
-from .hub import Hub
 from .interfaces import ServerLimits
-from .runner import Runner
-from .server import serve
 from .static import STATIC_FILES
 from .system_environment import system_environment
-from .udp import serve_udp
 
 __all__ = ["main", "build_parser", "run_server"]
 
@@ -131,14 +125,14 @@ async def run_server(
         swept = await trio.to_thread.run_sync(files.sweep, known)
         if swept:
             log.info("Removed %d unfinished or orphaned upload file(s)", swept)
-        hub = Hub()
-        board = Switchboard(standard_mounts(config, first=[STATIC_FILES, *extra_mounts]), system_environment())
-        app = SatchelApp(Runner(store, files=files), LocalBus(hub, board), max_upload_bytes=args.max_upload_bytes)
+        mounts = standard_mounts(config, first=[STATIC_FILES, *extra_mounts])
+        udp = None if args.udp_port is None else args.udp_port
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(partial(serve, app, args.host, args.port, limits=limits, hub=hub))
-            udp_port = port if args.udp_port is None else args.udp_port
-            if udp_port >= 0 and board.takes_datagrams:
-                udp_port = await nursery.start(serve_udp, app.handle_datagram, args.host, udp_port)
+            port, udp_port = await nursery.start(partial(
+                serve_mounts, mounts, args.host, args.port, store=store, files=files, env=system_environment(),
+                limits=limits, udp_port=udp, max_upload_bytes=args.max_upload_bytes,
+            ))
+            if udp_port >= 0:
                 log.info("Inbox datagrams on udp://%s:%d", args.host, udp_port)
             log.info("Satchel is ready at http://%s:%d (data in %s)", args.host, port, data_dir)
             task_status.started(port)

@@ -109,7 +109,8 @@ def check_request(
     ``method`` is the HTTP method (a websocket upgrade is a GET), ``query``
     the parsed or raw query string, ``websocket`` whether the request asks
     for a websocket upgrade, ``sessions`` the open sessions by sid. A CLOSED
-    session counts as unknown. The checks run in engine.io's order:
+    session counts as unknown, except to the one GET its client's close
+    left room for (``EngineIoSession.late_poll_open``, which ``poll`` checks). The checks run in engine.io's order:
     transport, sid, transport mismatch, method, then the protocol version.
     """
     if isinstance(query, str):
@@ -121,7 +122,7 @@ def check_request(
     session = None
     if sid:
         session = (sessions or {}).get(sid)
-        if session is None or session.closed:
+        if session is None or (session.closed and (websocket or method != "GET" or not session.has_late_poll)):
             return error_response(UNKNOWN_SID)
         if websocket:
             # polling cannot take an upgraded request (engine.io closes it)

@@ -76,7 +76,11 @@ __all__ = [
     "PING_TIMEOUT",
     "FORCED_CLOSE",
     "SLOW_CONSUMER",
+    "LATE_POLL_GRACE_MS",
 ]
+
+#: How long after a client's close over POST a GET read late still gets its noop.
+LATE_POLL_GRACE_MS = 1_000
 
 # Close reasons: engine.io's words (Socket#onClose), plus our queue bound's.
 TRANSPORT_CLOSE = "transport close"  # the client closed ("1", or the websocket went away)
@@ -166,7 +170,7 @@ class EngineIoSession:
     __slots__ = (
         "sid", "config", "_state", "_transport", "_queue", "_queued_bytes", "_events", "_held",
         "_closed_tail", "_ws_id", "_ws_count", "_probe_out", "_next_ping_ms", "_ping_deadline_ms",
-        "_upgrade_deadline_ms", "_close_deadline_ms", "_reason",
+        "_upgrade_deadline_ms", "_close_deadline_ms", "_reason", "_late_noop_until_ms",
     )
 
     def __init__(self, sid: str, now_ms: int, config: EngineIoConfig | None = None, *,
@@ -191,6 +195,9 @@ class EngineIoSession:
         self._upgrade_deadline_ms: int | None = None
         self._close_deadline_ms: int | None = None
         self._reason: str | None = None
+        # After a client's close over POST with no GET held: until when a GET
+        # (one that was in flight, read after the POST) still gets its noop.
+        self._late_noop_until_ms: int | None = None
         upgrades = [WEBSOCKET] if transport == POLLING and config.allow_upgrades else []
         self._push(encode_open(OpenPayload(sid, upgrades, config.ping_interval_ms, config.ping_timeout_ms,
                                            config.max_payload)))
@@ -221,6 +228,18 @@ class EngineIoSession:
     def websocket_id(self) -> int | None:
         """The id of the websocket attached (the probe or the upgraded one)."""
         return self._ws_id
+
+    @property
+    def has_late_poll(self) -> bool:
+        """Whether a late GET may still be owed its noop (``late_poll_open``
+        says whether it is still in time)."""
+        return self._state is State.CLOSED and self._late_noop_until_ms is not None
+
+    def late_poll_open(self, now_ms: int) -> bool:
+        """Whether the session is closed by its client but one GET in flight
+        at the close would still get its noop (see the CLOSE packet)."""
+        until = self._late_noop_until_ms
+        return self._state is State.CLOSED and until is not None and now_ms <= until
 
     @property
     def poll_held(self) -> bool:
@@ -298,7 +317,9 @@ class EngineIoSession:
         open until ``poll_ready`` and answer it with ``take_poll_response``."""
         self.tick(now_ms)
         if self._state is State.CLOSED:
-            return error_response(UNKNOWN_SID)
+            in_time = self.late_poll_open(now_ms)
+            self._late_noop_until_ms = None  # one late GET at most, in time or not
+            return _payload_response([_NOOP]) if in_time else error_response(UNKNOWN_SID)
         if self._transport != POLLING:
             return error_response(BAD_REQUEST)
         if self._held:
@@ -400,6 +421,11 @@ class EngineIoSession:
                 self._next_ping_ms = now_ms + self.config.ping_interval_ms
         elif kind is EnginePacketType.CLOSE:
             # engine.io lets a held GET go with a noop when the client closes.
+            # A GET sent just before the close may be read just after it (two
+            # HTTP connections keep no order between them): it gets the same
+            # noop, if it comes within LATE_POLL_GRACE_MS.
+            if not self._held and self._transport == POLLING:
+                self._late_noop_until_ms = now_ms + LATE_POLL_GRACE_MS
             self._transition(Input.CLIENT_CLOSE, TRANSPORT_CLOSE, _NOOP)
         elif kind is EnginePacketType.PING:
             self._transition(Input.CLIENT_PING, TRANSPORT_ERROR)
