@@ -10,6 +10,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 BROWSER_DEPS := tests/browser/node_modules/.package-lock.json
+# Stock npm clients the tests drive (socket.io-client), pinned in the lockfile.
+NODE_CLIENT_DEPS := tests/node_clients/node_modules/.package-lock.json
 
 .PHONY: serve test bench chromium
 
@@ -24,6 +26,9 @@ $(INSTALLED): pyproject.toml
 $(BROWSER_DEPS): tests/browser/package.json tests/browser/package-lock.json
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 
+$(NODE_CLIENT_DEPS): tests/node_clients/package.json tests/node_clients/package-lock.json
+	cd tests/node_clients && npm ci --no-audit --no-fund --loglevel=error
+
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
@@ -32,7 +37,7 @@ chromium:
 serve: $(INSTALLED)
 	$(BIN)/satchel serve $(ARGS)
 
-test: $(INSTALLED) $(BROWSER_DEPS) chromium
+test: $(INSTALLED) $(BROWSER_DEPS) $(NODE_CLIENT_DEPS) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(INSTALLED)

@@ -9,7 +9,10 @@ Its README gives the reference server: localhost:3000, ``pingInterval:
 ``message-with-ack`` with its arguments, and a ``/custom`` namespace emits
 ``auth``. This is that server: two ``NamespaceHandler``s of a few lines on
 Satchel's Socket.IO layer (``satchel.protocol.socketio.server``) and its
-Engine.IO transport.
+Engine.IO transport. One event beyond the suite's, ``ask``, shows an emit
+that asks the client for an ack: the server emits ``question`` with the
+arguments and an ack; the client's ack comes back as ``answered``
+(``tests/node_clients/socketio_scenario.mjs`` uses it with the stock client).
 
     python examples/socketio_protocol_server.py            # port 3000
     python examples/socketio_protocol_server.py --port 0   # any free port
@@ -51,7 +54,13 @@ class Main(NamespaceHandler):
             return Reply(emits=[("message-back", args)])
         if name == "message-with-ack":
             return Reply(ack=args)
+        if name == "ask":
+            return Reply(emits=[("question", args, "ask")])
         return Reply()
+        yield
+
+    def acked(self, socket: NamespaceSocket, key: Any, args: list[Any], env: Any) -> Any:
+        return Reply(emits=[("answered", args)])
         yield
 
 

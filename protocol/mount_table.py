@@ -17,6 +17,7 @@ from .backpack.mount import BackpackMount
 from .inbox.config import InboxConfig
 from .inbox.mount import InboxMount
 from .mounts import Mount, MountTable
+from .socketio.engineio_session import EngineIoConfig
 
 __all__ = ["standard_mounts"]
 
@@ -25,15 +26,18 @@ def standard_mounts(
     backpack: BackpackConfig,
     inbox: InboxConfig | None = None,
     *,
+    engineio: EngineIoConfig | None = None,
     first: Iterable[Mount] = (),
 ) -> MountTable:
-    """Satchel's protocols, configured; ``first`` are consulted before them
-    (a server's static files, an embedding's own protocol)."""
+    """Satchel's protocols, configured; ``engineio`` is the Engine.IO setting
+    of the Socket.IO endpoint (heartbeat, payload limit); ``first`` are
+    consulted before them (a server's static files, an embedding's own
+    protocol)."""
     return MountTable(
         [
             *first,
             InboxMount(inbox),  # /backend/documents, and the UDP datagrams
-            AsnityMount(),  # /api: Asnity's REST API; its chats rendered to Socket.IO rooms
+            AsnityMount(engineio),  # /api and /socket.io: Asnity's REST API and socket server
             BackpackMount(backpack),  # every other path and upgrade: the catch-all, last
         ]
     )

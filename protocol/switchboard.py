@@ -41,6 +41,7 @@ from .errors import LocalProtocolError
 from .http import HttpRequest, HttpResponse, json_response
 from .mounts import Accepted, DatagramOutcome, Event, HttpOutcome, Mount, MountTable, UploadForm
 from .operations import Action
+from .socketio.engineio_requests import BAD_REQUEST as ENGINEIO_BAD_REQUEST
 
 __all__ = ["Switchboard", "Opened"]
 
@@ -92,8 +93,11 @@ class Switchboard:
 
     def error_response(self, request: HttpRequest | None, status: int, message: str) -> HttpResponse:
         """A transport-level error for ``request`` (``None``: its head could
-        not even be read) in the format of the mount that claims it, else in
-        the neutral ``{"message": ...}``."""
+        not even be read) in the format of the mount that claims it (of
+        Engine.IO, on an Engine.IO path), else in the neutral ``{"message": ...}``."""
+        if request is not None and self.mounts.for_engineio(request) is not None:
+            # An Engine.IO path: engine.io's own error body (a request too large for it, say).
+            return json_response(status, {"code": ENGINEIO_BAD_REQUEST, "message": message})
         mount = self.mounts.for_request(request) if request is not None else None
         if mount is None and request is not None:
             mount = self.mounts.for_upgrade(request)

@@ -25,6 +25,7 @@ from satchel.protocol.backpack.uploads import UPLOADS
 from satchel.protocol.mount_table import standard_mounts
 from satchel.protocol.mounts import Mount
 from satchel.protocol.operations import ListRecords
+from satchel.protocol.socketio.engineio_session import EngineIoConfig
 from satchel.storage_backends.files import LocalFileStore
 from satchel.storage_backends.sqlite import SqliteStore
 
@@ -72,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
                            help="unsent bytes a websocket may queue before it is closed as a slow consumer (1008)")
     serve_cmd.add_argument("--websocket-outbox-messages", type=int, default=defaults.websocket_outbox_messages,
                            help="unsent messages a websocket may queue before it is closed as a slow consumer")
+    engineio = EngineIoConfig()
+    serve_cmd.add_argument("--socketio-ping-interval-ms", type=int,
+                           default=int(env.get("SATCHEL_SOCKETIO_PING_INTERVAL_MS", engineio.ping_interval_ms)),
+                           help="Socket.IO (Engine.IO) heartbeat: a ping every this many ms "
+                                f"(SATCHEL_SOCKETIO_PING_INTERVAL_MS; default {engineio.ping_interval_ms})")
+    serve_cmd.add_argument("--socketio-ping-timeout-ms", type=int,
+                           default=int(env.get("SATCHEL_SOCKETIO_PING_TIMEOUT_MS", engineio.ping_timeout_ms)),
+                           help="close a Socket.IO client that has not answered a ping within this many ms "
+                                f"(SATCHEL_SOCKETIO_PING_TIMEOUT_MS; default {engineio.ping_timeout_ms})")
+    serve_cmd.add_argument("--socketio-max-payload", type=int, default=engineio.max_payload,
+                           help=f"largest Socket.IO packet and long-polling body, bytes (default {engineio.max_payload})")
     serve_cmd.add_argument("--log-level", default=env.get("SATCHEL_LOG_LEVEL", "INFO"))
     # Its own parser lives in conformance_runner; listed here for --help.
     commands.add_parser(
@@ -125,7 +137,12 @@ async def run_server(
         swept = await trio.to_thread.run_sync(files.sweep, known)
         if swept:
             log.info("Removed %d unfinished or orphaned upload file(s)", swept)
-        mounts = standard_mounts(config, first=[STATIC_FILES, *extra_mounts])
+        engineio = EngineIoConfig(
+            ping_interval_ms=args.socketio_ping_interval_ms,
+            ping_timeout_ms=args.socketio_ping_timeout_ms,
+            max_payload=args.socketio_max_payload,
+        )
+        mounts = standard_mounts(config, engineio=engineio, first=[STATIC_FILES, *extra_mounts])
         udp = None if args.udp_port is None else args.udp_port
         async with trio.open_nursery() as nursery:
             port, udp_port = await nursery.start(partial(

@@ -2,10 +2,11 @@
 to the sockets of the channel's room (asnity.md sections 1-5).
 
 It claims every request whose path is ``/api`` or under it, and sits before
-Backpack's catch-all in the mount table. It takes no websocket upgrades
-yet: the Socket.IO layer (``satchel.protocol.socketio``) will claim
-``/socket.io/`` and call ``socket_events``. Transport-level errors on its
-paths are in Nest's format.
+Backpack's catch-all in the mount table, and the Engine.IO endpoint
+``/socket.io`` (long-polling and websocket, as the stock socket.io-client
+asks), whose connections it hands to a ``SocketIoServer`` serving the
+community namespaces (``sockets.AsnityNamespaces``). Transport-level errors
+on its REST paths are in Nest's format.
 
 ``render``: a ``Change`` of a chat becomes one Socket.IO EVENT packet for
 the community's namespace, ``["new-chat"|"modify-chat"|"delete-chat",
@@ -20,6 +21,7 @@ Asnity stores is pushed (the original pushed nothing else; its client polls).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ..changes import Change, DocumentChange
 from ..channels import Audience, Deliver
@@ -27,11 +29,15 @@ from ..environment import Environment
 from ..http import HttpRequest, HttpResponse
 from ..mounts import HttpOutcome, Mount, UploadForm
 from ..operations import Action
+from ..socketio.engineio_session import EngineIoConfig
+from ..socketio.mount import claims_path
 from ..socketio.packets import encode_event
+from ..socketio.server import SocketIoConfig, SocketIoConnection, SocketIoServer
 from .model import CHATS, chat_info
 from .nest import error_response
 from .rest import handle_request, is_asnity_path
 from .rooms import PROTOCOL, namespace_of, room_channel
+from .sockets import AsnityNamespaces
 
 __all__ = ["AsnityMount", "chat_event", "render_change"]
 
@@ -61,10 +67,43 @@ def render_change(change: Change) -> Deliver | None:
     return Deliver(PROTOCOL, packet.encode(), audience)
 
 
+#: Where the stock socket.io-client connects (its default ``path``).
+SOCKET_PATH = "/socket.io"
+
+
 class AsnityMount(Mount):
-    """Asnity (seed 002): its REST API, and its chats rendered to rooms."""
+    """Asnity (seed 002): its REST API, its socket server, and its chats
+    rendered to rooms."""
 
     name = PROTOCOL
+
+    def __init__(self, engineio: EngineIoConfig | None = None, socketio: SocketIoConfig | None = None) -> None:
+        self.engineio = engineio or EngineIoConfig()
+        self.sockets = SocketIoServer(PROTOCOL, [AsnityNamespaces()], socketio)
+
+    # -- the socket server ---------------------------------------------------------
+
+    def claims_engineio(self, request: HttpRequest) -> EngineIoConfig | None:
+        return self.engineio if claims_path(request, SOCKET_PATH) else None
+
+    def accept(self, request: HttpRequest, connection: str, env: Environment) -> Action[Any]:
+        return self.sockets.accept(request, connection, env)
+        yield  # an action is a generator
+
+    def handle_message(self, state: SocketIoConnection, message: str | bytes, env: Environment) -> Action[list[Any]]:
+        return self.sockets.handle_message(state, message, env)
+
+    def closed(self, state: SocketIoConnection) -> list[Any]:
+        return self.sockets.closed(state)
+
+    def deadline_ms(self, state: SocketIoConnection) -> int | None:
+        return self.sockets.deadline_ms(state)
+
+    def on_timer(self, state: SocketIoConnection, env: Environment) -> Action[list[Any]]:
+        return self.sockets.on_timer(state, env)
+        yield
+
+    # -- REST ------------------------------------------------------------------------
 
     def claims_request(self, request: HttpRequest) -> bool:
         return is_asnity_path(request.path)

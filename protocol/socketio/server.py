@@ -79,6 +79,8 @@ __all__ = [
 
 #: ``Reply.ack`` when the event asked for no ack, or the handler gives none.
 NO_ACK = None
+#: Emits awaiting a client's ack, per connection; beyond it the oldest is forgotten.
+MAX_PENDING_ACKS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,9 @@ class SocketIoConnection:
     # What admitting a socket emitted, held until ``deferred_at_ms``.
     deferred: list[Any] = field(default_factory=list)
     deferred_at_ms: int | None = None
+    # Emits that asked the client for an ack: ack id -> (namespace, the handler's key).
+    pending_acks: dict[int, tuple[str, Any]] = field(default_factory=dict)
+    next_ack_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +157,10 @@ class Refused:
 class Reply:
     """What a handler answers an event with: ``ack`` (the ack's arguments,
     sent only if the event asked for one; ``NO_ACK``: none), ``emits`` to the
-    sending socket (``(name, args)``), and ``events`` for the hub (writes,
-    deliveries to rooms, room joins)."""
+    sending socket (``(name, args)``, or ``(name, args, key)`` to ask the
+    client for an ack, which comes back to ``NamespaceHandler.acked`` with
+    ``key``), and ``events`` for the hub (writes, deliveries to rooms, room
+    joins)."""
 
     ack: Sequence[Any] | None = NO_ACK
     emits: Sequence[tuple[str, Sequence[Any]]] = ()
@@ -191,6 +198,12 @@ class NamespaceHandler:
     def event(self, socket: NamespaceSocket, name: str, args: list[Any], wants_ack: bool,
               env: Environment) -> Iterator[Any]:
         """``Action[Reply]`` for event ``name`` with ``args`` from ``socket``."""
+        return Reply()
+        yield
+
+    def acked(self, socket: NamespaceSocket, key: Any, args: list[Any], env: Environment) -> Iterator[Any]:
+        """``Action[Reply]`` for the client's ack of an emit that asked for
+        one with ``key``."""
         return Reply()
         yield
 
@@ -312,16 +325,35 @@ class SocketIoServer:
             return events
         if isinstance(packet, Event):
             reply = yield from socket.handler.event(socket, packet.name, list(packet.args), packet.id is not None, env)
-            events = []
-            if packet.id is not None and reply.ack is not NO_ACK:
-                events.extend(self._to_connection(state, encode_ack(packet.id, list(reply.ack), socket.nsp)))
-            for name, args in reply.emits:
-                events.extend(self._to_connection(state, encode_event(name, list(args), socket.nsp)))
-            events.extend(reply.events)
-            return events
+            return self._reply(state, socket, reply, packet.id)
         if isinstance(packet, Ack):
-            return []  # the server asks clients for no acks
+            pending = state.pending_acks.pop(packet.id, None)
+            if pending is None or pending[0] != socket.nsp:
+                return []  # not an ack we asked for (or asked of another namespace)
+            reply = yield from socket.handler.acked(socket, pending[1], list(packet.args), env)
+            return self._reply(state, socket, reply, None)
         return self._close(state, "parse error")  # a client never sends CONNECT_ERROR
+
+    def _reply(self, state: SocketIoConnection, socket: NamespaceSocket, reply: Reply, ack_id: int | None) -> list[HubEvent]:
+        events: list[HubEvent] = []
+        if ack_id is not None and reply.ack is not NO_ACK:
+            events.extend(self._to_connection(state, encode_ack(ack_id, list(reply.ack), socket.nsp)))
+        for emit in reply.emits:
+            events.extend(self._to_connection(state, self._encode_emit(state, socket.nsp, emit)))
+        events.extend(reply.events)
+        return events
+
+    def _encode_emit(self, state: SocketIoConnection, nsp: str, emit: tuple[Any, ...]) -> list[str | bytes]:
+        if len(emit) == 2:
+            name, args = emit
+            return encode_event(name, list(args), nsp)
+        name, args, key = emit
+        ack_id = state.next_ack_id
+        state.next_ack_id += 1
+        state.pending_acks[ack_id] = (nsp, key)
+        if len(state.pending_acks) > MAX_PENDING_ACKS:
+            del state.pending_acks[next(iter(state.pending_acks))]  # a client that never acks
+        return encode_event(name, list(args), nsp, ack_id)
 
     def _connect(self, state: SocketIoConnection, packet: Connect, env: Environment) -> Action[list[HubEvent]]:
         nsp = packet.nsp
@@ -351,7 +383,7 @@ class SocketIoServer:
         events.extend(self._to_connection(state, [encode_connect(socket_id, nsp)]))
         events.extend(answer.events)
         if answer.emits:
-            for name, args in answer.emits:
-                state.deferred.extend(self._to_connection(state, encode_event(name, list(args), nsp)))
+            for emit in answer.emits:
+                state.deferred.extend(self._to_connection(state, self._encode_emit(state, nsp, emit)))
             state.deferred_at_ms = env.now_ms() + self.config.emit_after_connect_ms
         return events
