@@ -46,6 +46,13 @@ from .socketio.engineio_requests import BAD_REQUEST as ENGINEIO_BAD_REQUEST
 __all__ = ["Switchboard", "Opened"]
 
 
+
+def _no_engineio() -> HttpResponse:
+    return json_response(
+        501, {"code": ENGINEIO_BAD_REQUEST, "message": "This server runs no Engine.IO transport (satchel serve does)"}
+    )
+
+
 class Opened(msgspec.Struct):
     """An open connection: the mount that owns it and that mount's state."""
 
@@ -86,6 +93,10 @@ class Switchboard:
     def handle_request(self, request: HttpRequest, form: UploadForm | None = None) -> Action[HttpOutcome]:
         """The action answering ``request``, whichever mount claims it; a
         request nobody claims answers 404 in the neutral format."""
+        if self.mounts.for_engineio(request) is not None:
+            # A runner that calls this for an Engine.IO path has no Engine.IO
+            # transport (the ASGI app, the examples): say so, in engine.io's format.
+            return HttpOutcome(_no_engineio())
         mount = self.mounts.for_request(request)
         if mount is None:
             return HttpOutcome(json_response(404, {"message": "Not found"}))
@@ -130,6 +141,8 @@ class Switchboard:
         if connection in self._connections:
             raise LocalProtocolError(f"connection {connection!r} is already open")
         if mount is None:
+            if self.mounts.for_engineio(request) is not None:
+                return _no_engineio()
             mount = self.mounts.for_upgrade(request)
         if mount is None:
             return json_response(404, {"message": "No websocket here"})

@@ -148,3 +148,12 @@ def test_the_in_process_target_serves_the_extra_mount_too() -> None:
     assert (reply.status, json.loads(reply.body)) == (200, {"echo": "ping"})
     reply = target.http(None, "GET", "/collections", None, key=API_KEY)
     assert (reply.status, json.loads(reply.body)) == (200, [])
+
+
+def test_a_runner_without_engineio_refuses_its_paths_in_engineios_format() -> None:
+    """The in-process target (like the ASGI app and the examples) has no
+    Engine.IO transport: Socket.IO's path answers 501 saying so, not Backpack's 401."""
+    target = InProcessTarget(MemoryStore(), API_KEY)
+    reply = target.http(None, "GET", "/socket.io/?EIO=4&transport=polling", None, key=API_KEY)
+    assert reply.status == 501 and json.loads(reply.body)["code"] == 3
+    assert target.connect(None, "c1") == 401  # "/" still Backpack's (no session)
