@@ -49,6 +49,7 @@ from .channels import (
     SubscribeAudience,
     Unsubscribe,
     UnsubscribeAudience,
+    UnsubscribeMatching,
 )
 from .environment import Environment, fixed_environment
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -114,6 +115,7 @@ __all__ = [
     "Unsubscribe",
     "SubscribeAudience",
     "UnsubscribeAudience",
+    "UnsubscribeMatching",
     "CloseChannel",
     "IdentifyConnection",
     "CloseConnection",

@@ -28,6 +28,7 @@ __all__ = [
     "Unsubscribe",
     "SubscribeAudience",
     "UnsubscribeAudience",
+    "UnsubscribeMatching",
     "CloseChannel",
     "IdentifyConnection",
     "CloseConnection",
@@ -117,6 +118,17 @@ class UnsubscribeAudience(msgspec.Struct, frozen=True, tag=True):
     channel: Channel
 
 
+class UnsubscribeMatching(msgspec.Struct, frozen=True, tag=True):
+    """Unsubscribe ``connection`` from every channel of ``channel_type`` whose
+    id starts with ``id_prefix`` (a socket leaving a Socket.IO namespace
+    leaves all of that namespace's rooms)."""
+
+    protocol: str
+    connection: str
+    channel_type: str
+    id_prefix: str
+
+
 class CloseChannel(msgspec.Struct, frozen=True, tag=True):
     """Unsubscribe every connection from ``channel`` (the channel was deleted)."""
 
@@ -146,8 +158,8 @@ class CloseConnection(msgspec.Struct, frozen=True, tag=True):
 
 
 HubEvent = Union[
-    Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, CloseChannel, IdentifyConnection,
-    CloseConnection,
+    Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, UnsubscribeMatching, CloseChannel,
+    IdentifyConnection, CloseConnection,
 ]
 
 
@@ -292,6 +304,10 @@ class ChannelRegistry:
         elif isinstance(event, UnsubscribeAudience):
             for connection in self.resolve(event.audience):
                 self.unsubscribe(connection, event.channel)
+        elif isinstance(event, UnsubscribeMatching):
+            for channel in list(self._channels_of.get(event.connection, ())):
+                if channel.type == event.channel_type and channel.id.startswith(event.id_prefix):
+                    self.unsubscribe(event.connection, channel)
         elif isinstance(event, CloseChannel):
             self.close_channel(event.channel)
         elif isinstance(event, IdentifyConnection):

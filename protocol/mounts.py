@@ -43,6 +43,7 @@ from .channels import (
     SubscribeAudience,
     Unsubscribe,
     UnsubscribeAudience,
+    UnsubscribeMatching,
 )
 from .environment import Environment
 from .errors import LocalProtocolError
@@ -54,12 +55,12 @@ __all__ = ["Event", "HttpOutcome", "Accepted", "DatagramOutcome", "Mount", "Moun
 #: What actions hand to the hub: writes (each mount renders them) and hub
 #: instructions (deliveries and subscription changes), in order.
 Event = Union[
-    Change, DocumentChange, Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, CloseChannel,
-    IdentifyConnection, CloseConnection,
+    Change, DocumentChange, Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience,
+    UnsubscribeMatching, CloseChannel, IdentifyConnection, CloseConnection,
 ]
 #: The hub instructions among them (everything but writes).
-_HUB_EVENTS = (Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, CloseChannel,
-               IdentifyConnection, CloseConnection)
+_HUB_EVENTS = (Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, UnsubscribeMatching,
+               CloseChannel, IdentifyConnection, CloseConnection)
 
 #: A multipart body the transport parsed and streamed to disk
 #: (``satchel.protocol.backpack.uploads.UploadForm``); opaque to the seam.

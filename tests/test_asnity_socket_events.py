@@ -133,6 +133,12 @@ def test_content_over_300_characters_is_refused_without_a_write(w: World) -> Non
     assert (outcome.ack, outcome.events, outcome.emits) == ({"written": False}, [], [])
     assert asnity.emit(bob, "chat", {"chatType": "new", "channelId": w.public, "content": "x" * 300}).ack["written"] is True
     assert len(received(asnity, alice)) == 1
+    # Counted as JavaScript counts (UTF-16 units), as the original's client does:
+    # 150 emoji are 300 units, 151 are too many.
+    assert asnity.emit(bob, "chat", {"chatType": "new", "channelId": w.public, "content": "🚲" * 150}).ack["written"] is True
+    assert asnity.emit(bob, "chat", {"chatType": "new", "channelId": w.public, "content": "🚲" * 151}).ack == {
+        "written": False
+    }
 
 
 def test_a_chat_written_over_rest_reaches_every_socket_of_the_room(w: World) -> None:

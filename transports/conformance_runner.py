@@ -4,11 +4,15 @@ The kit itself is pure (``satchel.protocol.conformance``); this module gives
 it real I/O. ``UrlTarget`` speaks to any Backpack server at a URL - Satchel's
 reference server, the ASGI app, the examples, or a third-party server - with
 ``http.client`` for REST and a small blocking websocket client on wsproto
-(the websocket parser Satchel already depends on). ``main`` is the command:
+(the websocket parser Satchel already depends on); for Socket.IO it opens
+Engine.IO 4 connections over that websocket client
+(``/socket.io/?EIO=4&transport=websocket``: it answers the server's pings and
+carries Socket.IO packets as text). ``main`` is the command:
 
     satchel conformance --url ws://127.0.0.1:8000 --api-key K [--examples 50]
     satchel conformance --in-process
     satchel conformance --url http://127.0.0.1:8000 --api-key K --replay failure.json
+    satchel conformance --url http://127.0.0.1:8000 --protocol socketio   # Asnity over REST and Socket.IO
 
 The server must not be used by anyone else during a run (the kit counts
 every message its connections receive). The run creates four accounts and
@@ -73,8 +77,9 @@ class _Websocket:
     """One blocking websocket client connection (wsproto over a socket)."""
 
     def __init__(self, host: str, port: int, path: str, headers: list[tuple[str, str]],
-                 tls: ssl.SSLContext | None, timeout: float) -> None:
+                 tls: ssl.SSLContext | None, timeout: float, *, raw: bool = False) -> None:
         self.timeout = timeout
+        self.raw = raw  # keep text messages as text (Engine.IO), not decoded JSON
         sock = socket.create_connection((host, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock: socket.socket = tls.wrap_socket(sock, server_hostname=host) if tls else sock
@@ -130,7 +135,7 @@ class _Websocket:
                     if isinstance(event, TextMessage):
                         text = "".join(self._parts)
                         try:
-                            self.messages.append(json.loads(text))
+                            self.messages.append(text if self.raw else json.loads(text))
                         except ValueError:
                             self.messages.append(text)
                     else:
@@ -203,6 +208,7 @@ class UrlTarget:
         self._jars = CookieJars()
         self._http: dict[str | None, http.client.HTTPConnection] = {}
         self._sockets: dict[str, _Websocket] = {}
+        self._engineio: dict[str, _Websocket] = {}
 
     def _connection(self, jar: str | None) -> http.client.HTTPConnection:
         connection = self._http.get(jar)
@@ -275,8 +281,57 @@ class UrlTarget:
         if socket_ is not None:
             socket_.close()
 
+    # -- Socket.IO over Engine.IO 4 (websocket transport) ------------------------
+
+    def socketio_open(self, connection: str, path: str = "/socket.io/?EIO=4&transport=websocket") -> int:
+        """Open Engine.IO connection ``connection``: the websocket upgrade,
+        then the server's open packet. 101 when open; else the upgrade's
+        status (0: no answer, or no open packet)."""
+        socket_ = _Websocket(self.host, self.port, self.prefix + path, [], self._tls, self.timeout, raw=True)
+        if socket_.status != 101:
+            socket_.close()
+            return socket_.status or 0
+        opened = socket_.receive(self.timeout)
+        if not (isinstance(opened, str) and opened.startswith("0{")):
+            socket_.close()
+            return 0
+        self._engineio[connection] = socket_
+        return 101
+
+    def socketio_send(self, connection: str, packet: str) -> None:
+        """Send one Socket.IO packet (an Engine.IO message: ``4`` + its text)."""
+        self._engineio[connection].send("4" + packet)
+
+    def socketio_receive(self, connection: str, timeout: float) -> Any:
+        """The next Socket.IO packet of ``connection`` as text (bytes for an
+        attachment), answering pings meanwhile; ``NOTHING`` after ``timeout``
+        seconds, ``CLOSED`` once the server closed it."""
+        socket_ = self._engineio.get(connection)
+        if socket_ is None:
+            return CLOSED
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = socket_.receive(max(0.0, deadline - time.monotonic()) if timeout > 0 else 0)
+            if frame is NOTHING or frame is CLOSED or isinstance(frame, bytes):
+                return frame
+            if frame == "2":  # ping
+                socket_.send("3")
+            elif frame.startswith("4"):
+                return frame[1:]
+            elif frame.startswith("1"):  # the server closes the session
+                socket_.closed = True
+                return CLOSED
+
+    def socketio_close(self, connection: str) -> None:
+        """Close Engine.IO connection ``connection`` (a websocket close, awaited)."""
+        socket_ = self._engineio.pop(connection, None)
+        if socket_ is not None:
+            socket_.close()
+
     def close(self) -> None:
         """Close every websocket and HTTP connection."""
+        for name in list(self._engineio):
+            self.socketio_close(name)
         for name in list(self._sockets):
             self.disconnect(name)
         for connection in self._http.values():
@@ -308,9 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--replay", metavar="FILE", help="run a saved failing script instead of generating sessions")
     parser.add_argument("--save", metavar="FILE", help="write the failing script here")
     parser.add_argument("--no-minimize", action="store_true", help="report the failure as found, without cutting it down")
-    parser.add_argument("--protocol", choices=["backpack", "inbox", "all"], default="backpack",
+    parser.add_argument("--protocol", choices=["backpack", "inbox", "socketio", "all"], default="backpack",
                         help="what to check: Backpack (default), inbox documents over HTTP (no API key needed), "
-                             "or both")
+                             "Asnity's chats over REST and Socket.IO (no API key needed), or all three")
+    parser.add_argument("--no-namespace-disconnects", dest="namespace_disconnects", action="store_false",
+                        help="socketio: send no namespace DISCONNECTs (by default the kit sends some: "
+                             "the socket must leave the namespace's rooms)")
     return parser
 
 
@@ -328,10 +386,71 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.protocol == "inbox":
         return _main_inbox(args)
+    if args.protocol == "socketio":
+        return _main_socketio(args)
     status = _main_backpack(args)
     if args.protocol == "all" and status == 0:
         status = _main_inbox(args)
+    if args.protocol == "all" and status == 0:
+        status = _main_socketio(args)
     return status
+
+
+def _main_socketio(args: argparse.Namespace) -> int:
+    """``--protocol socketio``: Asnity over REST and Socket.IO (``satchel.protocol.conformance.asnity``)."""
+    from satchel.protocol.conformance.asnity import (
+        AsnityMismatch,
+        check_asnity_target,
+        format_steps,
+        load_steps,
+        run_steps,
+    )
+
+    try:
+        target: Any = (InProcessTarget(MemoryStore(), args.api_key or "conformance-key") if args.in_process
+                       else UrlTarget(args.url, args.api_key or "", timeout=max(10.0, args.timeout)))
+    except ValueError as error:
+        print(f"satchel conformance: {error}", file=sys.stderr)
+        return 2
+    where = "Satchel's core (in process)" if args.in_process else args.url
+    quiet = args.quiet if args.quiet is not None else (0.0 if args.in_process else 0.05)
+    token = "t0" if args.in_process else secrets.token_hex(4)
+    started = time.monotonic()
+    try:
+        if args.replay:
+            with open(args.replay, encoding="utf-8") as handle:
+                steps = load_steps(handle.read())
+            try:
+                run_steps(target, steps, token=token, timeout=args.timeout, quiet=quiet)
+            except AsnityMismatch as failure:
+                print(f"The script fails against {where}:\n{failure}")
+                return 1
+            print(f"The script ({len(steps)} steps) ran against {where} without a difference.")
+            return 0
+        report = check_asnity_target(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token,
+                                     timeout=args.timeout, quiet=quiet, minimize_failure=not args.no_minimize,
+                                     disconnects=args.namespace_disconnects)
+    except (SetupError, OSError, ValueError) as error:
+        print(f"satchel conformance: could not run against {where}: {error}", file=sys.stderr)
+        return 2
+    finally:
+        target.close()
+    elapsed = time.monotonic() - started
+    if report.errors:
+        for error in report.errors:
+            print(f"satchel conformance: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    if report.failure is None:
+        print(f"{where} conforms (Asnity over REST and Socket.IO): {report.examples} generated sequences "
+              f"passed in {elapsed:.1f} s.")
+        return 0
+    print(f"{where} differs from the Asnity model.\n\n{report.failure}")
+    if args.save:
+        with open(args.save, "w", encoding="utf-8") as handle:
+            handle.write(format_steps(report.failure.steps) + "\n")
+        print(f"\nSaved to {args.save}; replay with: satchel conformance --url URL --protocol socketio "
+              f"--replay {args.save}")
+    return 1
 
 
 def _main_inbox(args: argparse.Namespace) -> int:
@@ -339,7 +458,7 @@ def _main_inbox(args: argparse.Namespace) -> int:
     from satchel.protocol.conformance.inbox import check_inbox_target, format_steps
 
     if args.replay:
-        print("satchel conformance: --replay runs Backpack scripts only", file=sys.stderr)
+        print("satchel conformance: --replay runs Backpack and socketio scripts only", file=sys.stderr)
         return 2
     try:
         target: Any = (InProcessTarget(MemoryStore(), args.api_key or "conformance-key") if args.in_process

@@ -190,12 +190,18 @@ def _in_community(channel_id: Any, community_id: str) -> Action[bool]:
     return channel is not None and channel["communityId"] == community_id
 
 
+def _js_length(text: str) -> int:
+    """``text.length`` as JavaScript counts it (UTF-16 code units): the
+    original's limit, so an emoji counts two, as its client counts it."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 def chat(user: AsnityUser, community_id: str, connection: str, data: Any, env: Environment) -> Action[SocketOutcome]:
     """``chat {chatType: new|modify|delete, channelId, chatId?, content?}``."""
     if not isinstance(data, dict):
         return _failure(CHAT, "Cannot read the chat event's data")
     content = data.get("content")
-    if isinstance(content, str) and len(content) > CHAT_MAX_SOCKET_LENGTH:
+    if isinstance(content, str) and _js_length(content) > CHAT_MAX_SOCKET_LENGTH:
         return SocketOutcome({"written": False})
     chat_type = data.get("chatType")
     if chat_type not in ("new", "modify", "delete"):

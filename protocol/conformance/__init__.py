@@ -27,7 +27,9 @@ Example::
 
 Inbox documents over HTTP have their own, separate part: ``inbox``
 (``InboxModel``, ``check_inbox_target``; ``satchel conformance --protocol
-inbox``).
+inbox``); so do Asnity's chats over REST and Socket.IO: ``asnity``
+(``AsnityModel``, ``check_asnity_target``; ``satchel conformance --protocol
+socketio``).
 
 The model, the checker, the targets and ``replay`` are pure and need nothing
 but Satchel; ``strategies`` and the stateful test (``check_target``,
@@ -81,12 +83,17 @@ __all__ = [
     "inbox",
     "check_inbox_target",
     "InboxModel",
+    "asnity",
+    "check_asnity_target",
+    "AsnityModel",
 ]
 
 _NEED_HYPOTHESIS = {"check_target": "machine", "Report": "machine", "BackpackMachine": "machine",
                     "machine_for": "machine", "strategies": None,
                     # Inbox documents over HTTP (``inbox``): loaded on first use too.
-                    "inbox": None, "check_inbox_target": "inbox", "InboxModel": "inbox"}
+                    "inbox": None, "check_inbox_target": "inbox", "InboxModel": "inbox",
+                    # Asnity over REST and Socket.IO (``asnity``): likewise.
+                    "asnity": None, "check_asnity_target": "asnity", "AsnityModel": "asnity"}
 
 
 def __getattr__(name: str) -> Any:

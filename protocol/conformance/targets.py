@@ -12,6 +12,14 @@ does I/O (``satchel.transports.conformance_runner.UrlTarget``) waits itself.
 ``satchel.storage_backends.memory``, say). It needs no sockets, so the kit
 runs against the core in milliseconds per example.
 
+Socket.IO (the Asnity kit): ``socketio_open`` opens an Engine.IO connection
+to ``/socket.io/`` (what ``board.accept`` does for an Engine.IO session),
+``socketio_send`` hands it one Socket.IO packet as text (``0/nsp,{auth}``,
+``2/nsp,1["chat",{...}]``), and ``socketio_receive`` returns the packets
+delivered to it, as text, one at a time; ``socketio_close`` ends it. The
+Engine.IO framing (open, ping/pong, the ``4`` of a message) is the
+transport's, so there is none here; ``UrlTarget`` speaks it.
+
 Why the store is handed in: the kit belongs with the protocols it models
 (it is their executable description, and is pure), while stores belong to
 ``storage_backends``, which the core never imports. Anything with an
@@ -143,6 +151,7 @@ class InProcessTarget:
         self._board = Switchboard(table, self._env)
         self._jars = CookieJars()
         self._open: set[str] = set()
+        self._engineio: set[str] = set()  # connections whose messages are Socket.IO packets, kept as text
         self._inboxes: dict[str, deque[Any]] = defaultdict(deque)
 
     def _execute(self, operation: Any) -> Any:
@@ -167,8 +176,14 @@ class InProcessTarget:
             if isinstance(payload, CloseConnection):
                 closing.extend(recipients)
                 continue
-            message = payload.data if isinstance(payload, Binary) else msgspec.json.decode(payload)
+            binary = isinstance(payload, Binary)
+            message: Any = None
             for connection in recipients:
+                if connection in self._engineio:
+                    self._inboxes[connection].append(payload.data if binary else payload.decode())
+                    continue
+                if message is None:
+                    message = payload.data if binary else msgspec.json.decode(payload)
                 self._inboxes[connection].append(message)
         for connection in closing:
             # The server ended it: what it received before stays readable.
@@ -231,8 +246,41 @@ class InProcessTarget:
         if connection not in self._open:
             return
         self._open.discard(connection)
+        self._engineio.discard(connection)
         self._inboxes.pop(connection, None)
         self._publish(self._board.closed(connection))
+
+    # -- Socket.IO over Engine.IO ---------------------------------------------------
+
+    def socketio_open(self, connection: str, path: str = "/socket.io/?EIO=4&transport=websocket") -> int:
+        """Open Engine.IO connection ``connection`` to the Socket.IO server at
+        ``path``: 101 when a mount serves it, else the refusal's status."""
+        from satchel.protocol.http import HttpRequest, HttpResponse
+
+        request = HttpRequest("GET", path, [], b"")
+        found = self._board.engineio(request)
+        if found is None:
+            return 404
+        accepted = self._run(self._board.accept(request, connection, found[0]))
+        if isinstance(accepted, HttpResponse):
+            return accepted.status
+        self._open.add(connection)
+        self._engineio.add(connection)
+        self._publish(accepted.events)
+        return 101
+
+    def socketio_send(self, connection: str, packet: str) -> None:
+        """Send one Socket.IO packet (its text) on ``connection``."""
+        self.send(connection, packet)
+
+    def socketio_receive(self, connection: str, timeout: float) -> Any:
+        """The next Socket.IO packet ``connection`` was sent, as text (bytes for
+        an attachment); ``NOTHING`` or ``CLOSED`` as ``receive``."""
+        return self.receive(connection, timeout)
+
+    def socketio_close(self, connection: str) -> None:
+        """End Engine.IO connection ``connection``."""
+        self.disconnect(connection)
 
     def close(self) -> None:
         """Close every connection."""

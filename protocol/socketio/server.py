@@ -44,7 +44,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-from ..channels import Audience, Binary, Channel, CloseConnection, Deliver, IdentifyConnection, Subscribe, Unsubscribe
+from ..channels import (
+    Audience,
+    Binary,
+    Channel,
+    CloseConnection,
+    Deliver,
+    IdentifyConnection,
+    Subscribe,
+    Unsubscribe,
+    UnsubscribeMatching,
+)
 from ..environment import Environment
 from ..http import HttpRequest
 from ..mounts import Accepted, Event as HubEvent
@@ -184,7 +194,10 @@ class NamespaceHandler:
         return Channel("socketio-namespace", nsp)
 
     def room_channel(self, nsp: str, room: str) -> Channel:
-        """The registry channel of room ``room`` of ``nsp``."""
+        """The registry channel of room ``room`` of ``nsp``. Every room of
+        ``nsp`` has this type and an id that starts with the id of
+        ``room_channel(nsp, "")`` (a socket leaving the namespace leaves them
+        all by that prefix)."""
         return Channel("socketio-room", f"{nsp}\x00{room}")
 
     def connect(self, handshake: HttpRequest, nsp: str, auth: dict[str, Any] | None, socket_id: str,
@@ -321,6 +334,10 @@ class SocketIoServer:
         if isinstance(packet, Disconnect):
             del state.sockets[packet.nsp]
             events = list(socket.handler.disconnect(socket, "client namespace disconnect"))
+            # Leaving a namespace leaves its rooms too (room_channel(nsp, "")
+            # names the prefix every room of the namespace shares).
+            rooms = socket.handler.room_channel(socket.nsp, "")
+            events.append(UnsubscribeMatching(self.protocol, state.connection, rooms.type, rooms.id))
             events.append(Unsubscribe(self.protocol, state.connection, socket.handler.namespace_channel(socket.nsp)))
             return events
         if isinstance(packet, Event):
