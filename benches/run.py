@@ -4,6 +4,7 @@
     python benches/run.py --only fanout --quick
     python benches/run.py --only rest,idle
     python benches/run.py --only inbox
+    python benches/run.py --only socketio      # Socket.IO room fan-out and idle memory vs Node socket.io
 
 Every server runs in its own process; the load comes from other processes
 (the C load generators in benches/loadgen/, wrk for REST and inbox posts),
@@ -47,6 +48,9 @@ PY_PEER = HERE / "peers" / "websockets_server.py"
 WRK_SCRIPTS = HERE / "wrk"
 UDPGEN_SOURCE = HERE / "loadgen" / "udpgen.c"
 UDPGEN = RESULTS / "bin" / "udpgen"
+SIOGEN_SOURCE = HERE / "loadgen" / "siogen.c"
+SIOGEN = RESULTS / "bin" / "siogen"
+NODE_SIO_PEER = HERE / "peers" / "node_socketio"
 
 API_KEY = "bench-api-key"
 PASSWORD = "correct horse battery staple"
@@ -59,6 +63,10 @@ TARGETS = {
     "idle_kb": 16.0,  # KB resident per open websocket, at most
     "rest_create": 0.7,  # x PocketBase
     "rest_get": 1.0,
+    # issue #10: Socket.IO room fan-out vs Node socket.io 4, in the same run
+    "socketio_1000": 3.0,  # x Node socket.io's deliveries/s, 0 lost, p99 no worse, every ack durable
+    "socketio_5000": 2.0,
+    "socketio_idle_kb": 8.0,  # KB resident per connected Socket.IO client (namespace + room), at most
 }
 
 
@@ -143,11 +151,11 @@ def running(server_factory: Any) -> Iterator[Server]:
         server.stop()
 
 
-def start_satchel(data_dir: Path) -> Server:
+def start_satchel(data_dir: Path, extra: list[str] | None = None) -> Server:
     return Server(
         "satchel",
         [sys.executable, "-m", "satchel.transports", "serve", "--host", HOST, "--port", "0",
-         "--data-dir", str(data_dir), "--api-key", API_KEY],
+         "--data-dir", str(data_dir), "--api-key", API_KEY, *(extra or [])],
         r"ready at http://[\d.]+:(\d+)",
     )
 
@@ -241,7 +249,8 @@ def build_loadgen() -> Path:
     """Compile the load generators and the ceiling server (gcc -O2)."""
     LOADGEN.parent.mkdir(parents=True, exist_ok=True)
     compiler = shutil.which("gcc") or shutil.which("cc")
-    for source, binary in ((LOADGEN_SOURCE, LOADGEN), (CEILING_SOURCE, CEILING), (UDPGEN_SOURCE, UDPGEN)):
+    for source, binary in ((LOADGEN_SOURCE, LOADGEN), (CEILING_SOURCE, CEILING), (UDPGEN_SOURCE, UDPGEN),
+                           (SIOGEN_SOURCE, SIOGEN)):
         if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
             if compiler is None:
                 raise SystemExit("benches need a C compiler (gcc) for the load generator")
@@ -860,6 +869,390 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# --- Socket.IO: room fan-out and idle memory (issue #10) ----------------------------
+
+#: Both servers ping every 10 minutes: a load generator connection need not
+#: answer heartbeats during a case (siogen answers them anyway).
+SIO_PING_MS = 600_000
+SIO_CONTENT_BYTES = 100
+#: The Node peer's namespace and room: any names do; these have Satchel's shapes.
+SIO_PEER_COMMUNITY = "0" * 24
+SIO_PEER_CHANNEL = "1" * 24
+
+
+def ensure_node_socketio_peer() -> bool:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        log("node/npm not found: the Node socket.io peer is skipped")
+        return False
+    if not (NODE_SIO_PEER / "node_modules" / "socket.io").exists():
+        log("npm ci (benches/peers/node_socketio, socket.io pinned by package-lock.json)")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_SIO_PEER, check=True)
+    return True
+
+
+def start_satchel_socketio(data_dir: Path) -> Server:
+    return start_satchel(data_dir, ["--socketio-ping-interval-ms", str(SIO_PING_MS),
+                                    "--socketio-ping-timeout-ms", str(SIO_PING_MS)])
+
+
+def start_node_socketio_peer() -> Server:
+    return Server("node-socket.io", ["node", str(NODE_SIO_PEER / "server.js"), "0", str(SIO_PING_MS), str(SIO_PING_MS)],
+                  r"listening on (\d+)")
+
+
+class AsnityApi:
+    """Asnity's REST API (``/api``, Nest's answers ``{statusCode, result}``)."""
+
+    def __init__(self, port: int, token: str | None = None) -> None:
+        self.http = Http(port)
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        status, answer = self.http.request(method, "/api" + path, body, headers)
+        if status not in (200, 201) or not isinstance(answer, dict):
+            raise RuntimeError(f"{method} /api{path}: {status} {str(answer)[:200]}")
+        return answer.get("result")
+
+    def sign_in(self, email: str, password: str) -> str:
+        self.token = self.call("POST", "/user/auth/signin", {"id": email, "password": password})["accessToken"]
+        return self.token
+
+    def close(self) -> None:
+        self.http.close()
+
+
+SIO_EMAIL = "sio-bench@example.com"
+
+
+def satchel_asnity_setup(port: int) -> tuple[str, str, str]:
+    """One user (every client uses its token: one user, many tabs), a
+    community and a public channel: (access token, community id, channel id)."""
+    api = AsnityApi(port)
+    try:
+        api.call("POST", "/user/auth/signup", {"id": SIO_EMAIL, "password": PASSWORD, "nickname": "bench"})
+        token = api.sign_in(SIO_EMAIL, PASSWORD)
+        community = api.call("POST", "/community", {"name": "bench"})["_id"]
+        channel = api.call("POST", "/channel", {"communityId": community, "name": "general", "isPrivate": False,
+                                                 "type": "Channel"})["_id"]
+        return token, community, channel
+    finally:
+        api.close()
+
+
+def satchel_stored_chats(port: int, channel: str) -> set[int]:
+    """The sequence numbers (``#<seq>`` at the head of the content) of the
+    chats stored in ``channel``, read page by page over REST."""
+    api = AsnityApi(port)
+    try:
+        api.sign_in(SIO_EMAIL, PASSWORD)
+        stored: set[int] = set()
+        page = api.call("GET", f"/channels/{channel}/chat?prev=-1")
+        for _ in range(100_000):
+            for chat in page.get("chat", []):
+                content = chat.get("content", "")
+                if content.startswith("#") and content[1:11].isdigit():
+                    stored.add(int(content[1:11]))
+            if "prev" not in page:
+                break
+            page = api.call("GET", f"/channels/{channel}/chat?prev={page['prev']}")
+        return stored
+    finally:
+        api.close()
+
+
+def run_siogen(args: list[str], timeout: float) -> dict[str, Any]:
+    result = subprocess.run([str(SIOGEN), *args], capture_output=True, text=True, timeout=timeout,
+                            preexec_fn=_raise_fd_limit)
+    if result.stderr.strip():
+        log(result.stderr.strip())
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"siogen printed no result (exit {result.returncode}): {result.stderr}")
+    return json.loads(lines[-1])
+
+
+def _sio_target(server_name: str, data_dir: Path) -> tuple[Server, list[str], str | None]:
+    """Start a server for a Socket.IO case: (server, siogen's namespace/room/auth
+    arguments, the channel id when the chats are stored)."""
+    if server_name == "satchel":
+        server = start_satchel_socketio(data_dir)
+        try:
+            token, community, channel = satchel_asnity_setup(server.port)
+        except BaseException:
+            server.kill()
+            raise
+        auth = json.dumps({"token": f"Bearer {token}"}, separators=(",", ":"))
+        return server, ["--nsp", f"/socket/commu-{community}", "--room", channel, "--auth", auth], channel
+    server = start_node_socketio_peer()
+    return server, ["--nsp", f"/socket/commu-{SIO_PEER_COMMUNITY}", "--room", SIO_PEER_CHANNEL], None
+
+
+def socketio_fanout_case(server_name: str, subscribers: int, inflight: int, options: argparse.Namespace
+                         ) -> dict[str, Any]:
+    tmp = tempfile.TemporaryDirectory(prefix="satchel-bench-")
+    try:
+        data_dir = Path(tmp.name)
+        server, target, channel = _sio_target(server_name, data_dir)
+        acked_file = data_dir / "bench-acked-chats.txt"  # written by siogen, read here
+        durability = channel is not None and options.sio_crash_ms > 0
+        extra = ["--acked-file", str(acked_file), "--crash-after-ms", str(options.sio_crash_ms)] if durability else []
+        try:
+            result = run_siogen(
+                ["fanout", "--port", str(server.port), *target, "--subs", str(subscribers),
+                 "--size", str(SIO_CONTENT_BYTES), "--inflight", str(inflight),
+                 "--publishers", str(options.sio_publishers), "--warmup", str(options.warmup),
+                 "--duration", str(options.duration), "--server-pid", str(server.pid), *extra],
+                timeout=240 + options.duration,
+            )
+        finally:
+            server.kill()  # (the crash phase has killed Satchel already, with chats in flight)
+        if "error" in result:
+            raise RuntimeError(f"{result['error']}: {result.get('ready')} of {result.get('wanted')} connections ready")
+        if durability:
+            acked = {int(line) for line in acked_file.read_text().split()}
+            acked_file.unlink()
+            server = start_satchel_socketio(data_dir)
+            try:
+                stored = satchel_stored_chats(server.port, channel)  # type: ignore[arg-type]
+            finally:
+                server.stop()
+            missing = acked - stored
+            result["durability"] = {
+                "killed_with_chats_in_flight": result["crash"]["killed"],
+                "in_flight_at_kill": result["crash"]["sent"] - result["crash"]["acked"],
+                "acknowledged": len(acked), "stored_after_kill_9": len(stored),
+                "acknowledged_missing": len(missing), "durable": not missing and result["crash"]["killed"],
+            }
+        result["server"] = server_name
+        result["publishers"] = options.sio_publishers
+        return result
+    finally:
+        tmp.cleanup()
+
+
+def socketio_idle_case(server_name: str, connections: int, options: argparse.Namespace) -> dict[str, Any]:
+    tmp = tempfile.TemporaryDirectory(prefix="satchel-bench-")
+    try:
+        server, target, _ = _sio_target(server_name, Path(tmp.name))
+        try:
+            # Warm up: code and caches every connection shares are not per connection.
+            run_siogen(["idle", "--port", str(server.port), *target, "--subs", "50", "--hold", "0.5"], timeout=120)
+            time.sleep(1.0)
+            base = server.rss_kb()
+            hold = subprocess.Popen(
+                [str(SIOGEN), "idle", "--port", str(server.port), *target, "--subs", str(connections), "--hold", "300"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=_raise_fd_limit,
+            )
+            try:
+                assert hold.stdout is not None
+                ready = json.loads(hold.stdout.readline() or "{}")
+                if ready.get("ready") != connections:
+                    raise RuntimeError(f"only {ready} connections opened")
+                time.sleep(2.0)  # settle
+                rss = server.rss_kb()
+                cpu0, t0 = server.cpu_seconds(), time.monotonic()
+                time.sleep(options.idle_seconds)
+                cpu1, t1 = server.cpu_seconds(), time.monotonic()
+                rss_after = server.rss_kb()
+            finally:
+                assert hold.stdin is not None
+                hold.stdin.close()
+                try:
+                    hold.wait(20)
+                except subprocess.TimeoutExpired:
+                    hold.kill()
+        finally:
+            server.kill()
+        return {
+            "server": server_name, "connections": connections, "setup_s": ready.get("setup_s"),
+            "rss_base_kb": base, "rss_open_kb": rss, "rss_open_after_idle_kb": rss_after,
+            "kb_per_connection": (max(rss, rss_after) - base) / connections,
+            "idle_cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0), "idle_seconds": round(t1 - t0, 2),
+        }
+    finally:
+        tmp.cleanup()
+
+
+def bench_socketio(options: argparse.Namespace) -> dict[str, Any]:
+    servers = ["satchel"]
+    if ensure_node_socketio_peer():
+        servers.append("node-socket.io")
+    fanout = []
+    for inflight in options.inflight:
+        for subscribers in options.subs:
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+            for round_ in range(options.sio_rounds):
+                for server_name in servers:  # alternating, so that both see the same machine
+                    log(f"Socket.IO room fan-out {server_name}: {subscribers} clients in one room, {inflight} chat"
+                        f"{'s' if inflight > 1 else ''} in flight"
+                        + (f" (round {round_ + 1} of {options.sio_rounds})" if options.sio_rounds > 1 else "") + " ...")
+                    try:
+                        result = socketio_fanout_case(server_name, subscribers, inflight, options)
+                        durable = result.get("durability")
+                        log(f"  {result['deliveries_per_s']:,.0f} deliveries/s ({result['messages_per_s']:,.0f} chats/s), "
+                            f"p50 {result['latency_us']['p50']:.0f} us, p99 {result['latency_us']['p99']:.0f} us, "
+                            f"ack p99 {result['ack_latency_us']['p99']:.0f} us, lost {result['lost']}, "
+                            f"siogen cpu {result['loadgen_cpu']:.0%}, server cpu {result['server_cpu']:.0%}, "
+                            f"other processes {result['other_cpu']:.0%}"
+                            + (f"; after kill -9: {durable['acknowledged_missing']} of {durable['acknowledged']} acked "
+                               f"chats missing" if durable else ""))
+                    except Exception as error:
+                        log(f"  failed: {error}")
+                        result = {"server": server_name, "error": str(error)}
+                    result.update(subscribers=subscribers, inflight=inflight)
+                    runs[server_name].append(result)
+            for server_name in servers:
+                fanout.append(_median_round(runs[server_name]))
+    idle = []
+    if options.sio_idle_connections > 0:
+        for server_name in servers:
+            log(f"Socket.IO idle: {server_name}, {options.sio_idle_connections} clients in a namespace and a room ...")
+            try:
+                result = socketio_idle_case(server_name, options.sio_idle_connections, options)
+                log(f"  {result['kb_per_connection']:.1f} KB per client, {result['idle_cpu_percent']:.2f}% CPU idle")
+            except Exception as error:
+                log(f"  failed: {error}")
+                result = {"server": server_name, "error": str(error)}
+            idle.append(result)
+    return {"fanout": fanout, "idle": idle, "verdicts": socketio_verdicts(fanout, idle)}
+
+
+def _median_round(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median deliveries/s, and a summary of every round:
+    losses, refusals and durability count over all of them."""
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return runs[0]
+    good.sort(key=lambda r: r["deliveries_per_s"])
+    chosen = dict(good[(len(good) - 1) // 2])
+    if len(runs) > 1:
+        chosen["rounds"] = [
+            {key: r.get(key) for key in ("deliveries_per_s", "latency_us", "lost", "refused", "stalled", "server_cpu",
+                                         "loadgen_cpu", "other_cpu", "durability", "error")} for r in runs]
+        chosen["lost"] = max(r["lost"] for r in good)
+        chosen["refused"] = max(r["refused"] for r in good)
+        chosen["unparsed_deliveries"] = max(r["unparsed_deliveries"] for r in good)
+        chosen["stalled"] = any(r["stalled"] for r in good) or len(good) < len(runs)
+        durable = [r["durability"] for r in good if "durability" in r]
+        if durable:
+            chosen["durability"] = {
+                "killed_with_chats_in_flight": all(d["killed_with_chats_in_flight"] for d in durable),
+                "in_flight_at_kill": sum(d["in_flight_at_kill"] for d in durable),
+                "acknowledged": sum(d["acknowledged"] for d in durable),
+                "stored_after_kill_9": sum(d["stored_after_kill_9"] for d in durable),
+                "acknowledged_missing": sum(d["acknowledged_missing"] for d in durable),
+                "durable": all(d["durable"] for d in durable),
+                "rounds": len(durable),
+            }
+    return chosen
+
+
+def socketio_verdicts(fanout: list[dict[str, Any]], idle: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    verdicts = []
+    for inflight, subscribers in sorted({(r["inflight"], r["subscribers"]) for r in fanout}):
+        rows = {r["server"]: r for r in fanout if (r["inflight"], r["subscribers"]) == (inflight, subscribers)}
+        ours, theirs = rows.get("satchel"), rows.get("node-socket.io")
+        if not ours or not theirs or "error" in ours or "error" in theirs:
+            continue
+        target = TARGETS["socketio_1000"] if subscribers <= 1000 else TARGETS["socketio_5000"]
+        ratio = ours["deliveries_per_s"] / theirs["deliveries_per_s"] if theirs["deliveries_per_s"] else 0.0
+        durable = ours.get("durability", {}).get("durable")
+        clean = ours["lost"] == 0 and not ours["refused"] and not ours["unparsed_deliveries"] and not ours["stalled"]
+        checks = {"ratio": ratio >= target, "lost": clean, "p99": ours["latency_us"]["p99"] <= theirs["latency_us"]["p99"],
+                  "durable": durable}
+        verdicts.append({
+            "case": f"{subscribers} clients", "subscribers": subscribers, "inflight": inflight, "ratio": ratio,
+            "target": f">= {target:g}x, 0 lost, p99 <= Node, acks durable", "p99": ours["latency_us"]["p99"],
+            "peer_p99": theirs["latency_us"]["p99"], "lost": ours["lost"], "durable": durable, "checks": checks,
+            "met": all(value is True for value in checks.values()),
+        })
+    ours = next((r for r in idle if r["server"] == "satchel" and "error" not in r), None)
+    theirs = next((r for r in idle if r["server"] == "node-socket.io" and "error" not in r), None)
+    if ours:
+        verdicts.append({
+            "case": f"idle, {ours['connections']} clients", "kb_per_connection": ours["kb_per_connection"],
+            "peer_kb_per_connection": theirs["kb_per_connection"] if theirs else None,
+            "target": f"<= {TARGETS['socketio_idle_kb']:g} KB per client",
+            "met": ours["kb_per_connection"] <= TARGETS["socketio_idle_kb"],
+        })
+    return verdicts
+
+
+def socketio_table(report: dict[str, Any]) -> list[str]:
+    sio = report["socketio"]
+    options = report["options"]
+    judged = options["inflight"][0]
+    lines = ["## Socket.IO room fan-out: Satchel (Asnity, chats stored in SQLite before the ack) vs Node socket.io 4 "
+             "(in memory)", ""]
+    lines.append(f"All clients in one room of one namespace, over the websocket transport; one publisher "
+                 f"({options['sio_publishers']} connection{'s' if options['sio_publishers'] > 1 else ''}) sends `chat` "
+                 f"events with an ack, {SIO_CONTENT_BYTES}-byte content, closed loop; a chat is done when it is acked "
+                 "and every client has its `new-chat`. Latency: publisher send -> client read of `new-chat`; ack: "
+                 "publisher send -> ack read. Load generator: `loadgen/siogen.c`.")
+    lines.append("")
+    for inflight in options["inflight"]:
+        rows = [r for r in sio["fanout"] if r.get("inflight") == inflight]
+        if not rows:
+            continue
+        note = "the targets are judged here" if inflight == judged else "shown for reference, not judged"
+        lines.append(f"### {inflight} chat{'s' if inflight > 1 else ''} in flight ({note})")
+        lines.append("")
+        lines.append("| clients | server | deliveries/s | chats/s | p50 | p99 | max | ack p50 | ack p99 | lost "
+                     "| siogen CPU | server CPU | other processes |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            if "error" in r:
+                lines.append(f"| {r['subscribers']} | {r['server']} | failed: {r['error'][:60]} |  |  |  |  |  |  |  |  |  |  |")
+                continue
+            lat, ack = r["latency_us"], r["ack_latency_us"]
+            lost = str(r["lost"])
+            for key in ("refused", "unparsed_deliveries", "misrouted", "closed_by_server"):
+                if r.get(key):
+                    lost += f" ({key.replace('_', ' ')} {r[key]})"
+            lines.append(
+                f"| {r['subscribers']} | {r['server']} | {_fmt_rate(r['deliveries_per_s'])} | {r['messages_per_s']:,.0f} "
+                f"| {_fmt_us(lat['p50'])} | {_fmt_us(lat['p99'])} | {_fmt_us(lat['max'])} | {_fmt_us(ack['p50'])} "
+                f"| {_fmt_us(ack['p99'])} | {lost} | {r['loadgen_cpu']:.0%} | {r['server_cpu']:.0%} "
+                f"| {max(0.0, r.get('other_cpu', 0)):.0%} |")
+        lines.append("")
+        lines.append("| clients | Satchel / Node (deliveries/s) | p99: Satchel vs Node | lost | acked chats after "
+                     "kill -9 | target | verdict |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for v in sio["verdicts"]:
+            if v.get("inflight") != inflight:
+                continue
+            ours = next(r for r in rows if r["server"] == "satchel" and r["subscribers"] == v["subscribers"])
+            durable = ours.get("durability")
+            stored = ("-" if not durable else
+                      f"{durable['acknowledged'] - durable['acknowledged_missing']:,} of {durable['acknowledged']:,} "
+                      f"stored ({durable['in_flight_at_kill']} in flight at the kill)")
+            shown = _verdict(v["met"]) if inflight == judged else f"({_verdict(v['met']).lower()})"
+            missed = [name for name, ok in v["checks"].items() if ok is not True]
+            if missed:
+                shown += " - " + ", ".join(missed)
+            lines.append(f"| {v['subscribers']} | {v['ratio']:.2f}x | {_fmt_us(v['p99'])} vs {_fmt_us(v['peer_p99'])} "
+                         f"| {v['lost']} | {stored} | {v['target']} | {shown} |")
+        lines.append("")
+    if sio.get("idle"):
+        lines.append("## Idle Socket.IO clients (connected to a namespace, in a room)")
+        lines.append("")
+        lines.append("| server | clients | RSS per client | CPU while idle | target | verdict |")
+        lines.append("|---|---|---|---|---|---|")
+        verdict = next((v for v in sio["verdicts"] if "kb_per_connection" in v), None)
+        for r in sio["idle"]:
+            if "error" in r:
+                lines.append(f"| {r['server']} | failed: {r['error'][:60]} |  |  |  |  |")
+                continue
+            satchel = r["server"] == "satchel"
+            lines.append(f"| {r['server']} | {r['connections']} | {r['kb_per_connection']:.1f} KB "
+                         f"| {r['idle_cpu_percent']:.2f}% of a core "
+                         f"| {verdict['target'] if satchel and verdict else ''} "
+                         f"| {_verdict(verdict['met']) if satchel and verdict else ''} |")
+        lines.append("")
+    return lines
+
+
 # --- the table -------------------------------------------------------------------------
 
 
@@ -995,6 +1388,8 @@ def table(report: dict[str, Any]) -> str:
                         f"({'all durable' if result['durable'] else 'SOME LOST'})."
                     )
         lines.append("")
+    if report.get("socketio"):
+        lines.extend(socketio_table(report))
     return "\n".join(lines)
 
 
@@ -1110,7 +1505,8 @@ def fanout_verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="fanout,idle,rest,inbox", help="comma-separated: fanout,idle,rest,inbox")
+    parser.add_argument("--only", default="fanout,idle,rest,inbox,socketio",
+                        help="comma-separated: fanout,idle,rest,inbox,socketio")
     parser.add_argument("--quick", action="store_true", help="short runs, 1000 subscribers only")
     parser.add_argument("--peers", default="websockets,node", help="comma-separated peers for fan-out and idle")
     parser.add_argument("--subs", default="1000,5000", help="subscriber counts for fan-out")
@@ -1135,6 +1531,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inbox-max-requests", type=int, default=2_000_000, help="at most this many datagrams per UDP case")
     parser.add_argument("--inbox-http-inboxes", type=int, default=64)
     parser.add_argument("--inbox-http-seconds", type=int, default=10)
+    parser.add_argument("--sio-idle-connections", type=int, default=5000,
+                        help="Socket.IO clients held open for the idle memory case (0 skips it)")
+    parser.add_argument("--sio-rounds", type=int, default=1,
+                        help="run each Socket.IO fan-out case this many times, Satchel and Node alternating; the "
+                             "round with the median deliveries/s is shown (losses and durability count over all)")
+    parser.add_argument("--sio-publishers", type=int, default=1,
+                        help="publisher connections of the Socket.IO fan-out (the targets are for 1; more shows "
+                             "what handling several chats at once would give)")
+    parser.add_argument("--sio-crash-ms", type=int, default=300,
+                        help="after each Satchel Socket.IO fan-out case, publish on this long and kill -9 the server "
+                             "with chats in flight, then check every acked chat is stored (0 skips it)")
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))
     options = parser.parse_args(argv)
     options.only = {part.strip() for part in options.only.split(",") if part.strip()}
@@ -1148,6 +1555,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         options.inflight = options.inflight[:1]
         options.duration = min(options.duration, 3.0)
         options.idle_connections = min(options.idle_connections, 1000)
+        options.sio_idle_connections = min(options.sio_idle_connections, 1000)
         options.idle_seconds = min(options.idle_seconds, 3.0)
         options.rest_seconds = min(options.rest_seconds, 4)
         options.inbox_seconds = min(options.inbox_seconds, 3.0)
@@ -1160,7 +1568,7 @@ def main(argv: list[str] | None = None) -> int:
     _raise_fd_limit()
     RESULTS.mkdir(parents=True, exist_ok=True)
     peers = list(options.peers)
-    if "node" in peers and not ensure_node_peer():
+    if "node" in peers and options.only & {"fanout", "idle"} and not ensure_node_peer():
         peers.remove("node")
     report: dict[str, Any] = {
         "command": " ".join(["python benches/run.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -1169,7 +1577,7 @@ def main(argv: list[str] | None = None) -> int:
         "options": {key: (sorted(value) if isinstance(value, set) else value) for key, value in vars(options).items()},
         "targets": TARGETS,
     }
-    if options.only & {"fanout", "idle", "inbox"}:
+    if options.only & {"fanout", "idle", "inbox", "socketio"}:
         build_loadgen()
     if "fanout" in options.only:
         report["fanout"] = bench_fanout(options, peers)
@@ -1186,6 +1594,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:
             log(f"inbox bench failed: {error}")
             report["inbox"] = {"error": str(error)}
+    if "socketio" in options.only:
+        report["socketio"] = bench_socketio(options)
     output = Path(options.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,897 @@
+/*
+ * siogen: a lean Socket.IO (Engine.IO v4 over websocket) load generator for
+ * Satchel's room fan-out and idle benches (benches/README.md, "Socket.IO").
+ *
+ * One process, one thread, one epoll loop, loopback only; a sibling of
+ * loadgen.c (same websocket framing, same histogram, same closed loop).
+ * Every connection opens `/socket.io/?EIO=4&transport=websocket`, waits for
+ * the Engine.IO open packet (`0{...}`), sends the Socket.IO CONNECT
+ * `40<nsp>,<auth>` and waits for `40<nsp>,{"sid":...}`. A subscriber then
+ * sends `42<nsp>,["join",{"channels":["<room>"]}]` and, as a barrier, a chat
+ * whose content is over Asnity's 300-character limit with ack id 0: the
+ * server handles one connection's events in order and acks such a chat
+ * `{written:false}` without storing or sending anything, so its ack
+ * (`43<nsp>,0[...]`) says the join is done. The publisher joins nothing.
+ *
+ * The publisher is closed-loop: at most --inflight chats are outstanding,
+ *   42<nsp>,<seq>["chat",{"chatType":"new","channelId":"<room>","content":"<C>"}]
+ * with ack id = sequence number and C exactly --size bytes:
+ *   #<seq, 10 digits>t<send time, ns since start, 16 digits>xxxx...
+ * A chat stops being outstanding when its ack `43<nsp>,<seq>[{"written":true`
+ * has come back and every subscriber has its `new-chat`. Subscribers never
+ * decode JSON: each read is walked frame by frame through the websocket
+ * headers and each text frame is compared with one fixed prefix,
+ *   42<nsp>,["new-chat",{"type":"TEXT","content":"#
+ * after which the sequence number and the send time sit at fixed offsets.
+ * (A new-chat frame that does not match that prefix is counted as
+ * `unparsed_deliveries`: it must be 0.) Latency = subscriber read time -
+ * the send time in the content, on one clock; one clock read per read().
+ * Engine.IO pings ("2") are answered ("3") on every connection.
+ *
+ * Modes:
+ *   siogen fanout [options]   measure deliveries/s, latency, losses
+ *   siogen idle   [options]   open the connections (namespace + room), print
+ *                             one JSON line ({"ready":N,...}), hold them
+ *                             until stdin closes or --hold seconds pass
+ *
+ * --crash-after-ms MS (fanout, with --server-pid): after the measured run and
+ * its drain, publish on for MS milliseconds and then SIGKILL the server with
+ * chats in flight; read what it had already written, and write every chat
+ * acknowledged over the whole run (sequence numbers, one a line) to
+ * --acked-file. The runner restarts the server on the same data and checks
+ * that each of them is stored.
+ *
+ * --publishers P (fanout): P publisher connections, chats sent round robin,
+ * --inflight outstanding over all of them (a diagnostic: the server handles
+ * the chats of different connections concurrently; `reordered` then counts
+ * chats of different publishers arriving in another order, as expected).
+ *
+ * CPU: the result shows siogen's own CPU (user + system, share of one core),
+ * the server's (from /proc/PID/stat, every thread) and that of every other
+ * process on the machine (/proc/stat), over the measured window.
+ *
+ * Everything is bounded: connection count, run time, every wait.
+ * The result is one JSON object on stdout. Build: cc -O2 -o siogen siogen.c
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 1024
+#define READ_SIZE (256 * 1024)
+#define PREFIX 192      /* payload bytes looked at per frame */
+#define CARRY_MAX 256   /* a partial frame header plus payload prefix */
+#define SLOTS 65536     /* per sequence number: deliveries, ack, send time */
+#define HIST_FINE 20000 /* 1 us buckets up to 20 ms */
+#define HIST_COARSE 100000 /* then 100 us buckets up to 10 s */
+#define SEQ_DIGITS 10
+#define TS_DIGITS 16
+
+enum { S_CONNECTING, S_HANDSHAKE, S_WAIT_OPEN, S_WAIT_CONNECT, S_JOINING, S_READY, S_CLOSED };
+
+typedef struct {
+    int fd;
+    int state;
+    int is_pub;
+    uint8_t *out;       /* a publisher's unsent bytes */
+    size_t out_len;
+    uint8_t *hs;        /* handshake response buffer, freed once open */
+    size_t hs_len;
+    uint64_t skip;      /* payload bytes of the current frame still to skip */
+    uint32_t carry_len;
+    uint8_t carry[CARRY_MAX];
+    uint64_t received;  /* new-chat frames received */
+    int64_t last_seq;
+    uint64_t reordered;
+} conn_t;
+
+/* options */
+static const char *opt_host = "127.0.0.1";
+static int opt_port = 0;
+static const char *opt_path = "/socket.io/?EIO=4&transport=websocket";
+static const char *opt_nsp = "/";
+static const char *opt_auth = NULL;     /* CONNECT payload, e.g. {"token":"Bearer ..."} */
+static const char *opt_room = "room";
+static int opt_subs = 1000;
+static int opt_size = 100;              /* bytes of each chat's content */
+static int opt_inflight = 8;
+static double opt_warmup = 1.0;
+static double opt_duration = 5.0;
+static double opt_setup_timeout = 180.0;
+static double opt_stall = 5.0;
+static double opt_hold = 60.0;
+static int opt_server_pid = 0;
+static int opt_concurrent_handshakes = 128;
+static const char *opt_acked_file = NULL;
+static int opt_crash_after_ms = 0;
+
+static conn_t *conns;
+static int nconns;
+static conn_t *pubs;                   /* the publishers: conns[opt_subs ..] */
+static int opt_publishers = 1;
+static int next_pub = 0;
+static int epfd;
+static uint64_t t_start;
+
+/* per sequence slot */
+static uint32_t slot_count[SLOTS];
+static uint8_t slot_acked[SLOTS];
+static uint64_t slot_sent_ns[SLOTS];
+static uint64_t seq_next = 1;         /* next sequence number to send */
+static uint64_t inflight = 0;
+static uint64_t expected_per_msg = 0;
+
+/* counters */
+static int measuring = 0, counting = 1;
+static uint64_t window_deliveries = 0, window_messages = 0;
+static uint64_t total_deliveries = 0, misrouted = 0, other_frames = 0, closes_seen = 0, pings_answered = 0;
+static uint64_t unparsed_deliveries = 0, acks = 0, refused = 0, bad_acks = 0;
+static uint32_t *hist, *ack_hist;
+static uint64_t hist_n = 0, lat_max_ns = 0, ack_hist_n = 0, ack_max_ns = 0;
+static uint64_t last_progress_ns = 0;
+static uint64_t *acked_seqs;
+static size_t acked_len = 0, acked_cap = 0;
+
+static uint8_t *rbuf;
+static char new_chat_prefix[512];
+static size_t new_chat_prefix_len;
+static char ack_prefix[512];
+static size_t ack_prefix_len;
+static char connect_prefix[512];
+static size_t connect_prefix_len;
+static uint8_t mask_key[4] = {0x37, 0xfa, 0x21, 0x3d};
+#define PUB_OUT (1 << 20)
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static double server_cpu_seconds(void) {
+    if (!opt_server_pid) return 0;
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/stat", opt_server_pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p) return 0;
+    unsigned long utime = 0, stime = 0;
+    int field = 2;
+    for (char *q = p + 1; *q; q++) {
+        if (*q == ' ') {
+            field++;
+            if (field == 14) utime = strtoul(q + 1, NULL, 10);
+            if (field == 15) { stime = strtoul(q + 1, NULL, 10); break; }
+        }
+    }
+    return (double)(utime + stime) / sysconf(_SC_CLK_TCK);
+}
+
+/* the machine's busy CPU time (every process), from /proc/stat, in seconds */
+static double machine_busy_seconds(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    unsigned long long v[10] = {0};
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &v[6], &v[7], &v[8], &v[9]);
+    fclose(f);
+    if (n < 4) return 0;
+    /* user nice system idle iowait irq softirq steal (guest time is inside user) */
+    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    return (double)busy / sysconf(_SC_CLK_TCK);
+}
+
+static void die(const char *what) {
+    fprintf(stderr, "siogen: %s: %s\n", what, strerror(errno));
+    exit(2);
+}
+
+static void record(uint32_t *h, uint64_t *n, uint64_t *max, uint64_t ns) {
+    uint64_t us = ns / 1000;
+    size_t i;
+    if (us < HIST_FINE) i = us;
+    else {
+        uint64_t c = (us - HIST_FINE) / 100;
+        if (c >= HIST_COARSE) c = HIST_COARSE - 1;
+        i = HIST_FINE + c;
+    }
+    h[i]++;
+    (*n)++;
+    if (ns > *max) *max = ns;
+}
+
+static double percentile(const uint32_t *h, uint64_t n, double p) {
+    if (!n) return 0;
+    uint64_t target = (uint64_t)(p * n);
+    if (target >= n) target = n - 1;
+    uint64_t seen = 0;
+    for (size_t i = 0; i < HIST_FINE + HIST_COARSE; i++) {
+        seen += h[i];
+        if (seen > target) {
+            if (i < HIST_FINE) return (double)i + 0.5;
+            return HIST_FINE + (double)(i - HIST_FINE) * 100 + 50;
+        }
+    }
+    return 0;
+}
+
+static void set_nonblock(int fd) {
+    int flags = fcntl(fd, F_GETFL, 0);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+static void ep_mod(conn_t *c, uint32_t events) {
+    struct epoll_event ev = {.events = events, .data.ptr = c};
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl mod");
+}
+
+static void start_connect(conn_t *c) {
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(opt_port)};
+    inet_pton(AF_INET, opt_host, &sa.sin_addr);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (c->fd < 0) die("socket");
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) die("connect");
+    c->state = S_CONNECTING;
+    c->last_seq = -1;
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl add");
+}
+
+static int write_all_small(int fd, const void *data, size_t len) {
+    /* handshakes and small control frames only */
+    const uint8_t *p = data;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) { struct pollfd pf = {fd, POLLOUT, 0}; poll(&pf, 1, 100); continue; }
+            return -1;
+        }
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static size_t client_frame(uint8_t *out, int opcode, const uint8_t *payload, size_t len) {
+    size_t h = 0;
+    out[h++] = 0x80 | opcode;
+    if (len < 126) out[h++] = 0x80 | len;
+    else if (len < 65536) { out[h++] = 0x80 | 126; out[h++] = len >> 8; out[h++] = len & 0xff; }
+    else { out[h++] = 0x80 | 127; for (int i = 7; i >= 0; i--) out[h++] = (len >> (8 * i)) & 0xff; }
+    memcpy(out + h, mask_key, 4);
+    h += 4;
+    for (size_t i = 0; i < len; i++) out[h + i] = payload[i] ^ mask_key[i & 3];
+    return h + len;
+}
+
+static void send_handshake(conn_t *c) {
+    char req[4096];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                     opt_path, opt_host, opt_port);
+    if (write_all_small(c->fd, req, n) < 0) die("handshake write");
+    c->state = S_HANDSHAKE;
+    c->hs = malloc(16384);
+    c->hs_len = 0;
+    ep_mod(c, EPOLLIN);
+}
+
+static void send_text(conn_t *c, const char *text, size_t len) {
+    uint8_t frame[8192];
+    if (len + 14 > sizeof frame) { fprintf(stderr, "siogen: control frame too long\n"); exit(2); }
+    size_t n = client_frame(frame, 1, (const uint8_t *)text, len);
+    if (write_all_small(c->fd, frame, n) < 0 && c->state != S_CLOSED) closes_seen++;
+}
+
+/* "<type><nsp>," - the namespace part of a Socket.IO packet ("/" has none) */
+static int packet_head(char *out, size_t cap, const char *type) {
+    if (strcmp(opt_nsp, "/") == 0) return snprintf(out, cap, "%s", type);
+    return snprintf(out, cap, "%s%s,", type, opt_nsp);
+}
+
+static int ready_count = 0, failed_count = 0;
+
+static void became_ready(conn_t *c) {
+    c->state = S_READY;
+    ready_count++;
+}
+
+static void conn_failed(conn_t *c, const char *why) {
+    if (c->state == S_CLOSED) return;
+    if (c->state != S_READY) {
+        failed_count++;
+        if (failed_count <= 3) fprintf(stderr, "siogen: a connection failed during setup: %s\n", why);
+    } else {
+        closes_seen++;
+    }
+    c->state = S_CLOSED;
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+}
+
+static void send_connect(conn_t *c) {
+    char packet[4096];
+    int n = packet_head(packet, sizeof packet, "40");
+    if (opt_auth) n += snprintf(packet + n, sizeof packet - n, "%s", opt_auth);
+    send_text(c, packet, n);
+    c->state = S_WAIT_CONNECT;
+}
+
+static void send_join(conn_t *c) {
+    char packet[4096];
+    int n = packet_head(packet, sizeof packet, "42");
+    n += snprintf(packet + n, sizeof packet - n, "[\"join\",{\"channels\":[\"%s\"]}]", opt_room);
+    send_text(c, packet, n);
+    /* the barrier: a chat over 300 characters, acked {written:false}, nothing stored */
+    n = packet_head(packet, sizeof packet, "42");
+    n += snprintf(packet + n, sizeof packet - n, "0[\"chat\",{\"chatType\":\"new\",\"channelId\":\"%s\",\"content\":\"",
+                  opt_room);
+    memset(packet + n, 'b', 301);
+    n += 301;
+    n += snprintf(packet + n, sizeof packet - n, "\"}]");
+    send_text(c, packet, n);
+    c->state = S_JOINING;
+}
+
+static void complete_if_done(uint32_t slot, uint64_t now) {
+    if (slot_acked[slot] && slot_count[slot] == expected_per_msg) {
+        slot_acked[slot] = 2; /* done */
+        inflight--;
+        if (measuring) window_messages++;
+        last_progress_ns = now;
+    }
+}
+
+static uint64_t parse_digits(const uint8_t *d, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = v * 10 + (uint64_t)(d[i] - '0');
+    return v;
+}
+
+static void on_delivery(conn_t *c, const uint8_t *marker, uint64_t now) {
+    /* marker: "<seq 10>t<ts 16>" */
+    if (c->is_pub) { misrouted++; return; }
+    uint64_t seq = parse_digits(marker, SEQ_DIGITS);
+    uint64_t sent = parse_digits(marker + SEQ_DIGITS + 1, TS_DIGITS) + t_start;
+    if ((int64_t)seq <= c->last_seq) c->reordered++;
+    c->last_seq = seq;
+    c->received++;
+    if (!counting) return;
+    total_deliveries++;
+    if (measuring) {
+        window_deliveries++;
+        record(hist, &hist_n, &lat_max_ns, now - sent);
+    }
+    uint32_t slot = seq & (SLOTS - 1);
+    slot_count[slot]++;
+    complete_if_done(slot, now);
+}
+
+static void on_ack(conn_t *c, const uint8_t *p, size_t len, uint64_t now) {
+    /* p points after "43<nsp>,": "<id>[{"written":true..." */
+    size_t i = 0;
+    uint64_t id = 0;
+    while (i < len && p[i] >= '0' && p[i] <= '9') id = id * 10 + (p[i++] - '0');
+    if (i == 0) { bad_acks++; return; }
+    if (!c->is_pub) {
+        if (id == 0 && c->state == S_JOINING) became_ready(c);
+        else bad_acks++;
+        return;
+    }
+    static const char written[] = "[{\"written\":true";
+    if (len - i < sizeof written - 1 || memcmp(p + i, written, sizeof written - 1) != 0) {
+        refused++;
+        return;
+    }
+    if (id == 0 || id >= seq_next) { bad_acks++; return; }
+    acks++;
+    if (acked_len == acked_cap) {
+        acked_cap = acked_cap ? acked_cap * 2 : 4096;
+        acked_seqs = realloc(acked_seqs, acked_cap * sizeof *acked_seqs);
+        if (!acked_seqs) die("realloc");
+    }
+    acked_seqs[acked_len++] = id;
+    uint32_t slot = id & (SLOTS - 1);
+    if (measuring) record(ack_hist, &ack_hist_n, &ack_max_ns, now - slot_sent_ns[slot]);
+    if (!counting) return;
+    if (slot_acked[slot] == 0) {
+        slot_acked[slot] = 1;
+        complete_if_done(slot, now);
+    }
+}
+
+static void on_text(conn_t *c, const uint8_t *p, size_t len, uint64_t plen, uint64_t now) {
+    if (len >= new_chat_prefix_len + SEQ_DIGITS + 1 + TS_DIGITS
+        && memcmp(p, new_chat_prefix, new_chat_prefix_len) == 0) {
+        on_delivery(c, p + new_chat_prefix_len, now);
+        return;
+    }
+    if (plen == 1 && len == 1 && p[0] == '2') { /* Engine.IO ping */
+        send_text(c, "3", 1);
+        pings_answered++;
+        return;
+    }
+    if (len > ack_prefix_len && memcmp(p, ack_prefix, ack_prefix_len) == 0) {
+        on_ack(c, p + ack_prefix_len, len - ack_prefix_len, now);
+        return;
+    }
+    if (c->state == S_WAIT_OPEN && len >= 2 && p[0] == '0' && p[1] == '{') {
+        send_connect(c);
+        return;
+    }
+    if (c->state == S_WAIT_CONNECT && len >= connect_prefix_len && memcmp(p, connect_prefix, connect_prefix_len) == 0) {
+        if (c->is_pub) became_ready(c);
+        else send_join(c);
+        return;
+    }
+    if (len >= 2 && p[0] == '4' && p[1] == '4') {
+        char why[256];
+        snprintf(why, sizeof why, "connect_error: %.*s", (int)(len < 200 ? len : 200), p);
+        conn_failed(c, why);
+        return;
+    }
+    if (memmem(p, len, "\"new-chat\"", 10)) unparsed_deliveries++;
+    else other_frames++;
+}
+
+static void on_frame(conn_t *c, int opcode, const uint8_t *prefix, size_t prefix_len, uint64_t plen, uint64_t now) {
+    if (opcode == 1) {
+        on_text(c, prefix, prefix_len, plen, now);
+    } else if (opcode == 8) {
+        conn_failed(c, "server closed the websocket");
+    } else if (opcode == 9 && plen <= prefix_len) {
+        uint8_t frame[256];
+        size_t n = client_frame(frame, 0xA, prefix, plen);
+        write_all_small(c->fd, frame, n);
+    } else {
+        other_frames++;
+    }
+}
+
+/* Walk frames in data; keep an incomplete header+prefix in c->carry. */
+static void feed(conn_t *c, const uint8_t *buf, size_t len, uint64_t now) {
+    size_t pos = 0;
+    if (c->skip) {
+        uint64_t take = c->skip < len ? c->skip : len;
+        pos += take;
+        c->skip -= take;
+    }
+    while (pos < len && c->state != S_CLOSED) {
+        size_t avail = len - pos;
+        if (avail < 2) break;
+        const uint8_t *p = buf + pos;
+        uint64_t plen = p[1] & 0x7f;
+        size_t hdr = 2;
+        if (plen == 126) {
+            if (avail < 4) break;
+            plen = ((uint64_t)p[2] << 8) | p[3];
+            hdr = 4;
+        } else if (plen == 127) {
+            if (avail < 10) break;
+            plen = 0;
+            for (int i = 0; i < 8; i++) plen = (plen << 8) | p[2 + i];
+            hdr = 10;
+        }
+        if (p[1] & 0x80) hdr += 4; /* a masked server frame would be a server bug; skip the key */
+        size_t want = plen < PREFIX ? plen : PREFIX;
+        if (avail < hdr + want) break;
+        on_frame(c, p[0] & 0x0f, p + hdr, want, plen, now);
+        if (avail - hdr >= plen) {
+            pos += hdr + plen;
+        } else {
+            c->skip = plen - (avail - hdr);
+            pos = len;
+        }
+    }
+    size_t rest = len - pos;
+    if (rest > CARRY_MAX) { fprintf(stderr, "siogen: carry overflow\n"); exit(2); }
+    if (rest) memmove(c->carry, buf + pos, rest);
+    c->carry_len = rest;
+}
+
+static void on_handshake_data(conn_t *c, uint64_t now) {
+    ssize_t n = read(c->fd, c->hs + c->hs_len, 16384 - c->hs_len - 1);
+    if (n <= 0) {
+        if (n < 0 && errno == EAGAIN) return;
+        conn_failed(c, "closed during the handshake");
+        return;
+    }
+    c->hs_len += n;
+    c->hs[c->hs_len] = 0;
+    char *end = strstr((char *)c->hs, "\r\n\r\n");
+    if (!end) {
+        if (c->hs_len >= 16383) conn_failed(c, "handshake response too long");
+        return;
+    }
+    if (strncmp((char *)c->hs, "HTTP/1.1 101", 12) != 0) {
+        char line[160];
+        snprintf(line, sizeof line, "refused: %.120s", (char *)c->hs);
+        conn_failed(c, line);
+        return;
+    }
+    c->state = S_WAIT_OPEN;
+    size_t head = (uint8_t *)end + 4 - c->hs;
+    uint8_t *hs = c->hs;
+    size_t left = c->hs_len - head;
+    c->hs = NULL;
+    if (left) feed(c, hs + head, left, now);
+    free(hs);
+}
+
+static void on_readable(conn_t *c) {
+    for (;;) {
+        uint8_t *start = rbuf + CARRY_MAX - c->carry_len;
+        if (c->carry_len) memcpy(start, c->carry, c->carry_len);
+        ssize_t n = read(c->fd, rbuf + CARRY_MAX, READ_SIZE);
+        if (n <= 0) {
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+            conn_failed(c, "connection closed");
+            return;
+        }
+        uint64_t now = now_ns();
+        feed(c, start, c->carry_len + n, now);
+        if (n < READ_SIZE || c->state == S_CLOSED) return;
+    }
+}
+
+static void flush_pub(conn_t *pub) {
+    while (pub->out_len) {
+        ssize_t n = write(pub->fd, pub->out, pub->out_len);
+        if (n < 0) {
+            if (errno == EAGAIN) { ep_mod(pub, EPOLLIN | EPOLLOUT); return; }
+            if (!counting) { pub->out_len = 0; return; } /* the server is gone (the crash phase) */
+            die("publisher write");
+        }
+        memmove(pub->out, pub->out + n, pub->out_len - n);
+        pub->out_len -= n;
+    }
+    ep_mod(pub, EPOLLIN);
+}
+
+static int publishers_ready(void) {
+    for (int i = 0; i < opt_publishers; i++)
+        if (pubs[i].state != S_READY) return 0;
+    return 1;
+}
+
+static int sending = 0;
+
+static void publish_more(void) {
+    if (!sending || !publishers_ready()) return;
+    int wrote = 0;
+    uint64_t now = now_ns();
+    char packet[4096];
+    for (;;) {
+        /* round robin over the publishers */
+        conn_t *pub = &pubs[next_pub];
+        if (inflight >= (uint64_t)opt_inflight || pub->out_len + sizeof packet + 16 >= PUB_OUT) break;
+        next_pub = (next_pub + 1) % opt_publishers;
+        uint64_t seq = seq_next++;
+        uint32_t slot = seq & (SLOTS - 1);
+        if (slot_acked[slot] == 1 || (slot_count[slot] != 0 && slot_acked[slot] != 2)) {
+            fprintf(stderr, "siogen: sequence window wrapped onto an incomplete message\n");
+            exit(2);
+        }
+        slot_count[slot] = 0;
+        slot_acked[slot] = 0;
+        slot_sent_ns[slot] = now;
+        int n = packet_head(packet, sizeof packet, "42");
+        n += snprintf(packet + n, sizeof packet - n,
+                      "%llu[\"chat\",{\"chatType\":\"new\",\"channelId\":\"%s\",\"content\":\"#%0*llut%0*llu",
+                      (unsigned long long)seq, opt_room, SEQ_DIGITS, (unsigned long long)(seq % 10000000000ull),
+                      TS_DIGITS, (unsigned long long)(now - t_start));
+        int pad = opt_size - (1 + SEQ_DIGITS + 1 + TS_DIGITS);
+        memset(packet + n, 'x', pad);
+        n += pad;
+        n += snprintf(packet + n, sizeof packet - n, "\"}]");
+        pub->out_len += client_frame(pub->out + pub->out_len, 1, (uint8_t *)packet, n);
+        inflight++;
+        wrote = 1;
+    }
+    if (wrote)
+        for (int i = 0; i < opt_publishers; i++) flush_pub(&pubs[i]);
+}
+
+static void event_loop_once(int timeout_ms) {
+    struct epoll_event events[MAX_EVENTS];
+    int n = epoll_wait(epfd, events, MAX_EVENTS, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR) return;
+        die("epoll_wait");
+    }
+    for (int i = 0; i < n; i++) {
+        conn_t *c = events[i].data.ptr;
+        if (c->state == S_CLOSED) continue;
+        if (c->state == S_CONNECTING) {
+            if (events[i].events & (EPOLLERR | EPOLLHUP)) { conn_failed(c, "connect failed"); continue; }
+            if (events[i].events & EPOLLOUT) send_handshake(c);
+            continue;
+        }
+        if (c->is_pub && (events[i].events & EPOLLOUT)) flush_pub(c);
+        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+            if (c->state == S_HANDSHAKE) on_handshake_data(c, now_ns());
+            else on_readable(c);
+        }
+    }
+}
+
+static int in_setup(conn_t *c) { return c->state != S_READY && c->state != S_CLOSED; }
+
+static void setup(void) {
+    int started = 0, pending = 0;
+    uint64_t deadline = now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
+    while (ready_count + failed_count < nconns) {
+        if (started < nconns) {
+            pending = 0;
+            for (int i = 0; i < started; i++) pending += in_setup(&conns[i]);
+            while (started < nconns && pending < opt_concurrent_handshakes) {
+                start_connect(&conns[started++]);
+                pending++;
+            }
+        }
+        event_loop_once(10);
+        if (now_ns() > deadline) {
+            fprintf(stderr, "siogen: setup timed out: %d ready, %d failed of %d\n", ready_count, failed_count, nconns);
+            break;
+        }
+    }
+}
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: siogen fanout|idle --port P --nsp /socket/commu-ID --room CHANNEL [--auth JSON]\n"
+            "  [--path /socket.io/?EIO=4&transport=websocket] [--subs N] [--size BYTES] [--inflight K]\n"
+            "  [--warmup S] [--duration S] [--server-pid PID] [--hold S] [--acked-file PATH]\n"
+            "  [--crash-after-ms MS] [--publishers P] [--setup-timeout S] [--stall S]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) usage();
+    const char *mode = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define OPT(name) (strcmp(a, name) == 0 && v && (i++, 1))
+        if (OPT("--host")) opt_host = v;
+        else if (OPT("--port")) opt_port = atoi(v);
+        else if (OPT("--path")) opt_path = v;
+        else if (OPT("--nsp")) opt_nsp = v;
+        else if (OPT("--auth")) opt_auth = v;
+        else if (OPT("--room")) opt_room = v;
+        else if (OPT("--subs")) opt_subs = atoi(v);
+        else if (OPT("--size")) opt_size = atoi(v);
+        else if (OPT("--inflight")) opt_inflight = atoi(v);
+        else if (OPT("--warmup")) opt_warmup = atof(v);
+        else if (OPT("--duration")) opt_duration = atof(v);
+        else if (OPT("--setup-timeout")) opt_setup_timeout = atof(v);
+        else if (OPT("--stall")) opt_stall = atof(v);
+        else if (OPT("--hold")) opt_hold = atof(v);
+        else if (OPT("--server-pid")) opt_server_pid = atoi(v);
+        else if (OPT("--acked-file")) opt_acked_file = v;
+        else if (OPT("--crash-after-ms")) opt_crash_after_ms = atoi(v);
+        else if (OPT("--publishers")) opt_publishers = atoi(v);
+        else if (OPT("--concurrent-handshakes")) opt_concurrent_handshakes = atoi(v);
+        else usage();
+    }
+    if (opt_publishers < 1 || opt_publishers > 64) usage();
+    if (!opt_port || opt_subs < 1 || opt_subs > 60000 || opt_inflight < 1 || opt_inflight > SLOTS / 4) usage();
+    if (opt_size < 1 + SEQ_DIGITS + 1 + TS_DIGITS || opt_size > 300) {
+        fprintf(stderr, "siogen: --size is %d..300 (Asnity's limit)\n", 1 + SEQ_DIGITS + 1 + TS_DIGITS);
+        return 2;
+    }
+    if (strlen(opt_nsp) > 200 || strlen(opt_room) > 200 || (opt_auth && strlen(opt_auth) > 2000)) usage();
+    if (strcmp(opt_host, "127.0.0.1") != 0 && strcmp(opt_host, "localhost") != 0) {
+        fprintf(stderr, "siogen: loopback only\n");
+        return 2;
+    }
+    opt_host = "127.0.0.1";
+    if (opt_duration > 120 || opt_hold > 600 || opt_warmup > 60 || opt_setup_timeout > 600 || opt_crash_after_ms > 10000) {
+        fprintf(stderr, "siogen: bounded runs only\n");
+        return 2;
+    }
+    if (opt_crash_after_ms && (!opt_server_pid || !opt_acked_file)) {
+        fprintf(stderr, "siogen: --crash-after-ms needs --server-pid and --acked-file\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+
+    t_start = now_ns();
+    rbuf = malloc(READ_SIZE + CARRY_MAX);
+    hist = calloc(HIST_FINE + HIST_COARSE, sizeof *hist);
+    ack_hist = calloc(HIST_FINE + HIST_COARSE, sizeof *ack_hist);
+    int n = packet_head(new_chat_prefix, sizeof new_chat_prefix, "42");
+    n += snprintf(new_chat_prefix + n, sizeof new_chat_prefix - n, "[\"new-chat\",{\"type\":\"TEXT\",\"content\":\"#");
+    new_chat_prefix_len = n;
+    ack_prefix_len = packet_head(ack_prefix, sizeof ack_prefix, "43");
+    connect_prefix_len = packet_head(connect_prefix, sizeof connect_prefix, "40");
+    if (new_chat_prefix_len + SEQ_DIGITS + 1 + TS_DIGITS > PREFIX) { fprintf(stderr, "siogen: namespace too long\n"); return 2; }
+
+    int is_fanout = strcmp(mode, "fanout") == 0;
+    if (!is_fanout && strcmp(mode, "idle") != 0) usage();
+    nconns = opt_subs + (is_fanout ? opt_publishers : 0);
+    conns = calloc(nconns, sizeof *conns);
+    if (is_fanout) {
+        pubs = &conns[opt_subs];
+        for (int i = 0; i < opt_publishers; i++) {
+            pubs[i].is_pub = 1;
+            pubs[i].out = malloc(PUB_OUT);
+            if (!pubs[i].out) die("malloc");
+        }
+    }
+    epfd = epoll_create1(0);
+    uint64_t t_setup = now_ns();
+    setup();
+    double setup_s = (now_ns() - t_setup) / 1e9;
+
+    if (!is_fanout) {
+        printf("{\"mode\":\"idle\",\"ready\":%d,\"failed\":%d,\"setup_s\":%.3f}\n", ready_count, failed_count, setup_s);
+        fflush(stdout);
+        set_nonblock(0);
+        uint64_t end = now_ns() + (uint64_t)(opt_hold * 1e9);
+        while (now_ns() < end) {
+            struct pollfd pf = {0, POLLIN, 0};
+            if (poll(&pf, 1, 0) > 0) {
+                char b[64];
+                ssize_t r = read(0, b, sizeof b);
+                if (r == 0 || (r < 0 && errno != EAGAIN)) break;
+            }
+            event_loop_once(100);
+        }
+        fprintf(stderr, "siogen idle: %llu pings answered, %llu closed by the server\n",
+                (unsigned long long)pings_answered, (unsigned long long)closes_seen);
+        return 0;
+    }
+
+    if (ready_count < nconns || !publishers_ready()) {
+        printf("{\"mode\":\"fanout\",\"error\":\"setup failed\",\"ready\":%d,\"failed\":%d,\"wanted\":%d}\n", ready_count,
+               failed_count, nconns);
+        return 1;
+    }
+    expected_per_msg = (uint64_t)opt_subs;
+
+    /* warmup, then the measured window, then drain */
+    sending = 1;
+    uint64_t t0 = now_ns();
+    last_progress_ns = t0;
+    uint64_t t_measure = t0 + (uint64_t)(opt_warmup * 1e9);
+    uint64_t t_end = t_measure + (uint64_t)(opt_duration * 1e9);
+    double cpu0 = 0, scpu0 = 0, cpu1 = 0, scpu1 = 0, mcpu0 = 0, mcpu1 = 0;
+    uint64_t tm0 = 0, tm1 = 0;
+    int stalled = 0;
+    publish_more();
+    for (;;) {
+        event_loop_once(50);
+        uint64_t now = now_ns();
+        if (!measuring && now >= t_measure && tm0 == 0) {
+            measuring = 1;
+            tm0 = now;
+            cpu0 = cpu_seconds();
+            scpu0 = server_cpu_seconds();
+            mcpu0 = machine_busy_seconds();
+        }
+        if (measuring && now >= t_end) {
+            measuring = 0;
+            tm1 = now;
+            cpu1 = cpu_seconds();
+            scpu1 = server_cpu_seconds();
+            mcpu1 = machine_busy_seconds();
+            break;
+        }
+        if (now - last_progress_ns > (uint64_t)(opt_stall * 1e9)) {
+            stalled = 1;
+            break;
+        }
+        publish_more();
+    }
+    if (measuring) { /* stalled inside the window */
+        measuring = 0;
+        tm1 = now_ns();
+        cpu1 = cpu_seconds();
+        scpu1 = server_cpu_seconds();
+        mcpu1 = machine_busy_seconds();
+    }
+    sending = 0;
+    uint64_t drain_end = now_ns() + 3000000000ull;
+    while (inflight && now_ns() < drain_end) event_loop_once(20);
+    uint64_t grace_end = now_ns() + 200000000ull;
+    while (now_ns() < grace_end) event_loop_once(20);
+
+    uint64_t sent = seq_next - 1;
+    uint64_t lost = sent * expected_per_msg - total_deliveries;
+    uint64_t acks_main = acks;
+    uint64_t reordered = 0;
+    int open_subs = 0;
+    for (int i = 0; i < opt_subs; i++) {
+        reordered += conns[i].reordered;
+        open_subs += conns[i].state == S_READY;
+    }
+    uint64_t closes_main = closes_seen;
+
+    /* the crash phase: chats in flight when the server is killed */
+    uint64_t crash_sent = 0, crash_acked = 0;
+    int crashed = 0;
+    if (opt_crash_after_ms && !stalled && publishers_ready()) {
+        uint64_t seq_before = seq_next, acks_before = acks;
+        counting = 0; /* deliveries and completion no longer counted; acks are recorded */
+        inflight = 0;
+        sending = 1;
+        uint64_t kill_at = now_ns() + (uint64_t)opt_crash_after_ms * 1000000ull;
+        while (now_ns() < kill_at) {
+            /* --inflight chats awaiting their acks, so that some are in flight at the kill */
+            inflight = (seq_next - seq_before) - (acks - acks_before);
+            publish_more();
+            event_loop_once(1);
+        }
+        if (kill(opt_server_pid, SIGKILL) == 0) crashed = 1;
+        sending = 0;
+        uint64_t read_end = now_ns() + 500000000ull;
+        while (now_ns() < read_end && pubs[0].state != S_CLOSED) event_loop_once(20);
+        crash_sent = seq_next - seq_before;
+        crash_acked = acks - acks_before;
+    }
+    if (opt_acked_file) {
+        FILE *f = fopen(opt_acked_file, "w");
+        if (!f) die("acked file");
+        for (size_t i = 0; i < acked_len; i++) fprintf(f, "%llu\n", (unsigned long long)acked_seqs[i]);
+        fclose(f);
+    }
+
+    double wall = tm0 && tm1 ? (tm1 - tm0) / 1e9 : 0;
+    printf("{\"mode\":\"fanout\",\"subscribers\":%d,\"receivers_per_message\":%llu,\"inflight\":%d,\"content_bytes\":%d,"
+           "\"setup_s\":%.3f,\"window_s\":%.3f,\"messages_per_s\":%.1f,\"deliveries_per_s\":%.1f,"
+           "\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},"
+           "\"ack_latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},"
+           "\"sent\":%llu,\"acked\":%llu,\"refused\":%llu,\"bad_acks\":%llu,\"delivered\":%llu,\"lost\":%llu,"
+           "\"misrouted\":%llu,\"reordered\":%llu,\"unparsed_deliveries\":%llu,\"other_frames\":%llu,"
+           "\"pings_answered\":%llu,\"closed_by_server\":%llu,\"open_subscribers\":%d,\"stalled\":%s,"
+           "\"crash\":{\"killed\":%s,\"sent\":%llu,\"acked\":%llu,\"after_ms\":%d},\"acked_total\":%zu,"
+           "\"loadgen_cpu\":%.3f,\"server_cpu\":%.3f,\"other_cpu\":%.3f}\n",
+           opt_subs, (unsigned long long)expected_per_msg, opt_inflight, opt_size, setup_s, wall,
+           wall ? window_messages / wall : 0, wall ? window_deliveries / wall : 0, percentile(hist, hist_n, 0.50),
+           percentile(hist, hist_n, 0.99), lat_max_ns / 1000.0, (unsigned long long)hist_n,
+           percentile(ack_hist, ack_hist_n, 0.50), percentile(ack_hist, ack_hist_n, 0.99), ack_max_ns / 1000.0,
+           (unsigned long long)ack_hist_n, (unsigned long long)sent, (unsigned long long)acks_main,
+           (unsigned long long)refused, (unsigned long long)bad_acks, (unsigned long long)total_deliveries,
+           (unsigned long long)lost, (unsigned long long)misrouted, (unsigned long long)reordered,
+           (unsigned long long)unparsed_deliveries, (unsigned long long)other_frames,
+           (unsigned long long)pings_answered, (unsigned long long)closes_main, open_subs, stalled ? "true" : "false",
+           crashed ? "true" : "false", (unsigned long long)crash_sent, (unsigned long long)crash_acked,
+           opt_crash_after_ms, acked_len, wall ? (cpu1 - cpu0) / wall : 0,
+           wall && opt_server_pid ? (scpu1 - scpu0) / wall : -1,
+           wall && opt_server_pid ? ((mcpu1 - mcpu0) - (cpu1 - cpu0) - (scpu1 - scpu0)) / wall : -1);
+    return 0;
+}
