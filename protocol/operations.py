@@ -27,6 +27,14 @@ need more than field equality (Asnity's pages of chats and its user search,
 seed 002): ``TakeNumber`` hands out the numbers of a named sequence
 atomically (per-channel chat ids), ``ListRecordRange`` reads records by a
 range of ids, and ``SearchRecords`` finds records by a substring of a field.
+
+``QueryRecords`` runs a Directus query (``satchel.protocol.query``: filter,
+search, sort, offset, limit, fields, meta) inside the store, with the
+reader's permission filter and readable fields (``satchel.protocol.
+permissions``) pushed down with it; its answer must equal the pure
+``query.apply`` in every backend. Named settings (``GetSetting``,
+``PutSetting``: the permission rules live in one) are small JSON values the
+store keeps apart from collections, and ``SetUserRole`` gives a user its role.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ from typing import Any, Callable, Generator, Literal, TypeVar
 import msgspec
 
 from .errors import LocalProtocolError
+from .query.evaluate import ALL_FIELDS, QueryResult
+from .query.filters import MATCH_ALL, NO_VARIABLES, Filter, Variables
+from .query.parse import Query
 
 __all__ = [
     "Operation",
@@ -55,6 +66,8 @@ __all__ = [
     "ListCollections",
     "ListRecordRange",
     "SearchRecords",
+    "QueryRecords",
+    "QueryResult",
     "TakeNumber",
     "GetUserByEmail",
     "GetUser",
@@ -63,6 +76,11 @@ __all__ = [
     "GetSession",
     "DeleteSession",
     "DeleteSessions",
+    "SetUserRole",
+    "DEFAULT_ROLE",
+    "StoredSetting",
+    "GetSetting",
+    "PutSetting",
     "SESSION",
     "ACCESS_TOKEN",
     "REFRESH_TOKEN",
@@ -100,13 +118,22 @@ class StoredRecord(msgspec.Struct, frozen=True):
     revision: int
 
 
+#: The role of a user nobody gave another one (``satchel.protocol.permissions``).
+DEFAULT_ROLE = "authenticated"
+
+
 class User(msgspec.Struct, frozen=True):
-    """An account. Only ever read by the auth actions; never by a collection API."""
+    """An account. Only ever read by the auth actions; never by a collection API.
+
+    ``role`` names the user's role in the permission rules
+    (``satchel.protocol.permissions``); ``SetUserRole`` changes it.
+    """
 
     id: str
     email: str
     password_hash: str
     created_at: str
+    role: str = DEFAULT_ROLE
 
 
 #: ``Session.kind`` of Backpack's cookie sessions.
@@ -252,6 +279,29 @@ class SearchRecords(Operation, frozen=True):
     limit: int
 
 
+class QueryRecords(Operation, frozen=True):
+    """-> ``QueryResult``: run ``query`` over the records of ``collection``.
+
+    The answer equals ``satchel.protocol.query.apply(query, records,
+    variables, permission, readable)`` over the collection's records in
+    creation order: records that ``permission`` (the reader's item filter)
+    and the query's ``filter`` and ``search`` admit, sorted, ``offset`` and
+    ``limit`` applied, then cut to the ``readable`` top-level fields (``"*"``:
+    all; search looks only at readable fields) and to the query's
+    ``fields``. ``variables`` are the values of ``$CURRENT_USER``,
+    ``$CURRENT_ROLE`` and ``$NOW``. ``total_count`` / ``filter_count`` are
+    set when ``query.meta`` asks for them. Stores run the filter, search,
+    sort and limit where the records are (SQLite: SQL on the JSON column),
+    not over a full read into Python.
+    """
+
+    collection: str
+    query: Query
+    variables: Variables = NO_VARIABLES
+    permission: Filter = MATCH_ALL
+    readable: Literal["*"] | tuple[str, ...] = ALL_FIELDS
+
+
 class TakeNumber(Operation, frozen=True):
     """-> ``int``: the next number of the sequence named ``sequence`` - 0 the
     first time, then 1, 2, ... Each number is handed out exactly once, even to
@@ -309,6 +359,47 @@ class DeleteSessions(Operation, frozen=True):
 
     user_id: str
     kind: str
+
+
+class SetUserRole(Operation, frozen=True):
+    """-> ``bool``: give user ``user_id`` the role ``role``; ``False`` when
+    there is no such user. The store does not check that the role exists
+    (the permission rules do: an unknown role may do nothing)."""
+
+    user_id: str
+    role: str
+
+
+# -- settings -------------------------------------------------------------------
+
+
+class StoredSetting(msgspec.Struct, frozen=True):
+    """A named setting as stored: its ``value`` (JSON bytes) and a revision
+    that starts at 1 and grows by one with every write."""
+
+    value: bytes
+    revision: int
+
+
+class GetSetting(Operation, frozen=True):
+    """-> ``StoredSetting | None``: the setting called ``name``. Settings are
+    apart from collections: no collection operation reaches them."""
+
+    name: str
+
+
+class PutSetting(Operation, frozen=True):
+    """-> ``bool``: a compare-and-swap on the setting called ``name``.
+
+    ``expected_revision == 0`` creates it (``False`` if it exists); otherwise
+    the stored revision must equal ``expected_revision`` and becomes
+    ``expected_revision + 1``. ``value`` must be ``bytes``, else
+    ``LocalProtocolError``.
+    """
+
+    name: str
+    value: bytes
+    expected_revision: int
 
 
 # -- token-addressed documents (seed 001) -----------------------------------

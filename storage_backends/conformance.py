@@ -12,7 +12,10 @@ importable on its own (``CHECKS`` lists them), so a test run can report them
 one by one. The checks hold a backend to the operations' docstrings in
 ``satchel.protocol.operations`` and to the shared contract in ``base``. They
 need trio, for concurrency, and nothing from pytest, so the suite ships with
-the package for third-party backends.
+the package for third-party backends. The checks of ``QueryRecords``,
+settings and user roles live in ``conformance_queries`` and run as part of
+this suite (``check_generated_queries`` needs Hypothesis, the
+``conformance`` extra).
 """
 
 from __future__ import annotations
@@ -60,6 +63,15 @@ from satchel.protocol.operations import (
 from satchel.protocol.records import format_timestamp, matches_query, new_record, object_id
 
 from .base import Store
+from .conformance_queries import (
+    QUERY_CHECKS,
+    check_generated_queries,
+    check_query_edge_cases,
+    check_query_operator_grid,
+    check_query_pages_and_counts,
+    check_settings,
+    check_user_roles,
+)
 
 __all__ = [
     "MakeStore",
@@ -87,6 +99,12 @@ __all__ = [
     "check_numbers",
     "check_concurrent_numbers",
     "check_rejects_non_storage_operations",
+    "check_query_edge_cases",
+    "check_query_operator_grid",
+    "check_query_pages_and_counts",
+    "check_generated_queries",
+    "check_settings",
+    "check_user_roles",
 ]
 
 #: A factory of fresh, empty stores: ``async with make_store() as store: ...``
@@ -794,6 +812,7 @@ CHECKS: tuple[Callable[[MakeStore], Awaitable[None]], ...] = (
     check_numbers,
     check_concurrent_numbers,
     check_rejects_non_storage_operations,
+    *QUERY_CHECKS,
 )
 
 

@@ -12,6 +12,10 @@ content is ``bytes``), so they are stored as they come.
 Records are kept as their JSON encoding: storing bytes copies a record in,
 decoding copies it out, and every record round-trips through JSON exactly as
 it does in the SQLite backend, so the two behave the same.
+
+``QueryRecords`` runs the query language's reference evaluator
+(``satchel.protocol.query.apply``) over the collection: this store is the
+definition the SQLite store is held to.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from satchel.protocol.operations import (
     GetDocumentByWriteKey,
     GetRecord,
     GetSession,
+    GetSetting,
     GetUser,
     GetUserByEmail,
     InsertRecord,
@@ -44,13 +49,19 @@ from satchel.protocol.operations import (
     MessageWrite,
     Operation,
     PutDocument,
+    PutSetting,
+    QueryRecords,
+    QueryResult,
     ReplaceRecord,
     SearchRecords,
     Session,
+    SetUserRole,
     StoredRecord,
+    StoredSetting,
     TakeNumber,
     User,
 )
+from satchel.protocol.query import apply
 from satchel.protocol.records import matches_query
 
 from .base import Store
@@ -89,6 +100,7 @@ class MemoryStore(Store):
         self._documents: dict[str, Document] = {}
         # write_key -> read_token, the index GetDocumentByWriteKey uses.
         self._read_tokens_by_write_key: dict[str, str] = {}
+        self._settings: dict[str, StoredSetting] = {}
         self._handlers: dict[type[Operation], Callable[[Any], Any]] = {
             GetRecord: self._get_record,
             ListRecords: self._list_records,
@@ -99,6 +111,7 @@ class MemoryStore(Store):
             ListCollections: self._list_collections,
             ListRecordRange: self._list_record_range,
             SearchRecords: self._search_records,
+            QueryRecords: self._query_records,
             TakeNumber: self._take_number,
             GetUserByEmail: self._get_user_by_email,
             GetUser: self._get_user,
@@ -107,6 +120,9 @@ class MemoryStore(Store):
             GetSession: self._get_session,
             DeleteSession: self._delete_session,
             DeleteSessions: self._delete_sessions,
+            SetUserRole: self._set_user_role,
+            GetSetting: self._get_setting,
+            PutSetting: self._put_setting,
             GetDocument: self._get_document,
             GetDocumentByWriteKey: self._get_document_by_write_key,
             PutDocument: self._put_document,
@@ -196,6 +212,10 @@ class MemoryStore(Store):
                 found.append(record)
         return found
 
+    def _query_records(self, op: QueryRecords) -> QueryResult:
+        records = (_decode(stored.body) for stored in self._collections.get(op.collection, {}).values())
+        return apply(op.query, records, op.variables, op.permission, op.readable)
+
     def _take_number(self, op: TakeNumber) -> int:
         number = self._sequences.get(op.sequence, 0)
         self._sequences[op.sequence] = number + 1
@@ -237,6 +257,28 @@ class MemoryStore(Store):
         for key in doomed:
             del self._sessions[key]
         return len(doomed)
+
+    def _set_user_role(self, op: SetUserRole) -> bool:
+        user = self._users.get(op.user_id)
+        if user is None:
+            return False
+        self._users[op.user_id] = msgspec.structs.replace(user, role=op.role)
+        return True
+
+    # -- settings ------------------------------------------------------------
+
+    def _get_setting(self, op: GetSetting) -> StoredSetting | None:
+        return self._settings.get(op.name)
+
+    def _put_setting(self, op: PutSetting) -> bool:
+        if not isinstance(op.value, bytes):
+            raise LocalProtocolError("a setting's value is bytes")
+        stored = self._settings.get(op.name)
+        current = 0 if stored is None else stored.revision
+        if current != op.expected_revision:
+            return False
+        self._settings[op.name] = StoredSetting(op.value, current + 1)
+        return True
 
     # -- token-addressed documents -------------------------------------------
 

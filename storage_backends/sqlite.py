@@ -32,6 +32,13 @@ survives kill -9 of the process (the operating system has the bytes), but the
 last commits before a power loss or kernel crash may be lost (the database
 stays consistent). ``synchronous="FULL"`` fsyncs every commit, and so every
 batch, which makes acknowledged writes survive power loss as well.
+
+Queries. ``QueryRecords`` is compiled to SQL on the JSON body
+(``satchel.protocol.query.sql``): the filter, the permission filter and the
+search become the WHERE clause, the sort an ORDER BY, offset and limit a
+LIMIT/OFFSET, so only the rows of the page are read into Python, where the
+field selection is made. Every connection has ``satchel_lower``, Python's
+``str.lower``, for the case-folding operators.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ from satchel.protocol.operations import (
     GetDocumentByWriteKey,
     GetRecord,
     GetSession,
+    GetSetting,
     GetUser,
     GetUserByEmail,
     InsertRecord,
@@ -70,13 +78,20 @@ from satchel.protocol.operations import (
     MessageWrite,
     Operation,
     PutDocument,
+    PutSetting,
+    QueryRecords,
+    QueryResult,
     ReplaceRecord,
     SearchRecords,
     Session,
+    SetUserRole,
     StoredRecord,
+    StoredSetting,
     TakeNumber,
     User,
 )
+from satchel.protocol.query import project, redact
+from satchel.protocol.query.sql import LOWER_FUNCTION, order_sql, search_sql, where_sql
 from satchel.protocol.records import matches_query
 
 from .base import Store
@@ -146,6 +161,17 @@ _MIGRATIONS: list[list[str]] = [
             next INTEGER NOT NULL
         ) WITHOUT ROWID""",
     ],
+    [
+        # Users get a role (satchel.protocol.permissions); existing users
+        # keep what every signed-in user could do before.
+        "ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'authenticated'",
+        # Named settings (the permission rules), apart from collections.
+        """CREATE TABLE settings (
+            name TEXT PRIMARY KEY,
+            value BLOB NOT NULL,
+            revision INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -157,6 +183,11 @@ def _dump(record: dict[str, Any]) -> str:
     # Bodies are TEXT rather than BLOB so that SQLite's JSON functions and the
     # sqlite3 shell can read them.
     return _encoder.encode(record).decode()
+
+
+def _lower(text: Any) -> Any:
+    # The case folding of the query language's i-operators (str.lower, as MemoryStore).
+    return text.lower() if isinstance(text, str) else text
 
 
 # -- the operations, each a function of (connection, operation) ---------------
@@ -227,6 +258,46 @@ def _search_records(db: sqlite3.Connection, op: SearchRecords) -> list[dict[str,
     return found
 
 
+def _query_sql(op: QueryRecords) -> dict[str, tuple[str, list[Any]]]:
+    """The statements of ``QueryRecords``: ``page`` always, ``total_count`` and
+    ``filter_count`` when the query's meta asks for them."""
+    query = op.query
+    scope, scope_params = where_sql(op.permission, op.variables)
+    wanted, wanted_params = where_sql(query.filter, op.variables)
+    searched, search_params = search_sql(query.search, op.readable)
+    scoped = f"FROM records WHERE collection = ? AND {scope}"
+    scoped_params = [op.collection, *scope_params]
+    selected = f"{scoped} AND {wanted} AND {searched}"
+    selected_params = scoped_params + wanted_params + search_params
+    order, order_params = order_sql(query.sort)
+    limit = -1 if query.limit is None else query.limit  # LIMIT -1: no limit
+    statements = {
+        "page": (f"SELECT body {selected} ORDER BY {order} LIMIT ? OFFSET ?", [*selected_params, *order_params, limit, query.offset])
+    }
+    if "total_count" in query.meta:
+        statements["total_count"] = (f"SELECT count(*) {scoped}", scoped_params)
+    if "filter_count" in query.meta:
+        statements["filter_count"] = (f"SELECT count(*) {selected}", selected_params)
+    return statements
+
+
+def _query_records(db: sqlite3.Connection, op: QueryRecords) -> QueryResult:
+    statements = _query_sql(op)
+    if len(statements) == 1:
+        rows = db.execute(*statements["page"]).fetchall()
+        counts: dict[str, int] = {}
+    else:
+        # One read transaction: the counts and the page see the same commits.
+        db.execute("BEGIN")
+        try:
+            counts = {name: db.execute(*statements[name]).fetchone()[0] for name in ("total_count", "filter_count") if name in statements}
+            rows = db.execute(*statements["page"]).fetchall()
+        finally:
+            db.execute("COMMIT")
+    records = [project(redact(_decode(body), op.readable), op.query.fields) for (body,) in rows]
+    return QueryResult(records, counts.get("total_count"), counts.get("filter_count"))
+
+
 def _take_number(db: sqlite3.Connection, op: TakeNumber) -> int:
     rows = db.execute(
         "INSERT INTO sequences (name, next) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET next = next + 1 RETURNING next - 1",
@@ -268,7 +339,7 @@ def _delete_records(db: sqlite3.Connection, op: DeleteRecords) -> list[dict[str,
     return deleted
 
 
-_USER_COLUMNS = "id, email, password_hash, created_at"
+_USER_COLUMNS = "id, email, password_hash, created_at, role"
 
 
 def _get_user_by_email(db: sqlite3.Connection, op: GetUserByEmail) -> User | None:
@@ -285,8 +356,8 @@ def _insert_user(db: sqlite3.Connection, op: InsertUser) -> bool:
     user = op.user
     try:
         cursor = db.execute(
-            f"INSERT INTO users ({_USER_COLUMNS}, email_key) VALUES (?, ?, ?, ?, ?) ON CONFLICT (email_key) DO NOTHING",
-            (user.id, user.email, user.password_hash, user.created_at, user.email.lower()),
+            f"INSERT INTO users ({_USER_COLUMNS}, email_key) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email_key) DO NOTHING",
+            (user.id, user.email, user.password_hash, user.created_at, user.role, user.email.lower()),
         )
     except sqlite3.IntegrityError as exc:
         raise LocalProtocolError(f"user {user.id} already exists") from exc
@@ -318,6 +389,28 @@ def _delete_session(db: sqlite3.Connection, op: DeleteSession) -> None:
 
 def _delete_sessions(db: sqlite3.Connection, op: DeleteSessions) -> int:
     return db.execute("DELETE FROM sessions WHERE user_id = ? AND kind = ?", (op.user_id, op.kind)).rowcount
+
+
+def _set_user_role(db: sqlite3.Connection, op: SetUserRole) -> bool:
+    return db.execute("UPDATE users SET role = ? WHERE id = ?", (op.role, op.user_id)).rowcount == 1
+
+
+def _get_setting(db: sqlite3.Connection, op: GetSetting) -> StoredSetting | None:
+    rows = db.execute("SELECT value, revision FROM settings WHERE name = ?", (op.name,)).fetchall()
+    return StoredSetting(*rows[0]) if rows else None
+
+
+def _put_setting(db: sqlite3.Connection, op: PutSetting) -> bool:
+    if op.expected_revision == 0:
+        cursor = db.execute(
+            "INSERT INTO settings (name, value, revision) VALUES (?, ?, 1) ON CONFLICT DO NOTHING", (op.name, op.value)
+        )
+    else:
+        cursor = db.execute(
+            "UPDATE settings SET value = ?, revision = revision + 1 WHERE name = ? AND revision = ?",
+            (op.value, op.name, op.expected_revision),
+        )
+    return cursor.rowcount == 1
 
 
 _DOCUMENT_COLUMNS = "read_token, write_key, write_hash, mac_key, revision, content"
@@ -373,12 +466,14 @@ _POINT_READS: dict[type[Operation], _Handler] = {
     GetSession: _get_session,
     GetDocument: _get_document,
     GetDocumentByWriteKey: _get_document_by_write_key,
+    GetSetting: _get_setting,
 }
 _SCANS: dict[type[Operation], _Handler] = {
     ListRecords: _list_records,
     ListCollections: _list_collections,
     ListRecordRange: _list_record_range,
     SearchRecords: _search_records,
+    QueryRecords: _query_records,
 }
 _WRITES: dict[type[Operation], _Handler] = {
     InsertRecord: _insert_record,
@@ -389,6 +484,8 @@ _WRITES: dict[type[Operation], _Handler] = {
     InsertSession: _insert_session,
     DeleteSession: _delete_session,
     DeleteSessions: _delete_sessions,
+    SetUserRole: _set_user_role,
+    PutSetting: _put_setting,
     TakeNumber: _take_number,
     PutDocument: _put_document,
     ApplyMessage: _apply_message,
@@ -506,7 +603,9 @@ class SqliteStore(Store):
         # isolation_level=None: no implicit transactions; the writer says
         # BEGIN and COMMIT itself, and a reader's every SELECT sees the latest
         # commit. Connections move between threads, hence check_same_thread.
-        return sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.create_function(LOWER_FUNCTION, 1, _lower, deterministic=True)
+        return db
 
     def _connect_reader(self) -> sqlite3.Connection:
         db = self._connect()
@@ -543,6 +642,8 @@ class SqliteStore(Store):
         kind = type(operation)
         if kind is PutDocument:
             _check_put_document(operation)  # a bug of the caller: refuse before queueing
+        if kind is PutSetting and not isinstance(operation.value, bytes):
+            raise LocalProtocolError("a setting's value is bytes")
         if kind in _WRITES:
             return await self._write(operation)
         if kind in _POINT_READS:

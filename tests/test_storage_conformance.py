@@ -1,7 +1,8 @@
 """Every storage backend against the conformance suite, then what only
 SQLite promises: data on disk survives a reopen and a kill -9, a failed write
-fails alone inside its group commit, and cancelling a waiter never loses or
-doubles a write."""
+fails alone inside its group commit, cancelling a waiter never loses or
+doubles a write, and queries run inside SQLite (EXPLAIN QUERY PLAN, and a
+count of the rows decoded in Python)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import msgspec
 import pytest
 import trio
 import trio.testing
@@ -24,19 +26,26 @@ from satchel.protocol.operations import (
     DeleteSessions,
     GetRecord,
     GetSession,
+    GetSetting,
+    GetUser,
     GetUserByEmail,
     InsertRecord,
     InsertSession,
     InsertUser,
     ListCollections,
     ListRecords,
+    PutSetting,
+    QueryRecords,
     ReplaceRecord,
     Session,
+    SetUserRole,
     StoredRecord,
+    StoredSetting,
     TakeNumber,
     User,
     run_sync,
 )
+from satchel.protocol.query import parse_filter, parse_query
 from satchel.storage_backends import sqlite as sqlite_backend
 from satchel.storage_backends.conformance import CHECKS, MakeStore
 from satchel.storage_backends.memory import MemoryStore
@@ -268,4 +277,99 @@ async def test_a_version_2_database_is_migrated_and_its_sessions_stay_cookie_ses
         assert await store.execute(TakeNumber("fresh")) == 0
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    db.close()
+
+
+# -- queries pushed down into SQLite (issue 11 part 4) -----------------------------------
+
+
+def _explain(path: Path, sql: str, params: list[Any]) -> list[str]:
+    db = sqlite3.connect(path)
+    db.create_function("satchel_lower", 1, str.lower)
+    try:
+        return [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params)]
+    finally:
+        db.close()
+
+
+async def _store_with_numbers(path: Path, count: int) -> None:
+    # Written straight into the file: a store's schema, many rows, quickly.
+    async with await SqliteStore.open(path):
+        pass
+    db = sqlite3.connect(path)
+    rows = [("numbers", f"{n:06d}", f'{{"_id": "{n:06d}", "n": {n}, "tags": ["t{n % 7}"], "text": "row {n}"}}', 1) for n in range(count)]
+    rows += [("other", f"{n:06d}", f'{{"_id": "{n:06d}", "n": {n}}}', 1) for n in range(count)]
+    db.executemany("INSERT INTO records (collection, id, body, revision) VALUES (?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+
+
+async def test_query_records_runs_in_sqlite_through_the_collection_index(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    await _store_with_numbers(path, 10)
+    selective = QueryRecords("numbers", parse_query({"filter": {"n": {"_gte": 5}}, "limit": 3, "meta": "*"}),
+                             permission=parse_filter({"tags": {"_contains": "t1"}}))
+    statements = sqlite_backend._query_sql(selective)
+    page = _explain(path, *statements["page"])
+    # Only this collection's rows, in creation order straight from the index: no
+    # sort, so LIMIT stops the scan after the third match.
+    assert page == ["SEARCH records USING INDEX records_in_creation_order (collection=?)", "CORRELATED SCALAR SUBQUERY 1", "SCAN e VIRTUAL TABLE INDEX 3:"]
+    assert _explain(path, *statements["total_count"])[0].startswith("SEARCH records USING INDEX records_in_creation_order")
+    sorted_page = _explain(path, *sqlite_backend._query_sql(QueryRecords("numbers", parse_query({"sort": "-n", "search": "row"})))["page"])
+    assert sorted_page[0] == "SEARCH records USING INDEX records_in_creation_order (collection=?)"
+    assert "USE TEMP B-TREE FOR ORDER BY" in sorted_page  # a sort is done by SQLite, not in Python
+    assert not any(step.startswith("SCAN records") for step in page + sorted_page)
+
+
+async def test_a_selective_query_reads_only_its_page_into_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "store.db"
+    await _store_with_numbers(path, 20_000)
+    decoded: list[int] = []
+    decode = sqlite_backend._decode
+    monkeypatch.setattr(sqlite_backend, "_decode", lambda body: decoded.append(1) or decode(body))
+    async with await SqliteStore.open(path) as store:
+        query = parse_query({"filter": {"_or": [{"n": {"_eq": 19_990}}, {"n": {"_in": [19_995, 19_999, 7]}}]}, "limit": 2, "fields": "n", "meta": "filter_count"})
+        started = trio.current_time()
+        result = await store.execute(QueryRecords("numbers", query))
+        pushed_down = trio.current_time() - started
+        assert result.records == [{"n": 7}, {"n": 19_990}] and result.filter_count == 4
+        assert len(decoded) == 2  # the two rows of the page; SQLite filtered the other 39,998
+
+        decoded.clear()
+        started = trio.current_time()
+        everything = await store.execute(ListRecords("numbers"))
+        in_python = [record for record in everything if record["n"] in (19_990, 19_995, 19_999, 7)][:2]
+        read_all = trio.current_time() - started
+        assert [{"n": record["n"]} for record in in_python] == result.records
+        assert len(decoded) == 20_000
+        print(f"QueryRecords {pushed_down * 1000:.1f} ms, ListRecords + filter in Python {read_all * 1000:.1f} ms")
+
+
+async def test_settings_and_roles_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    alice = User("u1", "alice@example.com", "$argon2id$alice", "2020-01-01T00:00:00.000Z")
+    async with await SqliteStore.open(path) as store:
+        await store.execute(InsertUser(alice))
+        assert await store.execute(SetUserRole("u1", "editor")) is True
+        assert await store.execute(PutSetting("permissions", b'{"roles": {}}', 0)) is True
+    async with await SqliteStore.open(path) as store:
+        assert await store.execute(GetUser("u1")) == msgspec.structs.replace(alice, role="editor")
+        assert await store.execute(GetSetting("permissions")) == StoredSetting(b'{"roles": {}}', 1)
+
+
+async def test_a_version_3_database_is_migrated_and_its_users_keep_what_they_could_do(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    for statements in sqlite_backend._MIGRATIONS[:3]:
+        for statement in statements:
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 3")
+    db.execute("INSERT INTO users (id, email, email_key, password_hash, created_at) VALUES ('u1', 'a@b.c', 'a@b.c', 'h', 't')")
+    db.commit()
+    db.close()
+    async with await SqliteStore.open(path) as store:
+        assert await store.execute(GetUser("u1")) == User("u1", "a@b.c", "h", "t", "authenticated")
+        assert await store.execute(GetSetting("permissions")) is None
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (4,)
     db.close()
