@@ -166,13 +166,16 @@ HubEvent = Union[
 class ChannelRegistry:
     """Connections of one protocol, their users and their channel subscriptions."""
 
-    __slots__ = ("_user_of", "_connections_of_user", "_members", "_channels_of")
+    __slots__ = ("_user_of", "_connections_of_user", "_members", "_channels_of", "_canonical")
 
     def __init__(self) -> None:
         self._user_of: dict[str, str | None] = {}
         self._connections_of_user: dict[str, set[str]] = {}
         self._members: dict[Channel, set[str]] = {}
         self._channels_of: dict[str, set[Channel]] = {}
+        # One Channel object per channel in use, shared by all its members'
+        # sets: thousands of connections in one room keep one copy of its name.
+        self._canonical: dict[Channel, Channel] = {}
 
     def __len__(self) -> int:
         return len(self._user_of)
@@ -225,6 +228,7 @@ class ChannelRegistry:
         """Subscribe a registered connection to ``channel`` (idempotent)."""
         if connection not in self._user_of:
             return
+        channel = self._canonical.setdefault(channel, channel)
         self._members.setdefault(channel, set()).add(connection)
         self._channels_of.setdefault(connection, set()).add(channel)
 
@@ -248,6 +252,7 @@ class ChannelRegistry:
             members.discard(connection)
             if not members:
                 del self._members[channel]
+                self._canonical.pop(channel, None)
 
     def resolve(self, audience: Audience) -> list[str]:
         """The connection ids in ``audience``, each once."""
@@ -272,7 +277,13 @@ class ChannelRegistry:
             if extra is not None and extra in self._user_of and extra not in candidates:  # type: ignore[operator]
                 recipients.append(extra)
             return recipients
-        recipients = list(self._filter(candidates, audience))
+        exclude = audience.exclude
+        if exclude is not None and audience.connection is None and (audience.channel is None or audience.user_id is None):
+            # A room, everyone or one user, minus one connection (a chat's
+            # author): the candidates need no other check.
+            recipients = [connection for connection in candidates if connection != exclude]
+        else:
+            recipients = list(self._filter(candidates, audience))
         if extra is not None and extra != audience.exclude and extra in self._user_of and extra not in recipients:
             recipients.append(extra)
         return recipients

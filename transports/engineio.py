@@ -43,7 +43,6 @@ from satchel.protocol.socketio.engineio_session import (
     EngineIoConfig,
     EngineIoSession,
     Message,
-    Upgraded,
 )
 from satchel.transports.framing import Framing
 from satchel.transports.websocket.frames import encode_binary_frame, encode_text_frame
@@ -85,6 +84,8 @@ ENGINEIO_WEBSOCKET = Framing("engineio-websocket", _websocket_packet)
 
 # The websocket id of a refused websocket: the session numbers its own from 1.
 _NO_WEBSOCKET = 0
+#: Messages of one session whose actions may run at once.
+MAX_IN_FLIGHT = 64
 
 
 def _now_ms() -> int:
@@ -93,10 +94,17 @@ def _now_ms() -> int:
 
 class EngineIoChannel:
     """One Engine.IO session: the sans-IO machine, its websockets, its held
-    GET, and - as a hub target - where deliveries to it go."""
+    GET, and - as a hub target - where deliveries to it go.
+
+    Kept small: 5000 idle clients are 5000 of these. ``released`` exists
+    only while a GET is held, ``pending`` only while events wait;
+    ``framing`` and ``websocket`` are plain attributes, switched once at the
+    upgrade, because the hub reads them for every delivery.
+    """
 
     __slots__ = (
-        "id", "session", "mount", "websockets", "released", "pending", "lock", "finished", "_hub", "_endpoint",
+        "id", "session", "mount", "websockets", "websocket", "framing", "released", "pending", "in_flight",
+        "slot_free", "handling", "finished", "_hub", "_endpoint",
     )
 
     def __init__(self, session: EngineIoSession, mount: Mount, endpoint: EngineIoEndpoint) -> None:
@@ -105,38 +113,42 @@ class EngineIoChannel:
         self.mount = mount
         #: websocket id (the session's) -> the connection carrying it
         self.websockets: dict[int, WebsocketConnection] = {}
+        #: The upgraded websocket, once the session's transport is one.
+        self.websocket: WebsocketConnection | None = None
+        self.framing = ENGINEIO_POLLING
         # Set when the held GET may be answered (or the session ended).
-        self.released = trio.Event()
-        # Events taken from the session, handled in order under ``lock``.
-        self.pending: deque[Any] = deque()
-        self.lock = trio.Lock()
+        self.released: trio.Event | None = None
+        # Events taken from the session, handled in order by ``_handle``.
+        self.pending: deque[Any] | None = None
+        # Messages whose actions run now, and the event the next one waits on
+        # when there are too many.
+        self.in_flight = 0
+        self.slot_free: trio.Event | None = None
+        self.handling = False
         self.finished = False
         self._hub: Hub | None = None
         self._endpoint = endpoint
 
-    @property
-    def framing(self) -> Framing:
-        return ENGINEIO_POLLING if self.session.transport == "polling" else ENGINEIO_WEBSOCKET
-
     def _send(self, data: bytes, count: int) -> None:
         """Payloads from the hub (framed by ``framing``)."""
-        session = self.session
-        if session.transport == "polling":
-            for part in data.split(b"\x1e") if count > 1 else (data,):
-                if part[:1] == b"b":
-                    try:
-                        queued = session.send(base64.b64decode(part[1:]))
-                    except binascii.Error:  # pragma: no cover - we encoded it
-                        continue
-                else:
-                    queued = session.send(part.decode("utf-8"))
-                if not queued:
-                    break
-            self._endpoint._pump(self)
-            return
-        websocket = self.websockets.get(session.websocket_id or 0)
+        websocket = self.websocket
         if websocket is not None:
             websocket._send(data, count)
+            return
+        session = self.session
+        if session.transport != "polling":
+            return  # upgrading: the websocket is not the transport yet
+        for part in data.split(b"\x1e") if count > 1 else (data,):
+            if part[:1] == b"b":
+                try:
+                    queued = session.send(base64.b64decode(part[1:]))
+                except binascii.Error:  # pragma: no cover - we encoded it
+                    continue
+            else:
+                queued = session.send(part.decode("utf-8"))
+            if not queued:
+                break
+        self._endpoint._pump(self)
 
     def _end(self, close: CloseConnection) -> None:
         """The core asked to end the session: it closes after what is queued."""
@@ -180,6 +192,7 @@ class EngineIoEndpoint:
         self.watch = watch
         self.sessions: dict[str, EngineIoSession] = {}
         self.channels: dict[str, EngineIoChannel] = {}
+        self._tick_callback = self._tick
 
     def __len__(self) -> int:
         return len(self.channels)
@@ -229,8 +242,9 @@ class EngineIoEndpoint:
         while response is None:
             # Held until the session has something (a delivery, a ping, the
             # upgrade's noop, its end); a ping is due every pingInterval.
-            await channel.released.wait()
-            channel.released = trio.Event()
+            released = channel.released = trio.Event()
+            await released.wait()
+            channel.released = None
             response = session.take_poll_response()
             self._pump(channel)
         await self._handle(channel)
@@ -265,6 +279,8 @@ class EngineIoEndpoint:
         assert websocket_id is not None
         channel.websockets[websocket_id] = connection
         connection.app_state = EngineIoSocket(channel, websocket_id)
+        if channel.session.transport == "websocket":
+            channel.websocket, channel.framing = connection, ENGINEIO_WEBSOCKET
         # Frames written now wait in the connection's outbox behind the 101.
         self._pump(channel)
         return WebsocketAccept()
@@ -300,8 +316,8 @@ class EngineIoEndpoint:
 
     def _pump(self, channel: EngineIoChannel) -> None:
         """Carry out what the session says after any input: frames to its
-        websockets (and closes), the held GET's release, its events queued
-        for ``_handle``, its next deadline."""
+        websockets (and closes), the upgrade, the held GET's release, its
+        events queued for ``_handle``, its next deadline."""
         session = channel.session
         for websocket_id, websocket in list(channel.websockets.items()):
             for frame in session.take_websocket_frames(websocket_id):
@@ -311,44 +327,93 @@ class EngineIoEndpoint:
                     websocket.send_binary(frame)
             if session.websocket_should_close(websocket_id):
                 del channel.websockets[websocket_id]
+                if channel.websocket is websocket:
+                    channel.websocket = None
                 websocket.close(1000)
-        if (session.poll_held and session.poll_ready) or session.closed:
+        if channel.websocket is None and session.transport == "websocket" and not session.closed:
+            # Upgraded: from now on the hub writes to the websocket directly.
+            upgraded = channel.websockets.get(session.websocket_id or 0)
+            if upgraded is not None:
+                channel.websocket, channel.framing = upgraded, ENGINEIO_WEBSOCKET
+        if channel.released is not None and ((session.poll_held and session.poll_ready) or session.closed):
             channel.released.set()
         events = session.take_events()
         if events:
+            if channel.pending is None:
+                channel.pending = deque()
             channel.pending.extend(events)
             if any(type(event) is Closed for event in events):
                 # The end is handled even if no request is around to do it.
                 self.spawn(lambda: self._handle(channel))
         due = session.next_deadline_ms()
-        self.timers.schedule(("engineio", channel.id), None if due is None else due / 1000, self._tick)
+        # The channel is its own timer key, and the callback one bound method:
+        # nothing new is made per schedule.
+        self.timers.schedule(channel, None if due is None else due / 1000, self._tick_callback)
 
-    def _tick(self, key: Any) -> None:
-        channel = self.channels.get(key[1])
-        if channel is None:
+    def _tick(self, channel: Any) -> None:
+        if channel.finished:
             return
         channel.session.tick(_now_ms())
         self._pump(channel)
 
     async def _handle(self, channel: EngineIoChannel) -> None:
-        """Hand the session's events to the switchboard, in order, one task at a time."""
-        async with channel.lock:
-            while channel.pending:
-                event = channel.pending.popleft()
+        """Hand the session's events to the switchboard, in order.
+
+        A message's action starts here, in arrival order, up to its first
+        storage operation (so the Socket.IO decoder and namespace bookkeeping
+        see messages in order), then runs on in a task of its own, so that a
+        client with several events in flight - socket.io's handlers are
+        concurrent too - has them stored in one group commit and fanned out
+        in one flush. At most ``MAX_IN_FLIGHT`` per session: beyond, the
+        caller (the websocket's reader) waits, and the peer is slowed by TCP.
+        """
+        if channel.handling:
+            return  # the task handling it now takes what was just queued too
+        channel.handling = True
+        try:
+            pending = channel.pending
+            while pending:
+                event = pending.popleft()
                 if type(event) is Message:
                     if channel.finished:
                         continue
-                    try:
-                        events = await self.runner.run(self.board.handle_message(channel.id, event.data))
-                    except Exception:
-                        log.exception("Engine.IO message failed on session %s", channel.id)
-                        continue
-                    self.bus.publish(events)
-                    self.watch(channel.id)
+                    while channel.in_flight >= MAX_IN_FLIGHT:
+                        free = channel.slot_free = trio.Event()
+                        await free.wait()
+                    self._start(channel, event.data)
                 elif type(event) is Closed:
                     self._finish(channel, event.reason)
-                elif type(event) is Upgraded:
-                    log.debug("Engine.IO session %s upgraded to websocket", channel.id)
+            channel.pending = None
+        finally:
+            channel.handling = False
+
+    def _start(self, channel: EngineIoChannel, data: str | bytes) -> None:
+        action = self.board.handle_message(channel.id, data)
+        try:
+            operation = next(action)
+        except StopIteration as done:
+            self.bus.publish(done.value)
+            self.watch(channel.id)
+            return
+        except Exception:
+            log.exception("Engine.IO message failed on session %s", channel.id)
+            return
+        channel.in_flight += 1
+        self.spawn(lambda: self._resume(channel, action, operation))
+
+    async def _resume(self, channel: EngineIoChannel, action: Any, operation: Any) -> None:
+        try:
+            events = await self.runner.resume(action, operation)
+        except Exception:
+            log.exception("Engine.IO message failed on session %s", channel.id)
+            return
+        finally:
+            channel.in_flight -= 1
+            if channel.slot_free is not None:
+                channel.slot_free.set()
+                channel.slot_free = None
+        self.bus.publish(events)
+        self.watch(channel.id)
 
     def _finish(self, channel: EngineIoChannel, reason: str) -> None:
         if channel.finished:
@@ -363,9 +428,10 @@ class EngineIoEndpoint:
         else:
             self.sessions.pop(channel.id, None)
         self.hub.remove(channel.id)
-        self.timers.cancel(("engineio", channel.id))
+        self.timers.cancel(channel)
         self.timers.cancel(("mount", channel.id))
-        channel.released.set()
+        if channel.released is not None:
+            channel.released.set()
         for websocket in channel.websockets.values():
             websocket.close(1000)
         channel.websockets.clear()

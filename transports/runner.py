@@ -49,6 +49,16 @@ class Runner:
         except StopIteration as done:
             return done.value
 
+    async def resume(self, action: Action[T], operation: Operation) -> T:
+        """Drive an action already started with ``next(action)``, which
+        yielded ``operation``, to completion (see ``EngineIoEndpoint``: a
+        connection's messages start in order and finish concurrently)."""
+        try:
+            while True:
+                operation = action.send(await self._execute(operation))
+        except StopIteration as done:
+            return done.value
+
     async def _execute(self, operation: Operation) -> Any:
         if isinstance(operation, HashPassword):
             return await trio.to_thread.run_sync(self._hasher.hash, operation.password, limiter=self._limiter)

@@ -48,6 +48,8 @@ class AsnityNamespaces(NamespaceHandler):
     """Every ``/socket/commu-<id>`` namespace."""
 
     protocol = PROTOCOL
+    # The original reads the token from ``auth`` or this handshake header.
+    handshake_headers = frozenset({"token"})
 
     def matches(self, nsp: str) -> bool:
         return community_of_namespace(nsp) is not None

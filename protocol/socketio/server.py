@@ -135,10 +135,11 @@ class SocketIoConnection:
     joined: bool = False
     closing: bool = False
     # What admitting a socket emitted, held until ``deferred_at_ms``.
-    deferred: list[Any] = field(default_factory=list)
+    deferred: list[Any] | None = None
     deferred_at_ms: int | None = None
-    # Emits that asked the client for an ack: ack id -> (namespace, the handler's key).
-    pending_acks: dict[int, tuple[str, Any]] = field(default_factory=dict)
+    # Emits that asked the client for an ack: ack id -> (namespace, the handler's
+    # key); made when first needed (most connections never ask for one).
+    pending_acks: dict[int, tuple[str, Any]] | None = None
     next_ack_id: int = 0
 
 
@@ -184,6 +185,10 @@ class NamespaceHandler:
 
     #: The hub protocol name of the mount this handler serves under.
     protocol: str = ""
+    #: The handshake headers ``connect`` reads (``None``: all of them). A
+    #: connection keeps only these from its handshake request: a browser's
+    #: headers weigh a kilobyte or more, for every idle client.
+    handshake_headers: frozenset[str] | None = frozenset()
 
     def matches(self, nsp: str) -> bool:
         """Whether this handler serves namespace ``nsp``."""
@@ -240,12 +245,16 @@ class SocketIoServer:
     ``accept``, ``handle_message``, ``closed``, ``deadline_ms`` and
     ``on_timer`` (``SocketIoMount`` does exactly that)."""
 
-    __slots__ = ("protocol", "handlers", "config")
+    __slots__ = ("protocol", "handlers", "config", "_kept_headers")
 
     def __init__(self, protocol: str, handlers: Sequence[NamespaceHandler], config: SocketIoConfig | None = None) -> None:
         self.protocol = protocol
         self.handlers = tuple(handlers)
         self.config = config or SocketIoConfig()
+        wanted = [handler.handshake_headers for handler in self.handlers]
+        self._kept_headers: frozenset[str] | None = (
+            None if any(names is None for names in wanted) else frozenset().union(*wanted)  # type: ignore[arg-type]
+        )
 
     def handler_for(self, nsp: str) -> NamespaceHandler | None:
         """The handler serving ``nsp``, in order."""
@@ -259,6 +268,10 @@ class SocketIoServer:
     def accept(self, handshake: HttpRequest, connection: str, env: Environment) -> Accepted:
         """An Engine.IO session opened: every one is accepted (namespaces
         authenticate on their own CONNECT)."""
+        kept = self._kept_headers
+        if kept is not None:
+            headers = [(name, value) for name, value in handshake.headers if name in kept]
+            handshake = HttpRequest(handshake.method, handshake.target, headers)
         state = SocketIoConnection(
             connection, handshake, env.now_ms(),
             PacketDecoder(self.config.max_attachments, self.config.max_attachment_bytes),
@@ -290,7 +303,7 @@ class SocketIoServer:
         return [CloseConnection(self.protocol, state.connection, 1000, "connect timeout")]
 
     def _release(self, state: SocketIoConnection) -> list[HubEvent]:
-        held, state.deferred, state.deferred_at_ms = state.deferred, [], None
+        held, state.deferred, state.deferred_at_ms = state.deferred or [], None, None
         return held
 
     def closed(self, state: SocketIoConnection) -> list[HubEvent]:
@@ -344,7 +357,7 @@ class SocketIoServer:
             reply = yield from socket.handler.event(socket, packet.name, list(packet.args), packet.id is not None, env)
             return self._reply(state, socket, reply, packet.id)
         if isinstance(packet, Ack):
-            pending = state.pending_acks.pop(packet.id, None)
+            pending = state.pending_acks.pop(packet.id, None) if state.pending_acks else None
             if pending is None or pending[0] != socket.nsp:
                 return []  # not an ack we asked for (or asked of another namespace)
             reply = yield from socket.handler.acked(socket, pending[1], list(packet.args), env)
@@ -367,6 +380,8 @@ class SocketIoServer:
         name, args, key = emit
         ack_id = state.next_ack_id
         state.next_ack_id += 1
+        if state.pending_acks is None:
+            state.pending_acks = {}
         state.pending_acks[ack_id] = (nsp, key)
         if len(state.pending_acks) > MAX_PENDING_ACKS:
             del state.pending_acks[next(iter(state.pending_acks))]  # a client that never acks
@@ -400,6 +415,8 @@ class SocketIoServer:
         events.extend(self._to_connection(state, [encode_connect(socket_id, nsp)]))
         events.extend(answer.events)
         if answer.emits:
+            if state.deferred is None:
+                state.deferred = []
             for emit in answer.emits:
                 state.deferred.extend(self._to_connection(state, self._encode_emit(state, nsp, emit)))
             state.deferred_at_ms = env.now_ms() + self.config.emit_after_connect_ms

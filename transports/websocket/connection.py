@@ -380,7 +380,9 @@ class WebsocketConnection:
             if self._state is CLOSING:
                 timeouts.deadline = trio.current_time() + self._limits.close_timeout
             while self._state is not CLOSED:
-                for opcode, value in parser.receive(data):
+                events = parser.receive(data)
+                data = b""
+                for opcode, value in events:
                     if opcode == TEXT or opcode == BINARY:
                         if self._state is OPEN:
                             await self._deliver(app, value)  # type: ignore[arg-type]
@@ -410,6 +412,9 @@ class WebsocketConnection:
                             self._sock.shutdown(socket.SHUT_WR)
                         except OSError:
                             pass
+                # Nothing of the last read stays alive while the next is awaited
+                # (an idle connection would hold its last message for good).
+                events = value = None  # type: ignore[assignment]
                 data = await receive_some(self._sock)
                 if not data:
                     if self.close_code is None:
