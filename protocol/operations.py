@@ -69,6 +69,7 @@ __all__ = [
     "QueryRecords",
     "QueryResult",
     "TakeNumber",
+    "InsertNumbered",
     "GetUserByEmail",
     "GetUser",
     "InsertUser",
@@ -300,6 +301,21 @@ class QueryRecords(Operation, frozen=True):
     variables: Variables = NO_VARIABLES
     permission: Filter = MATCH_ALL
     readable: Literal["*"] | tuple[str, ...] = ALL_FIELDS
+
+
+class InsertNumbered(Operation, frozen=True):
+    """-> the ``dict`` stored: take the next number ``n`` of ``sequence`` (as
+    ``TakeNumber``) and insert ``record`` with ``record[number_field] = n``
+    and ``_id`` = ``id_prefix`` + ``n`` zero-padded to ``id_digits``, in one
+    transaction - one write where a number and a record would be two (a
+    chat and its per-channel id). ``record`` has no ``_id`` of its own."""
+
+    collection: str
+    record: dict[str, Any]
+    sequence: str
+    number_field: str
+    id_prefix: str
+    id_digits: int
 
 
 class TakeNumber(Operation, frozen=True):

@@ -57,6 +57,7 @@ from satchel.protocol.operations import (
     Session,
     StoredRecord,
     TakeNumber,
+    InsertNumbered,
     User,
     VerifyPassword,
 )
@@ -776,6 +777,33 @@ async def check_concurrent_numbers(make_store: MakeStore) -> None:
         assert await store.execute(TakeNumber("crowd")) == 200
 
 
+async def check_numbered_inserts(make_store: MakeStore) -> None:
+    """InsertNumbered: the number and the record in one write - ids from the
+    sequence, shared with TakeNumber, each record readable at its id; a
+    refused insert takes no number; concurrent inserts get every number once."""
+    async with make_store() as store:
+        assert await store.execute(TakeNumber("seq:a")) == 0
+        first = await store.execute(InsertNumbered("chats", {"text": "hi"}, "seq:a", "id", "ch1:", 4))
+        assert first == {"text": "hi", "id": 1, "_id": "ch1:0001"}
+        stored = await store.execute(GetRecord("chats", "ch1:0001"))
+        assert stored is not None and stored.record == first
+        await store.execute(InsertRecord("chats", {"_id": "ch1:0002", "text": "squatter"}))
+        with _assert_raises(LocalProtocolError):
+            await store.execute(InsertNumbered("chats", {"text": "clash"}, "seq:a", "id", "ch1:", 4))
+        assert await store.execute(TakeNumber("seq:a")) == 2  # the refused insert took none
+        results: list[dict[str, Any]] = []
+
+        async def insert(n: int) -> None:
+            await trio.sleep(0)
+            results.append(await store.execute(InsertNumbered("crowd", {"n": n}, "seq:crowd", "id", "", 6)))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(100):
+                nursery.start_soon(insert, n)
+        assert sorted(record["id"] for record in results) == list(range(100))
+        assert len(await store.execute(ListRecords("crowd"))) == 100
+
+
 class _NotAStorageOperation(Operation, frozen=True):
     pass
 
@@ -791,6 +819,7 @@ async def check_rejects_non_storage_operations(make_store: MakeStore) -> None:
 #: Every check, in the order ``check_store`` runs them.
 CHECKS: tuple[Callable[[MakeStore], Awaitable[None]], ...] = (
     check_records,
+    check_numbered_inserts,
     check_queries,
     check_compare_and_swap,
     check_deletes,

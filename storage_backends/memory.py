@@ -58,6 +58,7 @@ from satchel.protocol.operations import (
     SetUserRole,
     StoredRecord,
     StoredSetting,
+    InsertNumbered,
     TakeNumber,
     User,
 )
@@ -113,6 +114,7 @@ class MemoryStore(Store):
             SearchRecords: self._search_records,
             QueryRecords: self._query_records,
             TakeNumber: self._take_number,
+            InsertNumbered: self._insert_numbered,
             GetUserByEmail: self._get_user_by_email,
             GetUser: self._get_user,
             InsertUser: self._insert_user,
@@ -220,6 +222,13 @@ class MemoryStore(Store):
         number = self._sequences.get(op.sequence, 0)
         self._sequences[op.sequence] = number + 1
         return number
+
+    def _insert_numbered(self, op: InsertNumbered) -> dict[str, Any]:
+        number = self._sequences.get(op.sequence, 0)
+        record = {**op.record, op.number_field: number, "_id": f"{op.id_prefix}{number:0{op.id_digits}d}"}
+        self._insert_record(InsertRecord(op.collection, record))  # raises before the number is taken
+        self._sequences[op.sequence] = number + 1
+        return record
 
     # -- accounts and sessions -----------------------------------------------
 

@@ -87,6 +87,7 @@ from satchel.protocol.operations import (
     SetUserRole,
     StoredRecord,
     StoredSetting,
+    InsertNumbered,
     TakeNumber,
     User,
 )
@@ -306,6 +307,15 @@ def _take_number(db: sqlite3.Connection, op: TakeNumber) -> int:
     return rows[0][0]
 
 
+def _insert_numbered(db: sqlite3.Connection, op: InsertNumbered) -> dict[str, Any]:
+    # Inside the batch's savepoint for this operation: a failed insert
+    # takes the number back with it.
+    number = _take_number(db, TakeNumber(op.sequence))
+    record = {**op.record, op.number_field: number, "_id": f"{op.id_prefix}{number:0{op.id_digits}d}"}
+    _insert_record(db, InsertRecord(op.collection, record))
+    return record
+
+
 def _insert_record(db: sqlite3.Connection, op: InsertRecord) -> None:
     record_id = op.record["_id"]
     try:
@@ -487,6 +497,7 @@ _WRITES: dict[type[Operation], _Handler] = {
     SetUserRole: _set_user_role,
     PutSetting: _put_setting,
     TakeNumber: _take_number,
+    InsertNumbered: _insert_numbered,
     PutDocument: _put_document,
     ApplyMessage: _apply_message,
 }

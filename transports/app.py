@@ -30,7 +30,7 @@ from satchel.storage_backends.base import Store
 from satchel.storage_backends.files import LocalFileStore
 
 from .bus import LocalBus
-from .engineio import EngineIoEndpoint, EngineIoSocket
+from .engineio import EngineIoChannel, EngineIoEndpoint
 from .hub import Hub
 from .interfaces import BodySink, FileResponse, ServerLimits, WebsocketAccept
 from .runner import Runner
@@ -72,7 +72,12 @@ class SatchelApp:
     def _spawn(self, async_fn: Callable[[], Awaitable[None]]) -> None:
         if self._nursery is None:
             raise RuntimeError("SatchelApp.run is not running")
-        self._nursery.start_soon(self._guarded, async_fn)
+        try:
+            self._nursery.start_soon(self._guarded, async_fn)
+        except RuntimeError:
+            # The server is shutting down (the nursery takes no new tasks):
+            # what was to run in the background is dropped with it.
+            log.debug("background task dropped at shutdown")
 
     @staticmethod
     async def _guarded(async_fn: Callable[[], Awaitable[None]]) -> None:
@@ -174,7 +179,7 @@ class SatchelApp:
         return WebsocketAccept(subprotocol=accepted.subprotocol, headers=list(accepted.headers))
 
     async def on_websocket_message(self, connection: WebsocketConnection, message: str | bytes) -> None:
-        if type(connection.app_state) is EngineIoSocket:
+        if type(connection.app_state) is EngineIoChannel:
             await self.engineio.on_websocket_message(connection, message)
             return
         try:
@@ -189,7 +194,7 @@ class SatchelApp:
         self._watch(connection.id)
 
     async def on_websocket_closed(self, connection: WebsocketConnection) -> None:
-        if type(connection.app_state) is EngineIoSocket:
+        if type(connection.app_state) is EngineIoChannel:
             await self.engineio.on_websocket_closed(connection)
             return
         self.timers.cancel(("mount", connection.id))

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from .runner import Runner
     from .websocket.connection import WebsocketConnection
 
-__all__ = ["EngineIoEndpoint", "EngineIoChannel", "EngineIoSocket", "ENGINEIO_POLLING", "ENGINEIO_WEBSOCKET"]
+__all__ = ["EngineIoEndpoint", "EngineIoChannel", "ENGINEIO_POLLING", "ENGINEIO_WEBSOCKET"]
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,15 @@ ENGINEIO_POLLING = Framing("engineio-polling", _polling_packet, b"\x1e")
 ENGINEIO_WEBSOCKET = Framing("engineio-websocket", _websocket_packet)
 
 
-# The websocket id of a refused websocket: the session numbers its own from 1.
-_NO_WEBSOCKET = 0
 #: Messages of one session whose actions may run at once.
 MAX_IN_FLIGHT = 64
+
+
+def _websocket_id(channel: EngineIoChannel, connection: WebsocketConnection) -> int | None:
+    for websocket_id, websocket in channel.websockets.items():
+        if websocket is connection:
+            return websocket_id
+    return None
 
 
 def _now_ms() -> int:
@@ -154,17 +159,6 @@ class EngineIoChannel:
         """The core asked to end the session: it closes after what is queued."""
         self.session.close(_now_ms())
         self._endpoint._pump(self)
-
-
-class EngineIoSocket:
-    """What a websocket carrying an Engine.IO session keeps as its
-    ``app_state``: the session's channel and the session's id for it."""
-
-    __slots__ = ("channel", "websocket_id")
-
-    def __init__(self, channel: EngineIoChannel, websocket_id: int) -> None:
-        self.channel = channel
-        self.websocket_id = websocket_id
 
 
 class EngineIoEndpoint:
@@ -273,12 +267,14 @@ class EngineIoEndpoint:
                 # Refused (one is attached, or the session is upgraded):
                 # engine.io lets it open and closes it at once.
                 self._pump(channel)
-                connection.app_state = EngineIoSocket(channel, _NO_WEBSOCKET)
+                connection.app_state = channel  # in none of its websockets: ignored
                 connection.close(1000)
                 return WebsocketAccept()
         assert websocket_id is not None
         channel.websockets[websocket_id] = connection
-        connection.app_state = EngineIoSocket(channel, websocket_id)
+        # The connection's app_state is its channel; the session's id for it
+        # is found in channel.websockets (one or two entries).
+        connection.app_state = channel
         if channel.session.transport == "websocket":
             channel.websocket, channel.framing = connection, ENGINEIO_WEBSOCKET
         # Frames written now wait in the connection's outbox behind the 101.
@@ -286,19 +282,25 @@ class EngineIoEndpoint:
         return WebsocketAccept()
 
     async def on_websocket_message(self, connection: WebsocketConnection, message: str | bytes) -> None:
-        attached: EngineIoSocket = connection.app_state  # type: ignore[assignment]
-        channel = attached.channel
-        channel.session.receive_websocket(attached.websocket_id, message, _now_ms())
+        channel: EngineIoChannel = connection.app_state  # type: ignore[assignment]
+        websocket_id = _websocket_id(channel, connection)
+        if websocket_id is None:
+            return  # refused, or detached: what it says is ignored
+        channel.session.receive_websocket(websocket_id, message, _now_ms())
         self._pump(channel)
         await self._handle(channel)
 
     async def on_websocket_closed(self, connection: WebsocketConnection) -> None:
-        attached: EngineIoSocket = connection.app_state  # type: ignore[assignment]
-        channel = attached.channel
-        channel.websockets.pop(attached.websocket_id, None)
-        channel.session.websocket_closed(attached.websocket_id)
+        channel: EngineIoChannel = connection.app_state  # type: ignore[assignment]
+        websocket_id = _websocket_id(channel, connection)
+        if websocket_id is None:
+            return
+        del channel.websockets[websocket_id]
+        if channel.websocket is connection:
+            channel.websocket = None
+        channel.session.websocket_closed(websocket_id)
         self._pump(channel)
-        await self._handle(channel)
+        self._drain_now(channel)
 
     # -- one session's life ---------------------------------------------------------------
 
@@ -343,8 +345,8 @@ class EngineIoEndpoint:
                 channel.pending = deque()
             channel.pending.extend(events)
             if any(type(event) is Closed for event in events):
-                # The end is handled even if no request is around to do it.
-                self.spawn(lambda: self._handle(channel))
+                # The end is handled now, even if no request is around to do it.
+                self._drain_now(channel)
         due = session.next_deadline_ms()
         # The channel is its own timer key, and the callback one bound method:
         # nothing new is made per schedule.
@@ -386,6 +388,22 @@ class EngineIoEndpoint:
             channel.pending = None
         finally:
             channel.handling = False
+
+    def _drain_now(self, channel: EngineIoChannel) -> None:
+        """Take the session's events at once, without waiting for room in
+        flight (the session is ending: its last messages still start, in order,
+        then its end is handled). Left to the task handling it, if one is."""
+        if channel.handling:
+            return
+        pending = channel.pending
+        while pending:
+            event = pending.popleft()
+            if type(event) is Message:
+                if not channel.finished:
+                    self._start(channel, event.data)
+            elif type(event) is Closed:
+                self._finish(channel, event.reason)
+        channel.pending = None
 
     def _start(self, channel: EngineIoChannel, data: str | bytes) -> None:
         action = self.board.handle_message(channel.id, data)

@@ -83,7 +83,7 @@ class Server:
                 if self._vacancies is not None:
                     self._vacancies.release()
                 raise
-            nursery.start_soon(self._guarded, self._connection, sock)
+            nursery.start_soon(self._connection, sock)
 
     async def _accept(self, listener: socket.socket) -> socket.socket:
         while True:
@@ -106,11 +106,21 @@ class Server:
             return sock
 
     async def _connection(self, sock: socket.socket) -> None:
+        """One connection's task; guarded itself (as ``_guarded`` guards the
+        others) so that an idle websocket waits one frame shallower."""
         self.connection_count += 1
         try:
             websocket = await self._start(sock)
             if websocket is not None:
                 await run_websocket(websocket, self.app, self.hub)
+        except Exception as error:
+            logger.error("unexpected error in a connection: %r", error, exc_info=error)
+        except BaseExceptionGroup as group:
+            errors, others = group.split(Exception)
+            if errors is not None:
+                logger.error("unexpected error in a connection: %r", errors, exc_info=errors)
+            if others is not None:
+                raise others from None
         finally:
             self.connection_count -= 1
             if sock.fileno() != -1:

@@ -23,9 +23,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..operations import Action, ListRecordRange, TakeNumber
+from ..operations import Action, InsertNumbered, ListRecordRange
 from ..records import new_record
 from .model import (
+    CHAT_KEY_DIGITS,
+    chat_key_prefix,
     CHATS,
     PAGE_SIZE,
     chat_info,
@@ -42,7 +44,6 @@ from .store import (
     Context,
     channel_member,
     get,
-    insert,
     profile_of,
     update,
     visible_channel,
@@ -95,20 +96,22 @@ def parse_chat_id(value: Any) -> int | None:
 def write_chat(ctx: Context, channel: dict[str, Any], sender_id: str, kind: str, content: str) -> Action[dict[str, Any]]:
     """Store a new chat of ``channel``, numbered by the channel's sequence."""
     channel_id = channel["_id"]
-    number: int = yield TakeNumber(chat_sequence(channel_id))
-    record = new_record(
-        {
-            "id": number,
-            "type": kind,
-            "content": content,
-            "senderId": sender_id,
-            "channelId": channel_id,
-            "communityId": channel["communityId"],
-        },
-        chat_key(channel_id, number),
-        ctx.now(),
+    fields = {
+        "type": kind,
+        "content": content,
+        "senderId": sender_id,
+        "channelId": channel_id,
+        "communityId": channel["communityId"],
+    }
+    # The number and the record in one write (bug 9: atomic ids): the chat's
+    # id is its number in the channel, its _id chat_key(channel, number).
+    template = new_record(fields, chat_key(channel_id, 0), ctx.now())
+    del template["_id"]
+    record: dict[str, Any] = yield InsertNumbered(
+        CHATS, template, chat_sequence(channel_id), "id", chat_key_prefix(channel_id), CHAT_KEY_DIGITS
     )
-    return (yield from insert(ctx, CHATS, record))
+    ctx.change(CHATS, "create", record)
+    return record
 
 
 def create_chat(ctx: Context, channel_id: str, kind: str, content: str) -> Action[dict[str, Any]]:

@@ -39,6 +39,8 @@ from ..operations import User
 from ..records import new_record
 
 __all__ = [
+    "CHAT_KEY_DIGITS",
+    "chat_key_prefix",
     "BOT_ID",
     "CHANNELS",
     "CHATS",
@@ -102,6 +104,8 @@ DEFAULT_CHANNEL_DESCRIPTION = "default channel description"
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _KST_OFFSET_MS = 9 * 60 * 60 * 1000  # Korea has kept UTC+9, without summer time, since 1988
 _ID_DIGITS = 12
+#: The digits of a chat's number in its ``_id`` (``chat_key``).
+CHAT_KEY_DIGITS = _ID_DIGITS
 
 
 def is_live(record: dict[str, Any] | None) -> bool:
@@ -179,6 +183,11 @@ def channel_basic(channel: dict[str, Any], users: Any = None) -> dict[str, Any]:
         "createdAt": channel["createdAt"],
         "updatedAt": channel["updatedAt"],
     }
+
+
+def chat_key_prefix(channel_id: str) -> str:
+    """What every chat ``_id`` of a channel starts with (``chat_key``)."""
+    return f"{channel_id}:"
 
 
 def chat_key(channel_id: str, chat_id: int) -> str:

@@ -34,7 +34,7 @@ from satchel.transports.http.parser import UpgradeRequested
 from satchel.transports.http.connection import application_error
 from satchel.transports.http.responses import format_response
 from satchel.transports.interfaces import Application, ServerLimits, WebsocketAccept
-from satchel.transports.sockets import close_gracefully, receive_some, send_all
+from satchel.transports.sockets import RECEIVE_SIZE, close_gracefully, send_all
 
 from .frames import (
     BINARY,
@@ -123,7 +123,6 @@ class WebsocketConnection:
         "_partial",
         "_writing",
         "_drained",
-        "_timeouts",
         "_early",
         "_hub",
     )
@@ -149,8 +148,6 @@ class WebsocketConnection:
         self._writing = False
         # Set by the writer when it stops, for a close waiting on it.
         self._drained: trio.Event | None = None
-        # The reader's timeout scope, so that close() can bound the handshake.
-        self._timeouts: trio.CancelScope | None = None
         # Bytes that arrived behind the handshake: the first frames.
         self._early = early
         # The hub that fans out to this connection (set by Hub.add), whose
@@ -232,10 +229,16 @@ class WebsocketConnection:
         self._state = CLOSING
         self.close_code = code
         self.close_reason = reason
-        if self._timeouts is not None:
-            self._timeouts.deadline = min(
-                self._timeouts.deadline, trio.current_time() + self._limits.close_timeout
-            )
+        # A peer that never answers the close is cut off after close_timeout.
+        # A task that exists only while closing does it, rather than a cancel
+        # scope around every connection's reader (half a kilobyte per idle
+        # connection).
+        self._spawn(self._close_watchdog)
+
+    async def _close_watchdog(self) -> None:
+        await trio.sleep(self._limits.close_timeout)
+        if self._state is not CLOSED:
+            self._abort()  # the reader sees the socket closed and ends
 
     def _end(self, close: CloseConnection) -> None:
         """The core asked to end this connection (as a hub target)."""
@@ -370,16 +373,18 @@ class WebsocketConnection:
             trio.lowlevel.notify_closing(sock)
             sock.close()
 
-    async def _run(self, app: Application) -> None:
-        """Read frames until the connection ends; the connection's own task."""
-        parser = FrameParser(self._limits.max_websocket_message_bytes)
-        data = self._early
-        self._early = b""
-        with trio.CancelScope() as timeouts:
-            self._timeouts = timeouts
-            if self._state is CLOSING:
-                timeouts.deadline = trio.current_time() + self._limits.close_timeout
-            while self._state is not CLOSED:
+    async def _serve(self, app: Application, hub: Hub) -> None:
+        """The connection's own task (``run_websocket``): read frames until
+        the connection ends, then leave the hub and tell the application,
+        whatever ended it. One method, not a reader inside a wrapper: an idle
+        connection waits with one frame fewer on its stack (thousands of them)."""
+        try:
+            parser = FrameParser(self._limits.max_websocket_message_bytes)
+            data = self._early
+            self._early = b""
+            # close_timeout is enforced by close()'s watchdog, not a scope here.
+            ended = False
+            while self._state is not CLOSED and not ended:
                 events = parser.receive(data)
                 data = b""
                 for opcode, value in events:
@@ -398,8 +403,8 @@ class WebsocketConnection:
                             self.close_reason = reason
                         # The handshake is complete either way: the server
                         # closes the TCP connection first (section 7.1.1).
-                        await self._wait_drained()
-                        return
+                        ended = True
+                        break
                     elif opcode == FAILED:
                         # Fail the connection (RFC 6455 section 7.1.7): send
                         # our close, then FIN, so that a peer that cannot
@@ -412,15 +417,48 @@ class WebsocketConnection:
                             self._sock.shutdown(socket.SHUT_WR)
                         except OSError:
                             pass
+                if ended:
+                    break
                 # Nothing of the last read stays alive while the next is awaited
                 # (an idle connection would hold its last message for good).
                 events = value = None  # type: ignore[assignment]
-                data = await receive_some(self._sock)
+                # receive_some (sockets.py), written out here: one frame fewer.
+                sock = self._sock
+                try:
+                    data = sock.recv(RECEIVE_SIZE)
+                except BlockingIOError:
+                    data = None  # type: ignore[assignment]
+                except OSError:
+                    data = b""
+                else:
+                    await trio.lowlevel.checkpoint()
+                while data is None:
+                    try:
+                        await trio.lowlevel.wait_readable(sock)
+                    except trio.ClosedResourceError:
+                        data = b""
+                        break
+                    try:
+                        data = sock.recv(RECEIVE_SIZE)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
                 if not data:
                     if self.close_code is None:
                         self.close_code = 1006
-                    return
-        # close_timeout passed in CLOSING: the peer never answered our close.
+                    break
+            await self._wait_drained()
+        finally:
+            hub.remove(self.id)
+            self._abort()
+            # Cleanup must run even while the server is being cancelled, and
+            # must not hang it: shielded, bounded.
+            with trio.CancelScope(deadline=trio.current_time() + self._limits.close_timeout, shield=True):
+                try:
+                    await app.on_websocket_closed(self)
+                except Exception:
+                    logger.exception("on_websocket_closed failed on websocket %s", self.id)
 
     async def _deliver(self, app: Application, message: str | bytes) -> None:
         try:
@@ -472,22 +510,13 @@ async def open_websocket(
     return connection
 
 
-async def run_websocket(connection: WebsocketConnection, app: Application, hub: Hub) -> None:
+def run_websocket(connection: WebsocketConnection, app: Application, hub: Hub) -> Awaitable[None]:
     """Run an accepted connection to its end; then it leaves the hub and
-    ``on_websocket_closed`` is called, whatever ended it."""
-    try:
-        await connection._run(app)
-        await connection._wait_drained()
-    finally:
-        hub.remove(connection.id)
-        connection._abort()
-        # Cleanup must run even while the server is being cancelled, and must
-        # not hang it: shielded, bounded.
-        with trio.CancelScope(deadline=trio.current_time() + connection._limits.close_timeout, shield=True):
-            try:
-                await app.on_websocket_closed(connection)
-            except Exception:
-                logger.exception("on_websocket_closed failed on websocket %s", connection.id)
+    ``on_websocket_closed`` is called, whatever ended it.
+
+    A plain function returning the connection's coroutine, so that an idle
+    connection's suspended stack is one frame shorter (there are thousands)."""
+    return connection._serve(app, hub)
 
 
 async def _ask_application(
