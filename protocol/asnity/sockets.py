@@ -78,4 +78,7 @@ class AsnityNamespaces(NamespaceHandler):
         state: NamespaceState = socket.state
         data = args[0] if args else None
         outcome = yield from handle_event(state.token, state.community_id, socket.connection, name, data, env)
-        return Reply(ack=None if outcome.ack is None else [outcome.ack], emits=outcome.emits, events=outcome.events)
+        # An event without an ack value (join) still acks, with no arguments,
+        # when the client asked for one: the original left such a client waiting.
+        ack = [outcome.ack] if outcome.ack is not None else ([] if wants_ack else None)
+        return Reply(ack=ack, emits=outcome.emits, events=outcome.events)
