@@ -28,12 +28,13 @@ asked, so a mount overrides only what its protocol does.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, Union
 
 import msgspec
 
 from .changes import Change, DocumentChange
 from .channels import (
+    Audience,
     CloseChannel,
     CloseConnection,
     Deliver,
@@ -49,14 +50,19 @@ from .environment import Environment
 from .errors import LocalProtocolError
 from .files import FileBody
 from .http import HttpRequest, HttpResponse, json_response
+from .permissions.live import RulesChanged
+from .permissions.rules import DEFAULT_RULES, RuleSet
 
-__all__ = ["Event", "HttpOutcome", "Accepted", "DatagramOutcome", "Mount", "MountTable", "UploadForm"]
+__all__ = [
+    "Event", "HttpOutcome", "Accepted", "DatagramOutcome", "Mount", "MountTable", "UploadForm", "RenderContext",
+    "NO_CONTEXT",
+]
 
 #: What actions hand to the hub: writes (each mount renders them) and hub
 #: instructions (deliveries and subscription changes), in order.
 Event = Union[
     Change, DocumentChange, Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience,
-    UnsubscribeMatching, CloseChannel, IdentifyConnection, CloseConnection,
+    UnsubscribeMatching, CloseChannel, IdentifyConnection, CloseConnection, RulesChanged,
 ]
 #: The hub instructions among them (everything but writes).
 _HUB_EVENTS = (Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, UnsubscribeMatching,
@@ -104,6 +110,32 @@ class DatagramOutcome(msgspec.Struct):
 
     answer: bytes | None = None
     changes: list[Event] = []
+
+
+class RenderContext(Protocol):
+    """What a renderer may know beyond the change: the rules in force and
+    who, among its own mount's connections, is in an audience - with each
+    one's state, for renderers that re-check a change per subscriber (its
+    user, role, subscriptions)."""
+
+    rules: RuleSet
+
+    def recipients(self, audience: Audience) -> list[tuple[str, Any]]:
+        """(connection id, the mount's state for it) of each of this mount's
+        connections in ``audience``."""
+        ...
+
+
+class _NoConnections:
+    """The context of a renderer with nobody connected (a table used alone)."""
+
+    rules = DEFAULT_RULES
+
+    def recipients(self, audience: Audience) -> list[tuple[str, Any]]:
+        return []
+
+
+NO_CONTEXT: RenderContext = _NoConnections()
 
 
 class Mount:
@@ -195,9 +227,11 @@ class Mount:
 
     # -- fan-out ---------------------------------------------------------------
 
-    def render(self, change: Change | DocumentChange) -> Sequence[Deliver]:
+    def render(self, change: Change | DocumentChange, context: RenderContext) -> Sequence[Deliver]:
         """The deliveries to this mount's connections that ``change`` makes
-        (none: the protocol does not show it). Each is encoded once."""
+        (none: the protocol does not show it). Each is encoded once - once
+        per group of recipients that see it alike, where the rules make
+        them differ (``context`` says who is there and the rules)."""
         return ()
 
     # -- datagrams -------------------------------------------------------------
@@ -280,15 +314,19 @@ class MountTable:
         """The mount that answers UDP datagrams, if one does."""
         return self._datagrams
 
-    def hub_events(self, events: Iterable[Event]) -> Iterator[HubEvent]:
+    def hub_events(
+        self, events: Iterable[Event], context: Callable[[Mount], RenderContext] | None = None
+    ) -> Iterator[HubEvent | RulesChanged]:
         """Hub instructions for ``events``, in order: every change rendered by
-        every mount that shows it, hub instructions as they are."""
+        every mount that shows it (``context(mount)`` is what each renderer
+        may know; none by default), hub instructions and rule changes as
+        they are."""
         renderers = self._renderers
         for event in events:
             if isinstance(event, (Change, DocumentChange)):
                 for mount in renderers:
-                    yield from mount.render(event)
-            elif isinstance(event, _HUB_EVENTS):
+                    yield from mount.render(event, context(mount) if context is not None else NO_CONTEXT)
+            elif isinstance(event, _HUB_EVENTS) or type(event) is RulesChanged:
                 yield event
             else:
                 raise LocalProtocolError(f"not an event: {event!r}")

@@ -35,12 +35,15 @@ from typing import Any, Iterable, Iterator
 
 import msgspec
 
-from .channels import Binary, ChannelRegistry, CloseConnection, Deliver
+from .channels import Audience, Binary, ChannelRegistry, CloseConnection, Deliver
 from .environment import Environment
 from .errors import LocalProtocolError
 from .http import HttpRequest, HttpResponse, json_response
 from .mounts import Accepted, DatagramOutcome, Event, HttpOutcome, Mount, MountTable, UploadForm
-from .operations import Action
+from .operations import Action, Operation
+from .permissions.live import CurrentRules, RulesChanged
+from .permissions.rules import DEFAULT_RULES, RuleSet
+from .permissions.store import load_rules
 from .socketio.engineio_requests import BAD_REQUEST as ENGINEIO_BAD_REQUEST
 
 __all__ = ["Switchboard", "Opened"]
@@ -60,17 +63,46 @@ class Opened(msgspec.Struct):
     state: Any
 
 
+class _Context:
+    """A renderer's view (``mounts.RenderContext``): the rules in force and
+    its own mount's connections, with their states."""
+
+    __slots__ = ("_board", "_registry")
+
+    def __init__(self, board: Switchboard, registry: ChannelRegistry) -> None:
+        self._board = board
+        self._registry = registry
+
+    @property
+    def rules(self) -> RuleSet:
+        return self._board.rules
+
+    def recipients(self, audience: Audience) -> list[tuple[str, Any]]:
+        opened = self._board._connections
+        return [(c, opened[c].state) for c in self._registry.resolve(audience) if c in opened]
+
+
 class Switchboard:
-    """Routes requests and connections to mounts, and events to connections."""
+    """Routes requests and connections to mounts, and events to connections.
 
-    __slots__ = ("mounts", "env", "registries", "_connections", "_datagram_state")
+    ``rules`` is the rule set in force (``satchel.protocol.permissions``):
+    the default until ``load_rules`` has run, then what the store holds, then
+    each ``RulesChanged`` an action returns. Actions that ``yield
+    CurrentRules()`` get it from here; renderers get it in their context.
+    """
 
-    def __init__(self, mounts: MountTable, env: Environment) -> None:
+    __slots__ = ("mounts", "env", "registries", "rules", "rules_revision", "_connections", "_datagram_state",
+                 "_contexts")
+
+    def __init__(self, mounts: MountTable, env: Environment, rules: RuleSet = DEFAULT_RULES) -> None:
         self.mounts = mounts
         self.env = env
+        self.rules = rules
+        self.rules_revision = 0
         #: mount name -> the registry of that mount's open connections
         self.registries: dict[str, ChannelRegistry] = {mount.name: ChannelRegistry() for mount in mounts}
         self._connections: dict[str, Opened] = {}
+        self._contexts = {mount.name: _Context(self, self.registries[mount.name]) for mount in mounts}
         datagrams = mounts.datagram_mount
         # A server's datagram memory starts with it (the inbox refuses
         # datagrams older than the server's start).
@@ -78,6 +110,30 @@ class Switchboard:
 
     def __len__(self) -> int:
         return len(self._connections)
+
+    # -- the rules in force ----------------------------------------------------
+
+    def load_rules(self) -> Action[RuleSet]:
+        """The action that makes the stored rules the ones in force (a server
+        runs it once as it starts)."""
+        rules, revision = yield from load_rules()
+        self.rules, self.rules_revision = rules, revision
+        return rules
+
+    def _answered(self, action: Action[Any]) -> Action[Any]:
+        """``action``, with its ``CurrentRules`` answered here."""
+        try:
+            operation: Operation = next(action)
+            while True:
+                if type(operation) is CurrentRules:
+                    operation = action.send(self.rules)
+                else:
+                    operation = action.send((yield operation))
+        except StopIteration as done:
+            return done.value
+
+    def _context(self, mount: Mount) -> _Context:
+        return self._contexts[mount.name]
 
     # -- HTTP ----------------------------------------------------------------
 
@@ -100,7 +156,7 @@ class Switchboard:
         mount = self.mounts.for_request(request)
         if mount is None:
             return HttpOutcome(json_response(404, {"message": "Not found"}))
-        return (yield from mount.handle_request(request, self.env, form))
+        return (yield from self._answered(mount.handle_request(request, self.env, form)))
 
     def error_response(self, request: HttpRequest | None, status: int, message: str) -> HttpResponse:
         """A transport-level error for ``request`` (``None``: its head could
@@ -146,7 +202,7 @@ class Switchboard:
             mount = self.mounts.for_upgrade(request)
         if mount is None:
             return json_response(404, {"message": "No websocket here"})
-        accepted = yield from mount.accept(request, connection, self.env)
+        accepted = yield from self._answered(mount.accept(request, connection, self.env))
         if isinstance(accepted, Accepted):
             self._connections[connection] = Opened(mount, accepted.state)
             self.registries[mount.name].add_connection(connection, accepted.user_id)
@@ -162,7 +218,7 @@ class Switchboard:
         opened = self._connections.get(connection)
         if opened is None:
             return []
-        return (yield from opened.mount.handle_message(opened.state, message, self.env))
+        return (yield from self._answered(opened.mount.handle_message(opened.state, message, self.env)))
 
     def deadline_ms(self, connection: str) -> int | None:
         """When ``connection``'s timer is due (``env.now_ms()`` time), if it has one."""
@@ -174,7 +230,7 @@ class Switchboard:
         opened = self._connections.get(connection)
         if opened is None:
             return []
-        return (yield from opened.mount.on_timer(opened.state, self.env))
+        return (yield from self._answered(opened.mount.on_timer(opened.state, self.env)))
 
     def internal_error(self, connection: str) -> bytes | None:
         """What to tell ``connection`` when its message crashed an action."""
@@ -202,7 +258,7 @@ class Switchboard:
         mount = self.mounts.datagram_mount
         if mount is None:
             return DatagramOutcome()
-        return (yield from mount.handle_datagram(self._datagram_state, datagram, self.env))
+        return (yield from self._answered(mount.handle_datagram(self._datagram_state, datagram, self.env)))
 
     # -- fan-out -------------------------------------------------------------------
 
@@ -215,8 +271,12 @@ class Switchboard:
         payload may also be ``Binary`` (send it as a binary message) or a
         ``CloseConnection`` (end that connection, after what came before)."""
         registries = self.registries
-        for event in self.mounts.hub_events(events):
-            registry = registries.get(event.protocol)
+        for event in self.mounts.hub_events(events, self._context):
+            if type(event) is RulesChanged:
+                # Everything after it in these events is decided by the new rules.
+                self.rules, self.rules_revision = RuleSet.from_json(event.rules), event.revision
+                continue
+            registry = registries.get(event.protocol)  # type: ignore[union-attr]
             if registry is None:
                 continue  # a protocol this server does not mount
             recipients = registry.apply(event)

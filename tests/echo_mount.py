@@ -23,7 +23,7 @@ from satchel.protocol.changes import Change, DocumentChange
 from satchel.protocol.channels import Audience, Deliver
 from satchel.protocol.environment import Environment
 from satchel.protocol.http import HttpRequest, HttpResponse, json_response
-from satchel.protocol.mounts import Accepted, HttpOutcome, Mount
+from satchel.protocol.mounts import Accepted, HttpOutcome, Mount, RenderContext
 from satchel.protocol.operations import Action
 
 encode = msgspec.json.encode
@@ -66,7 +66,7 @@ class EchoMount(Mount):
     def closed(self, state: str) -> list[Any]:
         return [Deliver(NAME, encode({"left": state}), Audience(exclude=state))]
 
-    def render(self, change: Change | DocumentChange) -> Sequence[Deliver]:
+    def render(self, change: Change | DocumentChange, context: RenderContext) -> Sequence[Deliver]:
         if type(change) is not Change:
             return ()
         return (Deliver(NAME, encode({"changed": change.collection, "kind": change.kind}), Audience()),)

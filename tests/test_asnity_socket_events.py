@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 from asnity_harness import Asnity, World, world
+from satchel.protocol.mounts import NO_CONTEXT
 from satchel.protocol.asnity import rooms, socket_events
 from satchel.protocol.asnity.model import CHATS, PROFILES
 from satchel.protocol.asnity.mount import AsnityMount, render_change
@@ -239,7 +240,7 @@ def _chat_record(**changes) -> dict:
 def test_a_chat_change_renders_as_one_socketio_event_for_the_namespace(kind: str, changes: dict, name: str) -> None:
     record = _chat_record(**changes)
     change = Change(CHATS, kind, record, "u1", "asnity-socket", "s7")
-    (delivery,) = AsnityMount().render(change)
+    (delivery,) = AsnityMount().render(change, NO_CONTEXT)
     assert delivery.protocol == rooms.PROTOCOL
     assert delivery.audience == Audience(channel=rooms.room_channel("k1", "c1"), exclude="s7")
     packet = PacketDecoder().receive(delivery.payload.decode())
@@ -262,7 +263,7 @@ def test_a_rest_chat_change_excludes_nobody() -> None:
     ],
 )
 def test_nothing_else_is_rendered(change: Change) -> None:
-    assert AsnityMount().render(change) == ()
+    assert AsnityMount().render(change, NO_CONTEXT) == ()
 
 
 def test_every_chat_write_produces_exactly_one_change(w: World) -> None:

@@ -27,7 +27,7 @@ from ..changes import Change, DocumentChange
 from ..channels import Audience, Deliver
 from ..environment import Environment
 from ..http import HttpRequest, HttpResponse
-from ..mounts import HttpOutcome, Mount, UploadForm
+from ..mounts import HttpOutcome, Mount, RenderContext, UploadForm
 from ..operations import Action
 from ..socketio.engineio_session import EngineIoConfig
 from ..socketio.mount import claims_path
@@ -114,7 +114,7 @@ class AsnityMount(Mount):
     def error_response(self, status: int, message: str) -> HttpResponse:
         return error_response(status, message)
 
-    def render(self, change: Change | DocumentChange) -> Sequence[Deliver]:
+    def render(self, change: Change | DocumentChange, context: RenderContext) -> Sequence[Deliver]:
         if type(change) is not Change:
             return ()
         delivery = render_change(change)

@@ -16,7 +16,7 @@ from ..changes import Change, DocumentChange
 from ..channels import Deliver
 from ..environment import Environment
 from ..http import HttpRequest, split_path
-from ..mounts import Accepted, HttpOutcome, Mount, UploadForm
+from ..mounts import Accepted, HttpOutcome, Mount, RenderContext, UploadForm
 from ..operations import Action
 from . import auth, websocket
 from .config import BackpackConfig
@@ -67,7 +67,7 @@ class BackpackMount(Mount):
     def internal_error(self, state: websocket.Socket) -> bytes:
         return _INTERNAL_ERROR
 
-    def render(self, change: Change | DocumentChange) -> Sequence[Deliver]:
+    def render(self, change: Change | DocumentChange, context: RenderContext) -> Sequence[Deliver]:
         # Token documents are not records of a collection: Backpack never shows them.
         if type(change) is not Change:
             return ()

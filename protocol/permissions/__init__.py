@@ -53,9 +53,13 @@ from .rules import (
     RuleSpec,
     RulesFile,
 )
+from .live import CurrentRules, RulesChanged
 from .store import RULES_SETTING, load_rules, save_rules, set_role
 
 __all__ = [
+    # the rules in force (answered by the switchboard)
+    "CurrentRules",
+    "RulesChanged",
     # the model
     "RuleSet",
     "RulesFile",

@@ -15,7 +15,7 @@ from ..changes import Change, DocumentChange
 from ..channels import Deliver
 from ..environment import Environment
 from ..http import HttpRequest, HttpResponse, json_response
-from ..mounts import Accepted, Mount
+from ..mounts import Accepted, Mount, RenderContext
 from ..operations import Action
 from .engineio_requests import BAD_REQUEST
 from .engineio_session import EngineIoConfig
@@ -71,10 +71,10 @@ class SocketIoMount(Mount):
         return self.server.on_timer(state, env)
         yield
 
-    def render(self, change: Change | DocumentChange) -> Sequence[Deliver]:
+    def render(self, change: Change | DocumentChange, context: RenderContext) -> Sequence[Deliver]:
         rendered: list[Deliver] = []
         for handler in self.server.handlers:
             render = getattr(handler, "render", None)
             if render is not None:
-                rendered.extend(render(change))
+                rendered.extend(render(change, context))
         return rendered

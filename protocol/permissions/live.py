@@ -1,0 +1,33 @@
+"""The rules in force: what a server's actions and renderers read, and how
+they change while it runs.
+
+Every action that decides something by the rules asks for them with
+``yield CurrentRules()``; the ``Switchboard`` answers it from the rule set it
+holds (never the store: a request must not cost a read of the rules), and
+renderers get the same rule set in their ``RenderContext``. The rules are
+loaded from the store when the server starts (``Switchboard.load_rules``)
+and replaced while it runs by an action that stores new rules and returns
+``RulesChanged``: the switchboard applies it in order with the other events
+of that action, so what follows the change is decided by the new rules. The
+event carries the rules' JSON, so that a broker can take it to every node.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ..operations import Operation
+
+__all__ = ["CurrentRules", "RulesChanged"]
+
+
+class CurrentRules(Operation, frozen=True):
+    """-> ``RuleSet``: the rules in force now. Answered by the switchboard."""
+
+
+class RulesChanged(msgspec.Struct, frozen=True, tag=True):
+    """The stored rules were replaced: ``rules`` is their JSON
+    (``RuleSet.to_json``), ``revision`` the stored setting's revision."""
+
+    rules: bytes
+    revision: int
