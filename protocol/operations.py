@@ -20,7 +20,7 @@ compare-and-swap on the document's revision that also creates, and
 atomically inside the store, by the core's pure merge rule.
 
 Sessions have a ``kind``: Backpack's cookie sessions are ``"session"``; the
-Bearer tokens of the other protocols (``satchel.protocol.asnity.tokens``) are
+Bearer tokens of the other protocols (``satchel.protocol.tokens``) are
 ``"access"`` and ``"refresh"``, and ``DeleteSessions`` revokes all of one
 user's tokens of a kind at once. Three record operations serve queries that
 need more than field equality (Asnity's pages of chats and its user search,

@@ -7,7 +7,8 @@ import hashlib
 
 import pytest
 from asnity_harness import API_KEY, START_MS, Asnity
-from satchel.protocol.asnity import accounts, tokens
+from satchel.protocol import tokens
+from satchel.protocol.asnity import accounts
 from satchel.protocol.asnity.accounts import AsnityUser
 from satchel.protocol.asnity.model import PROFILES
 from satchel.protocol.http import HttpRequest

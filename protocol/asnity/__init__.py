@@ -7,7 +7,8 @@ its socket events, as pure actions over Satchel's shared data model
 - ``rest.handle_request(request, env) -> Action[HttpOutcome]`` answers every
   route of sections 1-3, in NestJS's envelope and error bodies (``nest``,
   ``validation``), on the accounts Backpack shares (``accounts``).
-- ``tokens`` holds the opaque Bearer access and refresh tokens any protocol
+- ``satchel.protocol.tokens`` (shared, re-exported as ``tokens``) holds the
+  opaque Bearer access and refresh tokens any protocol
   may accept (``bearer_user``); ``accounts.authenticate`` is the socket
   layer's check.
 - ``socket_events`` answers ``join``, ``chat`` and
@@ -16,7 +17,8 @@ its socket events, as pure actions over Satchel's shared data model
 Where each thing is stored: ``model``. The access rules: ``store``.
 """
 
-from . import accounts, model, nest, rest, rooms, socket_events, tokens, validation
+from .. import tokens
+from . import accounts, model, nest, rest, rooms, socket_events, validation
 from .accounts import AsnityUser, authenticate
 from .mount import AsnityMount, render_change
 from .rest import handle_request, is_asnity_path
@@ -28,7 +30,7 @@ from .rooms import (
     room_channel,
 )
 from .socket_events import Admission, SocketOutcome, admit, handle_event
-from .tokens import bearer_user
+from ..tokens import bearer_user
 
 __all__ = [
     "PROTOCOL",

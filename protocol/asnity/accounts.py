@@ -12,7 +12,7 @@ Signin answers an access token and sets the refresh token as the cookie
 no SameSite, as the original). Refresh issues a new access token and does
 not rotate the refresh token (as the original). Signout revokes the
 presented access token and every refresh token of the user, and clears the
-cookie on the path it was set on (bug 13). Tokens: ``tokens``.
+cookie on the path it was set on (bug 13). Tokens: ``satchel.protocol.tokens``.
 
 Departure: the original's refresh answered 401 ``refreshToken이 일치하지
 않습니다.`` when the cookie held a valid JWT that was not the stored one;
@@ -41,7 +41,7 @@ from ..operations import (
 from .model import PROFILES, default_nickname, new_profile, user_basic_info
 from .nest import cookie, forbidden, guard_failure, unauthorized
 from .store import Context, ensure_profile, insert, profile_of, update
-from .tokens import (
+from ..tokens import (
     REFRESH_TTL_MS,
     bearer_user,
     issue_token,

@@ -3,7 +3,7 @@
 ``handle_request`` routes a request the way the original Nest app does:
 CORS preflight first; the body parsed before routing (a malformed JSON body
 is 400 whatever the path); an unknown route or method 404 ``Cannot GET
-/api/...``; then the JWT guard (here: a Bearer access token, ``tokens``),
+/api/...``; then the JWT guard (here: a Bearer access token, ``satchel.protocol.tokens``),
 401 ``{"statusCode":401,"message":"Unauthorized"}``; then the DTO's
 validation (``validation``); then the route. The answer is wrapped in the
 envelope, 201 for every POST (``nest``), and carries the ``Change`` of
@@ -40,7 +40,7 @@ from .nest import (
     route_not_found,
 )
 from .store import Context
-from .tokens import bearer_user
+from ..tokens import bearer_user
 
 __all__ = ["PREFIX", "ROUTES", "Route", "handle_request", "is_asnity_path"]
 

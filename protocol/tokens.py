@@ -1,7 +1,7 @@
-"""Bearer tokens on Satchel's shared accounts (asnity.md section 2, bugs 4
-and 14), for any protocol that accepts ``Authorization: Bearer <token>``:
-Asnity's REST API and sockets now, the Directus-style and resource
-protocols next.
+"""Bearer tokens on Satchel's shared accounts, for every protocol that accepts
+``Authorization: Bearer <token>``: Asnity's REST API and sockets (asnity.md
+section 2, bugs 4 and 14), the Directus-style protocols and the resource
+subscriptions.
 
 Decision: the tokens are **opaque** random strings (``env.new_token()``),
 not the original's JWTs. A token is revoked the moment its row is deleted
@@ -27,9 +27,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from ..environment import Environment
-from ..http import HttpRequest
-from ..operations import (
+from .environment import Environment
+from .http import HttpRequest
+from .operations import (
     ACCESS_TOKEN,
     REFRESH_TOKEN,
     Action,
