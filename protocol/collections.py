@@ -8,12 +8,18 @@ written through any of them looks the same and produces the same event.
 
 Read-modify-write (patch, overwrite) uses the store's compare-and-swap and
 retries on conflict, so concurrent writers never lose each other's fields.
+
+``guard(before, after)``, when given, decides a write from the record as it
+is (``None`` for a create) and as it will be (``None`` for a delete) just
+before it is made - on every attempt of a compare-and-swap loop - and
+raises (``permissions.Forbidden``) to refuse it: how the rules
+(``satchel.protocol.permissions.check_write``) reach every protocol's writes.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 from .changes import Change, ChangeKind
 from .environment import Environment
@@ -21,7 +27,11 @@ from .errors import RemoteProtocolError
 from .operations import Action, DeleteRecord, GetRecord, InsertRecord, ReplaceRecord, StoredRecord
 from .records import format_timestamp, new_record, overwrite_record, patch_record
 
+#: Decides a write from the record before and after it; raises to refuse.
+Guard = Callable[[dict[str, Any] | None, dict[str, Any] | None], None]
+
 __all__ = [
+    "Guard",
     "HIDDEN_COLLECTIONS",
     "RESERVED_PREFIX",
     "is_hidden_collection",
@@ -70,10 +80,13 @@ def validate_collection_name(name: object) -> str:
 
 
 def create(
-    collection: str, data: dict[str, Any], user_id: str | None, origin: str, env: Environment
+    collection: str, data: dict[str, Any], user_id: str | None, origin: str, env: Environment,
+    guard: Guard | None = None,
 ) -> Action[tuple[dict[str, Any], Change]]:
     """Insert a new record holding ``data``."""
     record = new_record(data, env.new_id(), format_timestamp(env.now_ms()))
+    if guard is not None:
+        guard(None, record)
     yield InsertRecord(collection, record)
     return record, Change(collection, "create", record, user_id, origin)
 
@@ -86,6 +99,7 @@ def _rewrite(
     user_id: str | None,
     origin: str,
     env: Environment,
+    guard: Guard | None = None,
 ) -> Action[tuple[dict[str, Any] | None, Change | None]]:
     rewrite = patch_record if kind == "patch" else overwrite_record
     for _ in range(_MAX_ATTEMPTS):
@@ -93,29 +107,42 @@ def _rewrite(
         if stored is None:
             return None, None
         record = rewrite(stored.record, data, format_timestamp(env.now_ms()))
+        if guard is not None:
+            guard(stored.record, record)
         if (yield ReplaceRecord(collection, record, stored.revision)):
             return record, Change(collection, kind, record, user_id, origin)
     raise RemoteProtocolError("the record is changing too fast; try again", 409)
 
 
 def patch(
-    collection: str, record_id: str, changes: dict[str, Any], user_id: str | None, origin: str, env: Environment
+    collection: str, record_id: str, changes: dict[str, Any], user_id: str | None, origin: str, env: Environment,
+    guard: Guard | None = None,
 ) -> Action[tuple[dict[str, Any] | None, Change | None]]:
     """Merge ``changes`` into a record (``null`` removes a field); ``(None, None)`` if absent."""
-    return (yield from _rewrite("patch", collection, record_id, changes, user_id, origin, env))
+    return (yield from _rewrite("patch", collection, record_id, changes, user_id, origin, env, guard))
 
 
 def overwrite(
-    collection: str, record_id: str, data: dict[str, Any], user_id: str | None, origin: str, env: Environment
+    collection: str, record_id: str, data: dict[str, Any], user_id: str | None, origin: str, env: Environment,
+    guard: Guard | None = None,
 ) -> Action[tuple[dict[str, Any] | None, Change | None]]:
     """Replace every field of a record with ``data``; ``(None, None)`` if absent."""
-    return (yield from _rewrite("overwrite", collection, record_id, data, user_id, origin, env))
+    return (yield from _rewrite("overwrite", collection, record_id, data, user_id, origin, env, guard))
 
 
 def delete(
-    collection: str, record_id: str, user_id: str | None, origin: str
+    collection: str, record_id: str, user_id: str | None, origin: str, guard: Guard | None = None
 ) -> Action[tuple[dict[str, Any] | None, Change | None]]:
-    """Remove a record and return it; ``(None, None)`` if absent."""
+    """Remove a record and return it; ``(None, None)`` if absent.
+
+    With a ``guard`` the record is read first and the guard decides on it
+    (a write between that read and the delete is not seen: deletes have no
+    compare-and-swap)."""
+    if guard is not None:
+        stored: StoredRecord | None = yield GetRecord(collection, record_id)
+        if stored is None:
+            return None, None
+        guard(stored.record, None)
     record = yield DeleteRecord(collection, record_id)
     if record is None:
         return None, None

@@ -101,6 +101,33 @@ def test_the_builtin_roles() -> None:
     assert can(RULES, Accountability("op", "operator"), "secrets", "delete")  # admin: everything ordinary
 
 
+def test_unrestricted_is_the_fast_path_only_when_no_signed_in_role_is_limited() -> None:
+    for action in ("create", "read", "update", "delete"):
+        assert DEFAULT_RULES.unrestricted("notes", action)
+        for collection in HIDDEN:
+            assert not DEFAULT_RULES.unrestricted(collection, action)
+    # reader is limited by a filter on articles, by fields, and refused secrets.
+    assert not RULES.unrestricted("articles", "read")
+    assert not RULES.unrestricted("secrets", "read")
+    # authenticated may only read and create; an admin role does not count.
+    assert not RULES.unrestricted("notes", "delete")
+    only_admins_limited = RuleSet.from_json(b'{"roles": {"op": {"admin": true}}}')
+    assert only_admins_limited.unrestricted("notes", "delete")
+    public_only = RuleSet.from_json(
+        b'{"roles": {"public": {"rules": [{"collection": "notes", "action": "read",'
+        b' "filter": {"a": {"_eq": 1}}}]}}}'
+    )
+    assert public_only.unrestricted("notes", "read")  # a signed-in user never has the public role
+    everything = RuleSet.from_json(
+        b'{"roles": {"reader": {"rules": [{"collection": "*", "action": "*"}]}}}'
+    )
+    assert everything.unrestricted("notes", "update")
+    fields_limited = RuleSet.from_json(
+        b'{"roles": {"reader": {"rules": [{"collection": "*", "action": "*", "fields": ["a"]}]}}}'
+    )
+    assert not fields_limited.unrestricted("notes", "update")
+
+
 # -- the rule file ------------------------------------------------------------------
 
 
@@ -215,6 +242,39 @@ def test_writes_are_decided_by_the_item_before_and_after() -> None:
 # -- reads pushed down --------------------------------------------------------------
 
 
+def test_every_collection_write_asks_its_guard_on_the_stored_item() -> None:
+    """``collections.create/patch/overwrite/delete`` hand the guard the item
+    as stored and as it would be; a refusal writes nothing."""
+    from satchel.protocol import collections
+    from satchel.protocol.environment import fixed_environment
+    from satchel.protocol.operations import GetRecord
+
+    store, env = MemoryStore(), fixed_environment()
+    execute = store.execute_sync
+
+    def guard_for(who: Accountability):
+        return lambda before, after: check_write(RULES, who, "articles", before, after)
+
+    record, _ = run_sync(collections.create("articles", {"userId": "alice", "title": "t"}, "alice", "t", env,
+                                            guard_for(ALICE)), execute)
+    with pytest.raises(Forbidden):
+        run_sync(collections.create("articles", {"userId": "bob"}, "alice", "t", env, guard_for(ALICE)), execute)
+    for write in (
+        lambda: collections.patch("articles", record["_id"], {"title": "x"}, "bob", "t", env, guard_for(BOB)),
+        lambda: collections.overwrite("articles", record["_id"], {"userId": "bob"}, "bob", "t", env, guard_for(BOB)),
+        lambda: collections.delete("articles", record["_id"], "bob", "t", guard_for(BOB)),
+    ):
+        with pytest.raises(Forbidden):
+            run_sync(write(), execute)
+    assert execute(GetRecord("articles", record["_id"])).record == record  # nothing written
+    patched, _ = run_sync(collections.patch("articles", record["_id"], {"title": "x"}, "alice", "t", env,
+                                            guard_for(ALICE)), execute)
+    assert patched["title"] == "x"
+    assert run_sync(collections.delete("articles", "absent", "alice", "t", guard_for(ALICE)), execute) == (None, None)
+    deleted, _ = run_sync(collections.delete("articles", record["_id"], "alice", "t", guard_for(ALICE)), execute)
+    assert deleted["_id"] == record["_id"] and execute(GetRecord("articles", record["_id"])) is None
+
+
 def test_read_query_pushes_the_rule_into_the_store() -> None:
     store = MemoryStore()
     articles = [
@@ -291,6 +351,8 @@ def test_rules_and_roles_live_in_the_store() -> None:
     assert run_sync(set_role(RULES, "nobody", "reader"), execute) is False
     with pytest.raises(InvalidRules, match="no role 'editor'"):
         run_sync(set_role(RULES, "u1", "editor"), execute)
+    with pytest.raises(InvalidRules, match="public role"):
+        run_sync(set_role(RULES, "u1", PUBLIC), execute)  # public is nobody signed in
 
     execute(PutSetting(RULES_SETTING, b'{"roles": {"admin": {}}}', 2))
     with pytest.raises(LocalProtocolError, match="do not compile"):

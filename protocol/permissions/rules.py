@@ -249,7 +249,7 @@ class RuleSet:
     Raises ``InvalidRules`` for a file that is not valid.
     """
 
-    __slots__ = ("spec", "_roles")
+    __slots__ = ("spec", "_roles", "_unrestricted")
 
     def __init__(self, spec: RulesFile | None = None) -> None:
         spec = RulesFile() if spec is None else spec
@@ -261,6 +261,9 @@ class RuleSet:
         merged = dict(_BUILT_IN)
         merged.update(spec.roles)
         self._roles = {name: _compile_role(name, role) for name, role in merged.items()}
+        # (collection, action) -> whether every signed-in user may do it to
+        # every item with every field (``unrestricted``), as it is asked.
+        self._unrestricted: dict[tuple[str, str], bool] = {}
 
     @classmethod
     def from_json(cls, data: bytes | str) -> "RuleSet":
@@ -310,6 +313,27 @@ class RuleSet:
         if rule is None:
             rule = role.rules.get(("*", action))
         return rule if rule is not None and rule.allowed else None
+
+    def unrestricted(self, collection: str, action: str) -> bool:
+        """Whether every signed-in user, whatever its role, may do ``action``
+        on every item of ``collection`` with every field: then a protocol
+        has nothing to check per item (the default rules' case, Backpack's
+        original behaviour). A signed-in user never has the ``public`` role
+        (``set_role`` refuses it), so that role does not count."""
+        key = (collection, action)
+        known = self._unrestricted.get(key)
+        if known is None:
+            known = not is_hidden_collection(collection)
+            for name, role in self._roles.items():
+                if not known:
+                    break
+                if name == PUBLIC or role.admin:
+                    continue
+                rule = role.rules.get(key) or role.rules.get(("*", action))
+                known = (rule is not None and rule.allowed and rule.filter == MATCH_ALL
+                         and rule.fields == ALL_FIELDS)
+            self._unrestricted[key] = known
+        return known
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RuleSet) and other.spec == self.spec

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..errors import LocalProtocolError
 from ..operations import Action, GetSetting, PutSetting, SetUserRole, StoredSetting
-from .rules import DEFAULT_RULES, InvalidRules, RuleSet
+from .rules import DEFAULT_RULES, PUBLIC, InvalidRules, RuleSet
 
 __all__ = ["RULES_SETTING", "load_rules", "save_rules", "set_role"]
 
@@ -43,8 +43,11 @@ def set_role(rules: RuleSet, user_id: str, role: str) -> Action[bool]:
     """-> ``bool`` (``False``: no such user): give a user a role of ``rules``.
 
     Raises ``InvalidRules`` for a role ``rules`` does not define, so no user
-    is given a role by mistake.
+    is given a role by mistake, and for ``public`` (nobody signed in).
     """
     if rules.role(role) is None:
         raise InvalidRules(f"there is no role {role[:64]!r}")
+    if role == PUBLIC:
+        # "public" is the role of nobody signed in; a user is somebody.
+        raise InvalidRules("a user cannot have the public role")
     return (yield SetUserRole(user_id, role))
