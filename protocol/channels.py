@@ -49,7 +49,10 @@ class Audience(msgspec.Struct, frozen=True):
     plus ``include`` (the author of a write hears about it even when the
     filters leave it out), minus ``exclude``.
 
-    No filters means every connection of the protocol.
+    No filters means every connection of the protocol. ``connections``
+    names the connections outright (those still open receive it): the
+    members of a ``permissions.DeliveryGroup``, who see one rendering of a
+    change that others see differently or not at all.
     """
 
     channel: Channel | None = None
@@ -57,6 +60,7 @@ class Audience(msgspec.Struct, frozen=True):
     connection: str | None = None
     exclude: str | None = None
     include: str | None = None
+    connections: tuple[str, ...] | None = None
 
 
 EVERYONE = Audience()
@@ -256,6 +260,16 @@ class ChannelRegistry:
 
     def resolve(self, audience: Audience) -> list[str]:
         """The connection ids in ``audience``, each once."""
+        if audience.connections is not None:
+            registered = self._user_of
+            named = [c for c in dict.fromkeys(audience.connections) if c in registered]
+            if audience.connection is not None:
+                named = [c for c in named if c == audience.connection]
+            recipients = list(self._filter(named, audience))
+            extra = audience.include
+            if extra is not None and extra != audience.exclude and extra in registered and extra not in recipients:
+                recipients.append(extra)
+            return recipients
         if audience.connection is not None:
             candidates: Iterable[str] = (audience.connection,) if audience.connection in self._user_of else ()
         elif audience.channel is not None:

@@ -125,6 +125,10 @@ class RenderContext(Protocol):
         connections in ``audience``."""
         ...
 
+    def now_ms(self) -> int:
+        """The clock, for rules that use ``$NOW``."""
+        ...
+
 
 class _NoConnections:
     """The context of a renderer with nobody connected (a table used alone)."""
@@ -133,6 +137,9 @@ class _NoConnections:
 
     def recipients(self, audience: Audience) -> list[tuple[str, Any]]:
         return []
+
+    def now_ms(self) -> int:
+        raise LocalProtocolError("a renderer without a server has no clock")
 
 
 NO_CONTEXT: RenderContext = _NoConnections()

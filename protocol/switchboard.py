@@ -81,6 +81,9 @@ class _Context:
         opened = self._board._connections
         return [(c, opened[c].state) for c in self._registry.resolve(audience) if c in opened]
 
+    def now_ms(self) -> int:
+        return self._board.env.now_ms()
+
 
 class Switchboard:
     """Routes requests and connections to mounts, and events to connections.

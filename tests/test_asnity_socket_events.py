@@ -295,5 +295,5 @@ def test_backpack_sockets_do_not_receive_asnity_data(w: World) -> None:
     from satchel.protocol.backpack.render import render_change as backpack_render
 
     change = Change(CHATS, "create", _chat_record(), "u1", "asnity-http")
-    assert backpack_render(change) is None
+    assert backpack_render(change) == []
 

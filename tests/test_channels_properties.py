@@ -27,6 +27,7 @@ audiences = st.builds(
     connection=maybe(st.sampled_from(CONNECTIONS + ["gone"])),
     exclude=maybe(st.sampled_from(CONNECTIONS)),
     include=maybe(st.sampled_from(CONNECTIONS + ["gone"])),
+    connections=maybe(st.lists(st.sampled_from(CONNECTIONS + ["gone"]), max_size=8).map(tuple)),
 )
 layouts = st.lists(
     st.tuples(st.sampled_from(USERS), st.frozensets(st.sampled_from(CHANNELS))),
@@ -52,6 +53,8 @@ def expected(layout: list, audience: Audience) -> set[str]:
         if audience.user_id is not None and audience.user_id != user:
             continue
         if audience.connection is not None and audience.connection != connection:
+            continue
+        if audience.connections is not None and connection not in audience.connections:
             continue
         chosen.add(connection)
     if audience.include in CONNECTIONS:

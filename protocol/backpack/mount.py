@@ -71,5 +71,4 @@ class BackpackMount(Mount):
         # Token documents are not records of a collection: Backpack never shows them.
         if type(change) is not Change:
             return ()
-        delivery = render_change(change)
-        return (delivery,) if delivery is not None else ()
+        return render_change(change, context)

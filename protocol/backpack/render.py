@@ -17,12 +17,15 @@ import msgspec
 from ..changes import Change
 from ..collections import RESERVED_PREFIX
 from ..channels import EVERYONE, Audience, Channel, Deliver
+from ..mounts import NO_CONTEXT, RenderContext
+from ..permissions import Accountability, Subscriber, delivery_groups
 
 __all__ = [
     "PROTOCOL",
     "ORIGIN_HTTP",
     "ORIGIN_WEBSOCKET",
     "ORIGIN_CHANNELS",
+    "ORIGIN_CHANNEL_CREATED",
     "ORIGIN_UPLOADS",
     "WIRE_ACTION",
     "audience_for",
@@ -40,6 +43,9 @@ ORIGIN_HTTP = "backpack-http"
 ORIGIN_WEBSOCKET = "backpack-ws"
 #: ``Change.origin`` of the bookkeeping writes of the six channel actions.
 ORIGIN_CHANNELS = "backpack-channels"
+#: ``Change.origin`` of the channel document ``createChannel`` makes: the
+#: other connections hear of it as ``{"action":"createChannel",...}``.
+ORIGIN_CHANNEL_CREATED = "backpack-channel-created"
 
 #: ``Change.origin`` of file metadata writes (``/uploads``).
 ORIGIN_UPLOADS = "backpack-uploads"
@@ -74,20 +80,42 @@ def audience_for(obj: dict[str, Any], writer: str | None, author: str | None = N
     return Audience(include=author) if author is not None else EVERYONE
 
 
-def render_change(change: Change) -> Deliver | None:
-    """The message Backpack websockets receive for a committed write, if any.
+def render_change(change: Change, context: RenderContext = NO_CONTEXT) -> list[Deliver]:
+    """The messages Backpack websockets receive for a committed write.
 
     Writes made over HTTP carry ``httpRequest: true`` (BRIEF section 1), so a
     client can tell them from its peers' websocket actions. The bookkeeping
     writes of channel actions are not repeated: the channel action's own
-    messages (seed 000) already tell the clients what changed. File metadata
-    is not broadcast either, as in the original.
+    messages (seed 000) already tell the clients what changed; a new
+    channel's document is told to the other connections as
+    ``createChannel``. File metadata is not broadcast either, as in the
+    original.
+
+    The routing rule picks the audience; the rules in force then decide what
+    each recipient sees (``permissions.delivery_groups``): under the default
+    rules everyone may read everything and the message is encoded once.
     """
-    if change.origin in (ORIGIN_CHANNELS, ORIGIN_UPLOADS) or change.collection.startswith(RESERVED_PREFIX):
+    if change.origin == ORIGIN_CHANNEL_CREATED:
+        message: dict[str, Any] = {"action": "createChannel"}
+        audience = Audience(exclude=change.connection) if change.connection is not None else EVERYONE
+    elif change.origin in (ORIGIN_CHANNELS, ORIGIN_UPLOADS) or change.collection.startswith(RESERVED_PREFIX):
         # Other protocols' own data (``_asnity.chats``...) is theirs to show.
-        return None
-    message: dict[str, Any] = {"action": WIRE_ACTION[change.kind], "collection": change.collection}
-    if change.origin == ORIGIN_HTTP:
-        message["httpRequest"] = True
-    message["response"] = change.record
-    return Deliver(PROTOCOL, encode(message), audience_for(change.record, change.user_id, change.connection))
+        return []
+    else:
+        message = {"action": WIRE_ACTION[change.kind], "collection": change.collection}
+        if change.origin == ORIGIN_HTTP:
+            message["httpRequest"] = True
+        audience = audience_for(change.record, change.user_id, change.connection)
+    rules = context.rules
+    if rules.unrestricted(change.collection, "read"):
+        message["response"] = change.record
+        return [Deliver(PROTOCOL, encode(message), audience)]
+    subscribers = [
+        Subscriber(connection, Accountability(socket.user_id, socket.role))
+        for connection, socket in context.recipients(audience)
+    ]
+    groups = delivery_groups(rules, change.collection, change.record, subscribers, now_ms=context.now_ms())
+    return [
+        Deliver(PROTOCOL, encode({**message, "response": group.record}), Audience(connections=group.members))  # type: ignore[arg-type]
+        for group in groups
+    ]

@@ -31,7 +31,7 @@ from ..http import HttpRequest, HttpResponse, json_response, split_path
 from ..mounts import HttpOutcome
 from ..operations import Action, GetRecord, ListCollections, ListRecords, StoredRecord
 from ..records import is_object_id
-from . import auth
+from . import auth, permits
 from .config import BackpackConfig
 from .render import ORIGIN_HTTP
 from .uploads import UploadForm, handle_uploads
@@ -186,12 +186,29 @@ def _collection_route(
     method: str, collection: str, request: HttpRequest, user_id: str, env: Environment
 ) -> Action[HttpOutcome]:
     if method == "GET":
-        records = yield ListRecords(collection)
+        permit = yield from permits.permit(user_id, collection, env, "read")
+        if permit is None:
+            records = yield ListRecords(collection)
+        else:
+            records = (yield permit.list_all()).records
         return HttpOutcome(json_response(200, records))
     if method == "POST":
-        record, change = yield from data.create(collection, _object_body(request), user_id, ORIGIN_HTTP, env)
-        return HttpOutcome(json_response(200, record), [change])
+        body = _object_body(request)
+        permit = yield from permits.permit(user_id, collection, env, "create", "read")
+        record, change = yield from data.create(
+            collection, body, user_id, ORIGIN_HTTP, env, permits.guard_of(permit)
+        )
+        return HttpOutcome(json_response(200, _written(permit, record)), [change])
     return HttpOutcome(_method_not_allowed("GET, POST"))
+
+
+def _written(permit: permits.Permit | None, record: dict[str, Any]) -> dict[str, Any]:
+    # A write is answered with what the writer may read of the record; one
+    # it may not read at all is answered with its id, so it can refer to it.
+    return permits.shown(permit, record) or {"_id": record["_id"]}
+
+
+_WRITE_ACTION = {"PUT": "update", "PATCH": "update", "DELETE": "delete"}
 
 
 def _record_route(
@@ -205,14 +222,20 @@ def _record_route(
     record: dict[str, Any] | None
     change: Change | None
     if method == "GET":
+        permit = yield from permits.permit(user_id, collection, env, "read")
         stored: StoredRecord | None = yield GetRecord(collection, record_id)
-        return HttpOutcome(json_response(200, stored.record)) if stored is not None else missing
+        # A record the user may not read is, to it, not there.
+        found = permits.shown(permit, stored.record) if stored is not None else None
+        return HttpOutcome(json_response(200, found)) if found is not None else missing
+    body = _object_body(request) if method != "DELETE" else None
+    permit = yield from permits.permit(user_id, collection, env, _WRITE_ACTION[method], "read")
+    guard = permits.guard_of(permit)
     if method == "DELETE":
-        record, change = yield from data.delete(collection, record_id, user_id, ORIGIN_HTTP)
+        record, change = yield from data.delete(collection, record_id, user_id, ORIGIN_HTTP, guard)
     elif method == "PATCH":
-        record, change = yield from data.patch(collection, record_id, _object_body(request), user_id, ORIGIN_HTTP, env)
+        record, change = yield from data.patch(collection, record_id, body, user_id, ORIGIN_HTTP, env, guard)
     else:
-        record, change = yield from data.overwrite(collection, record_id, _object_body(request), user_id, ORIGIN_HTTP, env)
+        record, change = yield from data.overwrite(collection, record_id, body, user_id, ORIGIN_HTTP, env, guard)
     if record is None or change is None:
         return missing
-    return HttpOutcome(json_response(200, record), [change])
+    return HttpOutcome(json_response(200, _written(permit, record)), [change])

@@ -35,12 +35,13 @@ from ..channels import Audience, Channel, CloseChannel, Deliver, Subscribe, Unsu
 from ..environment import Environment
 from ..errors import RemoteProtocolError
 from ..http import HttpRequest, HttpResponse, json_response
-from ..operations import Action, DeleteRecords, GetRecord, ListRecords, StoredRecord
+from ..operations import DEFAULT_ROLE, Action, DeleteRecords, GetRecord, ListRecords, StoredRecord
+from ..permissions import Forbidden
 from ..records import is_object_id
-from . import auth
+from . import auth, permits
 from .config import BackpackConfig
 from .rest import cors_headers
-from .render import ORIGIN_CHANNELS, ORIGIN_WEBSOCKET, PROTOCOL, audience_for, encode
+from .render import ORIGIN_CHANNEL_CREATED, ORIGIN_CHANNELS, ORIGIN_WEBSOCKET, PROTOCOL, audience_for, encode
 
 __all__ = ["Socket", "Event", "ACTIONS", "GREETING", "accept", "greeting", "handle_message", "socket_closed"]
 
@@ -49,10 +50,13 @@ Event = Union[Change, Deliver, Subscribe, Unsubscribe, CloseChannel]
 
 
 class Socket(msgspec.Struct, frozen=True):
-    """One open Backpack websocket: its hub connection id and its user."""
+    """One open Backpack websocket: its hub connection id, its user, and the
+    user's role as it was when the socket opened (what the changes it is
+    sent are redacted for; its own actions read the role afresh)."""
 
     connection: str
     user_id: str
+    role: str = DEFAULT_ROLE
 
 
 #: The first frame of every connection (BRIEF section 1).
@@ -76,7 +80,8 @@ def accept(
         response = json_response(401, {"message": "Log in before opening a websocket"})
         response.headers.extend(cors_headers(request, config))
         return response
-    return Socket(connection, user_id)
+    who = yield from permits.who_is(user_id)
+    return Socket(connection, user_id, who.role)
 
 
 def greeting(socket: Socket) -> list[Event]:
@@ -154,29 +159,44 @@ def _collection(name: str) -> str:
 
 
 def _find(socket: Socket, msg: _Find, env: Environment) -> Action[list[Event]]:
-    records = yield ListRecords(_collection(msg.collection), msg.query or None)
+    collection = _collection(msg.collection)
+    permit = yield from permits.permit(socket.user_id, collection, env, "read")
+    if permit is None:
+        records = yield ListRecords(collection, msg.query or None)
+    else:
+        records = yield from permit.find(msg.query or {})
     return [_reply(socket, {"action": "find", "collection": msg.collection, "response": records})]
 
 
 def _get_all(socket: Socket, msg: _Collection, env: Environment) -> Action[list[Event]]:
-    records = yield ListRecords(_collection(msg.collection))
+    collection = _collection(msg.collection)
+    permit = yield from permits.permit(socket.user_id, collection, env, "read")
+    if permit is None:
+        records = yield ListRecords(collection)
+    else:
+        records = (yield permit.list_all()).records
     return [_reply(socket, {"action": "getAll", "collection": msg.collection, "response": records})]
 
 
 def _get_one(socket: Socket, msg: _One, env: Environment) -> Action[list[Event]]:
-    stored: StoredRecord | None = None
+    collection = _collection(msg.collection)
+    record: dict[str, Any] | None = None
     if is_object_id(msg.id):
-        stored = yield GetRecord(_collection(msg.collection), msg.id)
-    record = stored.record if stored is not None else None
+        permit = yield from permits.permit(socket.user_id, collection, env, "read")
+        stored: StoredRecord | None = yield GetRecord(collection, msg.id)
+        if stored is not None:
+            record = permits.shown(permit, stored.record)  # unreadable: as if absent
     return [_reply(socket, {"action": "getOne", "collection": msg.collection, "response": record})]
 
 
 def _create(socket: Socket, msg: _Create, env: Environment) -> Action[list[Event]]:
     # Seed 000: "you never have to include the userId ... the server logs
     # the userId"; the author is the session's user, whatever the client says.
+    collection = _collection(msg.collection)
     fields = {**msg.data, "userId": socket.user_id}
+    permit = yield from permits.permit(socket.user_id, collection, env, "create")
     _, change = yield from data.create(
-        _collection(msg.collection), fields, socket.user_id, ORIGIN_WEBSOCKET, env
+        collection, fields, socket.user_id, ORIGIN_WEBSOCKET, env, permits.guard_of(permit)
     )
     return [_authored(change, socket)]
 
@@ -185,17 +205,22 @@ def _authored(change: Change, socket: Socket) -> Change:
     return Change(change.collection, change.kind, change.record, change.user_id, change.origin, socket.connection)
 
 
+_REWRITE_ACTION = {"update": "update", "patch": "update", "delete": "delete"}
+
+
 def _rewriter(kind: str) -> Callable[[Socket, Any, Environment], Action[list[Event]]]:
     def rewrite(socket: Socket, msg: Any, env: Environment) -> Action[list[Event]]:
         collection = _collection(msg.collection)
         if not is_object_id(msg.id):
             return [_error(socket, f"No record {msg.id!r} in '{collection}'", kind)]
+        permit = yield from permits.permit(socket.user_id, collection, env, _REWRITE_ACTION[kind])  # type: ignore[arg-type]
+        guard = permits.guard_of(permit)
         if kind == "update":
-            _, change = yield from data.overwrite(collection, msg.id, msg.data, socket.user_id, ORIGIN_WEBSOCKET, env)
+            _, change = yield from data.overwrite(collection, msg.id, msg.data, socket.user_id, ORIGIN_WEBSOCKET, env, guard)
         elif kind == "patch":
-            _, change = yield from data.patch(collection, msg.id, msg.data, socket.user_id, ORIGIN_WEBSOCKET, env)
+            _, change = yield from data.patch(collection, msg.id, msg.data, socket.user_id, ORIGIN_WEBSOCKET, env, guard)
         else:
-            _, change = yield from data.delete(collection, msg.id, socket.user_id, ORIGIN_WEBSOCKET)
+            _, change = yield from data.delete(collection, msg.id, socket.user_id, ORIGIN_WEBSOCKET, guard)
         if change is None:
             return [_error(socket, f"No record {msg.id!r} in '{collection}'", kind)]
         return [_authored(change, socket)]
@@ -238,14 +263,22 @@ def _first_or_none(channels: list[Any]) -> dict[str, Any]:
 
 
 def _users_information(
-    collection: str, user_id: str, env: Environment, changes: list[Event]
+    collection: str, user_id: str, env: Environment, changes: list[Event], *, as_caller: bool = True
 ) -> Action[dict[str, Any]]:
-    """The caller's users-information document, created if missing."""
+    """The caller's users-information document, created if missing.
+
+    Under the rules the caller must be able to read it, and to create it
+    when it is missing. ``as_caller=False`` is the server's own bookkeeping
+    of another member's document (``deleteChannel``), which the rules do not
+    decide: the caller's right there is the deletion of the channel."""
+    permit = (yield from permits.permit(user_id, collection, env, "read", "create")) if as_caller else None
     found = yield ListRecords(collection, {"userId": user_id})
     if found:
+        if permit is not None and permit.shown(found[0]) is None:
+            raise Forbidden()
         return found[0]
     fields = {"userId": user_id, "channels": [], "currentChannel": dict(_NO_CHANNEL), "broadcast": False}
-    record, change = yield from data.create(collection, fields, user_id, ORIGIN_CHANNELS, env)
+    record, change = yield from data.create(collection, fields, user_id, ORIGIN_CHANNELS, env, permits.guard_of(permit))
     changes.append(change)
     return record
 
@@ -256,18 +289,29 @@ def _update_users_information(
     update: Callable[[dict[str, Any]], dict[str, Any]],
     env: Environment,
     changes: list[Event],
+    *,
+    as_caller: bool = True,
 ) -> Action[dict[str, Any]]:
     """Apply ``update`` (record -> fields to patch) to the caller's document.
 
     The patch is a compare-and-swap inside ``collections.patch``; if another
     write slipped in, ``update`` is recomputed from the fresh document.
     """
+    permit = (yield from permits.permit(user_id, collection, env, "update")) if as_caller else None
     while True:
-        info = yield from _users_information(collection, user_id, env, changes)
-        record, change = yield from data.patch(collection, info["_id"], update(info), user_id, ORIGIN_CHANNELS, env)
+        info = yield from _users_information(collection, user_id, env, changes, as_caller=as_caller)
+        record, change = yield from data.patch(
+            collection, info["_id"], update(info), user_id, ORIGIN_CHANNELS, env, permits.guard_of(permit)
+        )
         if record is not None:
             changes.append(change)
             return record
+
+
+def _shown(socket: Socket, collection: str, record: dict[str, Any], env: Environment) -> Action[dict[str, Any] | None]:
+    """What the caller may read of ``record``, for a reply."""
+    permit = yield from permits.permit(socket.user_id, collection, env, "read")
+    return permits.shown(permit, record)
 
 
 def _joined(channel: Channel) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -303,29 +347,32 @@ def _join_users_channels(socket: Socket, msg: _UsersChannels, env: Environment) 
 
 def _create_channel(socket: Socket, msg: _CreateChannel, env: Environment) -> Action[list[Event]]:
     users_collection = _collection(msg.usersInformationCollection)
+    channel_type = _collection(msg.channelType)
     events: list[Event] = []
+    permit = yield from permits.permit(socket.user_id, channel_type, env, "create", "read")
     channel_doc, change = yield from data.create(
-        _collection(msg.channelType),
+        channel_type,
         {"channelType": msg.channelType, "name": msg.name, "userId": socket.user_id},
         socket.user_id,
-        ORIGIN_CHANNELS,
+        ORIGIN_CHANNEL_CREATED,
         env,
+        permits.guard_of(permit),
     )
-    events.append(change)
+    # The others hear of the channel from this change, as its renderer words
+    # it ({"action":"createChannel",...}) for those who may read it.
+    events.append(_authored(change, socket))
     channel = Channel(msg.channelType, channel_doc["_id"])
     info = yield from _update_users_information(users_collection, socket.user_id, _joined(channel), env, events)
-    events.append(
-        Deliver(PROTOCOL, encode({"action": "createChannel", "response": channel_doc}), Audience(exclude=socket.connection))
-    )
+    shown_info = (yield from _shown(socket, users_collection, info, env)) or {}
     events.append(Subscribe(PROTOCOL, socket.connection, channel))
     events.append(
         _reply(
             socket,
             {
                 "action": "createChannel",
-                "response": channel_doc,
-                "usersChannels": info.get("channels"),
-                "usersCurrentChannel": info.get("currentChannel"),
+                "response": permits.shown(permit, channel_doc),
+                "usersChannels": shown_info.get("channels"),
+                "usersCurrentChannel": shown_info.get("currentChannel"),
             },
         )
     )
@@ -338,41 +385,52 @@ def _channel_notice(action: str, socket: Socket, channel: Channel) -> dict[str, 
 
 def _join_channel(socket: Socket, msg: _ChannelAction, env: Environment) -> Action[list[Event]]:
     channel = Channel(_collection(msg.channelType), msg.channelId)
+    users_collection = _collection(msg.usersInformationCollection)
+    if is_object_id(channel.id):
+        # A channel with a document is joined by those who may read it.
+        permit = yield from permits.permit(socket.user_id, channel.type, env, "read")
+        if permit is not None:
+            stored: StoredRecord | None = yield GetRecord(channel.type, channel.id)
+            if stored is not None and permit.shown(stored.record) is None:
+                raise Forbidden()
     events: list[Event] = []
     info = yield from _update_users_information(
-        _collection(msg.usersInformationCollection), socket.user_id, _joined(channel), env, events
+        users_collection, socket.user_id, _joined(channel), env, events
     )
     notice = _channel_notice("joinChannel", socket, channel)
     events.append(Deliver(PROTOCOL, encode(notice), Audience(channel=channel, exclude=socket.connection)))
     events.append(Subscribe(PROTOCOL, socket.connection, channel))
-    events.append(_reply(socket, {**notice, "response": info}))
+    events.append(_reply(socket, {**notice, "response": (yield from _shown(socket, users_collection, info, env))}))
     return events
 
 
 def _leave_channel(socket: Socket, msg: _ChannelAction, env: Environment) -> Action[list[Event]]:
     channel = Channel(_collection(msg.channelType), msg.channelId)
+    users_collection = _collection(msg.usersInformationCollection)
     events: list[Event] = []
     info = yield from _update_users_information(
-        _collection(msg.usersInformationCollection), socket.user_id, _left(channel), env, events
+        users_collection, socket.user_id, _left(channel), env, events
     )
     notice = _channel_notice("leaveChannel", socket, channel)
     events.append(Unsubscribe(PROTOCOL, socket.connection, channel))
     events.append(Deliver(PROTOCOL, encode(notice), Audience(channel=channel, exclude=socket.connection)))
-    events.append(_reply(socket, {**notice, "response": info}))
+    events.append(_reply(socket, {**notice, "response": (yield from _shown(socket, users_collection, info, env))}))
     return events
 
 
 def _change_channel(socket: Socket, msg: _ChannelAction, env: Environment) -> Action[list[Event]]:
     channel = Channel(_collection(msg.channelType), msg.channelId)
+    users_collection = _collection(msg.usersInformationCollection)
     events: list[Event] = []
     info = yield from _update_users_information(
-        _collection(msg.usersInformationCollection),
+        users_collection,
         socket.user_id,
         lambda _info: {"currentChannel": _channel_dict(channel)},
         env,
         events,
     )
-    events.append(_reply(socket, {**_channel_notice("changeChannel", socket, channel), "response": info}))
+    shown_info = yield from _shown(socket, users_collection, info, env)
+    events.append(_reply(socket, {**_channel_notice("changeChannel", socket, channel), "response": shown_info}))
     return events
 
 
@@ -386,14 +444,28 @@ def _delete_channel(socket: Socket, msg: _DeleteChannel, env: Environment) -> Ac
         if owner is not None and owner != socket.user_id:
             return [_error(socket, "Only the user who created a channel can delete it", "deleteChannel")]
     events: list[Event] = []
-    removed = yield DeleteRecords(messages_collection, {"channelType": channel.type, "channelId": channel.id})
+    # The caller deletes the channel's messages and document: the rules of
+    # those collections decide, before anything is deleted.
+    channel_permit = yield from permits.permit(socket.user_id, channel.type, env, "delete")
+    if channel_permit is not None and is_object_id(channel.id) and stored is not None:
+        channel_permit.guard(stored.record, None)
+    messages = {"channelType": channel.type, "channelId": channel.id}
+    messages_permit = yield from permits.permit(socket.user_id, messages_collection, env, "delete")
+    if messages_permit is None:
+        removed = yield DeleteRecords(messages_collection, messages)
+    else:
+        doomed = yield ListRecords(messages_collection, messages)
+        for record in doomed:
+            messages_permit.guard(record, None)
+        removed = yield DeleteRecords(messages_collection, messages)
     events.extend(Change(messages_collection, "delete", r, socket.user_id, ORIGIN_CHANNELS) for r in removed)
     if is_object_id(channel.id):
         _, change = yield from data.delete(channel.type, channel.id, socket.user_id, ORIGIN_CHANNELS)
         if change is not None:
             events.append(change)
     # Every member's document loses the channel (seed 000); each connected
-    # member subscribed to it is told, with its own updated document.
+    # member subscribed to it is told, with its own updated document. That
+    # is the server's bookkeeping of the deletion, not the caller's write.
     members = yield ListRecords(users_collection)
     caller_info: dict[str, Any] | None = None
     for info in members:
@@ -402,18 +474,28 @@ def _delete_channel(socket: Socket, msg: _DeleteChannel, env: Environment) -> Ac
         member = info.get("userId")
         if not isinstance(member, str):
             continue
-        updated = yield from _update_users_information(users_collection, member, _left(channel), env, events)
-        notice = {**_channel_notice("deleteChannel", socket, channel), "response": updated}
+        updated = yield from _update_users_information(
+            users_collection, member, _left(channel), env, events, as_caller=member == socket.user_id
+        )
         if member == socket.user_id:
             caller_info = updated
+        member_view = yield from _member_view(member, users_collection, updated, env)
+        notice = {**_channel_notice("deleteChannel", socket, channel), "response": member_view}
         events.append(
             Deliver(PROTOCOL, encode(notice), Audience(channel=channel, user_id=member, exclude=socket.connection))
         )
     if caller_info is None:
         caller_info = yield from _users_information(users_collection, socket.user_id, env, events)
     events.append(CloseChannel(PROTOCOL, channel))
-    events.append(_reply(socket, {**_channel_notice("deleteChannel", socket, channel), "response": caller_info}))
+    shown_info = yield from _shown(socket, users_collection, caller_info, env)
+    events.append(_reply(socket, {**_channel_notice("deleteChannel", socket, channel), "response": shown_info}))
     return events
+
+
+def _member_view(member: str, collection: str, record: dict[str, Any], env: Environment) -> Action[dict[str, Any] | None]:
+    """What ``member`` may read of its own document."""
+    permit = yield from permits.permit(member, collection, env, "read")
+    return permits.shown(permit, record)
 
 
 _Handler = Callable[[Socket, Any, Environment], Action[list[Event]]]
