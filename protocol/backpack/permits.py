@@ -15,8 +15,9 @@ every record action asks its ``Permit``:
 - writes are decided by ``check_write`` on the record before and after,
   through the guard of ``satchel.protocol.collections``;
 - a refusal is ``permissions.Forbidden``, which Backpack answers in its own
-  format: 403 ``{"message": ...}`` over HTTP, ``{"action":"error",...}``
-  on the websocket.
+  format, in the original's words for a refusal: 403
+  ``{"message":"Unauthorized"}`` over HTTP, ``{"action":"error",
+  "message":"Unauthorized","failedAction":...}`` on the websocket.
 
 The channel actions keep their bookkeeping writes (a user's own
 users-information document, a channel's document) under the rules of the

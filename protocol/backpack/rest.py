@@ -30,6 +30,7 @@ from ..errors import RemoteProtocolError
 from ..http import HttpRequest, HttpResponse, json_response, split_path
 from ..mounts import HttpOutcome
 from ..operations import Action, GetRecord, ListCollections, ListRecords, StoredRecord
+from ..permissions import Forbidden
 from ..records import is_object_id
 from . import auth, permits
 from .config import BackpackConfig
@@ -109,6 +110,9 @@ def handle_request(
     else:
         try:
             outcome = yield from _route(request, config, env, form)
+        except Forbidden:
+            # What the rules deny, in the original's words for a refusal.
+            outcome = HttpOutcome(_message(403, "Unauthorized"))
         except RemoteProtocolError as exc:
             outcome = HttpOutcome(_message(exc.status, exc.message))
         except auth.AuthFailure as exc:

@@ -540,6 +540,8 @@ def handle_message(socket: Socket, frame: str | bytes, env: Environment) -> Acti
         return [_error(socket, f"Invalid {action} message: {exc}", action)]
     try:
         return (yield from handler(socket, parsed, env))
+    except Forbidden:
+        return [_error(socket, "Unauthorized", action)]
     except RemoteProtocolError as exc:
         return [_error(socket, exc.message, action)]
 
