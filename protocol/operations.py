@@ -21,9 +21,10 @@ atomically inside the store, by the core's pure merge rule.
 
 Sessions have a ``kind``: Backpack's cookie sessions are ``"session"``; the
 Bearer tokens of the other protocols (``satchel.protocol.tokens``) are
-``"access"`` and ``"refresh"``, and ``DeleteSessions`` revokes all of one
-user's tokens of a kind at once. Three record operations serve queries that
-need more than field equality (Asnity's pages of chats and its user search,
+``"access"``, ``"refresh"`` and ``"static"`` (API tokens that never expire);
+``DeleteSessions`` revokes all of one user's tokens of a kind at once and
+``ListSessions`` lists them (a user's static tokens). Three record
+operations serve queries that need more than field equality (Asnity's pages of chats and its user search,
 seed 002): ``TakeNumber`` hands out the numbers of a named sequence
 atomically (per-channel chat ids), ``ListRecordRange`` reads records by a
 range of ids, and ``SearchRecords`` finds records by a substring of a field.
@@ -77,7 +78,9 @@ __all__ = [
     "GetSession",
     "DeleteSession",
     "DeleteSessions",
+    "ListSessions",
     "SetUserRole",
+    "HeldRoles",
     "DEFAULT_ROLE",
     "StoredSetting",
     "GetSetting",
@@ -85,6 +88,8 @@ __all__ = [
     "SESSION",
     "ACCESS_TOKEN",
     "REFRESH_TOKEN",
+    "STATIC_TOKEN",
+    "NEVER_EXPIRES_MS",
     "GetDocument",
     "GetDocumentByWriteKey",
     "PutDocument",
@@ -143,13 +148,20 @@ SESSION = "session"
 ACCESS_TOKEN = "access"
 #: ``Session.kind`` of a refresh token (accepted only to issue access tokens).
 REFRESH_TOKEN = "refresh"
+#: ``Session.kind`` of a static API token: accepted where an access token is,
+#: never expires, revoked by deleting it.
+STATIC_TOKEN = "static"
+#: ``Session.expires_ms`` of a token that never expires (the largest value a
+#: 64-bit signed integer column holds).
+NEVER_EXPIRES_MS = 2**63 - 1
 
 
 class Session(msgspec.Struct, frozen=True):
     """A login session or a token, stored under the SHA-256 of its token.
 
     ``kind`` says what the token may be used for (``SESSION``,
-    ``ACCESS_TOKEN``, ``REFRESH_TOKEN``, or a kind of another protocol): a
+    ``ACCESS_TOKEN``, ``REFRESH_TOKEN``, ``STATIC_TOKEN``, or a kind of
+    another protocol): a
     token is only ever accepted where its kind is, so a refresh token is no
     access token and neither is a Backpack cookie.
     """
@@ -377,6 +389,15 @@ class DeleteSessions(Operation, frozen=True):
     kind: str
 
 
+class ListSessions(Operation, frozen=True):
+    """-> ``list[Session]``: every session of ``user_id`` whose ``kind`` is
+    ``kind`` (expired ones too; the core checks), ordered by ``token_hash``
+    (a user's static tokens, for an administrator to list)."""
+
+    user_id: str
+    kind: str
+
+
 class SetUserRole(Operation, frozen=True):
     """-> ``bool``: give user ``user_id`` the role ``role``; ``False`` when
     there is no such user. The store does not check that the role exists
@@ -384,6 +405,11 @@ class SetUserRole(Operation, frozen=True):
 
     user_id: str
     role: str
+
+
+class HeldRoles(Operation, frozen=True):
+    """-> ``frozenset[str]``: every role at least one user holds (so that
+    rules are never replaced by rules without a role someone still has)."""
 
 
 # -- settings -------------------------------------------------------------------

@@ -16,44 +16,75 @@ hash is compared in constant time. Each token has a kind and an expiry:
 - ``REFRESH_TOKEN``, 100 hours: accepted only to issue access tokens. A
   refresh token is never an access token (bug 14) and neither is a Backpack
   cookie session, whose kind is ``SESSION``.
+- ``STATIC_TOKEN``: a static API token (Directus's static tokens, issue 11
+  part 3), made by an administrator for any user or by a user for itself
+  (``issue_static_token``), accepted wherever an access token is, never
+  expiring, revoked by deleting it (``revoke_static_token``). Each has a
+  public ``id`` - the first 16 hex digits of its hash - by which it is
+  listed and revoked; the token itself is shown once, when it is made.
 
 An expired or revoked token is refused. The socket layer checks the token
 at namespace connect and again before each write, so a socket outlives its
 token by no more than one message (bug 4).
+
+``authenticate`` is the one answer to "who is this Bearer?" for the
+Directus-style protocols (REST and both websockets), the admin API and the
+protocols that follow: it takes a request - ``Authorization: Bearer``,
+else ``?access_token=`` (Directus core), else ``?api_token=`` (the
+directus-websocket-subscribe extension's early clients) - or a token, and
+accepts a live access token or a static token. Asnity's ``bearer_user``
+keeps to access tokens, as its original did.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from urllib.parse import parse_qsl
+
+import msgspec
 
 from .environment import Environment
 from .http import HttpRequest
 from .operations import (
     ACCESS_TOKEN,
+    NEVER_EXPIRES_MS,
     REFRESH_TOKEN,
+    STATIC_TOKEN,
     Action,
     DeleteSession,
     DeleteSessions,
     GetSession,
     GetUser,
     InsertSession,
+    ListSessions,
     Session,
     User,
 )
+from .permissions.rules import Accountability
 
 __all__ = [
     "ACCESS_TOKEN",
     "ACCESS_TTL_MS",
     "REFRESH_TOKEN",
     "REFRESH_TTL_MS",
+    "STATIC_TOKEN",
+    "BEARER_KINDS",
+    "Bearer",
+    "StaticToken",
+    "authenticate",
     "bearer_token",
     "bearer_user",
     "hash_token",
+    "issue_static_token",
     "issue_token",
+    "list_static_tokens",
+    "presented_token",
     "request_token",
+    "revoke_static_token",
     "revoke_token",
     "revoke_tokens",
+    "static_token_id",
     "token_session",
 ]
 
@@ -145,3 +176,121 @@ def revoke_tokens(user_id: str, kind: str) -> Action[int]:
     """Revoke every token of ``kind`` of a user; how many there were."""
     count: int = yield DeleteSessions(user_id, kind)
     return count
+
+
+# -- every Bearer of the Directus-style protocols ---------------------------------
+
+#: The kinds of token ``authenticate`` accepts as a Bearer.
+BEARER_KINDS = frozenset((ACCESS_TOKEN, STATIC_TOKEN))
+#: The query parameters a token may arrive in, in the order they are read.
+_QUERY_TOKENS = ("access_token", "api_token")
+
+
+class Bearer(msgspec.Struct, frozen=True):
+    """Who a Bearer token names: the ``user`` (its account, as stored now),
+    the token's ``kind`` (``ACCESS_TOKEN`` or ``STATIC_TOKEN``), its
+    ``token_hash`` (what revokes it: ``DeleteSession``) and when it expires
+    (``expires_ms``, in ``env.now_ms()`` time; ``None``: never, a static
+    token)."""
+
+    user: User
+    kind: str
+    token_hash: str
+    expires_ms: int | None
+
+    @property
+    def accountability(self) -> Accountability:
+        """The ``permissions.Accountability`` of the token's user."""
+        return Accountability(self.user.id, self.user.role)
+
+
+def presented_token(request: HttpRequest) -> str | None:
+    """The token a request presents: ``Authorization: Bearer <t>``, else the
+    query's ``access_token``, else its ``api_token`` (the first non-empty
+    one); ``None`` when it presents none. An ``Authorization`` header of
+    another scheme (Backpack's ``key <KEY>``) presents nothing."""
+    token = request_token(request)
+    if token:
+        return token
+    query = request.query
+    if query:
+        values = dict(reversed(parse_qsl(query, keep_blank_values=True)))  # the first of each name wins
+        for name in _QUERY_TOKENS:
+            value = values.get(name)
+            if value:
+                return value
+    return None
+
+
+def authenticate(request_or_token: HttpRequest | str | None, env: Environment) -> Action[Bearer | None]:
+    """The ``Bearer`` a request (see ``presented_token``) or a token (with
+    or without ``"Bearer "``) names, or ``None``: no token, or one that is
+    unknown, revoked, expired, of another kind (a refresh token, a Backpack
+    cookie), or whose user is gone.
+
+    Accepts live access tokens (Directus ``/auth/login``, Asnity's signin)
+    and static tokens. A caller that must tell "no token" (the public role)
+    from "a bad token" (401) asks ``presented_token`` first.
+    """
+    if isinstance(request_or_token, HttpRequest):
+        token = presented_token(request_or_token)
+    else:
+        token = bearer_token(request_or_token)
+    if not token:
+        return None
+    token_hash = hash_token(token)
+    session: Session | None = yield GetSession(token_hash)
+    if session is None or not hmac.compare_digest(session.token_hash, token_hash):
+        return None
+    if session.kind not in BEARER_KINDS:
+        return None
+    static = session.kind == STATIC_TOKEN
+    if not static and session.expires_ms <= env.now_ms():
+        return None
+    user: User | None = yield GetUser(session.user_id)
+    if user is None:
+        return None
+    return Bearer(user, session.kind, token_hash, None if static else session.expires_ms)
+
+
+# -- static tokens ------------------------------------------------------------------
+
+
+class StaticToken(msgspec.Struct, frozen=True):
+    """A static token as listed: its public ``id`` and its user. The token
+    itself is never stored, so never listed."""
+
+    id: str
+    user_id: str
+
+
+def static_token_id(token_hash: str) -> str:
+    """The public id of the static token stored under ``token_hash``."""
+    return token_hash[:16]
+
+
+def issue_static_token(user_id: str, env: Environment) -> Action[tuple[StaticToken, str]]:
+    """Make a static token for ``user_id``; ``(its listing, the token)`` - the
+    token is shown to its holder once and never stored. The caller checks
+    that the user exists and may have one."""
+    token = env.new_token()
+    token_hash = hash_token(token)
+    yield InsertSession(Session(token_hash, user_id, NEVER_EXPIRES_MS, STATIC_TOKEN))
+    return StaticToken(static_token_id(token_hash), user_id), token
+
+
+def list_static_tokens(user_id: str) -> Action[list[StaticToken]]:
+    """The static tokens of ``user_id``, ordered by id."""
+    sessions: list[Session] = yield ListSessions(user_id, STATIC_TOKEN)
+    return [StaticToken(static_token_id(session.token_hash), user_id) for session in sessions]
+
+
+def revoke_static_token(user_id: str, token_id: str) -> Action[bool]:
+    """Revoke the static token ``token_id`` of ``user_id``; ``False`` when
+    that user has no such token."""
+    sessions: list[Session] = yield ListSessions(user_id, STATIC_TOKEN)
+    matching = [s for s in sessions if static_token_id(s.token_hash) == token_id]
+    if len(matching) != 1:
+        return False
+    yield DeleteSession(matching[0].token_hash)
+    return True

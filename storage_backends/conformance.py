@@ -49,7 +49,10 @@ from satchel.protocol.operations import (
     ListCollections,
     ListRecordRange,
     ListRecords,
+    ListSessions,
     MessageWrite,
+    NEVER_EXPIRES_MS,
+    STATIC_TOKEN,
     Operation,
     PutDocument,
     ReplaceRecord,
@@ -86,6 +89,7 @@ __all__ = [
     "check_users",
     "check_sessions",
     "check_session_kinds",
+    "check_listed_sessions",
     "check_copies",
     "check_duplicate_inserts",
     "check_concurrent_writers",
@@ -371,6 +375,31 @@ async def check_session_kinds(make_store: MakeStore) -> None:
         assert await store.execute(DeleteSessions("user-1", "access")) == 1
         assert await store.execute(GetSession(access.token_hash)) is None
         assert await store.execute(GetSession(cookie.token_hash)) == cookie
+
+
+async def check_listed_sessions(make_store: MakeStore) -> None:
+    """ListSessions answers exactly one user's sessions of one kind, ordered
+    by token hash, expired ones and tokens that never expire included."""
+    async with make_store() as store:
+        assert await store.execute(ListSessions("user-1", STATIC_TOKEN)) == []
+        statics = [Session(f"{n}" * 64, "user-1", NEVER_EXPIRES_MS, STATIC_TOKEN) for n in (9, 3, 7)]
+        expired = Session("8" * 64, "user-1", 0, STATIC_TOKEN)
+        others = [
+            Session("1" * 64, "user-1", 1_900_000_000_000, "access"),
+            Session("2" * 64, "user-2", NEVER_EXPIRES_MS, STATIC_TOKEN),
+            Session("4" * 64, "user-1", 1_900_000_000_000),
+        ]
+        for session in (*statics, expired, *others):
+            await store.execute(InsertSession(session))
+        listed = await store.execute(ListSessions("user-1", STATIC_TOKEN))
+        assert listed == sorted([*statics, expired], key=lambda s: s.token_hash)
+        assert await store.execute(GetSession(statics[0].token_hash)) == statics[0]  # the largest expiry round-trips
+        assert await store.execute(ListSessions("user-2", STATIC_TOKEN)) == [others[1]]
+        assert await store.execute(ListSessions("user-1", "access")) == [others[0]]
+        assert await store.execute(ListSessions("nobody", STATIC_TOKEN)) == []
+        await store.execute(DeleteSession(statics[1].token_hash))
+        listed = await store.execute(ListSessions("user-1", STATIC_TOKEN))
+        assert [s.token_hash for s in listed] == sorted(s.token_hash for s in (statics[0], statics[2], expired))
 
 
 async def check_copies(make_store: MakeStore) -> None:
@@ -827,6 +856,7 @@ CHECKS: tuple[Callable[[MakeStore], Awaitable[None]], ...] = (
     check_users,
     check_sessions,
     check_session_kinds,
+    check_listed_sessions,
     check_copies,
     check_duplicate_inserts,
     check_concurrent_writers,

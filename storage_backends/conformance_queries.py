@@ -31,6 +31,7 @@ from satchel.protocol.operations import (
     GetSetting,
     GetUser,
     GetUserByEmail,
+    HeldRoles,
     InsertRecord,
     InsertUser,
     ListCollections,
@@ -337,8 +338,10 @@ async def check_settings(make_store: MakeStore) -> None:
 
 
 async def check_user_roles(make_store: MakeStore) -> None:
-    """A user's role: ``authenticated`` unless given, kept, and changed by SetUserRole."""
+    """A user's role: ``authenticated`` unless given, kept, and changed by
+    SetUserRole; HeldRoles answers the roles users hold."""
     async with make_store() as store:
+        assert await store.execute(HeldRoles()) == frozenset()
         plain = User("u-plain", "plain@example.com", "$argon2id$x", "2020-01-01T00:00:00.000Z")
         assert plain.role == "authenticated"
         editor = User("u-editor", "editor@example.com", "$argon2id$y", "2020-01-01T00:00:00.000Z", "editor")
@@ -352,6 +355,9 @@ async def check_user_roles(make_store: MakeStore) -> None:
         assert await store.execute(GetUser(editor.id)) == editor
         assert await store.execute(SetUserRole("nobody", "admin")) is False
         assert await store.execute(GetUser("nobody")) is None
+        assert await store.execute(HeldRoles()) == {"admin", "editor"}
+        assert await store.execute(SetUserRole(editor.id, "admin")) is True
+        assert await store.execute(HeldRoles()) == {"admin"}
 
 
 def scalars_in(records: list[dict[str, Any]]) -> list[tuple[str, Any]]:

@@ -44,6 +44,7 @@ from satchel.protocol.operations import (
     InsertSession,
     InsertUser,
     ListCollections,
+    ListSessions,
     ListRecordRange,
     ListRecords,
     MessageWrite,
@@ -56,6 +57,7 @@ from satchel.protocol.operations import (
     SearchRecords,
     Session,
     SetUserRole,
+    HeldRoles,
     StoredRecord,
     StoredSetting,
     InsertNumbered,
@@ -122,7 +124,9 @@ class MemoryStore(Store):
             GetSession: self._get_session,
             DeleteSession: self._delete_session,
             DeleteSessions: self._delete_sessions,
+            ListSessions: self._list_sessions,
             SetUserRole: self._set_user_role,
+            HeldRoles: self._held_roles,
             GetSetting: self._get_setting,
             PutSetting: self._put_setting,
             GetDocument: self._get_document,
@@ -267,12 +271,19 @@ class MemoryStore(Store):
             del self._sessions[key]
         return len(doomed)
 
+    def _list_sessions(self, op: ListSessions) -> list[Session]:
+        found = [s for s in self._sessions.values() if s.user_id == op.user_id and s.kind == op.kind]
+        return sorted(found, key=lambda session: session.token_hash)
+
     def _set_user_role(self, op: SetUserRole) -> bool:
         user = self._users.get(op.user_id)
         if user is None:
             return False
         self._users[op.user_id] = msgspec.structs.replace(user, role=op.role)
         return True
+
+    def _held_roles(self, op: HeldRoles) -> frozenset[str]:
+        return frozenset(user.role for user in self._users.values())
 
     # -- settings ------------------------------------------------------------
 

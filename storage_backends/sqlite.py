@@ -75,6 +75,7 @@ from satchel.protocol.operations import (
     ListCollections,
     ListRecordRange,
     ListRecords,
+    ListSessions,
     MessageWrite,
     Operation,
     PutDocument,
@@ -85,6 +86,7 @@ from satchel.protocol.operations import (
     SearchRecords,
     Session,
     SetUserRole,
+    HeldRoles,
     StoredRecord,
     StoredSetting,
     InsertNumbered,
@@ -401,8 +403,22 @@ def _delete_sessions(db: sqlite3.Connection, op: DeleteSessions) -> int:
     return db.execute("DELETE FROM sessions WHERE user_id = ? AND kind = ?", (op.user_id, op.kind)).rowcount
 
 
+def _list_sessions(db: sqlite3.Connection, op: ListSessions) -> list[Session]:
+    # sessions_by_user (user_id, kind) finds them without a scan.
+    rows = db.execute(
+        "SELECT token_hash, user_id, expires_ms, kind FROM sessions WHERE user_id = ? AND kind = ? ORDER BY token_hash",
+        (op.user_id, op.kind),
+    ).fetchall()
+    return [Session(*row) for row in rows]
+
+
 def _set_user_role(db: sqlite3.Connection, op: SetUserRole) -> bool:
     return db.execute("UPDATE users SET role = ? WHERE id = ?", (op.role, op.user_id)).rowcount == 1
+
+
+def _held_roles(db: sqlite3.Connection, op: HeldRoles) -> frozenset[str]:
+    # A scan of the users, for the rare replacing of the rules.
+    return frozenset(row[0] for row in db.execute("SELECT DISTINCT role FROM users"))
 
 
 def _get_setting(db: sqlite3.Connection, op: GetSetting) -> StoredSetting | None:
@@ -484,6 +500,7 @@ _SCANS: dict[type[Operation], _Handler] = {
     ListRecordRange: _list_record_range,
     SearchRecords: _search_records,
     QueryRecords: _query_records,
+    ListSessions: _list_sessions,
 }
 _WRITES: dict[type[Operation], _Handler] = {
     InsertRecord: _insert_record,
@@ -495,6 +512,7 @@ _WRITES: dict[type[Operation], _Handler] = {
     DeleteSession: _delete_session,
     DeleteSessions: _delete_sessions,
     SetUserRole: _set_user_role,
+    HeldRoles: _held_roles,
     PutSetting: _put_setting,
     TakeNumber: _take_number,
     InsertNumbered: _insert_numbered,

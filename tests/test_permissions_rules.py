@@ -353,6 +353,11 @@ def test_rules_and_roles_live_in_the_store() -> None:
         run_sync(set_role(RULES, "u1", "editor"), execute)
     with pytest.raises(InvalidRules, match="public role"):
         run_sync(set_role(RULES, "u1", PUBLIC), execute)  # public is nobody signed in
+    # Rules without a role someone holds are refused: every user's role is defined.
+    with pytest.raises(InvalidRules, match="drop the role 'reader'"):
+        run_sync(save_rules(DEFAULT_RULES, 2), execute)
+    assert run_sync(load_rules(), execute) == (DEFAULT_RULES, 2)
+    assert run_sync(set_role(RULES, "u1", AUTHENTICATED), execute) is True
 
     execute(PutSetting(RULES_SETTING, b'{"roles": {"admin": {}}}', 2))
     with pytest.raises(LocalProtocolError, match="do not compile"):

@@ -319,7 +319,10 @@ class RuleSet:
         on every item of ``collection`` with every field: then a protocol
         has nothing to check per item (the default rules' case, Backpack's
         original behaviour). A signed-in user never has the ``public`` role
-        (``set_role`` refuses it), so that role does not count."""
+        (``set_role`` refuses it), so that role does not count, and always
+        has a role these rules define (``set_role`` refuses others, and
+        ``save_rules`` refuses rules that drop a role someone holds), so a
+        role they do not define does not count either."""
         key = (collection, action)
         known = self._unrestricted.get(key)
         if known is None:

@@ -11,7 +11,7 @@ drives against any store.
 from __future__ import annotations
 
 from ..errors import LocalProtocolError
-from ..operations import Action, GetSetting, PutSetting, SetUserRole, StoredSetting
+from ..operations import Action, GetSetting, HeldRoles, PutSetting, SetUserRole, StoredSetting
 from .rules import DEFAULT_RULES, PUBLIC, InvalidRules, RuleSet
 
 __all__ = ["RULES_SETTING", "load_rules", "save_rules", "set_role"]
@@ -35,7 +35,18 @@ def load_rules() -> Action[tuple[RuleSet, int]]:
 
 def save_rules(rules: RuleSet, expected_revision: int) -> Action[bool]:
     """-> ``bool``: replace the stored rule set if it is still at
-    ``expected_revision`` (what ``load_rules`` answered; 0: none stored)."""
+    ``expected_revision`` (what ``load_rules`` answered; 0: none stored).
+
+    Raises ``InvalidRules`` for rules without a role some user holds: every
+    user's role is always one the rules in force define, which is what lets
+    ``RuleSet.unrestricted`` answer without reading anyone's role (give
+    those users another role first).
+    """
+    orphaned = sorted((yield HeldRoles()) - set(rules.roles))
+    if orphaned:
+        raise InvalidRules(
+            f"the rules drop the role {orphaned[0][:64]!r}, which some users still hold; give them another role first"
+        )
     return (yield PutSetting(RULES_SETTING, rules.to_json(), expected_revision))
 
 
