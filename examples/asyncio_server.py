@@ -61,6 +61,7 @@ from satchel.protocol import (
     Switchboard,
     VerifyPassword,
     backpack,
+    run_sync,
     standard_mounts,
 )
 from satchel import protocol
@@ -99,6 +100,9 @@ class Core:
         self.dummy_hash = self.hasher.hash("dummy password, never matches")
         self.transports: dict[str, asyncio.WriteTransport] = {}
         self.ids = itertools.count(1)
+        # The permission rules the store holds are in force from the start
+        # (reading them needs no password hashing, so no event loop yet).
+        run_sync(self.board.load_rules(), self.store.execute_sync)
 
     async def run(self, action: Any) -> Any:
         try:

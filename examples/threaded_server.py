@@ -79,6 +79,8 @@ class Core:
         self.board = Switchboard(standard_mounts(config), self.env)
         self.sockets: dict[str, WebSocket] = {}
         self._ids = iter(range(1, 1 << 62))
+        # The permission rules the store holds are in force from the start.
+        self.run(self.board.load_rules())
 
     def new_connection_id(self) -> str:
         with self.hub_lock:

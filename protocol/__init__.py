@@ -32,7 +32,7 @@ The names below are the public API; modules and names not listed here may
 change without notice.
 """
 
-from . import asnity, backpack, inbox
+from . import admin, asnity, backpack, directus, inbox
 from .changes import Change, ChangeKind, DocumentChange
 from .channels import (
     EVERYONE,
@@ -73,6 +73,7 @@ from .operations import (
     ListCollections,
     ListRecordRange,
     ListRecords,
+    ListSessions,
     Operation,
     ReplaceRecord,
     SearchRecords,
@@ -85,6 +86,7 @@ from .operations import (
 )
 from .records import format_timestamp, is_object_id, object_id
 from .switchboard import Opened, Switchboard
+from .tokens import Bearer, authenticate
 
 __all__ = [
     # driving actions
@@ -143,9 +145,13 @@ __all__ = [
     "GetSession",
     "DeleteSession",
     "DeleteSessions",
+    "ListSessions",
     "StoredRecord",
     "User",
     "Session",
+    # who a Bearer token is, for every protocol that takes one
+    "authenticate",
+    "Bearer",
     # slow work for a worker thread
     "HashPassword",
     "VerifyPassword",
@@ -160,4 +166,6 @@ __all__ = [
     "backpack",
     "inbox",
     "asnity",
+    "directus",
+    "admin",
 ]

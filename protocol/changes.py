@@ -32,8 +32,9 @@ class Change(msgspec.Struct, frozen=True, tag=True):
     ``record`` is the record after the write (for ``delete``, the record that
     was removed). ``user_id`` is who made the write and ``origin`` names the
     protocol and transport it came through (``"backpack-http"``,
-    ``"backpack-ws"``, ...), because some protocols render their own writes
-    differently (Backpack marks REST writes with ``httpRequest: true``, and
+    ``"backpack-ws"``, ...; ``<protocol>-http`` for every write made by an
+    HTTP request, ``is_http``), because some protocols render writes
+    differently (Backpack marks HTTP writes with ``httpRequest: true``, and
     does not repeat the bookkeeping writes of its channel actions, whose own
     messages already tell its clients). ``connection`` is the websocket
     connection that asked for the write, if any, so its author always hears
@@ -46,6 +47,11 @@ class Change(msgspec.Struct, frozen=True, tag=True):
     user_id: str | None
     origin: str
     connection: str | None = None
+
+    @property
+    def is_http(self) -> bool:
+        """Whether an HTTP request made the write (of any protocol)."""
+        return self.origin.endswith("-http")
 
 
 class DocumentChange(msgspec.Struct, frozen=True, tag=True):

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from .admin.mount import AdminMount
 from .asnity.mount import AsnityMount
 from .backpack.config import BackpackConfig
 from .backpack.mount import BackpackMount
+from .directus.config import DirectusConfig
+from .directus.mount import DirectusMount
 from .inbox.config import InboxConfig
 from .inbox.mount import InboxMount
 from .mounts import Mount, MountTable
@@ -27,17 +30,21 @@ def standard_mounts(
     inbox: InboxConfig | None = None,
     *,
     engineio: EngineIoConfig | None = None,
+    directus: DirectusConfig | None = None,
     first: Iterable[Mount] = (),
 ) -> MountTable:
     """Satchel's protocols, configured; ``engineio`` is the Engine.IO setting
-    of the Socket.IO endpoint (heartbeat, payload limit); ``first`` are
+    of the Socket.IO endpoint (heartbeat, payload limit), ``directus`` the
+    Directus protocols' (token lifetimes, the websocket path); ``first`` are
     consulted before them (a server's static files, an embedding's own
     protocol)."""
     return MountTable(
         [
             *first,
+            AdminMount(),  # /_/api: the administration API, before anything could shadow it
             InboxMount(inbox),  # /backend/documents, and the UDP datagrams
             AsnityMount(engineio),  # /api and /socket.io: Asnity's REST API and socket server
+            DirectusMount(directus),  # /items, /auth, /users/me and /websocket: Directus REST and websockets
             BackpackMount(backpack),  # every other path and upgrade: the catch-all, last
         ]
     )

@@ -217,7 +217,9 @@ async def serve_mounts(
     """Serve ``mounts`` on ``host``:``port`` with the reference transport
     until cancelled - HTTP, websockets and Engine.IO on the port, and UDP
     datagrams on ``udp_port`` (``None``: the same number; -1: none) when a
-    mount takes them. ``task_status.started`` reports ``(port, udp_port)``.
+    mount takes them. The stored permission rules are loaded into the
+    switchboard before anything is served. ``task_status.started`` reports
+    ``(port, udp_port)``.
     ``satchel serve`` and the protocol example servers are built on this."""
     from .server import serve
     from .udp import serve_udp
@@ -225,6 +227,8 @@ async def serve_mounts(
     hub = Hub()
     board = Switchboard(mounts, env if env is not None else system_environment())
     app = SatchelApp(Runner(store, files=files), LocalBus(hub, board), max_upload_bytes=max_upload_bytes)
+    # The stored rules are in force before the first request is answered.
+    await app.runner.run(board.load_rules())
     async with trio.open_nursery() as nursery:
         await nursery.start(app.run)
         bound = await nursery.start(partial(serve, app, host, port, limits=limits, hub=hub))

@@ -221,6 +221,11 @@ def create_asgi_app(
     app.url_map.strict_slashes = False
     app.satchel_hub = hub  # type: ignore[attr-defined]
 
+    @app.before_serving
+    async def load_rules() -> None:
+        # The stored permission rules are in force before the first request.
+        await core_runner.run(board.load_rules())
+
     async def respond(core_request: HttpRequest, outcome: HttpOutcome) -> Response:
         hub.publish(outcome.changes)
         if outcome.file is None or core_runner.files is None:

@@ -1,10 +1,21 @@
-"""``satchel serve``: the reference server on embedded SQLite.
+"""``satchel serve``: the reference server on embedded SQLite; ``satchel
+admin create``: an administrator in a data dir.
 
 Every option can also come from the environment (``SATCHEL_HOST``,
-``SATCHEL_PORT``, ``SATCHEL_DATA_DIR``, ``SATCHEL_API_KEY``); a command-line
-flag wins. Without an API key the server generates one on first start, keeps
-it in ``<data-dir>/api_key`` (readable only by its owner) and prints it once.
-When the server is ready it logs one line with its URL.
+``SATCHEL_PORT``, ``SATCHEL_DATA_DIR``, ``SATCHEL_API_KEY``,
+``SATCHEL_RULES_FILE``); a command-line flag wins. Without an API key the
+server generates one on first start, keeps it in ``<data-dir>/api_key``
+(readable only by its owner) and prints it once. When the server is ready it
+logs one line with its URL.
+
+``--rules FILE`` (a rule file, ``satchel.protocol.permissions``) is checked
+before anything starts (an invalid file exits with status 2) and replaces
+the stored rules as the server starts; the admin API (``/_/api/rules``) may
+change them while it runs, and those changes last until the next start with
+``--rules``. ``satchel admin create EMAIL [--password-file F]`` creates the
+account with the role ``admin`` - or gives an existing account that role,
+leaving its password - and prints a generated password once when no file
+gives one (``-`` reads it from standard input).
 """
 
 from __future__ import annotations
@@ -20,11 +31,14 @@ from typing import Sequence
 
 import trio
 
+from satchel.protocol.admin import create_admin, install_rules
 from satchel.protocol.backpack import BackpackConfig
 from satchel.protocol.backpack.uploads import UPLOADS
 from satchel.protocol.mount_table import standard_mounts
 from satchel.protocol.mounts import Mount
+from satchel.protocol.errors import RemoteProtocolError
 from satchel.protocol.operations import ListRecords
+from satchel.protocol.permissions import InvalidRules, RuleSet
 from satchel.protocol.socketio.engineio_session import EngineIoConfig
 from satchel.storage_backends.files import LocalFileStore
 from satchel.storage_backends.sqlite import SqliteStore
@@ -32,10 +46,11 @@ from satchel.storage_backends.sqlite import SqliteStore
 from .app import serve_mounts
 from .extras import MissingExtra
 from .interfaces import ServerLimits
+from .runner import Runner
 from .static import STATIC_FILES
 from .system_environment import system_environment
 
-__all__ = ["main", "build_parser", "run_server"]
+__all__ = ["main", "build_parser", "run_server", "admin_create", "load_rules_file", "CommandError"]
 
 log = logging.getLogger("satchel")
 
@@ -84,7 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
                                 f"(SATCHEL_SOCKETIO_PING_TIMEOUT_MS; default {engineio.ping_timeout_ms})")
     serve_cmd.add_argument("--socketio-max-payload", type=int, default=engineio.max_payload,
                            help=f"largest Socket.IO packet and long-polling body, bytes (default {engineio.max_payload})")
+    serve_cmd.add_argument("--rules", metavar="FILE", default=env.get("SATCHEL_RULES_FILE"),
+                           help="a rule file (JSON: roles and their rules) that replaces the stored rules at start "
+                                "(SATCHEL_RULES_FILE; default: keep the stored rules, or the defaults)")
     serve_cmd.add_argument("--log-level", default=env.get("SATCHEL_LOG_LEVEL", "INFO"))
+    admin_cmd = commands.add_parser("admin", help="administer a data dir (satchel admin create EMAIL)")
+    admin_commands = admin_cmd.add_subparsers(dest="admin_command", required=True)
+    create_cmd = admin_commands.add_parser(
+        "create", help="create an administrator (or give an existing account the admin role)")
+    create_cmd.add_argument("email", metavar="EMAIL")
+    create_cmd.add_argument("--password-file", metavar="FILE",
+                            help="a file whose first line is the password ('-': standard input); "
+                                 "default: generate one and print it once")
+    create_cmd.add_argument("--data-dir", default=env.get("SATCHEL_DATA_DIR", DEFAULT_DATA_DIR),
+                            help=f"the data dir of the server (SATCHEL_DATA_DIR; default ./{DEFAULT_DATA_DIR})")
     # Its own parser lives in conformance_runner; listed here for --help.
     commands.add_parser(
         "conformance",
@@ -109,6 +137,56 @@ def _api_key(data_dir: Path, given: str | None) -> str:
     return key
 
 
+class CommandError(Exception):
+    """A command cannot run as asked; the message says why (exit status 2)."""
+
+
+def load_rules_file(path: str) -> RuleSet:
+    """The rule set in the file at ``path``; ``CommandError`` if it cannot be
+    read or is not a valid rule file."""
+    try:
+        content = Path(path).read_bytes()
+    except OSError as error:
+        raise CommandError(f"cannot read the rules file {path}: {error.strerror or error}") from None
+    try:
+        return RuleSet.from_json(content)
+    except InvalidRules as error:
+        raise CommandError(f"{path}: {error.message}") from None
+
+
+def _read_password(path: str) -> str:
+    try:
+        content = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise CommandError(f"cannot read the password file {path}: {error}") from None
+    lines = content.splitlines()
+    return lines[0] if lines else ""
+
+
+async def admin_create(args: argparse.Namespace) -> None:
+    """``satchel admin create``: make ``args.email`` an administrator in the
+    data dir's store; prints what it did (and a generated password, once)."""
+    generated = args.password_file is None
+    password = secrets.token_urlsafe(18) if generated else _read_password(args.password_file)
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = await SqliteStore.open(data_dir / "satchel.sqlite3")
+    async with store:
+        try:
+            account = await Runner(store).run(create_admin(args.email, password, system_environment()))
+        except RemoteProtocolError as error:
+            raise CommandError(error.message) from None
+    email = account.user.email
+    if account.created:
+        print(f"Created the administrator {email} (user id {account.user.id}).", flush=True)
+        if generated:
+            print(f"Password (shown once, keep it safe): {password}", flush=True)
+    elif account.promoted:
+        print(f"{email} (user id {account.user.id}) is now an administrator; its password is unchanged.", flush=True)
+    else:
+        print(f"{email} (user id {account.user.id}) is already an administrator; nothing changed.", flush=True)
+
+
 async def run_server(
     args: argparse.Namespace,
     *,
@@ -128,8 +206,17 @@ async def run_server(
         websocket_outbox_bytes=args.websocket_outbox_bytes,
         websocket_outbox_messages=args.websocket_outbox_messages,
     )
+    rules = load_rules_file(args.rules) if getattr(args, "rules", None) else None
     store = await SqliteStore.open(data_dir / "satchel.sqlite3")
     async with store:
+        if rules is not None:
+            # The file's rules replace the stored ones; serve_mounts then loads them.
+            try:
+                installed = await Runner(store).run(install_rules(rules))
+            except InvalidRules as exc:  # they drop a role some users hold
+                raise CommandError(f"{args.rules}: {exc.message}") from None
+            log.info("Rules from %s %s (revision %d)", args.rules,
+                     "installed" if installed.changed else "already in force", installed.revision)
         files = LocalFileStore(data_dir / "uploads")
         # A crash can leave staged uploads and files whose record never got
         # written (or was already deleted): remove them before serving.
@@ -166,10 +253,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return conformance(arguments[1:])
     args = build_parser().parse_args(arguments)
+    try:
+        if args.command == "admin":
+            trio.run(admin_create, args)
+            return 0
+        if args.rules:
+            load_rules_file(args.rules)  # an invalid file stops here, before anything starts
+    except CommandError as error:
+        print(f"satchel {args.command}: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     try:
         trio.run(run_server, args)
     except KeyboardInterrupt:
         pass
+    except CommandError as error:  # found as it started (rules that drop a held role)
+        print(f"satchel {args.command}: {error}", file=sys.stderr)
+        return 2
     return 0

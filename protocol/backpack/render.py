@@ -83,8 +83,9 @@ def audience_for(obj: dict[str, Any], writer: str | None, author: str | None = N
 def render_change(change: Change, context: RenderContext = NO_CONTEXT) -> list[Deliver]:
     """The messages Backpack websockets receive for a committed write.
 
-    Writes made over HTTP carry ``httpRequest: true`` (BRIEF section 1), so a
-    client can tell them from its peers' websocket actions. The bookkeeping
+    Writes made over HTTP - Backpack's REST API or another protocol's, such
+    as Directus's items API - carry ``httpRequest: true`` (BRIEF section 1),
+    so a client can tell them from its peers' websocket actions. The bookkeeping
     writes of channel actions are not repeated: the channel action's own
     messages (seed 000) already tell the clients what changed; a new
     channel's document is told to the other connections as
@@ -103,7 +104,7 @@ def render_change(change: Change, context: RenderContext = NO_CONTEXT) -> list[D
         return []
     else:
         message = {"action": WIRE_ACTION[change.kind], "collection": change.collection}
-        if change.origin == ORIGIN_HTTP:
+        if change.is_http:
             message["httpRequest"] = True
         audience = audience_for(change.record, change.user_id, change.connection)
     rules = context.rules
