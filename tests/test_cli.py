@@ -244,3 +244,35 @@ def test_an_invalid_rules_file_stops_serve_before_it_starts(tmp_path: Path, cont
     assert "Traceback" not in run.stderr and "ready at" not in run.stdout + run.stderr
     assert str(rules_file) in run.stderr
     assert not (tmp_path / "data" / "satchel.sqlite3").exists()
+
+
+async def test_the_directus_flags_configure_its_websocket(tmp_path: Path) -> None:
+    import trio
+    from trio_websocket import open_websocket_url
+
+    server = ServerProcess(tmp_path / "data", extra=["--websocket-path", "/live", "--websocket-public",
+                                                      "--websocket-heartbeat-ms", "300"])
+    try:
+        # Tokenless core realtime in public mode (no 401, no auth needed), on
+        # the path given, with the heartbeat given.
+        async with open_websocket_url(f"{server.ws_url}/live?protocol=directus-core") as ws:
+            with trio.fail_after(5):
+                assert json.loads(await ws.get_message()) == {"type": "ping"}
+            await ws.send_message(json.dumps({"type": "pong"}))
+            await ws.send_message(json.dumps({"type": "items", "action": "read", "collection": "notes", "uid": "1"}))
+            with trio.fail_after(5):
+                answer = json.loads(await ws.get_message())
+            # The public role reads nothing by default: refused in core's format, uid kept.
+            assert answer["uid"] == "1" and answer["status"] == "error", answer
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("flags", [["--websocket-path", "live"], ["--access-token-ttl-ms", "1000"],
+                                   ["--refresh-token-ttl-ms", "0"]])
+def test_bad_directus_flags_stop_serve_before_it_starts(tmp_path: Path, flags: list[str]) -> None:
+    run = subprocess.run([*_SATCHEL, "serve", "--port", "0", "--data-dir", str(tmp_path / "data"), *flags],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and "ready at" not in run.stdout + run.stderr
+    assert flags[0] in run.stderr or "must" in run.stderr

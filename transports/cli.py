@@ -34,6 +34,7 @@ import trio
 from satchel.protocol.admin import create_admin, install_rules
 from satchel.protocol.backpack import BackpackConfig
 from satchel.protocol.backpack.uploads import UPLOADS
+from satchel.protocol.directus.config import DirectusConfig
 from satchel.protocol.mount_table import standard_mounts
 from satchel.protocol.mounts import Mount
 from satchel.protocol.errors import RemoteProtocolError
@@ -99,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
                                 f"(SATCHEL_SOCKETIO_PING_TIMEOUT_MS; default {engineio.ping_timeout_ms})")
     serve_cmd.add_argument("--socketio-max-payload", type=int, default=engineio.max_payload,
                            help=f"largest Socket.IO packet and long-polling body, bytes (default {engineio.max_payload})")
+    directus = DirectusConfig()
+    serve_cmd.add_argument("--websocket-path", default=env.get("SATCHEL_WEBSOCKET_PATH", directus.websocket_path),
+                           help="where the Directus websockets (extension and core realtime) listen "
+                                f"(SATCHEL_WEBSOCKET_PATH; default {directus.websocket_path})")
+    serve_cmd.add_argument("--websocket-public", action="store_true",
+                           default=env.get("SATCHEL_WEBSOCKET_PUBLIC", "") in ("1", "true"),
+                           help="Directus websockets without a token get the public role instead of a 401 "
+                                "(the extension's WEBSOCKET_PUBLIC; SATCHEL_WEBSOCKET_PUBLIC=1)")
+    serve_cmd.add_argument("--websocket-heartbeat-ms", type=int, default=directus.heartbeat_ms,
+                           help="Directus core realtime: a ping every this many ms; 0: none "
+                                f"(default {directus.heartbeat_ms})")
+    serve_cmd.add_argument("--access-token-ttl-ms", type=int, default=directus.access_token_ttl_ms,
+                           help="lifetime of the access tokens /auth/login and /auth/refresh hand out "
+                                f"(more than 30000; default {directus.access_token_ttl_ms})")
+    serve_cmd.add_argument("--refresh-token-ttl-ms", type=int, default=directus.refresh_token_ttl_ms,
+                           help=f"lifetime of their refresh tokens (default {directus.refresh_token_ttl_ms})")
     serve_cmd.add_argument("--rules", metavar="FILE", default=env.get("SATCHEL_RULES_FILE"),
                            help="a rule file (JSON: roles and their rules) that replaces the stored rules at start "
                                 "(SATCHEL_RULES_FILE; default: keep the stored rules, or the defaults)")
@@ -187,6 +204,23 @@ async def admin_create(args: argparse.Namespace) -> None:
         print(f"{email} (user id {account.user.id}) is already an administrator; nothing changed.", flush=True)
 
 
+def directus_config(args: argparse.Namespace) -> DirectusConfig:
+    """The Directus protocols' settings from ``satchel serve``'s flags."""
+    path = args.websocket_path
+    if not path.startswith("/") or "?" in path or "#" in path:
+        raise CommandError(f"--websocket-path must be a path starting with '/', not {path[:100]!r}")
+    try:
+        return DirectusConfig(
+            websocket_path=path,
+            websocket_public=args.websocket_public,
+            heartbeat_ms=args.websocket_heartbeat_ms,
+            access_token_ttl_ms=args.access_token_ttl_ms,
+            refresh_token_ttl_ms=args.refresh_token_ttl_ms,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
 async def run_server(
     args: argparse.Namespace,
     *,
@@ -229,7 +263,8 @@ async def run_server(
             ping_timeout_ms=args.socketio_ping_timeout_ms,
             max_payload=args.socketio_max_payload,
         )
-        mounts = standard_mounts(config, engineio=engineio, first=[STATIC_FILES, *extra_mounts])
+        mounts = standard_mounts(config, engineio=engineio, directus=directus_config(args),
+                                 first=[STATIC_FILES, *extra_mounts])
         udp = None if args.udp_port is None else args.udp_port
         async with trio.open_nursery() as nursery:
             port, udp_port = await nursery.start(partial(
@@ -257,8 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "admin":
             trio.run(admin_create, args)
             return 0
+        directus_config(args)  # bad flags and an invalid rule file stop here, before anything starts
         if args.rules:
-            load_rules_file(args.rules)  # an invalid file stops here, before anything starts
+            load_rules_file(args.rules)
     except CommandError as error:
         print(f"satchel {args.command}: {error}", file=sys.stderr)
         return 2
