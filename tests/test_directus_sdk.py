@@ -127,3 +127,44 @@ def test_the_directus_sdk_realtime_against_satchel(tmp_path: Path) -> None:
     failures = [c for c in checks if not c["ok"]]
     assert client.returncode == 0 and not failures, "\n".join(lines)
     assert len(checks) >= 30 and restarted, "\n".join(lines)
+
+
+@needs_directus_sdk
+def test_the_directus_sdk_rest_against_satchel(tmp_path: Path) -> None:
+    """``rest()`` with ``authentication('json')``: login, readMe, CRUD with
+    filters, sort, fields, limit/offset and search, the reader role's
+    rows and fields, refusals as the SDK throws them, refresh and logout, on
+    the records Backpack serves (``node_clients/directus_rest_scenario.mjs``)."""
+    data = tmp_path / "data"
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(RULES))
+    password_file = tmp_path / "admin-password"
+    password_file.write_text(PASSWORD + "\n")
+    subprocess.run([sys.executable, "-m", "satchel.transports", "admin", "create", "admin@example.com",
+                    "--password-file", str(password_file), "--data-dir", str(data)],
+                   check=True, capture_output=True, text=True, timeout=60)
+    server = ServerProcess(data, extra=["--rules", str(rules)])
+    try:
+        http = Http(server)
+        for email in ("writer@example.com", "reader@example.com"):
+            status, body, _ = http.request("POST", "/register", {"email": email, "password": PASSWORD})
+            assert status == 200, body
+        admin = _directus_login(http, "admin@example.com")
+        status, found = _bearer(http, "GET", "/_/api/users?email=reader@example.com", admin)
+        assert status == 200, found
+        status, body = _bearer(http, "PUT", f"/_/api/users/{found['data'][0]['id']}/role", admin, {"role": "reader"})
+        assert status == 200, body
+        http.close()
+        run = subprocess.run(
+            ["node", "directus_rest_scenario.mjs", server.url], cwd=CLIENTS, capture_output=True, text=True,
+            timeout=120, env={**os.environ, "WRITER_EMAIL": "writer@example.com", "WRITER_PASSWORD": PASSWORD,
+                              "READER_EMAIL": "reader@example.com", "READER_PASSWORD": PASSWORD,
+                              "API_KEY": server.api_key or ""},
+        )
+    finally:
+        server.stop()
+    print(run.stdout, run.stderr)
+    checks = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{") and '"check"' in line]
+    failures = [c for c in checks if not c["ok"]]
+    assert run.returncode == 0 and not failures, run.stdout + run.stderr
+    assert len(checks) >= 20, run.stdout
