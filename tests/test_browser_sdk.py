@@ -62,3 +62,24 @@ def test_the_sdk_is_served_without_a_key_as_script_and_module(server: ServerProc
     assert b"window.createSdk = createSdk" in body
     status, body, _ = client.request("GET", "/sdk.mjs", key=None)
     assert status == 200 and b"export { createSdk }" in body
+
+
+@needs_browser
+def test_the_directus_websocket_tester_page_works_in_a_browser(server: ServerProcess) -> None:
+    """The page served at /demo/websocket-tester (the extension's own test
+    page, ours) drives both Directus websocket protocols."""
+    from server_process import Http
+
+    client = Http(server)
+    status, body, _ = client.request("POST", "/register", {"email": "tester@example.com",
+                                                           "password": "correct horse battery"})
+    assert status == 200, body
+    status, body, _ = client.request("POST", "/auth/login", {"email": "tester@example.com",
+                                                             "password": "correct horse battery"}, key=None)
+    assert status == 200, body
+    client.close()
+    ARTIFACTS.mkdir(exist_ok=True)
+    result = subprocess.run(["node", "tester_scenario.mjs", server.url, body["data"]["access_token"], str(ARTIFACTS)],
+                            cwd=BROWSER_DIR, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"ok":true' in result.stdout
