@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from directus_rest_harness import DirectusCore, q
+from satchel.protocol.directus import DirectusConfig
+from satchel.protocol.http import HttpRequest, HttpResponse
 from permission_strategies import rule_sets
 from satchel.protocol.operations import ListRecords, SetUserRole
 from satchel.protocol.permissions import Accountability, Forbidden, RuleSet, can, check_write, readable_fields
@@ -42,12 +44,17 @@ class User:
         self.account = account
         self.who = Accountability(account.id, role)
         self.socket = socket
+        #: the user's Directus websockets: the extension's and core realtime's
+        self.extension = ""
+        self.core = ""
 
 
 class AcrossProtocols(RuleBasedStateMachine):
     @initialize(rules=rule_sets(), picked=st.lists(st.integers(0, 10), min_size=3, max_size=3))
     def start(self, rules: RuleSet, picked: list[int]) -> None:
-        self.core = DirectusCore()
+        # No held-back replies (reply_gap_ms=0): every frame a step causes
+        # arrives in that step, so it is checked against that step's versions.
+        self.core = DirectusCore(DirectusConfig(reply_gap_ms=0))
         self.rules = rules
         self.users: list[User] = []
         # A user holds a role the rules define, and never "public" (both
@@ -61,7 +68,16 @@ class AcrossProtocols(RuleBasedStateMachine):
             self.users.append(User(account, role, socket))
         self.core.board.rules = rules  # after the accounts: registering needs no rule
         for user in self.users:
-            self.core.take(user.socket)
+            token = user.account.access
+            user.extension = self._open_directus(f"/websocket?access_token={token}")
+            user.core = self._open_directus(f"/websocket?protocol=directus-core&access_token={token}")
+            # Everyone subscribes from the start, so that every write is a
+            # delivery to check; the subscribe step adds filtered ones.
+            self.core.send(user.core, {"type": "subscribe", "collection": COLLECTION, "uid": "all"})
+            self.core.send(user.extension, {"type": "subscribe", "collection": COLLECTION, "uid": "all"})
+        for user in self.users:
+            for connection in (user.socket, user.extension, user.core):
+                self.core.take(connection)
         self.before = self._stored()
         self.actor: User | None = None
         self.seen: list[tuple[User, Any, str]] = []  # (who saw it, what, in which protocol's shape)
@@ -101,6 +117,19 @@ class AcrossProtocols(RuleBasedStateMachine):
     def _socket(self, user: User, message: dict[str, Any]) -> None:
         self._act(user)
         self.core.send(user.socket, message)
+
+    def _open_directus(self, target: str) -> str:
+        self.directus_sockets = getattr(self, "directus_sockets", 0) + 1
+        connection = f"directus{self.directus_sockets}"
+        accepted = self.core.run(self.core.board.accept(HttpRequest("GET", target, []), connection))
+        assert not isinstance(accepted, HttpResponse), accepted
+        self.core.publish(accepted.events)
+        return connection
+
+    def _directus_socket(self, user: User, connection: str, message: dict[str, Any]) -> None:
+        self._act(user)
+        if self.core.board.opened(connection) is not None:
+            self.core.send(connection, message)
 
     # -- Backpack REST -----------------------------------------------------------
 
@@ -164,6 +193,44 @@ class AcrossProtocols(RuleBasedStateMachine):
         body = None if method == "DELETE" else self._data(data)
         self._directus(self.users[user], method, f"/items/{COLLECTION}/{self._pick(pick)}", body)
 
+    # -- Directus websockets: the extension and core realtime -----------------------
+
+    @rule(user=users, field=st.sampled_from([None, "owner", "a", "n", "s"]), value=values,
+          fields=st.sampled_from([["*"], ["id", "a"], ["s", "n"]]), core=st.booleans())
+    def directus_subscribe(self, user: int, field: str | None, value: Any, fields: list[str], core: bool) -> None:
+        query: dict[str, Any] = {"fields": fields}
+        if field is not None:
+            query["filter"] = {field: {"_eq": value}}
+        who = self.users[user]
+        if core:
+            self._directus_socket(who, who.core, {"type": "subscribe", "collection": COLLECTION, "query": query,
+                                                  "uid": f"s{field}"})
+        else:
+            self._directus_socket(who, who.extension, {"type": "SUBSCRIBE", "collection": COLLECTION,
+                                                       "query": query, "uid": f"s{field}"})
+
+    @rule(user=users, pick=picks, data=datas, action=st.sampled_from(["create", "read", "update", "delete"]))
+    def directus_core_items(self, user: int, pick: int, data: dict[str, Any], action: str) -> None:
+        message: dict[str, Any] = {"type": "items", "collection": COLLECTION, "action": action, "uid": "i"}
+        if action in ("create", "update"):
+            message["data"] = self._data(data)
+        if action in ("update", "delete"):
+            message["id"] = self._pick(pick)
+        if action == "read":
+            message["query"] = {"fields": ["*"], "sort": ["-n"]}
+        who = self.users[user]
+        self._directus_socket(who, who.core, message)
+
+    @rule(user=users, pick=picks, data=datas, kind=st.sampled_from(["GET", "get", "POST", "PATCH", "DELETE"]))
+    def directus_extension_items(self, user: int, pick: int, data: dict[str, Any], kind: str) -> None:
+        message: dict[str, Any] = {"type": kind, "collection": COLLECTION, "uid": "e"}
+        if kind in ("POST", "PATCH"):
+            message["data"] = self._data(data)
+        if kind in ("get", "PATCH", "DELETE"):
+            message["id"] = self._pick(pick)
+        who = self.users[user]
+        self._directus_socket(who, who.extension, message)
+
     # -- the checks -----------------------------------------------------------------
 
     @invariant()
@@ -185,6 +252,13 @@ class AcrossProtocols(RuleBasedStateMachine):
             for message in self.core.take(user.socket):
                 if isinstance(message, dict) and "response" in message:
                     self._saw(user, message["response"], "backpack")
+            for connection in (user.extension, user.core):
+                for message in self.core.take(connection):
+                    # RESPONSE data, SUBSCRIPTION payload (extension); items
+                    # answers and subscription events' data (core).
+                    if isinstance(message, dict):
+                        for key in ("data", "payload"):
+                            self._saw(user, message.get(key), "directus")
         for user, body, shape in self.seen:
             for record in _records(body):
                 self._check_seen(user, record, shape, (self.before, after), now_ms)
