@@ -376,7 +376,8 @@ class GetSession(Operation, frozen=True):
 
 
 class DeleteSession(Operation, frozen=True):
-    """-> ``None``"""
+    """-> ``bool``: whether there was such a session (so that of two
+    requests spending one token, exactly one finds it)."""
 
     token_hash: str
 

@@ -167,9 +167,11 @@ def bearer_user(request_or_token: HttpRequest | str | None, env: Environment) ->
     return user
 
 
-def revoke_token(token: str) -> Action[None]:
-    """Revoke one token, whatever its kind (a no-op when unknown)."""
-    yield DeleteSession(hash_token(token))
+def revoke_token(token: str) -> Action[bool]:
+    """Revoke one token, whatever its kind; whether it existed (of two
+    requests revoking one token, exactly one gets ``True``)."""
+    existed: bool = yield DeleteSession(hash_token(token))
+    return existed
 
 
 def revoke_tokens(user_id: str, kind: str) -> Action[int]:

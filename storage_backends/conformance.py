@@ -344,10 +344,10 @@ async def check_sessions(make_store: MakeStore) -> None:
         assert await store.execute(GetSession(live.token_hash)) == live
         assert await store.execute(GetSession(expired.token_hash)) == expired
 
-        assert await store.execute(DeleteSession(live.token_hash)) is None
+        assert await store.execute(DeleteSession(live.token_hash)) is True
         assert await store.execute(GetSession(live.token_hash)) is None
         assert await store.execute(GetSession(expired.token_hash)) == expired
-        assert await store.execute(DeleteSession(live.token_hash)) is None
+        assert await store.execute(DeleteSession(live.token_hash)) is False  # spent: only one spender finds it
 
 
 async def check_session_kinds(make_store: MakeStore) -> None:

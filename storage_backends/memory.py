@@ -262,8 +262,8 @@ class MemoryStore(Store):
     def _get_session(self, op: GetSession) -> Session | None:
         return self._sessions.get(op.token_hash)
 
-    def _delete_session(self, op: DeleteSession) -> None:
-        self._sessions.pop(op.token_hash, None)
+    def _delete_session(self, op: DeleteSession) -> bool:
+        return self._sessions.pop(op.token_hash, None) is not None
 
     def _delete_sessions(self, op: DeleteSessions) -> int:
         doomed = [key for key, session in self._sessions.items() if session.user_id == op.user_id and session.kind == op.kind]

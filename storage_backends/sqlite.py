@@ -395,8 +395,8 @@ def _get_session(db: sqlite3.Connection, op: GetSession) -> Session | None:
     return Session(*rows[0]) if rows else None
 
 
-def _delete_session(db: sqlite3.Connection, op: DeleteSession) -> None:
-    db.execute("DELETE FROM sessions WHERE token_hash = ?", (op.token_hash,))
+def _delete_session(db: sqlite3.Connection, op: DeleteSession) -> bool:
+    return db.execute("DELETE FROM sessions WHERE token_hash = ?", (op.token_hash,)).rowcount > 0
 
 
 def _delete_sessions(db: sqlite3.Connection, op: DeleteSessions) -> int:

@@ -104,6 +104,26 @@ def test_refresh_rotates_and_refresh_tokens_are_never_access_tokens(core: Direct
     assert errors(core.api("POST", "/auth/refresh", {"refresh_token": 5})) == (400, "INVALID_PAYLOAD")
 
 
+def test_two_refreshes_racing_with_one_token_get_one_pair_of_tokens(core: DirectusCore) -> None:
+    """Both read the live refresh token before either revokes it; only the
+    one whose revocation finds it is answered (else one token forks in two)."""
+    from satchel.protocol.directus import auth
+    from satchel.protocol.directus.errors import DirectusError
+    from satchel.protocol.operations import DeleteSession
+
+    ann = core.account("ann@example.com")
+    first = auth.refresh(ann.refresh, core.directus, core.env)
+    operation = next(first)
+    while not isinstance(operation, DeleteSession):
+        operation = first.send(core.execute(operation))
+    tokens = core.run(auth.refresh(ann.refresh, core.directus, core.env))  # the other one, start to end
+    assert core.api("GET", "/users/me", token=tokens.access_token).status == 200
+    with pytest.raises(DirectusError) as refused:
+        while True:
+            operation = first.send(core.execute(operation))
+    assert refused.value.code == "INVALID_CREDENTIALS"
+
+
 def test_logout_revokes_the_refresh_token_and_the_bearer(core: DirectusCore) -> None:
     ann = core.account("ann@example.com")
     out = core.api("POST", "/auth/logout", {"mode": "json", "refresh_token": ann.refresh}, token=ann.access)

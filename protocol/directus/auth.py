@@ -94,7 +94,10 @@ def refresh(refresh_token: str, config: DirectusConfig, env: Environment) -> Act
     user: User | None = yield GetUser(session.user_id)
     if user is None:
         raise invalid_credentials()
-    yield from revoke_token(refresh_token)
+    # Spent by revoking it: of two refreshes racing with one token, only the
+    # one whose revocation found it gets new tokens (no token forks in two).
+    if not (yield from revoke_token(refresh_token)):
+        raise invalid_credentials()
     return (yield from _issue(user, config, env))
 
 
