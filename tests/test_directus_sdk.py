@@ -64,8 +64,10 @@ def _directus_login(http: Http, email: str) -> str:
     return body["data"]["access_token"]
 
 
-@needs_directus_sdk
-def test_the_directus_sdk_realtime_against_satchel(tmp_path: Path) -> None:
+def _start(tmp_path: Path) -> tuple[ServerProcess, Path, Path]:
+    """The operator's and the admin's setup: an admin made from the command
+    line, the rule file given to ``serve``, two accounts registered through
+    Backpack, and the reader given its role through the admin API."""
     data = tmp_path / "data"
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps(RULES))
@@ -74,13 +76,9 @@ def test_the_directus_sdk_realtime_against_satchel(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "satchel.transports", "admin", "create", "admin@example.com",
                     "--password-file", str(password_file), "--data-dir", str(data)],
                    check=True, capture_output=True, text=True, timeout=60)
-
     server = ServerProcess(data, extra=["--rules", str(rules)])
-    port = server.port
-    restarted: list[ServerProcess] = []
-    lines: list[str] = []
+    http = Http(server)
     try:
-        http = Http(server)
         for email in ("writer@example.com", "reader@example.com"):
             status, body, _ = http.request("POST", "/register", {"email": email, "password": PASSWORD})
             assert status == 200, body
@@ -89,6 +87,26 @@ def test_the_directus_sdk_realtime_against_satchel(tmp_path: Path) -> None:
         assert status == 200 and len(found["data"]) == 1, found
         status, body = _bearer(http, "PUT", f"/_/api/users/{found['data'][0]['id']}/role", admin, {"role": "reader"})
         assert status == 200 and body["data"]["role"] == "reader", body
+    except BaseException:
+        server.stop()
+        raise
+    finally:
+        http.close()
+    return server, data, rules
+
+
+CLIENT_ENV = {"WRITER_EMAIL": "writer@example.com", "WRITER_PASSWORD": PASSWORD,
+              "READER_EMAIL": "reader@example.com", "READER_PASSWORD": PASSWORD}
+
+
+@needs_directus_sdk
+def test_the_directus_sdk_realtime_against_satchel(tmp_path: Path) -> None:
+    server, data, rules = _start(tmp_path)
+    port = server.port
+    restarted: list[ServerProcess] = []
+    lines: list[str] = []
+    try:
+        http = Http(server)
         status, body = _bearer(http, "POST", "/_/api/me/tokens", _directus_login(http, "writer@example.com"))
         assert status == 201, body
         static_token = body["data"]["token"]
@@ -97,9 +115,7 @@ def test_the_directus_sdk_realtime_against_satchel(tmp_path: Path) -> None:
         client = subprocess.Popen(
             ["node", "directus_scenario.mjs", server.url], cwd=CLIENTS, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "WRITER_TOKEN": static_token, "WRITER_EMAIL": "writer@example.com",
-                 "WRITER_PASSWORD": PASSWORD, "READER_EMAIL": "reader@example.com", "READER_PASSWORD": PASSWORD,
-                 "API_KEY": server.api_key or ""},
+            env={**os.environ, **CLIENT_ENV, "WRITER_TOKEN": static_token, "API_KEY": server.api_key or ""},
         )
         timer = threading.Timer(120, client.kill)
         timer.start()
@@ -135,31 +151,11 @@ def test_the_directus_sdk_rest_against_satchel(tmp_path: Path) -> None:
     filters, sort, fields, limit/offset and search, the reader role's
     rows and fields, refusals as the SDK throws them, refresh and logout, on
     the records Backpack serves (``node_clients/directus_rest_scenario.mjs``)."""
-    data = tmp_path / "data"
-    rules = tmp_path / "rules.json"
-    rules.write_text(json.dumps(RULES))
-    password_file = tmp_path / "admin-password"
-    password_file.write_text(PASSWORD + "\n")
-    subprocess.run([sys.executable, "-m", "satchel.transports", "admin", "create", "admin@example.com",
-                    "--password-file", str(password_file), "--data-dir", str(data)],
-                   check=True, capture_output=True, text=True, timeout=60)
-    server = ServerProcess(data, extra=["--rules", str(rules)])
+    server, _, _ = _start(tmp_path)
     try:
-        http = Http(server)
-        for email in ("writer@example.com", "reader@example.com"):
-            status, body, _ = http.request("POST", "/register", {"email": email, "password": PASSWORD})
-            assert status == 200, body
-        admin = _directus_login(http, "admin@example.com")
-        status, found = _bearer(http, "GET", "/_/api/users?email=reader@example.com", admin)
-        assert status == 200, found
-        status, body = _bearer(http, "PUT", f"/_/api/users/{found['data'][0]['id']}/role", admin, {"role": "reader"})
-        assert status == 200, body
-        http.close()
         run = subprocess.run(
             ["node", "directus_rest_scenario.mjs", server.url], cwd=CLIENTS, capture_output=True, text=True,
-            timeout=120, env={**os.environ, "WRITER_EMAIL": "writer@example.com", "WRITER_PASSWORD": PASSWORD,
-                              "READER_EMAIL": "reader@example.com", "READER_PASSWORD": PASSWORD,
-                              "API_KEY": server.api_key or ""},
+            timeout=120, env={**os.environ, **CLIENT_ENV, "API_KEY": server.api_key or ""},
         )
     finally:
         server.stop()
