@@ -12,7 +12,7 @@ from urllib.parse import unquote
 
 import msgspec
 
-__all__ = ["HttpRequest", "HttpResponse", "json_response", "normalize_path", "split_path"]
+__all__ = ["HttpRequest", "HttpResponse", "json_response", "normalize_path", "split_path", "loggable_target"]
 
 _json_encode = msgspec.json.Encoder().encode
 
@@ -36,6 +36,11 @@ class HttpRequest(msgspec.Struct, frozen=True):
     def path(self) -> str:
         """The path without the query string, doubled slashes collapsed."""
         return normalize_path(self.target.split("?", 1)[0])
+
+    @property
+    def loggable(self) -> str:
+        """``target`` fit for a log line (``loggable_target``)."""
+        return loggable_target(self.target)
 
     @property
     def query(self) -> str:
@@ -74,3 +79,20 @@ def normalize_path(path: str) -> str:
 def split_path(path: str) -> list[str]:
     """The percent-decoded segments of a normalized path."""
     return [unquote(segment) for segment in path.strip("/").split("/") if segment]
+
+
+#: Path segments at least this long are redacted from log lines: the inbox
+#: documents' read and write tokens (32 hex digits) travel in the path, while
+#: record ids (24) and names stay readable.
+_SECRET_SEGMENT = 32
+
+
+def loggable_target(target: str) -> str:
+    """A request-target with nothing secret in it, for log lines: the query
+    string is dropped (``?access_token=``, ``?api_token=``) and any path
+    segment of 32 characters or more - a capability token - replaced by
+    ``<redacted>``; at most 200 characters."""
+    path, has_query, _ = target.partition("?")
+    segments = ["<redacted>" if len(segment) >= _SECRET_SEGMENT else segment for segment in path.split("/")]
+    shown = "/".join(segments)[:200]
+    return shown + "?<query>" if has_query else shown

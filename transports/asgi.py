@@ -257,7 +257,7 @@ def create_asgi_app(
             core_request = HttpRequest(core_request.method, core_request.target, core_request.headers, body)
             outcome = await core_runner.run(board.handle_request(core_request))
         except Exception:
-            log.exception("request %s %s failed", core_request.method, core_request.target)
+            log.exception("request %s %s failed", core_request.method, core_request.loggable)
             return _quart_response(board.error_response(core_request, 500, "Internal server error"))
         return await respond(core_request, outcome)
 
@@ -281,7 +281,12 @@ def create_asgi_app(
     async def websocket_endpoint(path: str = "") -> Response | None:
         connection = f"asgi-{next(connection_ids)}"
         core_request = _core_request("GET", websocket.scope, websocket.headers.items(), b"")
-        accepted = await core_runner.run(board.accept(core_request, connection))
+        try:
+            accepted = await core_runner.run(board.accept(core_request, connection))
+        except Exception:
+            # Logged here, not by Quart, whose line would carry the path's tokens.
+            log.exception("websocket upgrade %s failed", core_request.loggable)
+            return _quart_response(board.error_response(core_request, 500, "Internal server error"))
         if isinstance(accepted, HttpResponse):
             # Sent as an HTTP response when the server supports ASGI's
             # websocket denial extension (hypercorn does); otherwise a close.

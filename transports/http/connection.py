@@ -38,7 +38,7 @@ def application_error(app: Application, request: HttpRequest | None, status: int
         try:
             return word(request, status, message)
         except Exception:
-            logger.exception("error_response failed for %s", request.target if request else "a malformed request")
+            logger.exception("error_response failed for %s", request.loggable if request else "a malformed request")
     return error_response(status, message)
 
 
@@ -120,7 +120,7 @@ class HttpConnection:
         try:
             return self._app.body_sink(request)
         except Exception:
-            logger.exception("body_sink failed for %s %s", request.method, request.target)
+            logger.exception("body_sink failed for %s %s", request.method, request.loggable)
             return None
 
     def _wants_websocket(self, request: HttpRequest) -> bool:
@@ -129,7 +129,7 @@ class HttpConnection:
         try:
             return bool(self._app.is_websocket_path(request))
         except Exception:
-            logger.exception("is_websocket_path failed for %s %s", request.method, request.target)
+            logger.exception("is_websocket_path failed for %s %s", request.method, request.loggable)
             return False
 
     async def run(self) -> UpgradeRequested | None:
@@ -234,7 +234,7 @@ class HttpConnection:
                 return keep_alive
             data = format_response(response, head_only=head_only, connection=connection)
         except Exception:
-            logger.exception("Unhandled error answering %s %s", request.method, request.target)
+            logger.exception("Unhandled error answering %s %s", request.method, request.loggable)
             data = format_response(self._error(request, 500, "Internal server error"), head_only=head_only, connection=connection)
         await send_all(self._sock, data, self._limits.write_timeout)
         return keep_alive

@@ -526,7 +526,7 @@ async def _ask_application(
     try:
         answer = await app.accept_websocket(request, connection)
     except Exception:
-        logger.exception("accept_websocket failed for %s", request.target)
+        logger.exception("accept_websocket failed for %s", request.loggable)
         return application_error(app, request, 500, "Internal server error")
     if isinstance(answer, HttpResponse):
         return answer
@@ -537,7 +537,7 @@ async def _ask_application(
     except Exception:
         # The application accepted but the 101 cannot be built (a subprotocol
         # the client never offered): refuse, and let it forget the connection.
-        logger.exception("accept_websocket gave an unusable answer for %s", request.target)
+        logger.exception("accept_websocket gave an unusable answer for %s", request.loggable)
         with trio.CancelScope(shield=True):
             try:
                 await app.on_websocket_closed(connection)
