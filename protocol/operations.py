@@ -36,6 +36,18 @@ permissions``) pushed down with it; its answer must equal the pure
 ``query.apply`` in every backend. Named settings (``GetSetting``,
 ``PutSetting``: the permission rules live in one) are small JSON values the
 store keeps apart from collections, and ``SetUserRole`` gives a user its role.
+
+Entries (seed 004, ``satchel.protocol.resources``) are the key-value store
+(``kvStore``) and the live configuration (``liveConfig``): JSON values by
+id, in a ``space`` (one of the two), scoped by ``(organization, project)``
+and apart from collections. Each has a ``version`` in milliseconds that the
+core computes and that strictly grows with every write of the entry;
+``PutEntry`` and ``DeleteEntry`` are compare-and-swaps on it, so two writers
+can never store equal or decreasing versions. A delete leaves a tombstone
+(``Entry.value is None``) that keeps the entry's last version, so that a
+value written again later still gets a greater one. ``GetEntry`` reads one
+(tombstones included) and ``ListEntries`` a page of the live ones by id
+prefix.
 """
 
 from __future__ import annotations
@@ -90,6 +102,11 @@ __all__ = [
     "REFRESH_TOKEN",
     "STATIC_TOKEN",
     "NEVER_EXPIRES_MS",
+    "Entry",
+    "GetEntry",
+    "PutEntry",
+    "DeleteEntry",
+    "ListEntries",
     "GetDocument",
     "GetDocumentByWriteKey",
     "PutDocument",
@@ -443,6 +460,82 @@ class PutSetting(Operation, frozen=True):
     name: str
     value: bytes
     expected_revision: int
+
+
+# -- entries: the key-value store and live configuration (seed 004) ---------
+
+
+class Entry(msgspec.Struct, frozen=True):
+    """An entry as stored: its ``id``, its ``value`` (the exact JSON bytes;
+    ``None``: a tombstone, the entry was deleted), its ``version`` (ms since
+    the epoch, greater with every write of the entry) and the ``user_id``
+    of whoever wrote it last (``None``: nobody signed in)."""
+
+    id: str
+    value: bytes | None
+    version: int
+    user_id: str | None = None
+
+
+class GetEntry(Operation, frozen=True):
+    """-> ``Entry | None``: the entry ``id`` (non-empty) of ``space`` in the scope
+    ``(organization, project)``, a tombstone included; ``None``: it was
+    never written. Spaces and scopes never see each other's entries."""
+
+    space: str
+    organization: str
+    project: str
+    id: str
+
+
+class PutEntry(Operation, frozen=True):
+    """-> ``bool``: a compare-and-swap on the entry's version that stores
+    ``value`` (JSON bytes) at ``version``, written by ``user_id``.
+
+    ``expected_version == 0`` creates: it succeeds only if the entry was
+    never written (no tombstone either). Otherwise the stored version (of a
+    value or a tombstone) must equal ``expected_version``. ``False`` changes
+    nothing. ``version`` must be greater than ``expected_version`` and
+    ``value`` bytes, else ``LocalProtocolError``.
+    """
+
+    space: str
+    organization: str
+    project: str
+    id: str
+    value: bytes
+    version: int
+    expected_version: int
+    user_id: str | None = None
+
+
+class DeleteEntry(Operation, frozen=True):
+    """-> ``bool``: a compare-and-swap that turns the live entry stored at
+    exactly ``expected_version`` into a tombstone at ``version`` (greater,
+    else ``LocalProtocolError``), deleted by ``user_id``. ``False`` (no such
+    live entry at that version) changes nothing."""
+
+    space: str
+    organization: str
+    project: str
+    id: str
+    version: int
+    expected_version: int
+    user_id: str | None = None
+
+
+class ListEntries(Operation, frozen=True):
+    """-> ``list[Entry]``: the live entries (no tombstones) of ``space`` in
+    the scope whose ids start with ``prefix`` and are greater than ``after``
+    (``""``: from the first), in code point order of their ids, at most
+    ``limit`` of them."""
+
+    space: str
+    organization: str
+    project: str
+    prefix: str = ""
+    after: str = ""
+    limit: int = 100
 
 
 # -- token-addressed documents (seed 001) -----------------------------------

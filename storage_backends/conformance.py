@@ -13,8 +13,9 @@ one by one. The checks hold a backend to the operations' docstrings in
 ``satchel.protocol.operations`` and to the shared contract in ``base``. They
 need trio, for concurrency, and nothing from pytest, so the suite ships with
 the package for third-party backends. The checks of ``QueryRecords``,
-settings and user roles live in ``conformance_queries`` and run as part of
-this suite (``check_generated_queries`` needs Hypothesis, the
+settings and user roles live in ``conformance_queries``, those of entries
+(the key-value store and live configuration) in ``conformance_entries``,
+and run as part of this suite (``check_generated_queries`` needs Hypothesis, the
 ``conformance`` extra).
 """
 
@@ -67,6 +68,7 @@ from satchel.protocol.operations import (
 from satchel.protocol.records import format_timestamp, matches_query, new_record, object_id
 
 from .base import Store
+from .conformance_entries import ENTRY_CHECKS
 from .conformance_queries import (
     QUERY_CHECKS,
     check_generated_queries,
@@ -872,6 +874,7 @@ CHECKS: tuple[Callable[[MakeStore], Awaitable[None]], ...] = (
     check_concurrent_numbers,
     check_rejects_non_storage_operations,
     *QUERY_CHECKS,
+    *ENTRY_CHECKS,
 )
 
 

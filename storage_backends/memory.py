@@ -32,7 +32,12 @@ from satchel.protocol.operations import (
     DeleteRecords,
     DeleteSession,
     DeleteSessions,
+    DeleteEntry,
     Document,
+    Entry,
+    GetEntry,
+    ListEntries,
+    PutEntry,
     GetDocument,
     GetDocumentByWriteKey,
     GetRecord,
@@ -104,6 +109,8 @@ class MemoryStore(Store):
         # write_key -> read_token, the index GetDocumentByWriteKey uses.
         self._read_tokens_by_write_key: dict[str, str] = {}
         self._settings: dict[str, StoredSetting] = {}
+        # (space, organization, project) -> id -> entry (tombstones included).
+        self._entries: dict[tuple[str, str, str], dict[str, Entry]] = {}
         self._handlers: dict[type[Operation], Callable[[Any], Any]] = {
             GetRecord: self._get_record,
             ListRecords: self._list_records,
@@ -133,6 +140,10 @@ class MemoryStore(Store):
             GetDocumentByWriteKey: self._get_document_by_write_key,
             PutDocument: self._put_document,
             ApplyMessage: self._apply_message,
+            GetEntry: self._get_entry,
+            PutEntry: self._put_entry,
+            DeleteEntry: self._delete_entry,
+            ListEntries: self._list_entries,
         }
 
     async def execute(self, operation: Operation) -> Any:
@@ -338,3 +349,42 @@ class MemoryStore(Store):
         if written.document is not None:
             self._documents[read_token] = written.document
         return written
+
+    # -- entries (seed 004) ---------------------------------------------------
+
+    def _get_entry(self, op: GetEntry) -> Entry | None:
+        return self._entries.get((op.space, op.organization, op.project), {}).get(op.id)
+
+    def _put_entry(self, op: PutEntry) -> bool:
+        check_entry_write(op)
+        entries = self._entries.setdefault((op.space, op.organization, op.project), {})
+        stored = entries.get(op.id)
+        if (0 if stored is None else stored.version) != op.expected_version:
+            return False
+        entries[op.id] = Entry(op.id, op.value, op.version, op.user_id)
+        return True
+
+    def _delete_entry(self, op: DeleteEntry) -> bool:
+        check_entry_write(op)
+        entries = self._entries.get((op.space, op.organization, op.project), {})
+        stored = entries.get(op.id)
+        if stored is None or stored.value is None or stored.version != op.expected_version:
+            return False
+        entries[op.id] = Entry(op.id, None, op.version, op.user_id)
+        return True
+
+    def _list_entries(self, op: ListEntries) -> list[Entry]:
+        # A sort per call: this store is for tests, where scopes are small.
+        entries = self._entries.get((op.space, op.organization, op.project), {})
+        ids = sorted(key for key, entry in entries.items()
+                     if entry.value is not None and key.startswith(op.prefix) and key > op.after)
+        return [entries[key] for key in ids[: max(op.limit, 0)]]
+
+
+def check_entry_write(op: PutEntry | DeleteEntry) -> None:
+    """Refuse a write of an entry that breaks the operation's contract (a
+    caller's bug): versions only grow, values are bytes."""
+    if op.expected_version < 0 or op.version <= op.expected_version:
+        raise LocalProtocolError("an entry's version must grow with every write")
+    if type(op) is PutEntry and not isinstance(op.value, bytes):
+        raise LocalProtocolError("an entry's value is bytes")

@@ -61,7 +61,12 @@ from satchel.protocol.operations import (
     DeleteRecords,
     DeleteSession,
     DeleteSessions,
+    DeleteEntry,
     Document,
+    Entry,
+    GetEntry,
+    ListEntries,
+    PutEntry,
     GetDocument,
     GetDocumentByWriteKey,
     GetRecord,
@@ -98,6 +103,7 @@ from satchel.protocol.query.sql import LOWER_FUNCTION, order_sql, search_sql, wh
 from satchel.protocol.records import matches_query
 
 from .base import Store
+from .memory import check_entry_write
 
 __all__ = ["SqliteStore"]
 
@@ -174,6 +180,23 @@ _MIGRATIONS: list[list[str]] = [
             value BLOB NOT NULL,
             revision INTEGER NOT NULL
         ) WITHOUT ROWID""",
+    ],
+    [
+        # Entries (seed 004): the key-value store and live configuration,
+        # per space and scope. A rowid table (values run to hundreds of
+        # kilobytes); the UNIQUE index orders a scope's ids by BINARY
+        # collation (UTF-8 bytes: code point order) for ListEntries. value
+        # is NULL for a tombstone, which keeps the last version.
+        """CREATE TABLE entries (
+            space TEXT NOT NULL,
+            organization TEXT NOT NULL,
+            project TEXT NOT NULL,
+            id TEXT NOT NULL,
+            value BLOB,
+            version INTEGER NOT NULL,
+            user_id TEXT,
+            UNIQUE (space, organization, project, id)
+        )""",
     ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -484,6 +507,67 @@ def _apply_message(db: sqlite3.Connection, op: ApplyMessage) -> MessageWrite:
     return written
 
 
+def _get_entry(db: sqlite3.Connection, op: GetEntry) -> Entry | None:
+    rows = db.execute(
+        "SELECT id, value, version, user_id FROM entries WHERE space = ? AND organization = ? AND project = ? AND id = ?",
+        (op.space, op.organization, op.project, op.id),
+    ).fetchall()
+    return Entry(*rows[0]) if rows else None
+
+
+def _put_entry(db: sqlite3.Connection, op: PutEntry) -> bool:
+    if op.expected_version == 0:
+        cursor = db.execute(
+            "INSERT INTO entries (space, organization, project, id, value, version, user_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (op.space, op.organization, op.project, op.id, op.value, op.version, op.user_id),
+        )
+    else:
+        cursor = db.execute(
+            "UPDATE entries SET value = ?, version = ?, user_id = ?"
+            " WHERE space = ? AND organization = ? AND project = ? AND id = ? AND version = ?",
+            (op.value, op.version, op.user_id, op.space, op.organization, op.project, op.id, op.expected_version),
+        )
+    return cursor.rowcount == 1
+
+
+def _delete_entry(db: sqlite3.Connection, op: DeleteEntry) -> bool:
+    cursor = db.execute(
+        "UPDATE entries SET value = NULL, version = ?, user_id = ?"
+        " WHERE space = ? AND organization = ? AND project = ? AND id = ? AND version = ? AND value IS NOT NULL",
+        (op.version, op.user_id, op.space, op.organization, op.project, op.id, op.expected_version),
+    )
+    return cursor.rowcount == 1
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The least string greater than every string that starts with
+    ``prefix`` (``None``: there is none), in code point order."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if code == 0xD800:
+            code = 0xE000  # surrogates never occur in stored (UTF-8) text
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None
+
+
+def _list_entries(db: sqlite3.Connection, op: ListEntries) -> list[Entry]:
+    # A range of the UNIQUE index: from max(prefix, after) to the prefix's end.
+    clauses = ["space = ?", "organization = ?", "project = ?", "id > ?", "id >= ?", "value IS NOT NULL"]
+    params: list[Any] = [op.space, op.organization, op.project, op.after, op.prefix]
+    end = _prefix_end(op.prefix) if op.prefix else None
+    if end is not None:
+        clauses.append("id < ?")
+        params.append(end)
+    params.append(max(op.limit, 0))
+    rows = db.execute(
+        f"SELECT id, value, version, user_id FROM entries WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?", params
+    ).fetchall()
+    return [Entry(*row) for row in rows]
+
+
 _Handler = Callable[[sqlite3.Connection, Any], Any]
 _POINT_READS: dict[type[Operation], _Handler] = {
     GetRecord: _get_record,
@@ -493,6 +577,7 @@ _POINT_READS: dict[type[Operation], _Handler] = {
     GetDocument: _get_document,
     GetDocumentByWriteKey: _get_document_by_write_key,
     GetSetting: _get_setting,
+    GetEntry: _get_entry,
 }
 _SCANS: dict[type[Operation], _Handler] = {
     ListRecords: _list_records,
@@ -501,6 +586,7 @@ _SCANS: dict[type[Operation], _Handler] = {
     SearchRecords: _search_records,
     QueryRecords: _query_records,
     ListSessions: _list_sessions,
+    ListEntries: _list_entries,
 }
 _WRITES: dict[type[Operation], _Handler] = {
     InsertRecord: _insert_record,
@@ -518,6 +604,8 @@ _WRITES: dict[type[Operation], _Handler] = {
     InsertNumbered: _insert_numbered,
     PutDocument: _put_document,
     ApplyMessage: _apply_message,
+    PutEntry: _put_entry,
+    DeleteEntry: _delete_entry,
 }
 
 
@@ -673,6 +761,8 @@ class SqliteStore(Store):
             _check_put_document(operation)  # a bug of the caller: refuse before queueing
         if kind is PutSetting and not isinstance(operation.value, bytes):
             raise LocalProtocolError("a setting's value is bytes")
+        if kind is PutEntry or kind is DeleteEntry:
+            check_entry_write(operation)  # a bug of the caller: refuse before queueing
         if kind in _WRITES:
             return await self._write(operation)
         if kind in _POINT_READS:
