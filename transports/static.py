@@ -2,7 +2,9 @@
 
 ``/sdk.js`` is a classic script that defines the global ``createSdk``;
 ``/sdk.mjs`` is the same code as an ES module. Both come from one source,
-``static/sdk.js``, wrapped at import time. ``/demo/...`` serves the demo app.
+``static/sdk.js``, wrapped at import time. ``/backend/Backend.js`` (global
+``Backend``) and ``/backend/Backend.mjs`` are the inbox documents' client,
+``static/Backend.js``. ``/demo/...`` serves the demo app.
 Paths are looked up in a fixed table built at start-up, so no request path
 ever reaches the file system.
 
@@ -38,6 +40,10 @@ def _build() -> dict[str, tuple[str, bytes]]:
         "/sdk.js": (_JS, f"(function () {{\n{sdk}\nwindow.createSdk = createSdk;\n}})();\n".encode()),
         "/sdk.mjs": (_JS, f"{sdk}\nexport {{ createSdk }};\nexport default createSdk;\n".encode()),
     }
+    # Claimed before the inbox mount's /backend/documents, by this mount being first.
+    backend = _read("Backend.js")
+    assets["/backend/Backend.js"] = (_JS, backend.encode())
+    assets["/backend/Backend.mjs"] = (_JS, f"{backend}\nBackend.scriptUrl = import.meta.url;\nexport {{ Backend }};\nexport default Backend;\n".encode())
     demo = resources.files("satchel.transports").joinpath("static", "demo")
     for entry in demo.iterdir():
         if entry.name.endswith(".html"):
