@@ -5,6 +5,7 @@
     python benches/run.py --only rest,idle
     python benches/run.py --only inbox
     python benches/run.py --only socketio      # Socket.IO room fan-out and idle memory vs Node socket.io
+    python benches/run.py --only permissions   # Directus fan-out under roles' rules; rule-check cost on get-by-id
 
 Every server runs in its own process; the load comes from other processes
 (the C load generators in benches/loadgen/, wrk for REST and inbox posts),
@@ -67,6 +68,9 @@ TARGETS = {
     "socketio_1000": 3.0,  # x Node socket.io's deliveries/s, 0 lost, p99 no worse, every ack durable
     "socketio_5000": 2.0,
     "socketio_idle_kb": 8.0,  # KB resident per connected Socket.IO client (namespace + room), at most
+    # issue #11: permissions (benches/bench_permissions.py)
+    "permissions_fanout_1000": 3.0,  # x websockets broadcast()'s deliveries/s, Directus subscribers in 4 roles, 0 lost
+    "permissions_rule_overhead": 0.15,  # rule checks add at most this to REST get-by-id latency
 }
 
 
@@ -1390,6 +1394,10 @@ def table(report: dict[str, Any]) -> str:
         lines.append("")
     if report.get("socketio"):
         lines.extend(socketio_table(report))
+    if report.get("permissions"):
+        import bench_permissions  # benches/bench_permissions.py
+
+        lines.extend(bench_permissions.table(report))
     return "\n".join(lines)
 
 
@@ -1505,8 +1513,8 @@ def fanout_verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="fanout,idle,rest,inbox,socketio",
-                        help="comma-separated: fanout,idle,rest,inbox,socketio")
+    parser.add_argument("--only", default="fanout,idle,rest,inbox,socketio,permissions",
+                        help="comma-separated: fanout,idle,rest,inbox,socketio,permissions")
     parser.add_argument("--quick", action="store_true", help="short runs, 1000 subscribers only")
     parser.add_argument("--peers", default="websockets,node", help="comma-separated peers for fan-out and idle")
     parser.add_argument("--subs", default="1000,5000", help="subscriber counts for fan-out")
@@ -1542,12 +1550,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sio-crash-ms", type=int, default=300,
                         help="after each Satchel Socket.IO fan-out case, publish on this long and kill -9 the server "
                              "with chats in flight, then check every acked chat is stored (0 skips it)")
+    parser.add_argument("--perm-subs", type=int, default=1000,
+                        help="Directus subscribers of the permissions fan-out (split over 4 roles)")
+    parser.add_argument("--perm-users-per-role", type=int, default=5,
+                        help="accounts per role in the permissions fan-out (a role's connections share them)")
+    parser.add_argument("--perm-inflight", default="8,32",
+                        help="creates in flight in the permissions fan-out (and messages in flight for its peer), "
+                             "comma-separated; the target is judged at the first")
+    parser.add_argument("--perm-rest-seconds", type=int, default=5,
+                        help="seconds of each wrk run of the rule-check cost case")
+    parser.add_argument("--perm-rounds", type=int, default=3,
+                        help="wrk rounds per server in the rule-check cost case (default and rules alternating)")
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))
     options = parser.parse_args(argv)
     options.only = {part.strip() for part in options.only.split(",") if part.strip()}
     options.peers = [part.strip() for part in options.peers.split(",") if part.strip()]
     options.subs = [int(part) for part in options.subs.split(",")]
     options.inflight = [int(part) for part in options.inflight.split(",")]
+    options.perm_inflight = [int(part) for part in options.perm_inflight.split(",")]
     options.inbox_layouts = [tuple(int(n) for n in part.lower().split("x", 1))
                              for part in options.inbox_layouts.split(",") if part.strip()]
     if options.quick:
@@ -1560,6 +1580,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         options.rest_seconds = min(options.rest_seconds, 4)
         options.inbox_seconds = min(options.inbox_seconds, 3.0)
         options.inbox_http_seconds = min(options.inbox_http_seconds, 4)
+        options.perm_rest_seconds = min(options.perm_rest_seconds, 3)
+        options.perm_inflight = options.perm_inflight[:1]
+        options.perm_rounds = min(options.perm_rounds, 2)
     return options
 
 
@@ -1596,6 +1619,10 @@ def main(argv: list[str] | None = None) -> int:
             report["inbox"] = {"error": str(error)}
     if "socketio" in options.only:
         report["socketio"] = bench_socketio(options)
+    if "permissions" in options.only:
+        import bench_permissions  # benches/bench_permissions.py
+
+        report["permissions"] = bench_permissions.bench_permissions(options)
     output = Path(options.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
