@@ -13,6 +13,10 @@ names for the last three are ``patch``, ``update`` and ``delete``.
 Token-addressed documents (seed 001) are not records of a collection: each
 write of one (a PUT, a message merged or removed, over HTTP or UDP) produces
 one ``DocumentChange`` instead.
+
+Entries of the key-value store and of the live configuration (seed 004)
+are not records either: each write of one (a put or a delete) produces one
+``EntryChange``.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["Change", "ChangeKind", "DocumentChange"]
+__all__ = ["Change", "ChangeKind", "DocumentChange", "EntryChange", "EntryChangeKind"]
 
 ChangeKind = Literal["create", "patch", "overwrite", "delete"]
+#: What a write did to an entry: stored a value, or deleted it.
+EntryChangeKind = Literal["put", "delete"]
 
 
 class Change(msgspec.Struct, frozen=True, tag=True):
@@ -67,4 +73,26 @@ class DocumentChange(msgspec.Struct, frozen=True, tag=True):
     read_token: str
     revision: int
     content: bytes
+    origin: str
+
+
+class EntryChange(msgspec.Struct, frozen=True, tag=True):
+    """A committed write to the entry ``id`` of ``space`` (``"kvStore"`` or
+    ``"liveConfig"``) in the scope ``(organization, project)``.
+
+    ``value`` is the exact JSON bytes stored (``None`` for a ``delete``),
+    ``version`` the entry's version after the write (ms since the epoch,
+    greater with every write of the entry: ``operations.PutEntry``),
+    ``user_id`` who wrote it and ``origin`` the protocol and transport
+    (``"resources-http"``).
+    """
+
+    space: str
+    organization: str
+    project: str
+    id: str
+    kind: EntryChangeKind
+    value: bytes | None
+    version: int
+    user_id: str | None
     origin: str

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, Union
 
 import msgspec
 
-from .changes import Change, DocumentChange
+from .changes import Change, DocumentChange, EntryChange
 from .channels import (
     Audience,
     CloseChannel,
@@ -61,7 +61,7 @@ __all__ = [
 #: What actions hand to the hub: writes (each mount renders them) and hub
 #: instructions (deliveries and subscription changes), in order.
 Event = Union[
-    Change, DocumentChange, Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience,
+    Change, DocumentChange, EntryChange, Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience,
     UnsubscribeMatching, CloseChannel, IdentifyConnection, CloseConnection, RulesChanged,
 ]
 #: The hub instructions among them (everything but writes).
@@ -234,7 +234,7 @@ class Mount:
 
     # -- fan-out ---------------------------------------------------------------
 
-    def render(self, change: Change | DocumentChange, context: RenderContext) -> Sequence[Deliver]:
+    def render(self, change: Change | DocumentChange | EntryChange, context: RenderContext) -> Sequence[Deliver]:
         """The deliveries to this mount's connections that ``change`` makes
         (none: the protocol does not show it). Each is encoded once - once
         per group of recipients that see it alike, where the rules make
@@ -330,7 +330,7 @@ class MountTable:
         they are."""
         renderers = self._renderers
         for event in events:
-            if isinstance(event, (Change, DocumentChange)):
+            if isinstance(event, (Change, DocumentChange, EntryChange)):
                 for mount in renderers:
                     yield from mount.render(event, context(mount) if context is not None else NO_CONTEXT)
             elif isinstance(event, _HUB_EVENTS) or type(event) is RulesChanged:
