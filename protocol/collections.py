@@ -34,6 +34,7 @@ __all__ = [
     "Guard",
     "HIDDEN_COLLECTIONS",
     "RESERVED_PREFIX",
+    "ENTRY_COLLECTIONS",
     "is_hidden_collection",
     "validate_collection_name",
     "create",
@@ -52,6 +53,13 @@ HIDDEN_COLLECTIONS = frozenset({"users", "uploads", "sessions"})
 RESERVED_PREFIX = "_"
 
 
+#: The names the permission rules give the resource protocol's key-value
+#: store and live configuration (``satchel.protocol.resources``): a rule file
+#: may name them like collections, so no record collection may take them
+#: (compared without case, like the hidden names).
+ENTRY_COLLECTIONS = frozenset({"kvstore", "liveconfig"})
+
+
 def is_hidden_collection(name: str) -> bool:
     """Whether ``name`` is never shown as a Backpack collection."""
     return name.lower() in HIDDEN_COLLECTIONS or name.startswith(RESERVED_PREFIX)
@@ -67,14 +75,15 @@ def validate_collection_name(name: object) -> str:
     """Return ``name`` if it may name a collection, else raise ``RemoteProtocolError``.
 
     Names are 1-64 characters of letters, digits, ``_``, ``.`` and ``-``,
-    starting with a letter or digit, and not one of ``HIDDEN_COLLECTIONS``.
+    starting with a letter or digit, and not one of ``HIDDEN_COLLECTIONS``
+    or ``ENTRY_COLLECTIONS``.
     """
     if not isinstance(name, str) or not _COLLECTION_NAME.match(name):
         raise RemoteProtocolError(
             "collection names are 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
             400,
         )
-    if name.lower() in HIDDEN_COLLECTIONS:
+    if name.lower() in HIDDEN_COLLECTIONS or name.lower() in ENTRY_COLLECTIONS:
         raise RemoteProtocolError(f"'{name}' is reserved and cannot be used as a collection", 403)
     return name
 
