@@ -32,8 +32,8 @@ The names below are the public API; modules and names not listed here may
 change without notice.
 """
 
-from . import admin, asnity, backpack, directus, inbox
-from .changes import Change, ChangeKind, DocumentChange
+from . import admin, asnity, backpack, directus, inbox, resources
+from .changes import Change, ChangeKind, DocumentChange, EntryChange
 from .channels import (
     EVERYONE,
     Audience,
@@ -111,6 +111,7 @@ __all__ = [
     "Change",
     "ChangeKind",
     "DocumentChange",
+    "EntryChange",
     "HubEvent",
     "Deliver",
     "Subscribe",
@@ -167,5 +168,6 @@ __all__ = [
     "inbox",
     "asnity",
     "directus",
+    "resources",
     "admin",
 ]

@@ -20,6 +20,7 @@ from .directus.mount import DirectusMount
 from .inbox.config import InboxConfig
 from .inbox.mount import InboxMount
 from .mounts import Mount, MountTable
+from .resources.mount import ResourcesMount
 from .socketio.engineio_session import EngineIoConfig
 
 __all__ = ["standard_mounts"]
@@ -44,6 +45,7 @@ def standard_mounts(
             AdminMount(),  # /_/api: the administration API, before anything could shadow it
             InboxMount(inbox),  # /backend/documents, and the UDP datagrams
             AsnityMount(engineio),  # /api and /socket.io: Asnity's REST API and socket server
+            ResourcesMount(),  # /realtime: resource subscriptions (seed 004) and the kv / live-config REST API
             DirectusMount(directus),  # /items, /auth, /users/me and /websocket: Directus REST and websockets
             BackpackMount(backpack),  # every other path and upgrade: the catch-all, last
         ]

@@ -1,0 +1,71 @@
+"""The resource subscriptions' mount (seed 004): ``/realtime`` and under it.
+
+``rest`` answers the REST API (entries and the status), ``websocket`` the
+websocket at ``/realtime`` and the rendering of every change - records,
+entries and inbox documents - for its subscribers. This file wires them to
+the seam (``satchel.protocol.mounts``).
+
+Besides configuration the mount keeps two things that are not per
+connection: the ``Stats`` the status reports, and the ``VersionClock`` of
+the resources without a stored version (collections, documents). Both
+belong to this process, like the hub's registries.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..changes import Change, DocumentChange, EntryChange
+from ..channels import Deliver
+from ..environment import Environment
+from ..http import HttpRequest, HttpResponse
+from ..mounts import Accepted, HttpOutcome, Mount, RenderContext, UploadForm
+from ..operations import Action
+from . import rest, websocket
+from .config import ResourcesConfig
+from .frames import error_frame
+from .versions import VersionClock
+
+__all__ = ["ResourcesMount", "PROTOCOL"]
+
+PROTOCOL = websocket.PROTOCOL
+
+
+class ResourcesMount(Mount):
+    """Resource subscriptions (seed 004): entries over REST, and the websocket
+    on which kvStore, liveConfig, collection and document resources are
+    subscribed to."""
+
+    name = PROTOCOL
+
+    def __init__(self, config: ResourcesConfig | None = None) -> None:
+        self.config = config or ResourcesConfig()
+        self.stats = websocket.Stats()
+        self.versions = VersionClock()
+
+    def claims_request(self, request: HttpRequest) -> bool:
+        return rest.is_resources_path(request.path)
+
+    def handle_request(self, request: HttpRequest, env: Environment, form: UploadForm | None = None) -> Action[HttpOutcome]:
+        return rest.handle_request(request, self.config, self.stats, env)
+
+    def error_response(self, status: int, message: str) -> HttpResponse:
+        return rest.error_response(status, message)
+
+    def claims_upgrade(self, request: HttpRequest) -> bool:
+        return request.path == rest.PATH
+
+    def accept(self, request: HttpRequest, connection: str, env: Environment) -> Action[Accepted | HttpResponse]:
+        return websocket.accept(request, connection, self.config, self.stats, env)
+
+    def handle_message(self, state: Any, message: str | bytes, env: Environment) -> Action[list[Any]]:
+        return websocket.handle_message(state, message, self.config, self.stats, self.versions, env)
+
+    def closed(self, state: Any) -> list[Any]:
+        return websocket.closed(state, self.stats)
+
+    def internal_error(self, state: Any) -> bytes | None:
+        return error_frame("Internal error", "internal_error", "the server failed to answer this message")
+
+    def render(self, change: Change | DocumentChange | EntryChange, context: RenderContext) -> Sequence[Deliver]:
+        return websocket.render(change, context, self.config, self.versions)

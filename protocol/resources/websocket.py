@@ -1,0 +1,359 @@
+"""The resource websocket at ``/realtime``: upgrade, subscriptions, deliveries.
+
+Upgrade (seed 004). The headers a browser cannot set arrive base58-encoded
+in ``Sec-WebSocket-Protocol`` (``headers``); the first offered subprotocol
+carries them and is echoed. A token that is not base58 of ``key:value``
+lines is refused with 400 and the reason. ``Authorization: Bearer`` is read
+from those headers, else from the real ones (or ``?access_token=``): an
+access token of ``/auth/login`` or Asnity's signin, or a static token
+(``tokens.authenticate``); a token that is not valid is refused with 401; no
+token is the public role. ``x-m2-organization`` / ``x-m2-project`` (from the
+encoded headers, else the real ones) give the connection's scope.
+
+Subscriptions. ``subscribe`` to a resource the connection may read makes
+the subscription (idempotent) and answers with the resource's current value
+as an update (entries and documents) or nothing (a collection that has
+records); when the resource does not exist the subscription is still made
+and the answer is ``{"warning":"resource_not_found"}``; it then hears the
+resource's first write. A deleted resource keeps its subscribers.
+``unsubscribe`` ends one (silently, also when there was none). At most
+``max_subscriptions`` per connection: beyond, ``{"error":"Too many
+subscriptions","code":"subscription_limit"}`` and nothing is subscribed.
+Who may subscribe to what:
+
+- ``kvStore`` / ``liveConfig``: an entry of the connection's scope; the read
+  rule of the space decides (``entries``), at subscribe time and again for
+  every update (a filtered rule may hide some entries from some users).
+- ``collection``: a record collection by name - the one data model: records
+  written over Backpack, Directus or any protocol reach it. The read rule
+  of the collection decides per subscriber and per record, and a subscriber
+  gets only the fields it may read (``permissions.delivery_groups``): one
+  frame per distinct rendering. ``data`` is ``{"action": "create" |
+  "update" | "delete", "record": {...}}`` (the record after the write; for
+  a delete, as it was); a record of more than ``max_record_bytes`` is sent
+  as ``{"action", "record": {"_id"}, "truncated": true}`` - fetch it over
+  REST. Collections are not scoped: they are the server's collections.
+- ``document``: an inbox document by its read token (seed 001; the token is
+  the authorization, no account needed): ``data`` is ``{"revision",
+  "content"}``, on every write - a PUT, and every message merged or removed
+  over HTTP or UDP.
+
+Invalid input of any kind (not JSON, wrong types, an unknown action or type,
+an id that cannot name that type of resource) answers an error and changes
+nothing; the connection stays open and its neighbours never notice.
+
+Versions: an entry's is stored (``entries``); a collection's and a
+document's come from the mount's ``VersionClock`` as updates are rendered.
+
+Known limits: the token is checked at the upgrade only (a revoked token's
+connection keeps its subscriptions until it closes); a write that lands
+between a subscribe's read and its registration is not delivered, though
+the version tells a client which value is newer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Hashable, Sequence
+
+import msgspec
+
+from ..changes import Change, DocumentChange, EntryChange
+from ..channels import Audience, Channel, Deliver, Subscribe, Unsubscribe
+from ..collections import is_hidden_collection, validate_collection_name
+from ..environment import Environment
+from ..errors import RemoteProtocolError
+from ..http import HttpRequest, HttpResponse, json_response
+from ..inbox.tokens import is_read_token
+from ..mounts import Accepted, RenderContext
+from ..operations import Action, Document, GetDocument
+from ..permissions import Accountability, CurrentRules, RuleSet, Subscriber, delivery_groups, read_query
+from ..query import Query
+from ..tokens import authenticate, bearer_token, presented_token
+from .config import COLLECTION, DOCUMENT, ENTRY_SPACES, RESOURCE_TYPES, ResourcesConfig
+from .entries import ResourceError, Scope, entry_item, may, read_entry, scope_of, validate_entry_id
+from .frames import INVALID_MESSAGE, MessageError, ResourceRef, decode_message, error_body, error_frame, update_frame, warning_frame
+from .headers import InvalidHeaders, offered_subprotocols, subprotocol_headers
+from .versions import VersionClock, format_version
+
+__all__ = ["PROTOCOL", "Connection", "Stats", "accept", "handle_message", "closed", "render", "entry_channel"]
+
+#: The name the resource connections are registered under in the hub.
+PROTOCOL = "resources"
+
+#: Backpack's change kinds as the resource protocol names them.
+_ACTION = {"create": "create", "patch": "update", "overwrite": "update", "delete": "delete"}
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Stats:
+    """What ``GET /realtime/status`` reports: open connections and
+    subscriptions of this mount (this process)."""
+
+    __slots__ = ("connections", "subscriptions")
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.subscriptions = 0
+
+
+class Connection:
+    """One resource websocket: who it is, its scope, its subscriptions."""
+
+    __slots__ = ("id", "who", "scope", "subscriptions", "open")
+
+    def __init__(self, connection: str, who: Accountability, scope: Scope) -> None:
+        self.id = connection
+        self.who = who
+        self.scope = scope
+        #: (type, id) -> the channel it is subscribed to
+        self.subscriptions: dict[tuple[str, str], Channel] = {}
+        self.open = True
+
+
+def entry_channel(space: str, scope: Scope, entry_id: str) -> Channel:
+    """The channel of an entry's subscribers (the scope is part of its name)."""
+    return Channel(space, json.dumps([scope.organization, scope.project, entry_id]))
+
+
+def _refuse(status: int, title: str, code: str, message: str) -> HttpResponse:
+    return json_response(status, error_body(title, code, message))
+
+
+def accept(request: HttpRequest, connection: str, config: ResourcesConfig, stats: Stats,
+           env: Environment) -> Action[Accepted | HttpResponse]:
+    """Decide an upgrade of ``/realtime`` (the module docstring)."""
+    offered = offered_subprotocols(request)
+    encoded: dict[str, str] = {}
+    subprotocol = None
+    if offered:
+        subprotocol = offered[0]
+        try:
+            encoded = subprotocol_headers(subprotocol)
+        except InvalidHeaders as exc:
+            return _refuse(400, "Invalid headers", "invalid_headers", str(exc))
+    try:
+        scope = scope_of(lambda name: encoded.get(name) or request.header(name), config)
+    except ResourceError as exc:
+        return _refuse(400, "Invalid headers", "invalid_headers", exc.message)
+    who = Accountability()
+    authorization = encoded.get("authorization")
+    bearer = None
+    if authorization is not None:
+        token = bearer_token(authorization)
+        bearer = (yield from authenticate(token, env)) if token else None
+        if bearer is None:
+            return _refuse(401, "Unauthorized", "unauthorized", "Invalid, expired or revoked token")
+    elif presented_token(request) is not None:
+        bearer = yield from authenticate(request, env)
+        if bearer is None:
+            return _refuse(401, "Unauthorized", "unauthorized", "Invalid, expired or revoked token")
+    if bearer is not None:
+        who = bearer.accountability
+    stats.connections += 1
+    return Accepted(Connection(connection, who, scope), who.user, subprotocol=subprotocol)
+
+
+def closed(state: Connection, stats: Stats) -> list[Any]:
+    """Forget a connection (the switchboard drops its subscriptions)."""
+    if state.open:
+        state.open = False
+        stats.connections -= 1
+        stats.subscriptions -= len(state.subscriptions)
+        state.subscriptions.clear()
+    return []
+
+
+def _to(state: Connection, payload: bytes) -> Deliver:
+    return Deliver(PROTOCOL, payload, Audience(connection=state.id))
+
+
+def _channel(ref: ResourceRef, state: Connection, config: ResourcesConfig) -> Channel:
+    """The channel of ``ref``, or ``MessageError`` for an id that cannot
+    name a resource of its type."""
+    if ref.type in ENTRY_SPACES:
+        try:
+            return entry_channel(ref.type, state.scope, validate_entry_id(ref.id, config))
+        except ResourceError as exc:
+            raise MessageError(exc.message) from None
+    if ref.type == COLLECTION:
+        try:
+            name = validate_collection_name(ref.id)
+        except RemoteProtocolError as exc:
+            raise MessageError(exc.message) from None
+        if is_hidden_collection(name):
+            raise MessageError(f"'{name[:64]}' is not a collection")
+        return Channel(COLLECTION, name)
+    if ref.type == DOCUMENT:
+        if not is_read_token(ref.id):
+            raise MessageError("a document is named by its read token: 32 lowercase hex digits")
+        return Channel(DOCUMENT, ref.id)
+    raise MessageError(f"resource type is one of {', '.join(RESOURCE_TYPES)}")
+
+
+def handle_message(state: Connection, message: str | bytes, config: ResourcesConfig, stats: Stats,
+                   clock: VersionClock, env: Environment) -> Action[list[Any]]:
+    """Answer one message (the module docstring)."""
+    if not state.open:
+        return []
+    try:
+        decoded = decode_message(message, config.max_message_bytes)
+        if decoded.action not in ("subscribe", "unsubscribe"):
+            raise MessageError('action is "subscribe" or "unsubscribe"')
+        ref = decoded.resource
+        channel = _channel(ref, state, config)
+    except MessageError as exc:
+        return [_to(state, error_frame(INVALID_MESSAGE, "invalid_message", exc.message))]
+    key = (ref.type, ref.id)
+    if decoded.action == "unsubscribe":
+        if state.subscriptions.pop(key, None) is None:
+            return []
+        stats.subscriptions -= 1
+        return [Unsubscribe(PROTOCOL, state.id, channel)]
+    known = key in state.subscriptions
+    if not known and len(state.subscriptions) >= config.max_subscriptions:
+        return [_to(state, error_frame("Too many subscriptions", "subscription_limit",
+                                       f"a connection may hold at most {config.max_subscriptions} subscriptions", ref))]
+    rules: RuleSet = yield CurrentRules()
+    try:
+        answer = yield from _current(ref, state, rules, clock, env)
+    except RemoteProtocolError as exc:  # permissions.Forbidden among them
+        return [_to(state, error_frame("Forbidden" if exc.status == 403 else "Invalid request",
+                                       "forbidden" if exc.status == 403 else "invalid_request", exc.message, ref))]
+    if not state.open:
+        return []
+    events: list[Any] = []
+    if not known:
+        state.subscriptions[key] = channel
+        stats.subscriptions += 1
+        events.append(Subscribe(PROTOCOL, state.id, channel))
+    if answer is not None:
+        events.append(_to(state, answer))
+    return events
+
+
+def _current(ref: ResourceRef, state: Connection, rules: RuleSet, clock: VersionClock,
+             env: Environment) -> Action[bytes | None]:
+    """What a subscribe answers: the current value as an update, the
+    not-found warning, or nothing (a collection that has records). Raises ``Forbidden`` when ``state`` may not read it."""
+    if ref.type in ENTRY_SPACES:
+        entry = yield from read_entry(ref.type, state.scope, ref.id, state.who, rules, env)
+        if entry is None:
+            return warning_frame(ref, f"{ref.type} resource doesn't currently exist, "
+                                      "subscription was still made successfully")
+        return update_frame(entry.user_id, ref, msgspec.Raw(entry.value), format_version(entry.version))
+    if ref.type == COLLECTION:
+        # Does it hold a record this user may read? (One row, through the store's index.)
+        op = read_query(rules, state.who, ref.id, Query(fields=(("_id",),), limit=1), now_ms=env.now_ms())
+        found = yield op
+        if not found.records:
+            return warning_frame(ref, "collection resource doesn't currently have records, "
+                                      "subscription was still made successfully")
+        return None
+    document: Document | None = yield GetDocument(ref.id)
+    if document is None:
+        return warning_frame(ref, "document resource doesn't currently exist, subscription was still made successfully")
+    version = clock.next((DOCUMENT, ref.id), env.now_ms())
+    return update_frame(None, ref, {"revision": document.revision, "content": msgspec.Raw(document.content)},
+                        format_version(version))
+
+
+# -- rendering -------------------------------------------------------------------------
+
+
+def render(change: Change | DocumentChange | EntryChange, context: RenderContext, config: ResourcesConfig,
+           clock: VersionClock) -> Sequence[Deliver]:
+    """The deliveries a change makes to the resource subscribers."""
+    kind = type(change)
+    if kind is EntryChange:
+        return _render_entry(change, context)  # type: ignore[arg-type]
+    if kind is Change:
+        return _render_record(change, context, config, clock)  # type: ignore[arg-type]
+    if kind is DocumentChange:
+        return _render_document(change, context, clock)  # type: ignore[arg-type]
+    return ()
+
+
+def _render_entry(change: EntryChange, context: RenderContext) -> Sequence[Deliver]:
+    scope = Scope(change.organization, change.project)
+    channel = entry_channel(change.space, scope, change.id)
+    recipients = context.recipients(Audience(channel=channel))
+    if not recipients:
+        return ()
+    rules = context.rules
+    now = context.now_ms()
+    item_cache: list[dict[str, Any]] = []
+
+    def item() -> dict[str, Any]:
+        # What the read rule's filter sees: the entry as written (as it was, for a delete).
+        if not item_cache:
+            item_cache.append(entry_item(scope, change.id, change.value))
+        return item_cache[0]
+
+    decided: dict[Hashable, bool] = {}
+    allowed: list[str] = []
+    for connection, state in recipients:
+        who = state.who
+        key = (who.effective_role, who.user)
+        verdict = decided.get(key)
+        if verdict is None:
+            verdict = decided[key] = may(rules, who, change.space, "read", item if change.value is not None else None,
+                                         now)
+        if verdict:
+            allowed.append(connection)
+    if not allowed:
+        return ()
+    ref = ResourceRef(change.space, change.id)
+    deleted = change.kind == "delete"
+    data = None if deleted else msgspec.Raw(change.value)
+    payload = update_frame(change.user_id, ref, data, format_version(change.version), deleted=deleted)
+    audience = Audience(channel=channel) if len(allowed) == len(recipients) else Audience(connections=tuple(allowed))
+    return (Deliver(PROTOCOL, payload, audience),)
+
+
+def _render_record(change: Change, context: RenderContext, config: ResourcesConfig,
+                   clock: VersionClock) -> Sequence[Deliver]:
+    collection = change.collection
+    channel = Channel(COLLECTION, collection)
+    recipients = context.recipients(Audience(channel=channel))
+    if not recipients:
+        return ()
+    record = change.record
+    key = record.get("_id")
+    if not isinstance(key, str):
+        return ()
+    # Subscribers who are the same accountability decide alike: one Subscriber each.
+    by_who: dict[Accountability, list[str]] = {}
+    for connection, state in recipients:
+        by_who.setdefault(state.who, []).append(connection)
+    subscribers = [Subscriber(n, who) for n, who in enumerate(by_who)]
+    connections_of = list(by_who.values())
+    now = context.now_ms()
+    groups = delivery_groups(context.rules, collection, record, subscribers, now_ms=now)
+    if not groups:
+        return ()
+    ref = ResourceRef(COLLECTION, collection)
+    version = format_version(clock.next((COLLECTION, collection), now))
+    action = _ACTION[change.kind]
+    deliveries = []
+    for group in groups:
+        shown = _encode(group.record)
+        if len(shown) > config.max_record_bytes:
+            data: Any = {"action": action, "record": {"_id": key}, "truncated": True}
+        else:
+            data = {"action": action, "record": msgspec.Raw(shown)}
+        payload = update_frame(change.user_id, ref, data, version)
+        members = tuple(connection for member in group.members for connection in connections_of[member])  # type: ignore[index]
+        deliveries.append(Deliver(PROTOCOL, payload, Audience(connections=members)))
+    return deliveries
+
+
+def _render_document(change: DocumentChange, context: RenderContext, clock: VersionClock) -> Sequence[Deliver]:
+    channel = Channel(DOCUMENT, change.read_token)
+    if not context.recipients(Audience(channel=channel)):
+        return ()
+    version = clock.next((DOCUMENT, change.read_token), context.now_ms())
+    data = {"revision": change.revision, "content": msgspec.Raw(change.content)}
+    payload = update_frame(None, ResourceRef(DOCUMENT, change.read_token), data, format_version(version))
+    return (Deliver(PROTOCOL, payload, Audience(channel=channel)),)
