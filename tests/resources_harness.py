@@ -66,9 +66,10 @@ class ResourcesCore(DirectusCore):
         return self.exchange(connection, {"action": action, "resource": {"type": type, "id": id}})
 
     def exchange(self, connection: str, message: Any) -> list[Any]:
-        before = len(self.received[connection])
+        """Send ``message``; what the connection received since its last
+        ``take``/``exchange`` (taken: a later ``take`` sees only what follows)."""
         self.send(connection, message)
-        return self.received[connection][before:]
+        return self.take(connection)
 
     def take(self, connection: str) -> list[Any]:
         taken = list(self.received[connection])
