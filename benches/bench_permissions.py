@@ -334,38 +334,61 @@ def _with_other_cpu(case: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _fanout_round(options: argparse.Namespace, inflight: int, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    R.log(f"permissions: Directus fan-out, satchel, {options.perm_subs} subscribers in 4 roles, "
+          f"{inflight} creates in flight{label} ...")
+    try:
+        ours = _with_other_cpu(lambda: satchel_directus_fanout(options, inflight))
+        check = ours["check"]
+        R.log(f"  {ours['deliveries_per_s']:,.0f} deliveries/s ({ours['creates_per_s']:,.0f} creates/s), "
+              f"p50 {ours['latency_us']['p50']:.0f} us, p99 {ours['latency_us']['p99']:.0f} us, lost {ours['lost']}, "
+              f"dirgen cpu {ours['loadgen_cpu']:.0%}, server cpu {ours['server_cpu']:.0%}, other processes "
+              f"{ours['other_cpu_whole_case']:.0%}, check {'ok' if check['ok'] else 'FAILED: ' + '; '.join(check['examples'])}")
+    except Exception as error:
+        R.log(f"  failed: {error}")
+        ours = {"server": "satchel", "error": str(error)}
+    R.log(f"permissions: fan-out peer {PEER} broadcast(), {options.perm_subs} subscribers, {inflight} in flight{label} ...")
+    try:
+        theirs = _with_other_cpu(lambda: R.fanout_case(PEER, options.perm_subs, False, inflight, options))
+        R._log_result(theirs)
+        R.log(f"  other processes {theirs['other_cpu_whole_case']:.0%}")
+    except Exception as error:
+        R.log(f"  failed: {error}")
+        theirs = {"server": PEER, "error": str(error)}
+    return ours, theirs
+
+
+_ROUND_KEYS = ("deliveries_per_s", "creates_per_s", "messages_per_s", "latency_us", "lost", "server_cpu", "loadgen_cpu",
+               "other_cpu_whole_case", "error")
+
+
 def bench_fanout(options: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {"subscribers": options.perm_subs, "cases": []}
+    """Each in-flight setting ``--perm-fanout-rounds`` times, Satchel and the
+    peer alternating; the best round of each is shown (the machine is shared:
+    other work only ever slows a round down), every round's check counts."""
+    results: dict[str, Any] = {"subscribers": options.perm_subs, "rounds": options.perm_fanout_rounds, "cases": []}
     for inflight in options.perm_inflight:
-        case: dict[str, Any] = {"inflight": inflight}
-        R.log(f"permissions: Directus fan-out, satchel, {options.perm_subs} subscribers in 4 roles, "
-              f"{inflight} creates in flight ...")
-        try:
-            ours = _with_other_cpu(lambda inflight=inflight: satchel_directus_fanout(options, inflight))
-            check = ours["check"]
-            R.log(f"  {ours['deliveries_per_s']:,.0f} deliveries/s ({ours['creates_per_s']:,.0f} creates/s), "
-                  f"p50 {ours['latency_us']['p50']:.0f} us, p99 {ours['latency_us']['p99']:.0f} us, lost {ours['lost']}, "
-                  f"dirgen cpu {ours['loadgen_cpu']:.0%}, server cpu {ours['server_cpu']:.0%}, other processes "
-                  f"{ours['other_cpu_whole_case']:.0%}, check {'ok' if check['ok'] else 'FAILED: ' + '; '.join(check['examples'])}")
-        except Exception as error:
-            R.log(f"  failed: {error}")
-            ours = {"server": "satchel", "error": str(error)}
-        case["satchel"] = ours
-        R.log(f"permissions: fan-out peer {PEER} broadcast(), {options.perm_subs} subscribers, {inflight} in flight ...")
-        try:
-            theirs = _with_other_cpu(
-                lambda inflight=inflight: R.fanout_case(PEER, options.perm_subs, False, inflight, options))
-            R._log_result(theirs)
-        except Exception as error:
-            R.log(f"  failed: {error}")
-            theirs = {"server": PEER, "error": str(error)}
-        case["peer"] = theirs
-        if "error" not in ours and "error" not in theirs and theirs["deliveries_per_s"]:
+        rounds: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for n in range(options.perm_fanout_rounds):
+            label = f" (round {n + 1} of {options.perm_fanout_rounds})" if options.perm_fanout_rounds > 1 else ""
+            rounds.append(_fanout_round(options, inflight, label))
+        good_ours = [ours for ours, _ in rounds if "error" not in ours]
+        good_theirs = [theirs for _, theirs in rounds if "error" not in theirs]
+        ours = dict(max(good_ours, key=lambda r: r["deliveries_per_s"])) if good_ours else rounds[0][0]
+        theirs = dict(max(good_theirs, key=lambda r: r["deliveries_per_s"])) if good_theirs else rounds[0][1]
+        case: dict[str, Any] = {"inflight": inflight, "satchel": ours, "peer": theirs}
+        if len(rounds) > 1:
+            case["rounds"] = [{"satchel": {key: o.get(key) for key in _ROUND_KEYS if key in o} | (
+                {"check_ok": o["check"]["ok"]} if "check" in o else {}),
+                               "peer": {key: t.get(key) for key in _ROUND_KEYS if key in t}} for o, t in rounds]
+        if good_ours and good_theirs and theirs["deliveries_per_s"]:
+            every_round_ok = len(good_ours) == len(rounds) and all(
+                r["check"]["ok"] and r["lost"] == 0 for r in good_ours)
             ratio = ours["deliveries_per_s"] / theirs["deliveries_per_s"]
             target = R.TARGETS["permissions_fanout_1000"]
-            case["verdict"] = {"ratio": ratio,
+            case["verdict"] = {"ratio": ratio, "every_round_checked_ok": every_round_ok,
                                "target": f">= {target:g}x {PEER}, 0 lost, every delivery as the rules say",
-                               "met": ratio >= target and ours["lost"] == 0 and ours["check"]["ok"]}
+                               "met": ratio >= target and every_round_ok}
         results["cases"].append(case)
     return results
 
@@ -508,7 +531,9 @@ def table(report: dict[str, Any]) -> list[str]:
                      "but only `seq`, `title`, `status` and `id`), one REST client creating items (`POST "
                      f"/items/{COLLECTION}`, the admin's Bearer), closed loop (`loadgen/dirgen.c`). Peer: "
                      "`websockets` `broadcast()` of 100-byte messages to every subscriber (`loadgen/loadgen.c`). "
-                     "Latency: create sent -> event read (peer: message sent -> read). The targets are judged at "
+                     "Latency: create sent -> event read (peer: message sent -> read). "
+                     f"{fanout.get('rounds', 1)} round(s) per setting, Satchel and the peer alternating, the best "
+                     "round of each shown. The targets are judged at "
                      f"{cases[0]['inflight'] if cases else '-'} in flight (issue #3's setting); other rows for "
                      "reference.")
         lines.append("")
@@ -551,6 +576,9 @@ def table(report: dict[str, Any]) -> list[str]:
             check = ours["check"]
             shown = ("every subscriber got exactly its admitted items, each once, with exactly its fields" if check["ok"]
                      else f"NO: {check['connections_wrong']} connections wrong ({'; '.join(check['examples'])})")
+            if len(case.get("rounds", ())) > 1:
+                shown += (f"; every one of {len(case['rounds'])} rounds checked ok" if verdict["every_round_checked_ok"]
+                          else "; NOT every round checked ok")
             judged = _verdict_text(verdict["met"], n == 0)
             lines.append(f"| {case['inflight']} | {verdict['ratio']:.2f}x | {ours['lost']} | {shown} "
                          f"({check['creates_checked']:,} creates checked) | {verdict['target']} | {judged} |")

@@ -1557,6 +1557,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--perm-inflight", default="8,32",
                         help="creates in flight in the permissions fan-out (and messages in flight for its peer), "
                              "comma-separated; the target is judged at the first")
+    parser.add_argument("--perm-fanout-rounds", type=int, default=2,
+                        help="rounds of each permissions fan-out setting, Satchel and the peer alternating (best shown)")
     parser.add_argument("--perm-rest-seconds", type=int, default=5,
                         help="seconds of each wrk run of the rule-check cost case")
     parser.add_argument("--perm-rounds", type=int, default=3,
@@ -1583,6 +1585,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         options.perm_rest_seconds = min(options.perm_rest_seconds, 3)
         options.perm_inflight = options.perm_inflight[:1]
         options.perm_rounds = min(options.perm_rounds, 2)
+        options.perm_fanout_rounds = 1
     return options
 
 
