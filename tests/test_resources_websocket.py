@@ -302,3 +302,23 @@ def test_frames_are_json_objects(core: ResourcesCore) -> None:
     payloads = [event.payload for event in events if isinstance(event, Deliver)]
     assert [msgspec.json.decode(payload)["warning"] for payload in payloads] == ["resource_not_found"]
     assert all(isinstance(payload, bytes) for payload in payloads)
+
+
+def test_a_rule_that_depends_on_the_user_is_decided_per_user(core: ResourcesCore) -> None:
+    core.set_rules({"version": 1, "roles": {"owner": {"rules": [
+        {"collection": "kvStore", "action": "read", "filter": {"id": {"_eq": "$CURRENT_USER"}}}]}}})
+    alice = core.account("alice@example.com")
+    owners = [core.account(f"owner{n}@example.com", role="owner") for n in range(2)]
+    connections = [core.open(token=owner.access) for owner in owners]
+    for owner, connection in zip(owners, connections):
+        core.subscribe(connection, "kvStore", owners[0].id)
+    core.rest("PUT", f"/realtime/kv/{owners[0].id}", "mine", token=alice.access)
+    assert [frame["data"] for frame in core.take(connections[0])] == ["mine"]
+    assert core.take(connections[1]) == []
+
+
+def test_entry_changes_travel_as_data() -> None:
+    from satchel.protocol.changes import EntryChange
+
+    change = EntryChange("kvStore", "org", "proj", "a:b", "put", b'{"x":1}', 1_700_000_000_001, "u1", "resources-http")
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(change), type=EntryChange) == change

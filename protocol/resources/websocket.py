@@ -291,15 +291,24 @@ def _render_entry(change: EntryChange, context: RenderContext) -> Sequence[Deliv
             item_cache.append(entry_item(scope, change.id, change.value))
         return item_cache[0]
 
-    decided: dict[Hashable, bool] = {}
+    # One decision per role, or per (role, user) where the rule depends on the user.
+    by_role: dict[str, bool | None] = {}
+    by_user: dict[Hashable, bool] = {}
     allowed: list[str] = []
+    filtered_item = item if change.value is not None else None
     for connection, state in recipients:
         who = state.who
-        key = (who.effective_role, who.user)
-        verdict = decided.get(key)
+        role = who.effective_role
+        if role not in by_role:
+            rule = rules.rule(who, change.space, "read")
+            by_role[role] = None if rule is not None and rule.per_user else may(rules, who, change.space, "read",
+                                                                                  filtered_item, now)
+        verdict = by_role[role]
         if verdict is None:
-            verdict = decided[key] = may(rules, who, change.space, "read", item if change.value is not None else None,
-                                         now)
+            key = (role, who.user)
+            verdict = by_user.get(key)
+            if verdict is None:
+                verdict = by_user[key] = may(rules, who, change.space, "read", filtered_item, now)
         if verdict:
             allowed.append(connection)
     if not allowed:
