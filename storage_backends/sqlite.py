@@ -554,9 +554,11 @@ def _prefix_end(prefix: str) -> str | None:
 
 
 def _list_entries(db: sqlite3.Connection, op: ListEntries) -> list[Entry]:
-    # A range of the UNIQUE index: from max(prefix, after) to the prefix's end.
-    clauses = ["space = ?", "organization = ?", "project = ?", "id > ?", "id >= ?", "value IS NOT NULL"]
-    params: list[Any] = [op.space, op.organization, op.project, op.after, op.prefix]
+    # A range of the UNIQUE index: from max(prefix, after) to the prefix's end
+    # (one lower bound, so that SQLite seeks to it).
+    lower = "id > ?" if op.after >= op.prefix else "id >= ?"
+    clauses = ["space = ?", "organization = ?", "project = ?", lower, "value IS NOT NULL"]
+    params: list[Any] = [op.space, op.organization, op.project, max(op.after, op.prefix)]
     end = _prefix_end(op.prefix) if op.prefix else None
     if end is not None:
         clauses.append("id < ?")

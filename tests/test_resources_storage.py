@@ -46,17 +46,31 @@ async def test_entries_and_tombstones_survive_reopen(tmp_path: Path) -> None:
         assert [e.id for e in await store.execute(ListEntries("kvStore", "o", "p"))] == ["a"]
 
 
-def test_listing_reads_a_range_of_the_index(tmp_path: Path) -> None:
+class _Recording:
+    """A connection that remembers the statements it ran."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.statements: list[tuple[str, list[object]]] = []
+
+    def execute(self, sql: str, params: list[object]) -> sqlite3.Cursor:
+        self.statements.append((sql, params))
+        return self.db.execute(sql, params)
+
+
+def test_listing_seeks_a_range_of_the_index(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "plan.db")
     for statements in sqlite_backend._MIGRATIONS:
         for statement in statements:
             db.execute(statement)
-    plan = " ".join(row[-1] for row in db.execute(
-        "EXPLAIN QUERY PLAN SELECT id, value, version, user_id FROM entries WHERE space = ? AND organization = ? "
-        "AND project = ? AND id > ? AND id >= ? AND value IS NOT NULL AND id < ? ORDER BY id LIMIT ?",
-        ("kvStore", "", "", "", "a", "b", 10)))
-    assert "USING INDEX" in plan and "space=? AND organization=? AND project=? AND id>? AND id<?" in plan, plan
-    assert "TEMP B-TREE" not in plan, plan
+    for prefix, after in [("a", ""), ("a", "a:5"), ("", "m"), ("", "")]:
+        recording = _Recording(db)
+        sqlite_backend._list_entries(recording, ListEntries("kvStore", "", "", prefix, after, 10))  # type: ignore[arg-type]
+        [(sql, params)] = recording.statements
+        plan = " ".join(row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params))
+        assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
+        if prefix or after:
+            assert "id>?" in plan.replace(" ", ""), plan
 
 
 def test_prefix_ends() -> None:
