@@ -322,3 +322,22 @@ def test_entry_changes_travel_as_data() -> None:
 
     change = EntryChange("kvStore", "org", "proj", "a:b", "put", b'{"x":1}', 1_700_000_000_001, "u1", "resources-http")
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(change), type=EntryChange) == change
+
+
+def test_overlapping_subscribes_of_one_connection_count_once(core: ResourcesCore) -> None:
+    alice = core.account("alice@example.com")
+    connection = core.open(token=alice.access)
+    message = json.dumps({"action": "subscribe", "resource": kv("k")})
+    first, second = core.board.handle_message(connection, message), core.board.handle_message(connection, message)
+    # Interleave: both read before either registers.
+    first_op, second_op = next(first), next(second)
+    events = []
+    for action, operation in ((first, first_op), (second, second_op)):
+        try:
+            while True:
+                operation = action.send(core.execute(operation))
+        except StopIteration as done:
+            events.extend(done.value)
+    core.publish(events)
+    assert sum(1 for event in events if type(event).__name__ == "Subscribe") == 1
+    assert core.rest("GET", "/realtime/status").json["subscriptions"] == 1

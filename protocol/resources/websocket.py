@@ -169,6 +169,11 @@ def _to(state: Connection, payload: bytes) -> Deliver:
     return Deliver(PROTOCOL, payload, Audience(connection=state.id))
 
 
+def _too_many(state: Connection, ref: ResourceRef, config: ResourcesConfig) -> Deliver:
+    return _to(state, error_frame("Too many subscriptions", "subscription_limit",
+                                  f"a connection may hold at most {config.max_subscriptions} subscriptions", ref))
+
+
 def _channel(ref: ResourceRef, state: Connection, config: ResourcesConfig) -> Channel:
     """The channel of ``ref``, or ``MessageError`` for an id that cannot
     name a resource of its type."""
@@ -211,10 +216,8 @@ def handle_message(state: Connection, message: str | bytes, config: ResourcesCon
             return []
         stats.subscriptions -= 1
         return [Unsubscribe(PROTOCOL, state.id, channel)]
-    known = key in state.subscriptions
-    if not known and len(state.subscriptions) >= config.max_subscriptions:
-        return [_to(state, error_frame("Too many subscriptions", "subscription_limit",
-                                       f"a connection may hold at most {config.max_subscriptions} subscriptions", ref))]
+    if key not in state.subscriptions and len(state.subscriptions) >= config.max_subscriptions:
+        return [_too_many(state, ref, config)]
     rules: RuleSet = yield CurrentRules()
     try:
         answer = yield from _current(ref, state, rules, clock, env)
@@ -224,7 +227,11 @@ def handle_message(state: Connection, message: str | bytes, config: ResourcesCon
     if not state.open:
         return []
     events: list[Any] = []
-    if not known:
+    # Decided again after the reads: another message of this connection may
+    # have subscribed meanwhile (actions of one connection may overlap).
+    if key not in state.subscriptions:
+        if len(state.subscriptions) >= config.max_subscriptions:
+            return [_too_many(state, ref, config)]
         state.subscriptions[key] = channel
         stats.subscriptions += 1
         events.append(Subscribe(PROTOCOL, state.id, channel))
