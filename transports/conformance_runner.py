@@ -7,12 +7,15 @@ reference server, the ASGI app, the examples, or a third-party server - with
 (the websocket parser Satchel already depends on); for Socket.IO it opens
 Engine.IO 4 connections over that websocket client
 (``/socket.io/?EIO=4&transport=websocket``: it answers the server's pings and
-carries Socket.IO packets as text). ``main`` is the command:
+carries Socket.IO packets as text); for the Directus websockets it opens
+``/websocket`` with the kit's query and answers core heartbeat pings.
+``main`` is the command:
 
     satchel conformance --url ws://127.0.0.1:8000 --api-key K [--examples 50]
     satchel conformance --in-process
     satchel conformance --url http://127.0.0.1:8000 --api-key K --replay failure.json
     satchel conformance --url http://127.0.0.1:8000 --protocol socketio   # Asnity over REST and Socket.IO
+    satchel conformance --url http://127.0.0.1:8000 --protocol directus --admin-email E --admin-password P
 
 The server must not be used by anyone else during a run (the kit counts
 every message its connections receive). The run creates four accounts and
@@ -209,6 +212,7 @@ class UrlTarget:
         self._http: dict[str | None, http.client.HTTPConnection] = {}
         self._sockets: dict[str, _Websocket] = {}
         self._engineio: dict[str, _Websocket] = {}
+        self._directus: dict[str, _Websocket] = {}
 
     def _connection(self, jar: str | None) -> http.client.HTTPConnection:
         connection = self._http.get(jar)
@@ -328,8 +332,47 @@ class UrlTarget:
         if socket_ is not None:
             socket_.close()
 
+    # -- the Directus websockets (/websocket) ------------------------------------
+
+    def directus_open(self, connection: str, path: str, headers: Sequence[tuple[str, str]] = ()) -> int:
+        """Open websocket ``connection`` to ``path`` (``/websocket?...``) with
+        ``headers``: 101 when accepted, else the refusal's status (0: no answer)."""
+        socket_ = _Websocket(self.host, self.port, self.prefix + path, list(headers), self._tls, self.timeout)
+        if socket_.status != 101:
+            socket_.close()
+            return socket_.status or 0
+        self._directus[connection] = socket_
+        return 101
+
+    def directus_send(self, connection: str, frame: str) -> None:
+        """Send one text frame."""
+        self._directus[connection].send(frame)
+
+    def directus_receive(self, connection: str, timeout: float) -> Any:
+        """The next frame of ``connection``, decoded from JSON; the core
+        protocol's heartbeat pings are answered (``pong``) and not returned.
+        ``NOTHING`` after ``timeout`` seconds, ``CLOSED`` once the server closed it."""
+        socket_ = self._directus.get(connection)
+        if socket_ is None:
+            return CLOSED
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = socket_.receive(max(0.0, deadline - time.monotonic()) if timeout > 0 else 0)
+            if frame == {"type": "ping"}:
+                socket_.send('{"type":"pong"}')
+                continue
+            return frame
+
+    def directus_close(self, connection: str) -> None:
+        """Close ``connection`` (a websocket close, awaited)."""
+        socket_ = self._directus.pop(connection, None)
+        if socket_ is not None:
+            socket_.close()
+
     def close(self) -> None:
         """Close every websocket and HTTP connection."""
+        for name in list(self._directus):
+            self.directus_close(name)
         for name in list(self._engineio):
             self.socketio_close(name)
         for name in list(self._sockets):
@@ -363,9 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--replay", metavar="FILE", help="run a saved failing script instead of generating sessions")
     parser.add_argument("--save", metavar="FILE", help="write the failing script here")
     parser.add_argument("--no-minimize", action="store_true", help="report the failure as found, without cutting it down")
-    parser.add_argument("--protocol", choices=["backpack", "inbox", "socketio", "all"], default="backpack",
+    parser.add_argument("--protocol", choices=["backpack", "inbox", "socketio", "directus", "all"], default="backpack",
                         help="what to check: Backpack (default), inbox documents over HTTP (no API key needed), "
-                             "Asnity's chats over REST and Socket.IO (no API key needed), or all three")
+                             "Asnity's chats over REST and Socket.IO (no API key needed), the Directus items REST API "
+                             "and websockets under random rules (an administrator needed over a URL), or all four")
+    parser.add_argument("--admin-email", help="directus: an administrator's email (satchel admin create EMAIL)")
+    parser.add_argument("--admin-password", help="directus: that administrator's password")
+    parser.add_argument("--admin-token", help="directus: a static token of an administrator (instead of the email)")
     parser.add_argument("--no-namespace-disconnects", dest="namespace_disconnects", action="store_false",
                         help="socketio: send no namespace DISCONNECTs (by default the kit sends some: "
                              "the socket must leave the namespace's rooms)")
@@ -388,12 +435,84 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main_inbox(args)
     if args.protocol == "socketio":
         return _main_socketio(args)
+    if args.protocol == "directus":
+        return _main_directus(args)
     status = _main_backpack(args)
     if args.protocol == "all" and status == 0:
         status = _main_inbox(args)
     if args.protocol == "all" and status == 0:
         status = _main_socketio(args)
+    if args.protocol == "all" and status == 0:
+        if args.in_process or args.admin_token or (args.admin_email and args.admin_password):
+            status = _main_directus(args)
+        else:
+            print("directus: not checked (over a URL it needs --admin-email and --admin-password, or --admin-token)")
     return status
+
+
+def _main_directus(args: argparse.Namespace) -> int:
+    """``--protocol directus``: the Directus items REST API, the admin API's
+    rules and roles, and both Directus websockets (``satchel.protocol.conformance.directus``)."""
+    from satchel.protocol.conformance.directus import (
+        DirectusMismatch,
+        InProcessDirectus,
+        check_directus_target,
+        format_steps,
+        load_steps,
+        run_steps,
+    )
+
+    admin = (args.admin_email, args.admin_password) if args.admin_email and args.admin_password else None
+    if not args.in_process and admin is None and not args.admin_token:
+        print("satchel conformance: --protocol directus needs an administrator of the server: "
+              "--admin-email and --admin-password (satchel admin create EMAIL), or --admin-token", file=sys.stderr)
+        return 2
+    try:
+        target: Any = (InProcessDirectus(InProcessTarget(MemoryStore(), args.api_key or "conformance-key"))
+                       if args.in_process else UrlTarget(args.url, args.api_key or "", timeout=max(10.0, args.timeout)))
+    except ValueError as error:
+        print(f"satchel conformance: {error}", file=sys.stderr)
+        return 2
+    where = "Satchel's core (in process)" if args.in_process else args.url
+    quiet = args.quiet if args.quiet is not None else (0.0 if args.in_process else 0.05)
+    token = "t0" if args.in_process else secrets.token_hex(4)
+    started = time.monotonic()
+    try:
+        if args.replay:
+            with open(args.replay, encoding="utf-8") as handle:
+                steps = load_steps(handle.read())
+            try:
+                run_steps(target, steps, token=token, timeout=args.timeout, quiet=quiet, admin=admin,
+                          admin_token=args.admin_token)
+            except DirectusMismatch as failure:
+                print(f"The script fails against {where}:\n{failure}")
+                return 1
+            print(f"The script ({len(steps)} steps) ran against {where} without a difference.")
+            return 0
+        report = check_directus_target(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token,
+                                       timeout=args.timeout, quiet=quiet, minimize_failure=not args.no_minimize,
+                                       admin=admin, admin_token=args.admin_token)
+    except (SetupError, OSError, ValueError) as error:
+        print(f"satchel conformance: could not run against {where}: {error}", file=sys.stderr)
+        return 2
+    finally:
+        target.close()
+    elapsed = time.monotonic() - started
+    if report.errors:
+        for error in report.errors:
+            print(f"satchel conformance: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    if report.failure is None:
+        print(f"{where} conforms (Directus REST, websockets and rules): {report.examples} generated sequences "
+              f"passed in {elapsed:.1f} s.")
+        return 0
+    print(f"{where} differs from the Directus model.\n\n{report.failure}")
+    if args.save:
+        with open(args.save, "w", encoding="utf-8") as handle:
+            handle.write(format_steps(report.failure.steps) + "\n")
+        print(f"\nSaved to {args.save}; replay with: satchel conformance --url URL --protocol directus "
+              f"--admin-email E --admin-password P --replay {args.save}")
+    return 1
 
 
 def _main_socketio(args: argparse.Namespace) -> int:

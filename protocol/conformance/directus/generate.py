@@ -1,0 +1,378 @@
+"""Generating Directus sequences with Hypothesis, checking a target, and
+cutting a failure down to a short script.
+
+``check_directus_target`` draws ``examples`` sequences: most begin with a
+random-but-valid rule set (roles ``public``, ``authenticated``, ``r1``-``r3``
+with filters in the Directus filter syntax and field lists), roles for the
+users and websockets of all three formats subscribed to the collections -
+the world every later step needs - then up to ``steps`` steps of every
+kind, REST writes and reads most of all. Each runs on fresh collections
+and connections (``DirectusRun``); the first difference is cut down
+(``minimize``) by deleting runs of steps, then simplifying what is inside
+steps, while the shorter script still fails at its last step.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from .runner import ADMIN, CONNS, USERS, DirectusMismatch, DirectusRun, DirectusTarget, tidy
+
+__all__ = ["DirectusReport", "check_directus_target", "minimize", "sequence_strategy", "step_strategy",
+           "filter_strategy", "rules_strategy", "query_strategy"]
+
+FIELDS = ("owner", "n", "s", "f")
+_USERS = [f"@u{n}" for n in range(USERS + 1)]
+
+
+@dataclass
+class DirectusReport:
+    """The outcome of ``check_directus_target``: ``failure`` (None: the
+    target conformed) is the shortest failing script found, ``found`` the
+    failure as first seen."""
+
+    examples: int
+    failure: DirectusMismatch | None = None
+    found: DirectusMismatch | None = None
+    errors: list[BaseException] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None and not self.errors
+
+
+def _st() -> Any:
+    from hypothesis import strategies as st
+
+    return st
+
+
+@functools.lru_cache(maxsize=None)
+def filter_strategy() -> Any:
+    """Directus filters on the kit's fields: every common operator, the
+    shorthand, ``$CURRENT_USER``, ``_and`` / ``_or``."""
+    st = _st()
+    people = st.sampled_from(["$CURRENT_USER", "$CURRENT_USER", *_USERS])
+    numbers = st.integers(-1, 3)
+    texts = st.sampled_from(["a", "ab", "B", "", "b"])
+    flag = st.booleans()
+
+    def on(name: str, ops: Any) -> Any:
+        return ops.map(lambda op: {name: op})
+
+    owner = on("owner", st.one_of(
+        st.builds(lambda o, v: {o: v}, st.sampled_from(["_eq", "_neq"]), people),
+        st.builds(lambda o, v: {o: v}, st.sampled_from(["_in", "_nin"]), st.lists(st.sampled_from(_USERS), max_size=2)),
+        st.builds(lambda o, v: {o: v}, st.sampled_from(["_null", "_nnull"]), flag)))
+    n = on("n", st.one_of(
+        st.builds(lambda o, v: {o: v}, st.sampled_from(["_eq", "_neq", "_lt", "_lte", "_gt", "_gte"]), numbers),
+        st.builds(lambda o, v: {o: v}, st.sampled_from(["_in", "_nin"]), st.lists(numbers, max_size=2)),
+        st.builds(lambda o, a, b: {o: [min(a, b), max(a, b)]}, st.sampled_from(["_between", "_nbetween"]), numbers,
+                  numbers),
+        st.builds(lambda o, v: {o: v}, st.sampled_from(["_null", "_nnull"]), flag)))
+    s = on("s", st.builds(lambda o, v: {o: v}, st.sampled_from(
+        ["_eq", "_neq", "_contains", "_ncontains", "_icontains", "_nicontains", "_starts_with", "_nstarts_with",
+         "_istarts_with", "_ends_with", "_nends_with", "_iends_with", "_lt", "_gte"]), texts)
+        | st.builds(lambda o, v: {o: v}, st.sampled_from(["_empty", "_nempty"]), flag))
+    f = on("f", st.builds(lambda o, v: {o: v}, st.sampled_from(["_eq", "_neq"]), flag))
+    shorthand = st.one_of(people.map(lambda v: {"owner": v}), numbers.map(lambda v: {"n": v}),
+                          flag.map(lambda v: {"f": v}))
+    single = st.one_of(owner, owner, n, n, s, f, shorthand)
+    both = st.builds(lambda a, b: {**a, **b}, single, single)
+    group = st.builds(lambda key, items: {key: items}, st.sampled_from(["_and", "_or"]),
+                      st.lists(single, min_size=0, max_size=3))
+    return st.one_of(single, single, single, both, group)
+
+
+@functools.lru_cache(maxsize=None)
+def query_strategy(*, page: bool = True) -> Any:
+    """A Directus query: filter, sort, limit, offset, fields (``page``: sort
+    and page keys too)."""
+    st = _st()
+    fields = st.lists(st.sampled_from(["id", "n", "s", "owner", "f", "createdAt", "*"]), min_size=1, max_size=3,
+                      unique=True)
+    optional: dict[str, Any] = {"filter": filter_strategy(), "fields": fields}
+    if page:
+        optional.update({"sort": st.lists(st.sampled_from(["n", "-n", "s", "-s", "f"]), min_size=1, max_size=2,
+                                          unique=True),
+                         "limit": st.sampled_from([1, 2, 3, -1]), "offset": st.integers(0, 2)})
+    return st.fixed_dictionaries({}, optional=optional)
+
+
+@functools.lru_cache(maxsize=None)
+def _rule(collection: str, action: str) -> Any:
+    st = _st()
+    names = st.lists(st.sampled_from([*FIELDS, "createdAt"]), max_size=3, unique=True)
+    # Filters and field lists in most rules: they are what tells items and fields apart.
+    filters = st.one_of(filter_strategy(), filter_strategy(), st.none())
+    fields = st.one_of(names, names, st.just("*"), st.none())
+    spec = st.fixed_dictionaries({"collection": st.just(collection), "action": st.just(action)},
+                                 optional={"allowed": st.sampled_from([True, True, True, True, False])})
+    return st.builds(lambda r, f, n: {**r, **({} if f is None else {"filter": f}), **({} if n is None else {"fields": n})},
+                     spec, filters, fields)
+
+
+def _one_rule_each(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rules`` without those that would be a role's second rule for a
+    collection and action (a rule file may not have two)."""
+    from .model import ACTIONS
+
+    kept, taken = [], set()
+    for rule in rules:
+        actions = ACTIONS if rule["action"] == "*" else (rule["action"],)
+        if any((rule["collection"], a) in taken for a in actions):
+            continue
+        taken.update((rule["collection"], a) for a in actions)
+        kept.append(rule)
+    return kept
+
+
+@functools.lru_cache(maxsize=None)
+def rules_strategy() -> Any:
+    """A ``rules`` step: random-but-valid rules for the kit's roles."""
+    st = _st()
+    keys = st.tuples(st.sampled_from(["a", "a", "b", "*"]),
+                     st.sampled_from(["read", "read", "create", "update", "update", "delete", "*", "*"]))
+    rule = keys.flatmap(lambda key: _rule(*key))
+    role = st.one_of(*[st.lists(rule, min_size=1, max_size=6).map(_one_rule_each)] * 4, st.just("admin"))
+    # The kit's own roles mostly have rules: they are what tells users apart.
+    roles = st.fixed_dictionaries({"r1": role, "r2": role},
+                                  optional={name: role for name in ("public", "authenticated", "r3")})
+    drops = st.sampled_from([[]] * 8 + [["r3"], ["r2", "r3"]])
+    return st.builds(lambda r, d: tidy({"do": "rules", "roles": r, **({"drop": d} if d else {})}), roles, drops)
+
+
+@functools.lru_cache(maxsize=None)
+def _data() -> Any:
+    st = _st()
+    values = {"owner": st.sampled_from(_USERS), "n": st.integers(-1, 3), "s": st.sampled_from(["a", "ab", "B", "", "b"]),
+              "f": st.booleans()}
+    return st.fixed_dictionaries({"owner": values["owner"]}, optional={k: v for k, v in values.items() if k != "owner"}) \
+        | st.fixed_dictionaries({}, optional=values)
+
+
+@functools.lru_cache(maxsize=None)
+def _changes() -> Any:
+    st = _st()
+    values = {"owner": st.sampled_from(_USERS), "n": st.integers(-1, 3) | st.none(),
+              "s": st.sampled_from(["a", "ab", "B", "", "b"]) | st.none(), "f": st.booleans()}
+    return st.fixed_dictionaries({}, optional=values)
+
+
+@functools.lru_cache(maxsize=None)
+def step_strategy() -> Any:
+    """A Hypothesis strategy for one step."""
+    st = _st()
+    users = st.sampled_from([0, 0, 1, 1, 2, 2, None, ADMIN])
+    colls = st.sampled_from(["a", "a", "a", "b"])
+    items = st.sampled_from([0, 0, 1, 1, 2, 3, 4, 5, 7, -1])
+    item_colls = st.sampled_from([None] * 7 + ["a", "b"])
+    conns = st.integers(0, CONNS - 1)
+    uids = st.sampled_from(["1", "1", "2", None])
+
+    def step(do: str, **fields: Any) -> Any:
+        return st.fixed_dictionaries({"do": st.just(do), **fields}).map(tidy)
+
+    def optional_step(do: str, required: dict[str, Any], optional: dict[str, Any]) -> Any:
+        return st.fixed_dictionaries({"do": st.just(do), **required}, optional=optional).map(tidy)
+
+    def item_step(do: str, **fields: Any) -> Any:
+        # Mostly on the item's own collection (no "coll"), sometimes on another.
+        return st.builds(lambda s, c: tidy({**s, "coll": c} if c else s), step(do, **fields), item_colls)
+
+    weighted = [
+        (6, step("create", user=users, coll=colls, data=_data())),
+        (1, step("create", user=users, coll=colls, data=st.lists(_data(), min_size=2, max_size=2))),
+        (5, item_step("update", user=users, item=items, data=_changes())),
+        (1, item_step("update", user=users, items=st.lists(items, min_size=2, max_size=2), data=_changes())),
+        (2, item_step("delete", user=users, item=items)),
+        (1, item_step("delete", user=users, items=st.lists(items, min_size=2, max_size=2))),
+        (5, optional_step("get", {"user": users, "coll": colls}, {"query": query_strategy()})),
+        (3, optional_step("get-one", {"user": users, "item": items}, {"query": query_strategy(page=False)})),
+        (1, rules_strategy()),
+        (2, step("role", user=st.integers(0, USERS - 1),
+                 role=st.sampled_from(["r1", "r2", "r3", "authenticated", "r1", "r2", "admin", "public", "ghost"]))),
+        (1, step("open", conn=conns, user=users.filter(lambda u: u is not None),
+                 proto=st.sampled_from(["core", "core", "extension", "extension", "v1"]))),
+        (3, optional_step("subscribe", {"conn": conns, "coll": colls},
+                          {"query": query_strategy(page=False), "uid": uids,
+                           "event": st.sampled_from(["create", "update", "delete"])})),
+        (1, optional_step("unsubscribe", {"conn": conns}, {"uid": uids})),
+        (1, optional_step("ws-get", {"conn": conns, "coll": colls}, {"query": query_strategy()})),
+        (2, step("ws-write", conn=conns, verb=st.just("POST"), coll=colls, data=_data())),
+        (1, item_step("ws-write", conn=conns, verb=st.just("PATCH"), item=items, data=_changes())),
+        (1, item_step("ws-write", conn=conns, verb=st.just("DELETE"), item=items)),
+        (1, step("close", conn=conns)),
+    ]
+    # ``one_of`` would drop repeated branches: draw the kind by weight instead.
+    return st.sampled_from([strategy for weight, strategy in weighted for _ in range(weight)]).flatmap(lambda s: s)
+
+
+def sequence_strategy(steps: int = 25) -> Any:
+    """Sequences of at most ``steps`` steps, most of them starting with
+    rules, roles, and websockets subscribed to the collections."""
+    st = _st()
+
+    def world(rules: Any, roles: list[str], sockets: list[tuple[int, str, str | None]],
+              made: list[dict[str, Any]]) -> list[Any]:
+        head: list[dict[str, Any]] = [{"do": "create", "user": ADMIN, "coll": "a", "data": data} for data in made]
+        head += [rules] if rules else []
+        head += [{"do": "role", "user": user, "role": role} for user, role in enumerate(roles) if role != "authenticated"]
+        for k, (user, proto, uid) in enumerate(sockets):
+            head.append({"do": "open", "conn": k, "user": user, "proto": proto})
+            subscribe: dict[str, Any] = {"do": "subscribe", "conn": k, "coll": "a"}
+            if uid is not None:
+                subscribe["uid"] = uid
+            head.append(tidy(subscribe))
+        return head
+
+    roles = st.lists(st.sampled_from(["r1", "r2", "r3", "authenticated"]), min_size=USERS, max_size=USERS)
+    sockets = st.lists(st.tuples(st.sampled_from([0, 1, 2, 0, 1, 2, ADMIN]),
+                                 st.sampled_from(["core", "core", "extension", "v1"]),
+                                 st.sampled_from(["1", None])), max_size=CONNS)
+    world_of = st.builds(world, st.one_of(rules_strategy(), rules_strategy(), rules_strategy(), st.none()), roles,
+                         sockets, st.lists(_data(), min_size=1, max_size=3))
+    worlds = st.sampled_from([True] * 9 + [False]).flatmap(lambda made: world_of if made else st.just([]))
+    one = step_strategy()
+    tails = st.integers(0, steps).flatmap(lambda n: st.lists(one, min_size=n, max_size=n))
+    return st.builds(lambda head, tail: (head + tail)[:max(steps, 1)], worlds, tails)
+
+
+def check_directus_target(target: DirectusTarget, *, examples: int = 50, steps: int = 25, seed: int | None = None,
+                          token: str = "t0", timeout: float = 2.0, quiet: float = 0.0, minimize_failure: bool = True,
+                          admin: tuple[str, str] | None = None, admin_token: str | None = None,
+                          minimize_budget: int = 400) -> DirectusReport:
+    """Run ``examples`` generated sequences of at most ``steps`` steps against
+    ``target`` and report the first difference, cut down to a short script.
+
+    ``seed`` repeats an earlier run's sequences; ``token`` names the run's
+    accounts, roles and collections (something random for a shared server);
+    ``admin`` / ``admin_token`` an administrator of the server (see
+    ``DirectusRun``); ``timeout`` is how long to wait for each expected
+    frame and ``quiet`` how long to listen for unexpected ones after each
+    sequence; ``minimize_budget`` how many sequences cutting a failure down
+    may run. The stored rules and the users' roles are put back at the end.
+    """
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+    from hypothesis import seed as hypothesis_seed
+
+    run = DirectusRun(target, token=token, timeout=timeout, quiet=quiet, admin=admin, admin_token=admin_token)
+    run.setup()
+    report = DirectusReport(0)
+    first: list[DirectusMismatch] = []
+
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck),
+              phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False, verbosity=Verbosity.quiet)
+    @given(sequence_strategy(steps))
+    def sequence(drawn: list[dict[str, Any]]) -> None:
+        report.examples += 1
+        try:
+            run.run(drawn)
+        except DirectusMismatch as mismatch:
+            first.append(mismatch)
+            raise
+
+    test = sequence if seed is None else hypothesis_seed(seed)(sequence)
+    try:
+        try:
+            test()
+        except DirectusMismatch as mismatch:
+            report.found = first[0] if first else mismatch
+        except Exception as error:  # noqa: BLE001 - reported, not raised
+            if first:  # Hypothesis could not see it fail again (Flaky): keep the first failure
+                report.found = first[0]
+            else:
+                report.errors.append(error)
+        report.examples = min(report.examples, examples)
+        if report.found is not None:
+            report.failure = (minimize(run, report.found, budget=minimize_budget) if minimize_failure
+                              else report.found)
+    finally:
+        run.teardown()
+    return report
+
+
+def minimize(run: DirectusRun, failure: DirectusMismatch, *, budget: int = 400) -> DirectusMismatch:
+    """The shortest script found that still fails at its last step: runs of
+    steps deleted (halves, quarters ... single steps), then each step made
+    simpler (keys of its query, data and rules dropped, lists shortened);
+    each try is a fresh sequence, at most ``budget`` of them."""
+    tries = 0
+
+    def attempt(candidate: list[dict[str, Any]]) -> DirectusMismatch | None:
+        nonlocal tries
+        if tries >= budget or not candidate:
+            return None
+        tries += 1
+        try:
+            run.run(candidate)
+        except DirectusMismatch as mismatch:
+            return mismatch if mismatch.step == len(candidate) - 1 else None
+        except Exception:  # noqa: BLE001 - a candidate the model cannot run is no simpler failure
+            return None
+        return None
+
+    best = attempt(list(failure.steps))
+    if best is None:
+        return failure  # it did not fail again: keep it as found
+    steps = list(best.steps)
+    size = max(1, (len(steps) - 1) // 2)
+    while size >= 1 and tries < budget:
+        start, changed = 0, False
+        while start < len(steps) - 1 and tries < budget:
+            found = attempt(steps[:start] + steps[min(start + size, len(steps) - 1):])
+            if found is not None:
+                best, steps, changed = found, list(found.steps), True
+            else:
+                start += size
+        if not changed:
+            size //= 2
+    improved = True
+    while improved and tries < budget:
+        improved = False
+        for index in range(len(steps)):
+            for simpler in _simpler(steps[index]):
+                found = attempt(steps[:index] + [simpler] + steps[index + 1:])
+                if found is not None:
+                    best, steps, improved = found, list(found.steps), True
+                    break
+    return best
+
+
+_KEEP = frozenset(("collection", "action"))
+_PAIRS = frozenset(("_between", "_nbetween"))
+_NON_EMPTY = frozenset(("fields", "sort", "data"))
+
+
+def _smaller(value: Any, key: str | None = None) -> list[Any]:
+    """Valid values one edit simpler than ``value`` (under ``key``): a key
+    or an item fewer, or one of its parts simpler."""
+    options: list[Any] = []
+    if isinstance(value, dict):
+        for name in value:
+            if name not in _KEEP:
+                options.append({k: v for k, v in value.items() if k != name})
+        for name, item in value.items():
+            options.extend({**value, name: smaller} for smaller in _smaller(item, name))
+    elif isinstance(value, list) and key not in _PAIRS:
+        if len(value) > 1 or key not in _NON_EMPTY:
+            for drop in range(len(value)):
+                options.append(value[:drop] + value[drop + 1:])
+        for index, item in enumerate(value):
+            options.extend(value[:index] + [smaller] + value[index + 1:] for smaller in _smaller(item))
+    return options
+
+
+def _simpler(step: dict[str, Any]) -> list[dict[str, Any]]:
+    """Simpler versions of a step: optional keys dropped, its query, data
+    and rules made smaller."""
+    options = []
+    for key in ("query", "uid", "event", "drop"):
+        if key in step:
+            options.append({k: v for k, v in step.items() if k != key})
+    for key in ("query", "data", "roles"):
+        if isinstance(step.get(key), (dict, list)):
+            options.extend({**step, key: smaller} for smaller in _smaller(step[key], key)[:80])
+    return [tidy(option) for option in options]

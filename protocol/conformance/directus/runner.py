@@ -1,0 +1,672 @@
+"""Runs Directus steps against a target and checks every answer and frame.
+
+A step is a small JSON object; users, connections and items are named by
+index, roles and collections by the kit's short names, so that a failing
+sequence prints short and replays against any server::
+
+    {"do": "rules", "roles": {"r1": [{"collection": "a", "action": "read",
+                                       "filter": {"owner": {"_eq": "$CURRENT_USER"}}, "fields": ["n", "owner"]}],
+                              "authenticated": "admin"}, "drop": ["r3"]}
+    {"do": "role", "user": 0, "role": "r1"}
+    {"do": "get", "user": 0, "coll": "a", "query": {"filter": {...}, "sort": ["-n"], "limit": 2, "fields": ["n"]}}
+    {"do": "get-one", "user": 0, "coll": "a", "item": 1, "query": {"fields": ["n"]}}
+    {"do": "create", "user": 0, "coll": "a", "data": {"n": 1, "owner": "@u0"}}      (a list: createMany)
+    {"do": "update", "user": 0, "coll": "a", "item": 1, "data": {"n": 2}}          ("items": [0, 1]: updateMany)
+    {"do": "delete", "user": 0, "coll": "a", "item": 1}                            ("items": [0, 1]: deleteMany)
+    {"do": "login", "user": 0}
+    {"do": "open", "conn": 0, "user": 1, "proto": "core" | "extension" | "v1"}
+    {"do": "subscribe", "conn": 0, "coll": "a", "query": {...}, "uid": "1", "event": "update"}
+    {"do": "unsubscribe", "conn": 0, "uid": "1"}
+    {"do": "ws-get", "conn": 0, "coll": "a", "query": {...}}
+    {"do": "ws-write", "conn": 0, "verb": "POST" | "PATCH" | "DELETE", "coll": "a", "item": 0, "data": {...}}
+    {"do": "close", "conn": 0}
+
+``user`` ``null`` is nobody signed in (the ``public`` role); user
+``ADMIN`` (the last) is the kit's administrator. ``"@u1"`` anywhere in
+rules, data and queries stands for user 1's id. Roles ``r1``-``r3`` are
+the run's own (named after its token); ``public`` and ``authenticated``
+are the built-in ones, which the kit redefines (every other role of the
+stored rules is kept as it is). Collections ``a`` and ``b`` are fresh for
+every sequence. ``item`` n is the n-th item of the sequence still there (in
+any collection, counted round), ``-1`` a missing id; an item step without
+``coll`` is on its item's collection. ``rules`` roles
+``r1``-``r3`` it does not list get no rules, unless ``drop``ped.
+
+Every sequence starts over: every user ``authenticated``, the rules at
+the kit's base (``authenticated`` may do everything, ``public`` nothing,
+``r1``-``r3`` nothing). After each step the answer is compared with the
+model's, and every open connection must have received exactly the frames
+the model predicts (in any order within the step) and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol, Sequence
+from urllib.parse import quote
+
+from ..checker import SetupError
+from ..matching import EMPTY_BODY, Bindings, Mismatch, Sym, match, show
+from ..targets import CLOSED, NOTHING
+from .model import ACTIONS, MISSING_ID, DirectusModel, Expected, Outcome
+
+__all__ = ["DirectusTarget", "DirectusMismatch", "DirectusRun", "run_steps", "format_steps", "load_steps", "tidy",
+           "USERS", "ADMIN", "CONNS", "COLLECTIONS", "KIT_ROLES", "InProcessDirectus"]
+
+#: The run's ordinary accounts; the admin is user ``ADMIN`` (after them).
+USERS = 3
+ADMIN = USERS
+CONNS = 4
+COLLECTIONS = ("a", "b")
+KIT_ROLES = ("r1", "r2", "r3")
+_PASSWORD = "kit-password-1"
+_ORDER = ("do", "conn", "user", "proto", "verb", "coll", "item", "items", "role", "uid", "event", "query", "data",
+          "roles", "drop")
+
+
+class DirectusTarget(Protocol):
+    """What the Directus kit drives: HTTP with extra headers, and websockets
+    to a path with headers whose text frames are decoded JSON
+    (``InProcessDirectus``, ``satchel.transports.conformance_runner.UrlTarget``)."""
+
+    def http(self, jar: str | None, method: str, path: str, body: bytes | None, *, key: str | None,
+             headers: Sequence[tuple[str, str]] | None = None) -> Any: ...
+
+    def directus_open(self, connection: str, path: str, headers: Sequence[tuple[str, str]]) -> int: ...
+
+    def directus_send(self, connection: str, frame: str) -> None: ...
+
+    def directus_receive(self, connection: str, timeout: float) -> Any: ...
+
+    def directus_close(self, connection: str) -> None: ...
+
+
+class InProcessDirectus:
+    """``InProcessTarget`` (Satchel's core in this process) seen as a
+    ``DirectusTarget``; ``make_admin`` creates the kit's administrator
+    directly in the store, as ``satchel admin create`` does."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def http(self, jar: str | None, method: str, path: str, body: bytes | None, *, key: str | None,
+             headers: Sequence[tuple[str, str]] | None = None) -> Any:
+        return self.target.http(jar, method, path, body, key=key, headers=headers)
+
+    def make_admin(self, email: str, password: str) -> None:
+        from satchel.protocol.admin import create_admin
+
+        self.target._run(create_admin(email, password, self.target._env))
+
+    def directus_open(self, connection: str, path: str, headers: Sequence[tuple[str, str]]) -> int:
+        from satchel.protocol.http import HttpRequest, HttpResponse
+
+        target = self.target
+        request = HttpRequest("GET", path, [(name.lower(), value) for name, value in headers], b"")
+        accepted = target._run(target._board.accept(request, connection))
+        if isinstance(accepted, HttpResponse):
+            return accepted.status
+        target._open.add(connection)
+        target._publish(accepted.events)
+        return 101
+
+    def directus_send(self, connection: str, frame: str) -> None:
+        self.target.send(connection, frame)
+
+    def directus_receive(self, connection: str, timeout: float) -> Any:
+        return self.target.receive(connection, timeout)
+
+    def directus_close(self, connection: str) -> None:
+        self.target.disconnect(connection)
+
+    def close(self) -> None:
+        self.target.close()
+
+
+class DirectusMismatch(AssertionError):
+    """The server differs from the model at step ``step``; ``steps`` is the
+    sequence up to and including that step."""
+
+    def __init__(self, step: int, what: str, steps: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(f"step {step}: {what}")
+        self.step, self.what, self.steps = step, what, steps or []
+
+    def __str__(self) -> str:
+        return f"step {self.step}: {self.what}\n\nFailing steps ({len(self.steps)}):\n{format_steps(self.steps)}"
+
+
+def tidy(step: dict[str, Any]) -> dict[str, Any]:
+    """``step`` with its keys in the order scripts print them."""
+    return {key: step[key] for key in sorted(step, key=lambda k: (_ORDER.index(k) if k in _ORDER else 99, k))}
+
+
+def format_steps(steps: list[dict[str, Any]]) -> str:
+    """A sequence as JSON, one step per line (``load_steps`` reads it back)."""
+    return "[\n" + ",\n".join("  " + json.dumps(tidy(step), ensure_ascii=False) for step in steps) + "\n]"
+
+
+def load_steps(text: str) -> list[dict[str, Any]]:
+    """The steps of a sequence printed by ``format_steps``."""
+    steps = json.loads(text)
+    if not isinstance(steps, list) or not all(isinstance(step, dict) and "do" in step for step in steps):
+        raise ValueError("a Directus script is a JSON list of steps, each an object with a 'do'")
+    return steps
+
+
+def _query_string(query: dict[str, Any] | None) -> str:
+    """A query as the REST API reads it (what ``@directus/sdk`` sends)."""
+    if not query:
+        return ""
+    parts = []
+    for name, value in query.items():
+        if isinstance(value, list):
+            text = ",".join(value)
+        elif isinstance(value, dict):
+            text = json.dumps(value, separators=(",", ":"))
+        else:
+            text = str(value)
+        parts.append(f"{name}={quote(text, safe=',')}")
+    return "?" + "&".join(parts)
+
+
+class DirectusRun:
+    """One run of the kit against one target: its accounts and tokens, made
+    once (``setup``), and the sequences run on them (``run``), each over
+    fresh collections and connections and from the same rules and roles.
+
+    ``admin``: the email and password of an administrator (``satchel admin
+    create``) or ``admin_token`` a static token of one; an in-process
+    target (``InProcessDirectus``) makes its own. ``token`` makes the run's
+    accounts, roles and collections unique on a shared server."""
+
+    def __init__(self, target: DirectusTarget, *, token: str = "t0", timeout: float = 2.0, quiet: float = 0.0,
+                 admin: tuple[str, str] | None = None, admin_token: str | None = None) -> None:
+        self.target, self.token, self.timeout, self.quiet = target, token, timeout, quiet
+        self.admin, self.admin_token = admin, admin_token
+        self.user_ids: list[str] = []
+        self.emails: list[str] = []
+        self.tokens: list[str] = []
+        self.foreign: dict[str, Any] = {}
+        self.original: dict[str, Any] | None = None
+        self.sequences = 0
+
+    # -- HTTP -------------------------------------------------------------------------
+
+    def http(self, method: str, path: str, body: Any = None, token: str | None = None,
+             raw: bool = False) -> tuple[int, Any]:
+        headers = [("Authorization", f"Bearer {token}")] if token is not None else []
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
+        reply = self.target.http(None, method, path, data, key=None, headers=headers)
+        if not reply.body:
+            return reply.status, EMPTY_BODY
+        try:
+            return reply.status, json.loads(reply.body)
+        except ValueError:
+            return reply.status, reply.body
+
+    def _admin(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,)) -> Any:
+        status, answer = self.http(method, path, body, self.admin_token)
+        if status not in ok:
+            raise SetupError(f"{method} {path} as the admin answered {status} {show(answer)}")
+        return answer
+
+    def role_name(self, role: str) -> str:
+        return f"kit{self.token}{role}" if role in KIT_ROLES else role
+
+    def setup(self) -> None:
+        """The administrator's token, the run's accounts and their static
+        tokens, and the stored rules (whose other roles the kit keeps)."""
+        if self.admin_token is None:
+            email, password = self.admin or (f"kit{self.token}admin@example.com", _PASSWORD)
+            make = getattr(self.target, "make_admin", None)
+            if self.admin is None:
+                if make is None:
+                    raise SetupError("the kit needs an administrator: --admin-email and --admin-password "
+                                     "(satchel admin create EMAIL), or --admin-token")
+                make(email, password)
+            status, body = self.http("POST", "/auth/login", {"email": email, "password": password, "mode": "json"})
+            access = body.get("data", {}).get("access_token") if isinstance(body, dict) else None
+            if status != 200 or not isinstance(access, str):
+                raise SetupError(f"POST /auth/login as the admin {email} answered {status} {show(body)}")
+            status, body = self.http("POST", "/_/api/me/tokens", None, access)
+            if status != 201 or not isinstance(body, dict):
+                raise SetupError(f"POST /_/api/me/tokens as the admin answered {status} {show(body)} "
+                                 "(is the account an administrator?)")
+            self.admin_token = body["data"]["token"]
+        me = self._admin("GET", "/_/api/me")["data"]
+        if not me.get("admin"):
+            raise SetupError(f"the kit's administrator {me.get('email')} does not have the role admin")
+        for index in range(USERS):
+            email = f"kit{self.token}u{index}@example.com"
+            status, body = self.http("POST", "/api/user/auth/signup",
+                                     {"id": email, "password": _PASSWORD, "nickname": f"kit{index}"})
+            if status not in (201, 403):
+                raise SetupError(f"signup of {email} answered {status} {show(body)}")
+            found = self._admin("GET", f"/_/api/users?email={quote(email)}")["data"]
+            if not found:
+                raise SetupError(f"GET /_/api/users?email={email} found no account after its signup")
+            user_id = found[0]["id"]
+            token = self._admin("POST", f"/_/api/users/{user_id}/tokens", ok=(201,))["data"]["token"]
+            self.user_ids.append(user_id)
+            self.emails.append(email)
+            self.tokens.append(token)
+        self.user_ids.append(me["id"])
+        self.emails.append(me["email"])
+        self.tokens.append(self.admin_token)
+        stored = self._admin("GET", "/_/api/rules")["data"]
+        self.original = stored["rules"]
+        ours = {"public", "authenticated", *(self.role_name(r) for r in KIT_ROLES)}
+        self.foreign = {name: role for name, role in (stored["rules"].get("roles") or {}).items() if name not in ours}
+
+    def _reset(self) -> int:
+        """Every user ``authenticated`` and the kit's base rules; the revision after."""
+        for user in range(USERS):
+            self._admin("PUT", f"/_/api/users/{self.user_ids[user]}/role", {"role": "authenticated"})
+        revision = self._admin("GET", "/_/api/rules")["data"]["revision"]
+        answer = self._admin("PUT", "/_/api/rules", {"revision": revision, "rules": {"version": 1, "roles": self.base()}})
+        return answer["data"]["revision"]
+
+    def base(self) -> dict[str, Any]:
+        roles = dict(self.foreign)
+        roles["public"] = {"rules": []}
+        roles["authenticated"] = {"rules": [{"collection": "*", "action": "*"}]}
+        for role in KIT_ROLES:
+            roles[self.role_name(role)] = {"rules": []}
+        return roles
+
+    def teardown(self) -> None:
+        """Give the users back ``authenticated`` and put the stored rules back."""
+        if self.original is None or self.admin_token is None:
+            return
+        for user in range(len(self.user_ids) - 1):
+            self.http("PUT", f"/_/api/users/{self.user_ids[user]}/role", {"role": "authenticated"}, self.admin_token)
+        status, body = self.http("GET", "/_/api/rules", None, self.admin_token)
+        if status == 200:
+            self.http("PUT", "/_/api/rules", {"revision": body["data"]["revision"], "rules": self.original},
+                      self.admin_token)
+
+    def run(self, steps: list[dict[str, Any]]) -> DirectusModel:
+        """Run ``steps`` as a new sequence; raises ``DirectusMismatch`` at the
+        first difference."""
+        if not self.user_ids:
+            self.setup()
+        self.sequences += 1
+        revision = self._reset()
+        sequence = _Sequence(self, f"k{self.token}s{self.sequences}", revision)
+        try:
+            for index, step in enumerate(steps):
+                sequence.step(step, index)
+            sequence.settle(len(steps) - 1)
+        except DirectusMismatch as mismatch:
+            mismatch.steps = list(steps[:mismatch.step + 1])
+            raise
+        finally:
+            sequence.close()
+        return sequence.model
+
+
+def run_steps(target: DirectusTarget, steps: list[dict[str, Any]], *, token: str = "r0", timeout: float = 2.0,
+              quiet: float = 0.0, admin: tuple[str, str] | None = None, admin_token: str | None = None) -> DirectusModel:
+    """Replay ``steps`` on fresh accounts (named after ``token``)."""
+    run = DirectusRun(target, token=token, timeout=timeout, quiet=quiet, admin=admin, admin_token=admin_token)
+    try:
+        return run.run(steps)
+    finally:
+        run.teardown()
+
+
+class _Sequence:
+    def __init__(self, run: DirectusRun, label: str, revision: int) -> None:
+        self.run, self.target, self.label = run, run.target, label
+        self.collections = {c: f"{label}{c}" for c in COLLECTIONS}
+        self.model = DirectusModel(run.user_ids, run.base(), revision, admin=ADMIN)
+        self.bindings = Bindings()
+        self.index = 0
+
+    def fail(self, what: str) -> None:
+        raise DirectusMismatch(self.index, what)
+
+    # -- names --------------------------------------------------------------------
+
+    def real(self, value: Any) -> Any:
+        """``value`` with every ``"@uN"`` as user N's id."""
+        if isinstance(value, str) and value.startswith("@u") and value[2:].isdigit():
+            n = int(value[2:])
+            return self.run.user_ids[n] if n < len(self.run.user_ids) else value
+        if isinstance(value, dict):
+            return {key: self.real(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.real(item) for item in value]
+        return value
+
+    def coll(self, step: dict[str, Any]) -> str:
+        return self.collections.get(step.get("coll", "a"), self.collections["a"])
+
+    def item_n(self, n: Any) -> int | None:
+        """The item a step's ``item`` names: the n-th of the sequence's
+        items still there (counted round, so that a short script still names
+        one); ``-1`` (or no item) names none."""
+        live = [item.n for item in self.model.items if item.record is not None]
+        if not isinstance(n, int) or n < 0 or not live:
+            return None
+        return live[n % len(live)]
+
+    def item_id(self, n: Any) -> str:
+        found = self.item_n(n)
+        return MISSING_ID if found is None else self.bindings.values.get(Sym("id", found), MISSING_ID)
+
+    def item_coll(self, step: dict[str, Any]) -> str:
+        """An item step's collection: ``coll``, else its item's."""
+        found = self.item_n(step.get("item", (step.get("items") or [None])[0]))
+        if "coll" in step or found is None:
+            return self.coll(step)
+        return self.model.items[found].collection
+
+    def token(self, user: Any) -> str | None:
+        return None if user is None else self.run.tokens[user]
+
+    def conn_name(self, k: int) -> str:
+        return f"{self.label}c{k}"
+
+    # -- steps ----------------------------------------------------------------------
+
+    def step(self, step: dict[str, Any], index: int) -> None:
+        self.index = index
+        kind = step["do"]
+        handler = getattr(self, "_" + kind.replace("-", "_"), None)
+        if handler is None or kind.startswith("_"):
+            raise ValueError(f"unknown step {kind!r}")
+        handler(step)
+
+    def _check_http(self, what: str, outcome: Outcome, status: int, answer: Any) -> None:
+        if status != outcome.status:
+            self.fail(f"{what}: expected {outcome.status} {show(self.bindings.resolve(outcome.body))}, "
+                      f"got {status} {show(answer)}")
+        if outcome.body is EMPTY_BODY:
+            if answer is not EMPTY_BODY:
+                self.fail(f"{what}: expected an empty body, got {show(answer)}")
+            return
+        try:
+            match(outcome.body, answer, self.bindings)
+        except Mismatch as mismatch:
+            self.fail(f"{what}: {mismatch.describe()}")
+
+    def _rest(self, step: dict[str, Any], outcome: Outcome, method: str, path: str, body: Any = None) -> None:
+        user = step.get("user")
+        who = "nobody signed in" if user is None else f"user {user} ({self.model.role_of(user)})"
+        what = f"{method} {path} as {who}"
+        status, answer = self.run.http(method, path, self.real(body), self.token(user))
+        self._check_http(what, outcome, status, answer)
+        self._learn_ids(outcome, what)
+        self.deliveries(outcome, what)
+
+    def _learn_ids(self, outcome: Outcome, what: str) -> None:
+        """Items created but not shown to their writer: their ids from the admin's listing."""
+        unknown = {self.model.items[n].collection for n in outcome.created if Sym("id", n) not in self.bindings.values}
+        for collection in sorted(unknown):
+            path = f"/items/{collection}?fields=id&limit=-1"
+            status, answer = self.run.http("GET", path, None, self.run.tokens[ADMIN])
+            expected = {"data": [{"id": Sym("id", item.n)} for item in self.model.live(collection)]}
+            self._check_http(f"after {what}: GET {path} as the admin", Outcome(200, expected), status, answer)
+
+    def _rules(self, step: dict[str, Any]) -> None:
+        roles = self.real(step.get("roles") or {})
+        dropped = set(step.get("drop") or [])
+        ours: dict[str, Any] = {}
+        for role in ("public", "authenticated", *KIT_ROLES):
+            if role in dropped and role in KIT_ROLES:
+                continue
+            spec = roles.get(role)
+            if spec is None:
+                spec = {"rules": [{"collection": "*", "action": "*"}]} if role == "authenticated" else {"rules": []}
+            elif spec == "admin":
+                spec = {"admin": True}
+            else:
+                spec = {"rules": [self._rule(rule) for rule in spec]}
+            ours[self.run.role_name(role)] = spec
+        everything = {**self.run.foreign, **ours}
+        body = {"revision": self.model.revision, "rules": {"version": 1, "roles": everything}}
+        outcome = self.model.set_rules(ours, everything)
+        status, answer = self.run.http("PUT", "/_/api/rules", body, self.run.tokens[ADMIN])
+        self._check_http("PUT /_/api/rules as the admin", outcome, status, answer)
+        self.deliveries(outcome, "PUT /_/api/rules")
+
+    def _rule(self, rule: dict[str, Any]) -> dict[str, Any]:
+        real = dict(rule)
+        real["collection"] = self.collections.get(rule.get("collection", "*"), rule.get("collection", "*"))
+        return real
+
+    def _role(self, step: dict[str, Any]) -> None:
+        user, role = step["user"], self.run.role_name(step["role"])
+        if not isinstance(user, int) or not 0 <= user < USERS:
+            return
+        outcome = self.model.set_role(user, role)
+        path = f"/_/api/users/{self.run.user_ids[user]}/role"
+        status, answer = self.run.http("PUT", path, {"role": role}, self.run.tokens[ADMIN])
+        self._check_http(f"PUT {path} {{role: {role}}} as the admin", outcome, status, answer)
+        self.deliveries(outcome, f"PUT {path}")
+
+    def _get(self, step: dict[str, Any]) -> None:
+        collection = self.coll(step)
+        query = self.real(step.get("query") or {})
+        outcome = self.model.read(step.get("user"), collection, query)
+        self._rest(step, outcome, "GET", f"/items/{collection}{_query_string(query)}")
+
+    def _get_one(self, step: dict[str, Any]) -> None:
+        collection = self.item_coll(step)
+        query = self.real(step.get("query") or {})
+        outcome = self.model.read_one(step.get("user"), collection, self.item_n(step.get("item")), query)
+        self._rest(step, outcome, "GET", f"/items/{collection}/{self.item_id(step.get('item'))}{_query_string(query)}")
+
+    def _create(self, step: dict[str, Any]) -> None:
+        collection = self.coll(step)
+        data = self.real(step.get("data") or {})
+        one = not isinstance(data, list)
+        outcome = self.model.create(step.get("user"), collection, [data] if one else data, one)
+        self._rest(step, outcome, "POST", f"/items/{collection}", data)
+
+    def _update(self, step: dict[str, Any]) -> None:
+        collection = self.item_coll(step)
+        data = self.real(step.get("data") or {})
+        if "items" in step:
+            ns = [self.item_n(n) for n in step["items"]]
+            ids = [self.item_id(n) for n in step["items"]]
+            outcome = self.model.update(step.get("user"), collection, ns, data, False)
+            self._rest(step, outcome, "PATCH", f"/items/{collection}", {"keys": ids, "data": data})
+        else:
+            path = f"/items/{collection}/{self.item_id(step.get('item'))}"
+            outcome = self.model.update(step.get("user"), collection, [self.item_n(step.get("item"))], data, True)
+            self._rest(step, outcome, "PATCH", path, data)
+
+    def _delete(self, step: dict[str, Any]) -> None:
+        # The ids first: the model forgets what it deletes.
+        collection = self.item_coll(step)
+        if "items" in step:
+            ns, ids = [self.item_n(n) for n in step["items"]], [self.item_id(n) for n in step["items"]]
+            outcome = self.model.delete(step.get("user"), collection, ns)
+            self._rest(step, outcome, "DELETE", f"/items/{collection}", ids)
+        else:
+            path = f"/items/{collection}/{self.item_id(step.get('item'))}"
+            outcome = self.model.delete(step.get("user"), collection, [self.item_n(step.get("item"))])
+            self._rest(step, outcome, "DELETE", path)
+
+    def _login(self, step: dict[str, Any]) -> None:
+        user = step.get("user")
+        if not isinstance(user, int) or not 0 <= user < USERS:
+            return
+        what = f"POST /auth/login as user {user}"
+        status, answer = self.run.http("POST", "/auth/login",
+                                       {"email": self.run.emails[user], "password": _PASSWORD, "mode": "json"})
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if status != 200 or not isinstance(data, dict) or set(data) != {"access_token", "expires", "refresh_token"} \
+                or not isinstance(data["access_token"], str) or not isinstance(data["refresh_token"], str) \
+                or not isinstance(data["expires"], int) or data["expires"] <= 30_000:
+            self.fail(f"{what}: expected 200 {{data: {{access_token, expires (ms, > 30 s), refresh_token}}}}, "
+                      f"got {status} {show(answer)}")
+        status, answer = self.run.http("GET", "/users/me", None, data["access_token"])
+        expected = {"data": {"id": self.run.user_ids[user], "email": self.run.emails[user],
+                             "role": self.model.role_of(user)}}
+        self._check_http(f"GET /users/me with the access token of user {user}'s login", Outcome(200, expected),
+                         status, answer)
+        self.deliveries(Outcome(), what)
+
+    # -- websockets -----------------------------------------------------------------------
+
+    def send(self, k: int, message: dict[str, Any]) -> None:
+        self.target.directus_send(self.conn_name(k), json.dumps(self.real(message), ensure_ascii=False))
+
+    def _open(self, step: dict[str, Any]) -> None:
+        k, user, proto = step["conn"], step.get("user"), step.get("proto", "core")
+        if k in self.model.conns or not isinstance(user, int) or not 0 <= user <= ADMIN:
+            return
+        token = self.run.tokens[user]
+        path = {"core": "/websocket", "extension": f"/websocket?access_token={quote(token)}",
+                "v1": f"/websocket?api_token={quote(token)}"}[proto]
+        status = self.target.directus_open(self.conn_name(k), path, [])
+        if status != 101:
+            self.fail(f"opening websocket {k} ({proto}) as user {user}: expected 101, got {status}")
+        outcome = self.model.open(k, user, proto)
+        if proto == "core":
+            self.send(k, {"type": "auth", "access_token": token})
+        self.deliveries(outcome, f"opening websocket {k} ({proto}) as user {user} ({self.model.role_of(user)})")
+
+    def _conn(self, step: dict[str, Any]) -> Any:
+        k = step.get("conn")
+        return self.model.conns.get(k)
+
+    def _subscribe(self, step: dict[str, Any]) -> None:
+        conn = self._conn(step)
+        if conn is None:
+            return
+        k, collection = step["conn"], self.coll(step)
+        query = self.real(step.get("query")) if step.get("query") else None
+        uid, event = step.get("uid"), step.get("event") if conn.fmt == "core" else None
+        message: dict[str, Any] = {"type": "subscribe" if conn.fmt == "core" else "SUBSCRIBE", "collection": collection}
+        if query is not None and conn.fmt != "v1":
+            message["query"] = query
+        if uid is not None and conn.fmt != "v1":
+            message["uid"] = uid
+        if event is not None:
+            message["event"] = event
+        outcome = self.model.subscribe(k, collection, query if conn.fmt != "v1" else None,
+                                       uid if conn.fmt != "v1" else None, event)
+        self.send(k, message)
+        self.deliveries(outcome, f"subscribe {show(message)} on websocket {k} ({conn.fmt}, {conn.role})")
+
+    def _unsubscribe(self, step: dict[str, Any]) -> None:
+        conn = self._conn(step)
+        if conn is None:
+            return
+        k, uid = step["conn"], step.get("uid") if conn.fmt != "v1" else None
+        message: dict[str, Any] = {"type": "unsubscribe" if conn.fmt == "core" else "UNSUBSCRIBE"}
+        if uid is not None:
+            message["uid"] = uid
+        outcome = self.model.unsubscribe(k, uid)
+        self.send(k, message)
+        if conn.fmt != "core":  # no answer: a barrier that is answered
+            barrier_uid = "barrier" if conn.fmt == "extension" else None
+            barrier_query: dict[str, Any] = {"limit": 0} if conn.fmt == "extension" else {}
+            request: dict[str, Any] = {"type": "GET", "collection": self.collections["b"], "query": barrier_query}
+            if barrier_uid is not None:
+                request["uid"] = barrier_uid
+            self.send(k, request)
+            barrier = self.model.ws_read(k, self.collections["b"], barrier_query, barrier_uid)
+            outcome.frames.setdefault(k, []).extend(barrier.frames[k])
+        self.deliveries(outcome, f"unsubscribe {show(message)} on websocket {k} ({conn.fmt})")
+
+    def _ws_get(self, step: dict[str, Any]) -> None:
+        conn = self._conn(step)
+        if conn is None:
+            return
+        k, collection = step["conn"], self.coll(step)
+        query = self.real(step.get("query") or {})
+        uid = step.get("uid", "g")
+        if conn.fmt == "core":
+            message: dict[str, Any] = {"type": "items", "collection": collection, "action": "read", "query": query,
+                                       "uid": uid}
+        else:
+            message = {"type": "GET", "collection": collection, "query": query, "uid": uid}
+        outcome = self.model.ws_read(k, collection, query, uid)
+        self.send(k, message)
+        self.deliveries(outcome, f"{show(message)} on websocket {k} ({conn.fmt}, {conn.role})")
+
+    def _ws_write(self, step: dict[str, Any]) -> None:
+        conn = self._conn(step)
+        if conn is None or conn.fmt != "extension":
+            return
+        k, verb = step["conn"], step.get("verb", "POST")
+        collection = self.item_coll(step) if verb != "POST" else self.coll(step)
+        data = self.real(step.get("data") or {})
+        uid = step.get("uid", "w")
+        message: dict[str, Any] = {"type": verb, "collection": collection, "uid": uid}
+        if verb != "DELETE":
+            message["data"] = data
+        if verb != "POST":
+            message["id"] = self.item_id(step.get("item"))
+        outcome = self.model.ws_write(k, verb, collection, [self.item_n(step.get("item"))], data, uid)
+        self.send(k, message)
+        what = f"{show(message)} on websocket {k} ({conn.fmt}, {conn.role})"
+        self._learn_ids(outcome, what)
+        self.deliveries(outcome, what)
+
+    def _close(self, step: dict[str, Any]) -> None:
+        k = step.get("conn")
+        if k in self.model.conns:
+            self.model.close(k)
+            self.target.directus_close(self.conn_name(k))
+            self.deliveries(Outcome(), f"closing websocket {k}")
+
+    # -- what the connections received ---------------------------------------------------
+
+    def deliveries(self, outcome: Outcome, what: str) -> None:
+        """Every open connection received exactly what ``outcome`` says, in
+        any order within the step, and nothing else."""
+        for k in sorted(set(self.model.conns) | set(outcome.frames)):
+            pending: list[Expected] = list(outcome.frames.get(k, []))
+            while pending:
+                frame = self.target.directus_receive(self.conn_name(k), self.run.timeout)
+                if frame is NOTHING or frame is CLOSED:
+                    why = "the server closed it" if frame is CLOSED else f"nothing arrived in {self.run.timeout} s"
+                    self.fail(f"{what}: websocket {k} expected {self.describe(pending)}, but {why}")
+                self.take(k, pending, frame, what)
+            if k in self.model.conns:
+                self.nothing_more(k, 0.0, what)
+
+    def describe(self, pending: list[Expected]) -> str:
+        return " and ".join(f"{e.kind} {show(self.bindings.resolve(e.data))}" for e in pending)
+
+    def take(self, k: int, pending: list[Expected], frame: Any, what: str) -> None:
+        problems = []
+        for expected in pending:
+            trial = self.bindings.copy()
+            try:
+                match(expected.data, frame, trial)
+            except Mismatch as mismatch:
+                problems.append(mismatch.describe())
+                continue
+            self.bindings.adopt(trial)
+            pending.remove(expected)
+            return
+        self.fail(f"{what}: websocket {k} received {show(frame)}, expected {self.describe(pending)} "
+                  f"({'; '.join(problems[:2])})")
+
+    def nothing_more(self, k: int, timeout: float, what: str) -> None:
+        frame = self.target.directus_receive(self.conn_name(k), timeout)
+        if frame is CLOSED:
+            self.fail(f"{what}: the server closed websocket {k}")
+        if frame is not NOTHING:
+            self.fail(f"{what}: websocket {k} received an unexpected frame {show(frame)}")
+
+    def settle(self, last: int) -> None:
+        """After the last step: nothing more arrives within ``quiet`` seconds."""
+        self.index = max(last, 0)
+        for k in sorted(self.model.conns):
+            self.nothing_more(k, self.run.quiet, "after the last step")
+
+    def close(self) -> None:
+        for k in list(self.model.conns):
+            self.target.directus_close(self.conn_name(k))
+        self.model.conns.clear()
+
+
+_ = ACTIONS  # the model's actions, re-exported for the strategies
