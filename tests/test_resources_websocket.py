@@ -341,3 +341,27 @@ def test_overlapping_subscribes_of_one_connection_count_once(core: ResourcesCore
     core.publish(events)
     assert sum(1 for event in events if type(event).__name__ == "Subscribe") == 1
     assert core.rest("GET", "/realtime/status").json["subscriptions"] == 1
+
+
+def test_a_connection_ends_when_its_access_token_expires(core: ResourcesCore) -> None:
+    from satchel.protocol.channels import CloseConnection
+
+    alice = core.account("alice@example.com")
+    connection = core.open(token=alice.access)
+    _, static = core.static_token(alice.id)
+    forever = core.open(token=static)
+    deadline = core.board.deadline_ms(connection)
+    assert deadline is not None and deadline > core.clock.now
+    assert core.board.deadline_ms(forever) is None and core.board.deadline_ms(core.open()) is None
+    core.subscribe(connection, "kvStore", "k")
+    core.clock.advance(deadline - core.clock.now)
+    core.publish(core.run(core.board.on_timer(connection)))
+    error, close = core.received[connection]
+    assert error["code"] == "token_expired" and isinstance(close, CloseConnection) and close.code == 1008
+    assert core.board.opened(connection) is None
+    assert core.rest("GET", "/realtime/status").json == {"status": "ok", "connections": 2, "subscriptions": 0}
+    # Without a timer, the next message after the expiry ends it just the same.
+    late = core.open(token=core.login("alice@example.com")["access_token"])
+    core.clock.advance(core.board.deadline_ms(late) - core.clock.now)  # type: ignore[operator]
+    answers = core.subscribe(late, "kvStore", "k")
+    assert answers[0]["code"] == "token_expired" and isinstance(answers[1], CloseConnection)

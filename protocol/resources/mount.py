@@ -64,6 +64,13 @@ class ResourcesMount(Mount):
     def closed(self, state: Any) -> list[Any]:
         return websocket.closed(state, self.stats)
 
+    def deadline_ms(self, state: Any) -> int | None:
+        return websocket.deadline_ms(state)
+
+    def on_timer(self, state: Any, env: Environment) -> Action[list[Any]]:
+        return websocket.expired(state, env.now_ms())
+        yield  # an action is a generator
+
     def internal_error(self, state: Any) -> bytes | None:
         return error_frame("Internal error", "internal_error", "the server failed to answer this message")
 

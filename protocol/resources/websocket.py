@@ -45,8 +45,11 @@ nothing; the connection stays open and its neighbours never notice.
 Versions: an entry's is stored (``entries``); a collection's and a
 document's come from the mount's ``VersionClock`` as updates are rendered.
 
-Known limits: the token is checked at the upgrade only (a revoked token's
-connection keeps its subscriptions until it closes); a write that lands
+Tokens expire: when a connection's access token does (its timer, or its
+next message after that moment), it receives ``{"error":"Token expired",
+"code":"token_expired"}`` and is closed with 1008; static tokens never
+expire. Known limits: a token revoked before it expires is not noticed by
+an open connection (it is checked at the upgrade); a write that lands
 between a subscribe's read and its registration is not delivered, though
 the version tells a client which value is newer.
 """
@@ -59,7 +62,7 @@ from typing import Any, Hashable, Sequence
 import msgspec
 
 from ..changes import Change, DocumentChange, EntryChange
-from ..channels import Audience, Channel, Deliver, Subscribe, Unsubscribe
+from ..channels import Audience, Channel, CloseConnection, Deliver, Subscribe, Unsubscribe
 from ..collections import is_hidden_collection, validate_collection_name
 from ..environment import Environment
 from ..errors import RemoteProtocolError
@@ -76,7 +79,8 @@ from .frames import INVALID_MESSAGE, MessageError, ResourceRef, decode_message, 
 from .headers import InvalidHeaders, offered_subprotocols, subprotocol_headers
 from .versions import VersionClock, format_version
 
-__all__ = ["PROTOCOL", "Connection", "Stats", "accept", "handle_message", "closed", "render", "entry_channel"]
+__all__ = ["PROTOCOL", "Connection", "Stats", "accept", "handle_message", "closed", "deadline_ms", "expired", "render",
+           "entry_channel"]
 
 #: The name the resource connections are registered under in the hub.
 PROTOCOL = "resources"
@@ -101,12 +105,14 @@ class Stats:
 class Connection:
     """One resource websocket: who it is, its scope, its subscriptions."""
 
-    __slots__ = ("id", "who", "scope", "subscriptions", "open")
+    __slots__ = ("id", "who", "scope", "subscriptions", "open", "expires_ms")
 
-    def __init__(self, connection: str, who: Accountability, scope: Scope) -> None:
+    def __init__(self, connection: str, who: Accountability, scope: Scope, expires_ms: int | None = None) -> None:
         self.id = connection
         self.who = who
         self.scope = scope
+        #: when the connection's access token expires (``None``: never, or no token)
+        self.expires_ms = expires_ms
         #: (type, id) -> the channel it is subscribed to
         self.subscriptions: dict[tuple[str, str], Channel] = {}
         self.open = True
@@ -152,7 +158,24 @@ def accept(request: HttpRequest, connection: str, config: ResourcesConfig, stats
     if bearer is not None:
         who = bearer.accountability
     stats.connections += 1
-    return Accepted(Connection(connection, who, scope), who.user, subprotocol=subprotocol)
+    state = Connection(connection, who, scope, bearer.expires_ms if bearer is not None else None)
+    return Accepted(state, who.user, subprotocol=subprotocol)
+
+
+def deadline_ms(state: Connection) -> int | None:
+    """When the connection's token expires (its timer)."""
+    return state.expires_ms if state.open else None
+
+
+def expired(state: Connection, now_ms: int) -> list[Any]:
+    """The events that end a connection whose token has expired (nothing if
+    it has not): an error, then a close (1008)."""
+    if not state.open or state.expires_ms is None or now_ms < state.expires_ms:
+        return []
+    state.expires_ms = None
+    return [_to(state, error_frame("Token expired", "token_expired",
+                                   "the access token expired: reconnect with a fresh one")),
+            CloseConnection(PROTOCOL, state.id, 1008, "token expired")]
 
 
 def closed(state: Connection, stats: Stats) -> list[Any]:
@@ -202,6 +225,9 @@ def handle_message(state: Connection, message: str | bytes, config: ResourcesCon
     """Answer one message (the module docstring)."""
     if not state.open:
         return []
+    ending = expired(state, env.now_ms())
+    if ending:
+        return ending
     try:
         decoded = decode_message(message, config.max_message_bytes)
         if decoded.action not in ("subscribe", "unsubscribe"):
