@@ -669,8 +669,9 @@ class DirectusModel:
         return outcome
 
     def ws_write(self, k: int, verb: str, collection: str, ns: list[int | None], data: Any, uid: Any) -> Outcome:
-        """An extension connection's ``POST`` / ``PATCH`` / ``DELETE``, made
-        with the role the connection opened with."""
+        """A websocket's write - the extension's ``POST`` / ``PATCH`` /
+        ``DELETE``, core's ``items`` ``create`` / ``update`` / ``delete`` -
+        made with the role the connection signed in with."""
         conn = self.conns[k]
         if verb == "POST":
             outcome = self.create(conn.user, collection, [data], True, role=conn.role)
@@ -679,23 +680,33 @@ class DirectusModel:
         else:
             outcome = self.delete(conn.user, collection, ns, role=conn.role)
         if outcome.status == 403:
-            frame: dict[str, Any] = {"type": "ERROR", "data": ANY_STRING}
-        elif verb == "DELETE":
-            frame = {"type": "RESPONSE", "data": Sym("id", ns[0])}  # the id sent
+            frame = self._ws_error(conn.fmt, "items")
         else:
-            # The extension answers what its writer (as it connected) may read, or null.
-            rule = self.rule(conn.role, collection, "read")
-            record = self.items[outcome.created[0]].record if verb == "POST" else (
-                self._item(collection, ns[0]).record if self._item(collection, ns[0]) else None)
-            shown = None
-            if rule is not None and record is not None and evaluate(rule.filter, record, self.uid_of(conn.user)):
-                shown = self.render(record, self.readable(rule), None)
-            frame = {"type": "RESPONSE", "data": shown}
+            if verb == "DELETE":
+                shown: Any = Sym("id", ns[0])  # the id sent
+            else:
+                # What its writer (as it signed in) may read of the item, or null.
+                rule = self.rule(conn.role, collection, "read")
+                n = outcome.created[0] if verb == "POST" else ns[0]
+                record = self.items[n].record if n is not None else None
+                shown = None
+                if rule is not None and record is not None and evaluate(rule.filter, record, self.uid_of(conn.user)):
+                    shown = self.render(record, self.readable(rule), None)
+            frame = {"type": "items" if conn.fmt == "core" else "RESPONSE", "data": shown}
         if uid is not None:
             frame["uid"] = uid
         outcome.status, outcome.body = None, None
         outcome.add(k, "reply", frame)
         return outcome
+
+    @staticmethod
+    def _ws_error(fmt: str, core_type: str) -> dict[str, Any]:
+        if fmt == "core":
+            return {"type": core_type, "status": "error", "error": {"code": "FORBIDDEN", "message": ANY_STRING}}
+        if fmt == "v1":
+            return {"type": "ERROR", "data": {"status": 403, "code": "FORBIDDEN", "message": ANY_STRING,
+                                              "extensions": {}}}
+        return {"type": "ERROR", "data": ANY_STRING}
 
 
 def _changed(before: dict[str, Any] | None, after: dict[str, Any]) -> set[str]:

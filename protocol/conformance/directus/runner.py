@@ -551,7 +551,21 @@ class _Sequence:
         outcome = self.model.subscribe(k, collection, query if conn.fmt != "v1" else None,
                                        uid if conn.fmt != "v1" else None, event)
         self.send(k, message)
+        if not outcome.frames.get(k):
+            self._barrier(k, outcome)
         self.deliveries(outcome, f"subscribe {show(message)} on websocket {k} ({conn.fmt}, {conn.role})")
+
+    def _barrier(self, k: int, outcome: Outcome) -> None:
+        """A message the extension does not answer: then a ``GET`` that it
+        does, so that the step ends once the server has read the first."""
+        fmt = self.model.conns[k].fmt
+        uid = "barrier" if fmt == "extension" else None
+        query: dict[str, Any] = {"limit": 0} if fmt == "extension" else {}  # v1 drops a limit of 0
+        request: dict[str, Any] = {"type": "GET", "collection": self.collections["b"], "query": query}
+        if uid is not None:
+            request["uid"] = uid
+        self.send(k, request)
+        outcome.frames.setdefault(k, []).extend(self.model.ws_read(k, self.collections["b"], query, uid).frames[k])
 
     def _unsubscribe(self, step: dict[str, Any]) -> None:
         conn = self._conn(step)
@@ -563,15 +577,8 @@ class _Sequence:
             message["uid"] = uid
         outcome = self.model.unsubscribe(k, uid)
         self.send(k, message)
-        if conn.fmt != "core":  # no answer: a barrier that is answered
-            barrier_uid = "barrier" if conn.fmt == "extension" else None
-            barrier_query: dict[str, Any] = {"limit": 0} if conn.fmt == "extension" else {}
-            request: dict[str, Any] = {"type": "GET", "collection": self.collections["b"], "query": barrier_query}
-            if barrier_uid is not None:
-                request["uid"] = barrier_uid
-            self.send(k, request)
-            barrier = self.model.ws_read(k, self.collections["b"], barrier_query, barrier_uid)
-            outcome.frames.setdefault(k, []).extend(barrier.frames[k])
+        if conn.fmt != "core":
+            self._barrier(k, outcome)
         self.deliveries(outcome, f"unsubscribe {show(message)} on websocket {k} ({conn.fmt})")
 
     def _ws_get(self, step: dict[str, Any]) -> None:
@@ -592,22 +599,32 @@ class _Sequence:
 
     def _ws_write(self, step: dict[str, Any]) -> None:
         conn = self._conn(step)
-        if conn is None or conn.fmt != "extension":
+        if conn is None:
             return
         k, verb = step["conn"], step.get("verb", "POST")
         collection = self.item_coll(step) if verb != "POST" else self.coll(step)
         data = self.real(step.get("data") or {})
         uid = step.get("uid", "w")
-        message: dict[str, Any] = {"type": verb, "collection": collection, "uid": uid}
+        if conn.fmt == "core":
+            action = {"POST": "create", "PATCH": "update", "DELETE": "delete"}[verb]
+            message: dict[str, Any] = {"type": "items", "collection": collection, "action": action, "uid": uid}
+        else:
+            message = {"type": verb, "collection": collection, "uid": uid}
         if verb != "DELETE":
             message["data"] = data
         if verb != "POST":
             message["id"] = self.item_id(step.get("item"))
         outcome = self.model.ws_write(k, verb, collection, [self.item_n(step.get("item"))], data, uid)
         self.send(k, message)
+        if conn.fmt == "core":
+            # A core write's answer to a connection subscribed to the collection
+            # waits a moment after its event (DirectusConfig.reply_gap_ms) and
+            # goes out at the latest before the answer to the next message.
+            self.send(k, {"type": "ping", "uid": "flush"})
+            outcome.add(k, "reply", {"type": "pong", "uid": "flush"})
         what = f"{show(message)} on websocket {k} ({conn.fmt}, {conn.role})"
+        self.deliveries(outcome, what)  # first: the answer says the write is done
         self._learn_ids(outcome, what)
-        self.deliveries(outcome, what)
 
     def _close(self, step: dict[str, Any]) -> None:
         k = step.get("conn")
