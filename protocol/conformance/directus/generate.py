@@ -23,7 +23,8 @@ from .runner import ADMIN, CONNS, USERS, DirectusMismatch, DirectusRun, Directus
 __all__ = ["DirectusReport", "check_directus_target", "minimize", "sequence_strategy", "step_strategy",
            "filter_strategy", "rules_strategy", "query_strategy"]
 
-FIELDS = ("owner", "n", "s", "f")
+FIELDS = ("owner", "n", "s", "f", "t", "grp")
+_TEXTS = ["a", "ab", "B", "", "b", "é", "É", "Éa"]
 _USERS = [f"@u{n}" for n in range(USERS + 1)]
 
 
@@ -55,8 +56,8 @@ def filter_strategy() -> Any:
     shorthand, ``$CURRENT_USER``, ``_and`` / ``_or``."""
     st = _st()
     people = st.sampled_from(["$CURRENT_USER", "$CURRENT_USER", *_USERS])
-    numbers = st.integers(-1, 3)
-    texts = st.sampled_from(["a", "ab", "B", "", "b"])
+    numbers = st.integers(-1, 3) | st.sampled_from([1.5, 0.5])
+    texts = st.sampled_from(_TEXTS)
     flag = st.booleans()
 
     def on(name: str, ops: Any) -> Any:
@@ -77,9 +78,13 @@ def filter_strategy() -> Any:
          "_istarts_with", "_ends_with", "_nends_with", "_iends_with", "_lt", "_gte"]), texts)
         | st.builds(lambda o, v: {o: v}, st.sampled_from(["_empty", "_nempty"]), flag))
     f = on("f", st.builds(lambda o, v: {o: v}, st.sampled_from(["_eq", "_neq"]), flag))
+    t = on("t", st.builds(lambda o, v: {o: v}, st.sampled_from(["_contains", "_ncontains"]), st.sampled_from(["a", 1]))
+           | st.builds(lambda o, v: {o: v}, st.sampled_from(["_empty", "_nempty", "_null"]), flag))
     shorthand = st.one_of(people.map(lambda v: {"owner": v}), numbers.map(lambda v: {"n": v}),
                           flag.map(lambda v: {"f": v}))
-    single = st.one_of(owner, owner, n, n, s, f, shorthand)
+    grp = on("grp", st.builds(lambda o, v: {o: v}, st.sampled_from(["_eq", "_neq"]),
+                              st.sampled_from(["$CURRENT_ROLE", "$CURRENT_ROLE", "@r1", "authenticated"])))
+    single = st.one_of(owner, owner, n, n, s, s, f, t, grp, shorthand)
     both = st.builds(lambda a, b: {**a, **b}, single, single)
     group = st.builds(lambda key, items: {key: items}, st.sampled_from(["_and", "_or"]),
                       st.lists(single, min_size=0, max_size=3))
@@ -91,11 +96,11 @@ def query_strategy(*, page: bool = True) -> Any:
     """A Directus query: filter, sort, limit, offset, fields (``page``: sort
     and page keys too)."""
     st = _st()
-    fields = st.lists(st.sampled_from(["id", "n", "s", "owner", "f", "createdAt", "*"]), min_size=1, max_size=3,
+    fields = st.lists(st.sampled_from(["id", "n", "s", "owner", "f", "t", "createdAt", "*"]), min_size=1, max_size=3,
                       unique=True)
     optional: dict[str, Any] = {"filter": filter_strategy(), "fields": fields}
     if page:
-        optional.update({"sort": st.lists(st.sampled_from(["n", "-n", "s", "-s", "f"]), min_size=1, max_size=2,
+        optional.update({"sort": st.lists(st.sampled_from(["n", "-n", "s", "-s", "f", "-f", "t"]), min_size=1, max_size=2,
                                           unique=True),
                          "limit": st.sampled_from([1, 2, 3, -1]), "offset": st.integers(0, 2)})
     return st.fixed_dictionaries({}, optional=optional)
@@ -144,11 +149,22 @@ def rules_strategy() -> Any:
     return st.builds(lambda r, d: tidy({"do": "rules", "roles": r, **({"drop": d} if d else {})}), roles, drops)
 
 
+def _values() -> dict[str, Any]:
+    """Values of the kit's fields - of mixed JSON types now and then (a
+    string ``n``, a number ``f``), which no operator may confuse."""
+    st = _st()
+    return {"owner": st.sampled_from(_USERS),
+            "n": st.integers(-1, 3) | st.sampled_from([1.5, 0.5, "1", True]),
+            "s": st.sampled_from(_TEXTS),
+            "f": st.booleans() | st.just(1),
+            "t": st.sampled_from([[], ["a"], ["b", "a"], [1], ["A"]]),
+            "grp": st.sampled_from(["@r1", "@r2", "authenticated", "public"])}
+
+
 @functools.lru_cache(maxsize=None)
 def _data() -> Any:
     st = _st()
-    values = {"owner": st.sampled_from(_USERS), "n": st.integers(-1, 3), "s": st.sampled_from(["a", "ab", "B", "", "b"]),
-              "f": st.booleans()}
+    values = _values()
     return st.fixed_dictionaries({"owner": values["owner"]}, optional={k: v for k, v in values.items() if k != "owner"}) \
         | st.fixed_dictionaries({}, optional=values)
 
@@ -156,8 +172,7 @@ def _data() -> Any:
 @functools.lru_cache(maxsize=None)
 def _changes() -> Any:
     st = _st()
-    values = {"owner": st.sampled_from(_USERS), "n": st.integers(-1, 3) | st.none(),
-              "s": st.sampled_from(["a", "ab", "B", "", "b"]) | st.none(), "f": st.booleans()}
+    values = {name: value | st.none() if name in ("n", "s", "t") else value for name, value in _values().items()}
     return st.fixed_dictionaries({}, optional=values)
 
 

@@ -124,16 +124,18 @@ _NEGATIONS = {"_neq": "_eq", "_nin": "_in", "_nnull": "_null", "_nempty": "_empt
               "_nends_with": "_ends_with", "_niends_with": "_iends_with", "_nbetween": "_between"}
 
 
-def _bound(operand: Any, user: str | None) -> Any:
+def _bound(operand: Any, me: tuple[str | None, str | None]) -> Any:
     if operand == "$CURRENT_USER":
-        return user
+        return me[0]
+    if operand == "$CURRENT_ROLE":
+        return me[1]
     if isinstance(operand, list):
-        return [_bound(item, user) for item in operand]
+        return [_bound(item, me) for item in operand]
     return operand
 
 
-def _operator(op: str, value: Any, operand: Any, user: str | None) -> bool:
-    operand = _bound(operand, user)
+def _operator(op: str, value: Any, operand: Any, me: tuple[str | None, str | None]) -> bool:
+    operand = _bound(operand, me)
     if op in ("_null", "_nnull", "_empty", "_nempty"):
         flag = operand is True or operand == "true"
         base = _NEGATIONS.get(op, op)
@@ -155,23 +157,25 @@ def _lookup(record: dict[str, Any], path: list[str]) -> Any:
     return value
 
 
-def evaluate(flt: Any, record: dict[str, Any], user: str | None) -> bool:
+def evaluate(flt: Any, record: dict[str, Any], user: Any, role: str | None = None) -> bool:
     """Whether the Directus filter ``flt`` (JSON; ``None``: everything)
-    admits ``record`` for ``user`` (``$CURRENT_USER``; ``None`` nobody)."""
+    admits ``record`` for ``user`` (``$CURRENT_USER``; ``None`` nobody) of
+    ``role`` (``$CURRENT_ROLE``); ``user`` may be the pair of both."""
+    me = user if isinstance(user, tuple) else (user, role)
     if flt is None:
         return True
     for key, value in flt.items():
         if key == "_and":
-            ok = all(evaluate(item, record, user) for item in value)
+            ok = all(evaluate(item, record, me) for item in value)
         elif key == "_or":
-            ok = any(evaluate(item, record, user) for item in value)
+            ok = any(evaluate(item, record, me) for item in value)
         else:
             path = ["_id" if key == "id" else key]
             found = _lookup(record, path)
             if isinstance(value, dict):
-                ok = all(_operator(op, found, operand, user) for op, operand in value.items())
+                ok = all(_operator(op, found, operand, me) for op, operand in value.items())
             else:
-                ok = _operator("_eq", found, value, user)
+                ok = _operator("_eq", found, value, me)
         if not ok:
             return False
     return True
@@ -313,6 +317,10 @@ class DirectusModel:
     def role_of(self, user: int | None) -> str:
         return "public" if user is None else self.roles[user]
 
+    def me(self, user: int | None, role: str) -> tuple[str | None, str]:
+        """What ``$CURRENT_USER`` and ``$CURRENT_ROLE`` are for ``user`` acting with ``role``."""
+        return self.uid_of(user), role
+
     def uid_of(self, user: int | None) -> str | None:
         return None if user is None else self.user_ids[user]
 
@@ -386,7 +394,7 @@ class DirectusModel:
         rule = self.may_query(role, collection, query)
         if rule is None:
             return None
-        me = self.uid_of(user)
+        me = self.me(user, role)
         records = [item.record for item in self.live(collection)
                    if evaluate(rule.filter, item.record, me) and evaluate(query.get("filter"), item.record, me)]
         for key in reversed(query.get("sort") or []):
@@ -404,7 +412,7 @@ class DirectusModel:
         rule = self.rule(self.role_of(user), collection, "read")
         if rule is None:
             return 204, EMPTY_BODY
-        me = self.uid_of(user)
+        me = self.me(user, self.role_of(user))
         visible = [self.render(r, self.readable(rule), None) for r in records if evaluate(rule.filter, r, me)]
         if one:
             return (200, {"data": visible[0]}) if visible else (204, EMPTY_BODY)
@@ -416,7 +424,7 @@ class DirectusModel:
         rule = self.rule(role, collection, action)
         if rule is None:
             return False
-        me = self.uid_of(user)
+        me = self.me(user, role)
         for record in (before, after):
             if record is not None and not evaluate(rule.filter, record, me):
                 return False
@@ -433,14 +441,14 @@ class DirectusModel:
         key = Sym("id", n)
         for k, conn in sorted(self.conns.items()):
             rule = self.rule(conn.role, collection, "read")
-            if rule is None or not evaluate(rule.filter, record, self.uid_of(conn.user)):
+            if rule is None or not evaluate(rule.filter, record, self.me(conn.user, conn.role)):
                 continue
             seen: list[Any] = []
             for sub in conn.subs:
                 if sub.collection != collection or (sub.event is not None and sub.event != kind):
                     continue
                 if kind != "delete" and sub.query is not None and not evaluate(
-                        sub.query.get("filter"), record, self.uid_of(conn.user)):
+                        sub.query.get("filter"), record, self.me(conn.user, conn.role)):
                     continue
                 fields = sub.query.get("fields") if sub.query is not None else None
                 item = None if kind == "delete" else self.render(record, self.readable(rule), fields)
@@ -479,7 +487,8 @@ class DirectusModel:
         return Outcome(403, forbidden_body()) if found is None else Outcome(200, {"data": found})
 
     def read_one(self, user: int | None, collection: str, n: int | None, query: dict[str, Any]) -> Outcome:
-        role, me = self.role_of(user), self.uid_of(user)
+        role = self.role_of(user)
+        me = self.me(user, role)
         rule = self.may_query(role, collection, query)
         item = self._item(collection, n)
         if rule is None or item is None or not evaluate(rule.filter, item.record, me) \
@@ -690,7 +699,7 @@ class DirectusModel:
                 n = outcome.created[0] if verb == "POST" else ns[0]
                 record = self.items[n].record if n is not None else None
                 shown = None
-                if rule is not None and record is not None and evaluate(rule.filter, record, self.uid_of(conn.user)):
+                if rule is not None and record is not None and evaluate(rule.filter, record, self.me(conn.user, conn.role)):
                     shown = self.render(record, self.readable(rule), None)
             frame = {"type": "items" if conn.fmt == "core" else "RESPONSE", "data": shown}
         if uid is not None:

@@ -23,7 +23,7 @@ sequence prints short and replays against any server::
 
 ``user`` ``null`` is nobody signed in (the ``public`` role); user
 ``ADMIN`` (the last) is the kit's administrator. ``"@u1"`` anywhere in
-rules, data and queries stands for user 1's id. Roles ``r1``-``r3`` are
+rules, data and queries stands for user 1's id, ``"@r1"`` for role r1's name. Roles ``r1``-``r3`` are
 the run's own (named after its token); ``public`` and ``authenticated``
 are the built-in ones, which the kit redefines (every other role of the
 stored rules is kept as it is). Collections ``a`` and ``b`` are fresh for
@@ -46,7 +46,7 @@ from typing import Any, Protocol, Sequence
 from urllib.parse import quote
 
 from ..checker import SetupError
-from ..matching import EMPTY_BODY, Bindings, Mismatch, Sym, match, show
+from ..matching import ANY_STRING, EMPTY_BODY, Bindings, Mismatch, Sym, match, show
 from ..targets import CLOSED, NOTHING
 from .model import ACTIONS, MISSING_ID, DirectusModel, Expected, Outcome
 
@@ -333,6 +333,8 @@ class _Sequence:
         if isinstance(value, str) and value.startswith("@u") and value[2:].isdigit():
             n = int(value[2:])
             return self.run.user_ids[n] if n < len(self.run.user_ids) else value
+        if isinstance(value, str) and value.startswith("@") and value[1:] in KIT_ROLES:
+            return self.run.role_name(value[1:])
         if isinstance(value, dict):
             return {key: self.real(item) for key, item in value.items()}
         if isinstance(value, list):
@@ -507,6 +509,24 @@ class _Sequence:
         expected = {"data": {"id": self.run.user_ids[user], "email": self.run.emails[user],
                              "role": self.model.role_of(user)}}
         self._check_http(f"GET /users/me with the access token of user {user}'s login", Outcome(200, expected),
+                         status, answer)
+        # The refresh token rotates; the old one, and a logged-out session's tokens, are no more.
+        old = data["refresh_token"]
+        status, answer = self.run.http("POST", "/auth/refresh", {"refresh_token": old, "mode": "json"})
+        fresh = answer.get("data") if isinstance(answer, dict) else None
+        if status != 200 or not isinstance(fresh, dict) or set(fresh) != {"access_token", "expires", "refresh_token"} \
+                or fresh["refresh_token"] == old:
+            self.fail(f"POST /auth/refresh after {what}: expected 200 {{data: {{access_token, expires, "
+                      f"refresh_token (a new one)}}}}, got {status} {show(answer)}")
+        refused = Outcome(401, {"errors": [{"message": ANY_STRING, "extensions": {"code": "INVALID_CREDENTIALS"}}]})
+        status, answer = self.run.http("POST", "/auth/refresh", {"refresh_token": old, "mode": "json"})
+        self._check_http(f"POST /auth/refresh with the refresh token already used, after {what}", refused, status,
+                         answer)
+        status, answer = self.run.http("POST", "/auth/logout", {"refresh_token": fresh["refresh_token"], "mode": "json"},
+                                       fresh["access_token"])
+        self._check_http(f"POST /auth/logout after {what}", Outcome(204, EMPTY_BODY), status, answer)
+        status, answer = self.run.http("GET", "/users/me", None, fresh["access_token"])
+        self._check_http(f"GET /users/me with the access token of a logged-out session, after {what}", refused,
                          status, answer)
         self.deliveries(Outcome(), what)
 
