@@ -181,7 +181,7 @@ def step_strategy() -> Any:
     """A Hypothesis strategy for one step."""
     st = _st()
     users = st.sampled_from([0, 0, 1, 1, 2, 2, None, ADMIN])
-    colls = st.sampled_from(["a", "a", "a", "b"])
+    colls = st.sampled_from(["a", "a", "a", "a", "a", "b", "b", "users", "_kit", "directus_users"])
     items = st.sampled_from([0, 0, 1, 1, 2, 3, 4, 5, 7, -1])
     item_colls = st.sampled_from([None] * 7 + ["a", "b"])
     conns = st.integers(0, CONNS - 1)
@@ -204,6 +204,9 @@ def step_strategy() -> Any:
         (1, item_step("update", user=users, items=st.lists(items, min_size=2, max_size=2), data=_changes())),
         (2, item_step("delete", user=users, item=items)),
         (1, item_step("delete", user=users, items=st.lists(items, min_size=2, max_size=2))),
+        (1, optional_step("update-query", {"user": users, "coll": colls, "data": _changes()},
+                          {"query": query_strategy()})),
+        (1, optional_step("delete-query", {"user": users, "coll": colls}, {"query": query_strategy()})),
         (5, optional_step("get", {"user": users, "coll": colls}, {"query": query_strategy()})),
         (3, optional_step("get-one", {"user": users, "item": items}, {"query": query_strategy(page=False)})),
         (1, rules_strategy()),

@@ -47,6 +47,8 @@ MISSING_ID = "ffffffffffffffffffffffff"
 DEFAULT_LIMIT = 100
 BUILT_IN_ROLES = ("admin", "authenticated", "public")
 ACTIONS = ("create", "read", "update", "delete")
+#: Collections that are no collection to anyone (and every ``_`` or ``directus_`` one).
+HIDDEN = frozenset(("users", "uploads", "sessions"))
 _ABSENT = object()
 
 
@@ -325,6 +327,8 @@ class DirectusModel:
         return None if user is None else self.user_ids[user]
 
     def rule(self, role: str, collection: str, action: str) -> Rule | None:
+        if collection.lower() in HIDDEN or collection.startswith("_") or collection.lower().startswith("directus_"):
+            return None  # no collection to anyone, admins included
         role_rules = self.rules.get(role)
         if role_rules is None:
             return None
@@ -406,6 +410,20 @@ class DirectusModel:
         page = records[offset:] if limit is None or limit == -1 else records[offset:offset + limit]
         readable = self.readable(rule)
         return [self.render(record, readable, query.get("fields")) for record in page]
+
+    def selected(self, user: int | None, collection: str, query: dict[str, Any]) -> list[int] | None:
+        """The items an update or a delete by query names: those the writer
+        may read that the query selects (its filter, sort, limit; not its
+        fields); ``None`` when it may not read so."""
+        role = self.role_of(user)
+        rule = self.rule(role, collection, "read")
+        keyed = {key: value for key, value in query.items() if key != "fields"}
+        if rule is None or (self.readable(rule) != "*" and self.query_names(keyed) - self.readable(rule)):
+            return None
+        picked = self.select(role, user, collection, {**keyed, "fields": ["id"]}, default_limit=None)
+        assert picked is not None
+        by_key = {item.record["_id"]: item.n for item in self.live(collection) if item.record is not None}
+        return [by_key[entry["id"]] for entry in picked]
 
     def _shown(self, user: int | None, collection: str, records: list[dict[str, Any]], one: bool) -> tuple[int, Any]:
         """A write's answer: what its writer may read of the records written."""

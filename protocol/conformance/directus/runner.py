@@ -13,6 +13,8 @@ sequence prints short and replays against any server::
     {"do": "create", "user": 0, "coll": "a", "data": {"n": 1, "owner": "@u0"}}      (a list: createMany)
     {"do": "update", "user": 0, "coll": "a", "item": 1, "data": {"n": 2}}          ("items": [0, 1]: updateMany)
     {"do": "delete", "user": 0, "coll": "a", "item": 1}                            ("items": [0, 1]: deleteMany)
+    {"do": "update-query", "user": 0, "coll": "a", "query": {"filter": {...}}, "data": {"n": 2}}
+    {"do": "delete-query", "user": 0, "coll": "a", "query": {"filter": {...}, "limit": 1}}
     {"do": "login", "user": 0}
     {"do": "open", "conn": 0, "user": 1, "proto": "core" | "extension" | "v1"}
     {"do": "subscribe", "conn": 0, "coll": "a", "query": {...}, "uid": "1", "event": "update"}
@@ -27,7 +29,8 @@ rules, data and queries stands for user 1's id, ``"@r1"`` for role r1's name. Ro
 the run's own (named after its token); ``public`` and ``authenticated``
 are the built-in ones, which the kit redefines (every other role of the
 stored rules is kept as it is). Collections ``a`` and ``b`` are fresh for
-every sequence. ``item`` n is the n-th item of the sequence still there (in
+every sequence; ``users``, ``_kit`` and ``directus_users`` are names that may
+never be collections. ``item`` n is the n-th item of the sequence still there (in
 any collection, counted round), ``-1`` a missing id; an item step without
 ``coll`` is on its item's collection. ``rules`` roles
 ``r1``-``r3`` it does not list get no rules, unless ``drop``ped.
@@ -48,7 +51,7 @@ from urllib.parse import quote
 from ..checker import SetupError
 from ..matching import ANY_STRING, EMPTY_BODY, Bindings, Mismatch, Sym, match, show
 from ..targets import CLOSED, NOTHING
-from .model import ACTIONS, MISSING_ID, DirectusModel, Expected, Outcome
+from .model import ACTIONS, MISSING_ID, DirectusModel, Expected, Outcome, forbidden_body
 
 __all__ = ["DirectusTarget", "DirectusMismatch", "DirectusRun", "run_steps", "format_steps", "load_steps", "tidy",
            "USERS", "ADMIN", "CONNS", "COLLECTIONS", "KIT_ROLES", "InProcessDirectus"]
@@ -60,6 +63,8 @@ CONNS = 4
 COLLECTIONS = ("a", "b")
 KIT_ROLES = ("r1", "r2", "r3")
 _PASSWORD = "kit-password-1"
+#: Names no rule reaches: never collections (403 to everyone, admins included).
+_NO_COLLECTIONS = ("users", "_kit", "directus_users")
 _ORDER = ("do", "conn", "user", "proto", "verb", "coll", "item", "items", "role", "uid", "event", "query", "data",
           "roles", "drop")
 
@@ -342,7 +347,10 @@ class _Sequence:
         return value
 
     def coll(self, step: dict[str, Any]) -> str:
-        return self.collections.get(step.get("coll", "a"), self.collections["a"])
+        name = step.get("coll", "a")
+        if name in _NO_COLLECTIONS:
+            return name  # a name that may not be a collection: as it is
+        return self.collections.get(name, self.collections["a"])
 
     def item_n(self, n: Any) -> int | None:
         """The item a step's ``item`` names: the n-th of the sequence's
@@ -479,6 +487,23 @@ class _Sequence:
             path = f"/items/{collection}/{self.item_id(step.get('item'))}"
             outcome = self.model.update(step.get("user"), collection, [self.item_n(step.get("item"))], data, True)
             self._rest(step, outcome, "PATCH", path, data)
+
+    def _update_query(self, step: dict[str, Any]) -> None:
+        """``PATCH /items/{c} {query, data}``: the items the writer may read
+        that the query selects."""
+        collection, query = self.coll(step), self.real(step.get("query") or {})
+        data = self.real(step.get("data") or {})
+        ns = self.model.selected(step.get("user"), collection, query)
+        outcome = (Outcome(403, forbidden_body()) if ns is None
+                   else self.model.update(step.get("user"), collection, ns, data, False))
+        self._rest(step, outcome, "PATCH", f"/items/{collection}", {"query": query, "data": data})
+
+    def _delete_query(self, step: dict[str, Any]) -> None:
+        """``DELETE /items/{c} {query}``."""
+        collection, query = self.coll(step), self.real(step.get("query") or {})
+        ns = self.model.selected(step.get("user"), collection, query)
+        outcome = Outcome(403, forbidden_body()) if ns is None else self.model.delete(step.get("user"), collection, ns)
+        self._rest(step, outcome, "DELETE", f"/items/{collection}", {"query": query})
 
     def _delete(self, step: dict[str, Any]) -> None:
         # The ids first: the model forgets what it deletes.
