@@ -102,7 +102,10 @@ def query_strategy(*, page: bool = True) -> Any:
     if page:
         optional.update({"sort": st.lists(st.sampled_from(["n", "-n", "s", "-s", "f", "-f", "t"]), min_size=1, max_size=2,
                                           unique=True),
-                         "limit": st.sampled_from([1, 2, 3, -1]), "offset": st.integers(0, 2)})
+                         "limit": st.sampled_from([1, 2, 3, -1]), "offset": st.integers(0, 2),
+                         "page": st.integers(1, 3),
+                         "meta": st.sampled_from([["total_count"], ["filter_count"], ["*"],
+                                                  ["filter_count", "total_count"]])})
     return st.fixed_dictionaries({}, optional=optional)
 
 

@@ -308,6 +308,7 @@ class DirectusModel:
         self.foreign = foreign  # roles of the stored rules the kit keeps as they are
         self.items: list[Item] = []
         self.conns: dict[int, Conn] = {}
+        self.counts: dict[str, int] = {}
         self._ts = 0
 
     # -- helpers ----------------------------------------------------------------------
@@ -399,14 +400,17 @@ class DirectusModel:
         if rule is None:
             return None
         me = self.me(user, role)
-        records = [item.record for item in self.live(collection)
-                   if evaluate(rule.filter, item.record, me) and evaluate(query.get("filter"), item.record, me)]
+        scoped = [item.record for item in self.live(collection) if evaluate(rule.filter, item.record, me)]
+        records = [record for record in scoped if evaluate(query.get("filter"), record, me)]
+        self.counts = {"total_count": len(scoped), "filter_count": len(records)}
         for key in reversed(query.get("sort") or []):
             name = key[1:] if key.startswith("-") else key
             name = "_id" if name == "id" else name
             records.sort(key=lambda r, name=name: self._sort_key(r.get(name, _ABSENT)), reverse=key.startswith("-"))
         offset = query.get("offset", 0)
         limit = query.get("limit", default_limit)
+        if "page" in query and limit is not None and limit != -1:
+            offset = limit * (query["page"] - 1)
         page = records[offset:] if limit is None or limit == -1 else records[offset:offset + limit]
         readable = self.readable(rule)
         return [self.render(record, readable, query.get("fields")) for record in page]
@@ -500,9 +504,21 @@ class DirectusModel:
 
     # -- REST -------------------------------------------------------------------------------
 
+    def meta(self, query: dict[str, Any]) -> dict[str, int] | None:
+        """The ``meta`` a query asks for (of the last ``select``)."""
+        asked = query.get("meta") or []
+        names = {"total_count", "filter_count"} if "*" in asked else set(asked)
+        return {name: self.counts[name] for name in sorted(names)} or None
+
     def read(self, user: int | None, collection: str, query: dict[str, Any]) -> Outcome:
         found = self.select(self.role_of(user), user, collection, query)
-        return Outcome(403, forbidden_body()) if found is None else Outcome(200, {"data": found})
+        if found is None:
+            return Outcome(403, forbidden_body())
+        body: dict[str, Any] = {"data": found}
+        meta = self.meta(query)
+        if meta:
+            body["meta"] = meta
+        return Outcome(200, body)
 
     def read_one(self, user: int | None, collection: str, n: int | None, query: dict[str, Any]) -> Outcome:
         role = self.role_of(user)
@@ -643,6 +659,9 @@ class DirectusModel:
             frame: dict[str, Any] = {"type": "subscription", "event": "init"}
             if event is None:
                 frame["data"] = init
+                meta = self.meta(asked)
+                if meta:
+                    frame["meta"] = meta
             if uid is not None:
                 frame["uid"] = uid
             outcome.add(k, "reply", frame)
@@ -684,6 +703,9 @@ class DirectusModel:
             frame: dict[str, Any] = ({"type": "items", "status": "error",
                                       "error": {"code": "FORBIDDEN", "message": ANY_STRING}}
                                      if found is None else {"type": "items", "data": found})
+            meta = self.meta(query) if found is not None else None
+            if meta:
+                frame["meta"] = meta
         elif conn.fmt == "v1":
             frame = ({"type": "ERROR", "data": {"status": 403, "code": "FORBIDDEN", "message": ANY_STRING,
                                                 "extensions": {}}}
