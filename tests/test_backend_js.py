@@ -34,6 +34,7 @@ def test_two_pages_share_an_inbox_through_backend_js(server: ServerProcess, tmp_
         page_server.shutdown()
     assert result.returncode == 0, result.stdout + result.stderr
     assert '"ok":true' in result.stdout
+    assert "watchDocument sees every write live" in result.stdout, result.stdout
 
 
 def test_backend_js_is_served_without_a_key_before_the_inbox_mount(server: ServerProcess) -> None:

@@ -143,6 +143,27 @@ const messagesSeenByA = async (predicate, label) => {
   return A(() => watch.doc["#messages"]);
 };
 
+// -- page C watches the document live, over the resource websocket ------------
+const C = await openPage("watcher");
+await C(([api, readToken]) => {
+  window.backend = new Backend(api);
+  window.live = { changes: [], errors: [], absentErrors: [] };
+  window.liveWatch = backend.watchDocument(readToken,
+    (data, revision) => live.changes.push({ revision, messages: data["#messages"] }),
+    (code) => live.errors.push(code));
+  // A document that does not exist yet: 404, and the watch stays.
+  backend.watchDocument(Backend.randomToken(), () => {}, (code) => live.absentErrors.push(code));
+}, apiUrl, readToken);
+async function liveSeen(predicate, label) {
+  for (let i = 0; i < 100; i++) {
+    const seen = await C(() => live);
+    if (seen.changes.length && predicate(seen.changes[seen.changes.length - 1].messages)) return seen;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`page C's watchDocument never saw ${label}: ${JSON.stringify(await C(() => live)).slice(0, 800)}`);
+}
+await liveSeen(() => true, "the document as it is");
+
 // -- page B sends and removes messages -----------------------------------------
 await B(([api, writeToken]) => {
   window.backend = new Backend(api);
@@ -197,6 +218,18 @@ assert.equal(fresh.kind, "done", JSON.stringify(fresh));
 assert.equal(fresh.args[0]["#messages"][ids[2]].via, "udp");
 assert.equal(fresh.args[1], watched.revision);
 step("a message sent over UDP by satchel.transports.udp.send_message_udp shows up in page A");
+
+const seenLive = await liveSeen((m) => m[ids[2]] && m[ids[2]].via === "udp" && !m[ids[0]], "the UDP message");
+assert.deepEqual(seenLive.errors, []);
+assert.deepEqual(seenLive.absentErrors, [404]);
+for (let i = 1; i < seenLive.changes.length; i++) {
+  assert.ok(seenLive.changes[i].revision > seenLive.changes[i - 1].revision, "live revisions increase");
+}
+assert.ok(seenLive.changes.some((change) => change.messages[ids[0]] && change.messages[ids[0]].value === 21.1),
+  "the watch saw the first message before its removal");
+assert.equal(seenLive.changes[seenLive.changes.length - 1].revision, watched.revision, "the watch ends at the stored revision");
+await C(() => liveWatch.close());
+step("watchDocument sees every write live - HTTP messages, the removal, the UDP message - in revision order");
 
 // -- error paths -------------------------------------------------------------
 await A(() => { window.polling = false; });

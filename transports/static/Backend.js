@@ -67,11 +67,17 @@
 //       sendMessage. Removal is not a forward operation: an older version of
 //       the message can be merged again later.
 //
-//   backend.watchDocument(...)  - not here yet: live updates of a document
-//       over the resource websocket (/realtime, a "document" resource) are
-//       being added separately; see the marked place below. Until then, poll
-//       readDocuments with the last revision seen (cheap: nothing is sent for
-//       a document that did not change).
+//   backend.watchDocument(readToken, onChange, onError) -> {close()}
+//       Live updates of one document over the server's resource websocket
+//       (/realtime, a "document" resource; no account needed). onChange(data,
+//       revision) is called with the document as it is now, at once, and
+//       after every write to it (a PUT, a message merged or removed over HTTP
+//       or UDP), never twice for one revision and never with an older one.
+//       onError(errorCode): 404 no such document yet (the watch stays: its
+//       first write is delivered), 400 malformed token, 0 the connection was
+//       lost (it reconnects by itself, 1 s then up to 30 s apart, and the
+//       document as it is then arrives through onChange). close() ends the
+//       watch. One websocket per Backend carries all of its watches.
 
 var Backend = (function () {
   "use strict";
@@ -207,12 +213,100 @@ var Backend = (function () {
     return this._request("DELETE", messagePath(writeToken, messageId), {}, undefined, plain(onDone, onError));
   };
 
-  // ---- watchDocument goes here --------------------------------------------
-  // Backend.prototype.watchDocument(readToken, onChange, onError): live
-  // updates over the resource websocket (a "document" resource at /realtime,
-  // seed 004) are being built separately. Deliberately not defined until
-  // then, so `if (backend.watchDocument)` tells whether a server has it.
-  // ---------------------------------------------------------------------------
+  // ---- watchDocument: the resource websocket (seed 004) -------------------
+
+  function realtimeUrl(base) {
+    var url = new URL(base.replace(/\/backend$/, "") + "/realtime", typeof location !== "undefined" ? location.href : undefined);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url.href;
+  }
+
+  // The Backend's one socket: opened on the first watch, closed after the
+  // last, reopened after a loss with every watch subscribed again.
+  Backend.prototype._live = function () {
+    if (this._socket) return this._socket;
+    var self = this;
+    var live = { watches: {}, socket: null, delay: 1000, timer: null, closed: false };
+    function send(token) {
+      if (live.socket && live.socket.readyState === 1) {
+        live.socket.send(JSON.stringify({ action: "subscribe", resource: { type: "document", id: token } }));
+      }
+    }
+    function each(token, call) {
+      var list = (live.watches[token] || []).slice();
+      for (var i = 0; i < list.length; i++) call(list[i]);
+    }
+    function open() {
+      live.timer = null;
+      var socket = new WebSocket(realtimeUrl(self.url));
+      live.socket = socket;
+      socket.onopen = function () {
+        live.delay = 1000;
+        for (var token in live.watches) send(token);
+      };
+      socket.onmessage = function (event) {
+        var message;
+        try { message = JSON.parse(event.data); } catch (error) { return; }
+        var resource = message.resource || {};
+        if (resource.type !== "document" || !live.watches[resource.id]) return;
+        if (message.warning === "resource_not_found") {
+          each(resource.id, function (watch) { watch.onError(404); });
+        } else if (message.error) {
+          each(resource.id, function (watch) { watch.onError(message.code === "invalid_message" ? 400 : 0); });
+        } else if (message.data && typeof message.data.revision === "number") {
+          each(resource.id, function (watch) {
+            if (watch.revision !== null && message.data.revision <= watch.revision) return;
+            watch.revision = message.data.revision;
+            watch.onChange(message.data.content, message.data.revision);
+          });
+        }
+      };
+      socket.onclose = function () {
+        if (live.socket !== socket) return;
+        live.socket = null;
+        if (live.closed) return;
+        for (var token in live.watches) each(token, function (watch) { watch.onError(0); });
+        live.timer = setTimeout(open, live.delay);
+        live.delay = Math.min(live.delay * 2, 30000);
+      };
+    }
+    live.subscribe = send;
+    live.unsubscribe = function (token) {
+      if (live.socket && live.socket.readyState === 1) {
+        live.socket.send(JSON.stringify({ action: "unsubscribe", resource: { type: "document", id: token } }));
+      }
+    };
+    live.end = function () {
+      live.closed = true;
+      if (live.timer) clearTimeout(live.timer);
+      if (live.socket) live.socket.close();
+      self._socket = null;
+    };
+    this._socket = live;
+    open();
+    return live;
+  };
+
+  Backend.prototype.watchDocument = function (readToken, onChange, onError) {
+    var live = this._live();
+    var watch = { onChange: onChange || noop, onError: onError || noop, revision: null };
+    var token = String(readToken);
+    var first = !live.watches[token];
+    (live.watches[token] = live.watches[token] || []).push(watch);
+    if (first) live.subscribe(token);
+    return {
+      close: function () {
+        var list = live.watches[token] || [];
+        var at = list.indexOf(watch);
+        if (at < 0) return;
+        list.splice(at, 1);
+        if (list.length) return;
+        delete live.watches[token];
+        live.unsubscribe(token);
+        if (Object.keys(live.watches).length === 0) live.end();
+      },
+    };
+  };
 
   var current = typeof document !== "undefined" ? document.currentScript : null;
   Backend.scriptUrl = current && current.src ? current.src : null;
