@@ -98,14 +98,13 @@ def query_strategy(*, page: bool = True) -> Any:
     st = _st()
     fields = st.lists(st.sampled_from(["id", "n", "s", "owner", "f", "t", "createdAt", "*"]), min_size=1, max_size=3,
                       unique=True)
-    optional: dict[str, Any] = {"filter": filter_strategy(), "fields": fields}
+    meta = st.sampled_from([["total_count"], ["filter_count"], ["*"], ["filter_count", "total_count"]])
+    optional: dict[str, Any] = {"filter": filter_strategy(), "fields": fields, "meta": meta}
     if page:
         optional.update({"sort": st.lists(st.sampled_from(["n", "-n", "s", "-s", "f", "-f", "t"]), min_size=1, max_size=2,
                                           unique=True),
                          "limit": st.sampled_from([1, 2, 3, -1]), "offset": st.integers(0, 2),
-                         "page": st.integers(1, 3),
-                         "meta": st.sampled_from([["total_count"], ["filter_count"], ["*"],
-                                                  ["filter_count", "total_count"]])})
+                         "page": st.integers(1, 3)})
     return st.fixed_dictionaries({}, optional=optional)
 
 
@@ -219,12 +218,15 @@ def step_strategy() -> Any:
                  proto=st.sampled_from(["core", "core", "extension", "extension", "v1"]))),
         (3, optional_step("subscribe", {"conn": conns, "coll": colls},
                           {"query": query_strategy(page=False), "uid": uids,
-                           "event": st.sampled_from(["create", "update", "delete"])})),
+                           "event": st.sampled_from(["create", "update", "delete"]), "item": items})),
+        (1, optional_step("subscribe", {"conn": conns, "coll": colls, "item": items},
+                          {"query": query_strategy(page=False), "uid": uids})),
         (1, optional_step("unsubscribe", {"conn": conns}, {"uid": uids})),
         (1, optional_step("ws-get", {"conn": conns, "coll": colls}, {"query": query_strategy()})),
         (2, step("ws-write", conn=conns, verb=st.just("POST"), coll=colls, data=_data())),
         (1, item_step("ws-write", conn=conns, verb=st.just("PATCH"), item=items, data=_changes())),
         (1, item_step("ws-write", conn=conns, verb=st.just("DELETE"), item=items)),
+        (1, step("reauth", conn=conns, user=users.filter(lambda u: u is not None))),
         (1, step("close", conn=conns)),
     ]
     # ``one_of`` would drop repeated branches: draw the kind by weight instead.

@@ -276,6 +276,7 @@ class Sub:
     collection: str
     query: dict[str, Any] | None  # None: v1, which ignores the query
     event: str | None = None
+    item: int | None = None  # core: the one item it follows (-1: a missing id)
 
 
 @dataclass
@@ -469,6 +470,8 @@ class DirectusModel:
             for sub in conn.subs:
                 if sub.collection != collection or (sub.event is not None and sub.event != kind):
                     continue
+                if sub.item is not None and sub.item != n:
+                    continue
                 if kind != "delete" and sub.query is not None and not evaluate(
                         sub.query.get("filter"), record, self.me(conn.user, conn.role)):
                     continue
@@ -482,7 +485,9 @@ class DirectusModel:
     @staticmethod
     def _event(fmt: str, sub: Sub, kind: str, collection: str, key: Sym, item: Any) -> dict[str, Any]:
         if fmt == "core":
-            frame: dict[str, Any] = {"type": "subscription", "event": kind, "data": [key] if item is None else [item]}
+            data = key if item is None else item
+            frame: dict[str, Any] = {"type": "subscription", "event": kind,
+                                     "data": data if sub.item is not None else [data]}
         elif fmt == "v1":
             frame = {"action": kind, "payload": [key] if kind == "delete" else item, "collection": collection}
             if kind == "create":
@@ -520,8 +525,9 @@ class DirectusModel:
             body["meta"] = meta
         return Outcome(200, body)
 
-    def read_one(self, user: int | None, collection: str, n: int | None, query: dict[str, Any]) -> Outcome:
-        role = self.role_of(user)
+    def read_one(self, user: int | None, collection: str, n: int | None, query: dict[str, Any],
+                 role: str | None = None) -> Outcome:
+        role = self.role_of(user) if role is None else role
         me = self.me(user, role)
         rule = self.may_query(role, collection, query)
         item = self._item(collection, n)
@@ -638,15 +644,32 @@ class DirectusModel:
             outcome.add(k, "reply", {"type": "auth", "status": "ok"})
         return outcome
 
+    def reauth(self, k: int, user: int) -> Outcome:
+        """A core connection signs in again (as ``user``): from now on its
+        subscriptions see what that user, with its role now, may read."""
+        conn = self.conns[k]
+        conn.user, conn.role = user, self.role_of(user)
+        outcome = Outcome()
+        outcome.add(k, "reply", {"type": "auth", "status": "ok"})
+        return outcome
+
     def close(self, k: int) -> None:
         self.conns.pop(k, None)
 
-    def subscribe(self, k: int, collection: str, query: dict[str, Any] | None, uid: Any, event: str | None) -> Outcome:
+    def subscribe(self, k: int, collection: str, query: dict[str, Any] | None, uid: Any, event: str | None,
+                  item: int | None = None) -> Outcome:
+        """A subscribe; ``item`` (core) the index of the one item it follows
+        (``-1``: an id that names none)."""
         conn = self.conns[k]
         outcome = Outcome()
         asked = query or {}
         if conn.fmt == "core":
-            init = self.select(conn.role, conn.user, collection, asked)
+            init: Any
+            if event is not None or item is None:
+                init = self.select(conn.role, conn.user, collection, asked)
+            else:
+                one = self.read_one(conn.user, collection, None if item < 0 else item, asked, role=conn.role)
+                init = one.body["data"] if one.status == 200 else None
             if init is None:
                 error: dict[str, Any] = {"type": "subscribe", "status": "error",
                                          "error": {"code": "FORBIDDEN", "message": ANY_STRING}}
@@ -655,11 +678,11 @@ class DirectusModel:
                 outcome.add(k, "reply", error)
                 return outcome
             conn.subs = [sub for sub in conn.subs if uid is None or sub.uid != uid]
-            conn.subs.append(Sub(uid, collection, asked, event))
+            conn.subs.append(Sub(uid, collection, asked, event, item))
             frame: dict[str, Any] = {"type": "subscription", "event": "init"}
             if event is None:
                 frame["data"] = init
-                meta = self.meta(asked)
+                meta = self.meta(asked) if item is None else None
                 if meta:
                     frame["meta"] = meta
             if uid is not None:

@@ -17,10 +17,11 @@ sequence prints short and replays against any server::
     {"do": "delete-query", "user": 0, "coll": "a", "query": {"filter": {...}, "limit": 1}}
     {"do": "login", "user": 0}
     {"do": "open", "conn": 0, "user": 1, "proto": "core" | "extension" | "v1"}
-    {"do": "subscribe", "conn": 0, "coll": "a", "query": {...}, "uid": "1", "event": "update"}
+    {"do": "subscribe", "conn": 0, "coll": "a", "query": {...}, "uid": "1", "event": "update", "item": 0}
     {"do": "unsubscribe", "conn": 0, "uid": "1"}
     {"do": "ws-get", "conn": 0, "coll": "a", "query": {...}}
     {"do": "ws-write", "conn": 0, "verb": "POST" | "PATCH" | "DELETE", "coll": "a", "item": 0, "data": {...}}
+    {"do": "reauth", "conn": 0, "user": 2}                                       (core: auth again)
     {"do": "close", "conn": 0}
 
 ``user`` ``null`` is nobody signed in (the ``public`` role); user
@@ -575,6 +576,16 @@ class _Sequence:
             self.send(k, {"type": "auth", "access_token": token})
         self.deliveries(outcome, f"opening websocket {k} ({proto}) as user {user} ({self.model.role_of(user)})")
 
+    def _reauth(self, step: dict[str, Any]) -> None:
+        """A core connection's ``auth`` with another (or the same) user's token."""
+        conn, user = self._conn(step), step.get("user")
+        if conn is None or conn.fmt != "core" or not isinstance(user, int) or not 0 <= user <= ADMIN:
+            return
+        k = step["conn"]
+        outcome = self.model.reauth(k, user)
+        self.send(k, {"type": "auth", "access_token": self.run.tokens[user]})
+        self.deliveries(outcome, f"auth on websocket {k} as user {user} ({self.model.role_of(user)})")
+
     def _conn(self, step: dict[str, Any]) -> Any:
         k = step.get("conn")
         return self.model.conns.get(k)
@@ -593,8 +604,13 @@ class _Sequence:
             message["uid"] = uid
         if event is not None:
             message["event"] = event
+        item = None
+        if "item" in step and conn.fmt == "core":
+            found = self.item_n(step["item"])
+            item = -1 if found is None or self.model.items[found].collection != collection else found
+            message["item"] = self.item_id(step["item"]) if item >= 0 else MISSING_ID
         outcome = self.model.subscribe(k, collection, query if conn.fmt != "v1" else None,
-                                       uid if conn.fmt != "v1" else None, event)
+                                       uid if conn.fmt != "v1" else None, event, item)
         self.send(k, message)
         if not outcome.frames.get(k):
             self._barrier(k, outcome)
