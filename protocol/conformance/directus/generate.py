@@ -50,6 +50,12 @@ def _st() -> Any:
     return st
 
 
+def _weighted(*choices: tuple[int, Any]) -> Any:
+    """One of the strategies, by weight (``one_of`` drops repeated branches)."""
+    st = _st()
+    return st.sampled_from([strategy for weight, strategy in choices for _ in range(weight)]).flatmap(lambda s: s)
+
+
 @functools.lru_cache(maxsize=None)
 def filter_strategy() -> Any:
     """Directus filters on the kit's fields: every common operator, the
@@ -84,11 +90,11 @@ def filter_strategy() -> Any:
                           flag.map(lambda v: {"f": v}))
     grp = on("grp", st.builds(lambda o, v: {o: v}, st.sampled_from(["_eq", "_neq"]),
                               st.sampled_from(["$CURRENT_ROLE", "$CURRENT_ROLE", "@r1", "authenticated"])))
-    single = st.one_of(owner, owner, n, n, s, s, f, t, grp, shorthand)
+    single = _weighted((2, owner), (2, n), (2, s), (1, f), (1, t), (1, grp), (1, shorthand))
     both = st.builds(lambda a, b: {**a, **b}, single, single)
     group = st.builds(lambda key, items: {key: items}, st.sampled_from(["_and", "_or"]),
                       st.lists(single, min_size=0, max_size=3))
-    return st.one_of(single, single, single, both, group)
+    return _weighted((3, single), (1, both), (1, group))
 
 
 @functools.lru_cache(maxsize=None)
@@ -112,9 +118,13 @@ def query_strategy(*, page: bool = True) -> Any:
 def _rule(collection: str, action: str) -> Any:
     st = _st()
     names = st.lists(st.sampled_from([*FIELDS, "createdAt"]), max_size=3, unique=True)
-    # Filters and field lists in most rules: they are what tells items and fields apart.
-    filters = st.one_of(filter_strategy(), filter_strategy(), st.none())
-    fields = st.one_of(names, names, st.just("*"), st.none())
+    # Filters and field lists in most rules: they are what tells items and fields
+    # apart - on the owner most often, which is what tells users apart.
+    mine = st.sampled_from([{"owner": {"_eq": "$CURRENT_USER"}}, {"owner": "$CURRENT_USER"},
+                            {"owner": {"_neq": "$CURRENT_USER"}}, {"grp": {"_eq": "$CURRENT_ROLE"}}])
+    mine_or = st.builds(lambda a, b: {"_or": [a, b]}, mine, filter_strategy())
+    filters = _weighted((1, mine), (1, mine_or), (2, filter_strategy()), (1, st.none()))
+    fields = _weighted((2, names), (1, st.just("*")), (1, st.none()))
     spec = st.fixed_dictionaries({"collection": st.just(collection), "action": st.just(action)},
                                  optional={"allowed": st.sampled_from([True, True, True, True, False])})
     return st.builds(lambda r, f, n: {**r, **({} if f is None else {"filter": f}), **({} if n is None else {"fields": n})},
@@ -143,7 +153,7 @@ def rules_strategy() -> Any:
     keys = st.tuples(st.sampled_from(["a", "a", "b", "*"]),
                      st.sampled_from(["read", "read", "create", "update", "update", "delete", "*", "*"]))
     rule = keys.flatmap(lambda key: _rule(*key))
-    role = st.one_of(*[st.lists(rule, min_size=1, max_size=6).map(_one_rule_each)] * 4, st.just("admin"))
+    role = _weighted((9, st.lists(rule, min_size=1, max_size=6).map(_one_rule_each)), (1, st.just("admin")))
     # The kit's own roles mostly have rules: they are what tells users apart.
     roles = st.fixed_dictionaries({"r1": role, "r2": role},
                                   optional={name: role for name in ("public", "authenticated", "r3")})
@@ -251,11 +261,15 @@ def sequence_strategy(steps: int = 25) -> Any:
             head.append(tidy(subscribe))
         return head
 
-    roles = st.lists(st.sampled_from(["r1", "r2", "r3", "authenticated"]), min_size=USERS, max_size=USERS)
-    sockets = st.lists(st.tuples(st.sampled_from([0, 1, 2, 0, 1, 2, ADMIN]),
+    # Users often share a role: a rule on $CURRENT_USER must still tell them apart.
+    roles = st.lists(st.sampled_from(["r1", "r1", "r1", "r2", "r3", "authenticated"]), min_size=USERS,
+                     max_size=USERS)
+    # Mostly one websocket per user (socket k is user k's), so that users compare.
+    sockets = st.lists(st.tuples(st.sampled_from([None] * 5 + [0, 1, 2, ADMIN]),
                                  st.sampled_from(["core", "core", "extension", "v1"]),
-                                 st.sampled_from(["1", None])), max_size=CONNS)
-    world_of = st.builds(world, st.one_of(rules_strategy(), rules_strategy(), rules_strategy(), st.none()), roles,
+                                 st.sampled_from(["1", None])), min_size=2, max_size=CONNS).map(
+        lambda drawn: [(k % USERS if user is None else user, proto, uid) for k, (user, proto, uid) in enumerate(drawn)])
+    world_of = st.builds(world, _weighted((3, rules_strategy()), (1, st.none())), roles,
                          sockets, st.lists(_data(), min_size=1, max_size=3))
     worlds = st.sampled_from([True] * 9 + [False]).flatmap(lambda made: world_of if made else st.just([]))
     one = step_strategy()
