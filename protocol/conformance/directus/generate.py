@@ -197,7 +197,7 @@ def step_strategy() -> Any:
     items = st.sampled_from([0, 0, 1, 1, 2, 3, 4, 5, 7, -1])
     item_colls = st.sampled_from([None] * 7 + ["a", "b"])
     conns = st.integers(0, CONNS - 1)
-    uids = st.sampled_from(["1", "1", "2", None])
+    uids = st.sampled_from(["1", "1", "2", None, 1])  # a number: core answers String(uid), the extension as sent
 
     def step(do: str, **fields: Any) -> Any:
         return st.fixed_dictionaries({"do": st.just(do), **fields}).map(tidy)

@@ -664,6 +664,7 @@ class DirectusModel:
         outcome = Outcome()
         asked = query or {}
         if conn.fmt == "core":
+            uid = _core_uid(uid)
             init: Any
             if event is not None or item is None:
                 init = self.select(conn.role, conn.user, collection, asked)
@@ -709,6 +710,8 @@ class DirectusModel:
 
     def unsubscribe(self, k: int, uid: Any) -> Outcome:
         conn = self.conns[k]
+        if conn.fmt == "core":
+            uid = _core_uid(uid)
         conn.subs = [] if uid is None else [sub for sub in conn.subs if sub.uid is None or sub.uid != uid]
         outcome = Outcome()
         if conn.fmt == "core":
@@ -779,6 +782,11 @@ class DirectusModel:
             return {"type": "ERROR", "data": {"status": 403, "code": "FORBIDDEN", "message": ANY_STRING,
                                               "extensions": {}}}
         return {"type": "ERROR", "data": ANY_STRING}
+
+
+def _core_uid(uid: Any) -> str | None:
+    """Core keys subscriptions by ``String(uid)``: ``1`` and ``"1"`` alike."""
+    return None if uid is None else str(uid)
 
 
 def _changed(before: dict[str, Any] | None, after: dict[str, Any]) -> set[str]:
