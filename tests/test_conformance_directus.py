@@ -72,8 +72,9 @@ def test_the_command_line_saves_and_replays_a_failing_script(tmp_path: Path) -> 
 
 def test_the_reference_server_conforms(tmp_path: Path) -> None:
     """``satchel conformance --protocol directus`` against the real server process,
-    with an administrator made by ``satchel admin create``: REST over HTTP, both
-    websockets over real websockets; the stored rules are put back afterwards."""
+    with an administrator made by ``satchel admin create``: REST over HTTP (Directus
+    and, with the API key, Backpack writes), both websockets over real websockets;
+    the stored rules are put back afterwards."""
     from server_process import ServerProcess
 
     data = tmp_path / "data"
@@ -86,6 +87,7 @@ def test_the_reference_server_conforms(tmp_path: Path) -> None:
         completed = subprocess.run(
             [sys.executable, "-m", "satchel.transports", "conformance", "--url", server.url, "--protocol", "directus",
              "--admin-email", "kit-admin@example.com", "--admin-password", "kit-admin-password",
+             "--api-key", str(server.api_key),  # Backpack writes too
              "--examples", "40", "--steps", "25", "--seed", "3"],
             capture_output=True, text=True, timeout=120,
         )

@@ -212,6 +212,7 @@ def step_strategy() -> Any:
     weighted = [
         (6, step("create", user=users, coll=colls, data=_data())),
         (1, step("create", user=users, coll=colls, data=st.lists(_data(), min_size=2, max_size=2))),
+        (2, step("bp-create", user=st.integers(0, USERS - 1), coll=st.sampled_from(["a", "a", "b"]), data=_data())),
         (5, item_step("update", user=users, item=items, data=_changes())),
         (1, item_step("update", user=users, items=st.lists(items, min_size=2, max_size=2), data=_changes())),
         (2, item_step("delete", user=users, item=items)),

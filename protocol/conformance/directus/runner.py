@@ -13,6 +13,7 @@ sequence prints short and replays against any server::
     {"do": "create", "user": 0, "coll": "a", "data": {"n": 1, "owner": "@u0"}}      (a list: createMany)
     {"do": "update", "user": 0, "coll": "a", "item": 1, "data": {"n": 2}}          ("items": [0, 1]: updateMany)
     {"do": "delete", "user": 0, "coll": "a", "item": 1}                            ("items": [0, 1]: deleteMany)
+    {"do": "bp-create", "user": 0, "coll": "a", "data": {"n": 1}}    (through Backpack; needs the API key)
     {"do": "update-query", "user": 0, "coll": "a", "query": {"filter": {...}}, "data": {"n": 2}}
     {"do": "delete-query", "user": 0, "coll": "a", "query": {"filter": {...}, "limit": 1}}
     {"do": "login", "user": 0}
@@ -94,6 +95,7 @@ class InProcessDirectus:
 
     def __init__(self, target: Any) -> None:
         self.target = target
+        self.api_key = target.api_key  # Backpack's, for the writes made through it
 
     def http(self, jar: str | None, method: str, path: str, body: bytes | None, *, key: str | None,
              headers: Sequence[tuple[str, str]] | None = None) -> Any:
@@ -194,6 +196,7 @@ class DirectusRun:
         self.tokens: list[str] = []
         self.foreign: dict[str, Any] = {}
         self.original: dict[str, Any] | None = None
+        self.api_key: str | None = None
         self.sequences = 0
 
     # -- HTTP -------------------------------------------------------------------------
@@ -215,6 +218,10 @@ class DirectusRun:
         if status not in ok:
             raise SetupError(f"{method} {path} as the admin answered {status} {show(answer)}")
         return answer
+
+    def jar(self, user: int) -> str:
+        """The cookie jar of user ``user``'s Backpack session."""
+        return f"kit{self.token}u{user}"
 
     def role_name(self, role: str) -> str:
         return f"kit{self.token}{role}" if role in KIT_ROLES else role
@@ -259,6 +266,14 @@ class DirectusRun:
         self.user_ids.append(me["id"])
         self.emails.append(me["email"])
         self.tokens.append(self.admin_token)
+        # Backpack sessions (one account per person), when the server's API key is known.
+        key = getattr(self.target, "api_key", None)
+        self.api_key = key if isinstance(key, str) and key else None
+        for index in range(USERS if self.api_key else 0):
+            body = json.dumps({"email": self.emails[index], "password": _PASSWORD}).encode()
+            reply = self.target.http(self.jar(index), "POST", "/login", body, key=self.api_key)
+            if reply.status != 200:
+                raise SetupError(f"Backpack POST /login of {self.emails[index]} answered {reply.status} {reply.body!r}")
         stored = self._admin("GET", "/_/api/rules")["data"]
         self.original = stored["rules"]
         ours = {"public", "authenticated", *(self.role_name(r) for r in KIT_ROLES)}
@@ -475,6 +490,26 @@ class _Sequence:
         one = not isinstance(data, list)
         outcome = self.model.create(step.get("user"), collection, [data] if one else data, one)
         self._rest(step, outcome, "POST", f"/items/{collection}", data)
+
+    def _bp_create(self, step: dict[str, Any]) -> None:
+        """A record written through Backpack's REST API (``POST /{collection}``
+        with the API key and the user's session): skipped without the key."""
+        user, collection = step.get("user"), self.coll(step)
+        if self.run.api_key is None or not isinstance(user, int) or not 0 <= user < USERS \
+                or collection in _NO_COLLECTIONS:
+            return
+        data = self.real(step.get("data") or {})
+        outcome = self.model.backpack_create(user, collection, data)
+        what = f"Backpack POST /{collection} as user {user} ({self.model.role_of(user)})"
+        reply = self.target.http(self.run.jar(user), "POST", f"/{collection}",
+                                 json.dumps(data, ensure_ascii=False).encode(), key=self.run.api_key)
+        try:
+            answer = json.loads(reply.body) if reply.body else EMPTY_BODY
+        except ValueError:
+            answer = reply.body
+        self._check_http(what, outcome, reply.status, answer)
+        self._learn_ids(outcome, what)
+        self.deliveries(outcome, what)
 
     def _update(self, step: dict[str, Any]) -> None:
         collection = self.item_coll(step)
