@@ -50,7 +50,7 @@ from .environment import Environment
 from .errors import LocalProtocolError
 from .files import FileBody
 from .http import HttpRequest, HttpResponse, json_response
-from .permissions.live import RulesChanged
+from .permissions.live import RoleChanged, RulesChanged
 from .permissions.rules import DEFAULT_RULES, RuleSet
 
 __all__ = [
@@ -62,7 +62,7 @@ __all__ = [
 #: instructions (deliveries and subscription changes), in order.
 Event = Union[
     Change, DocumentChange, EntryChange, Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience,
-    UnsubscribeMatching, CloseChannel, IdentifyConnection, CloseConnection, RulesChanged,
+    UnsubscribeMatching, CloseChannel, IdentifyConnection, CloseConnection, RulesChanged, RoleChanged,
 ]
 #: The hub instructions among them (everything but writes).
 _HUB_EVENTS = (Deliver, Subscribe, Unsubscribe, SubscribeAudience, UnsubscribeAudience, UnsubscribeMatching,
@@ -202,6 +202,13 @@ class Mount:
         """The events of a connection that ended, whatever ended it."""
         return []
 
+    def role_changed(self, state: Any, role: str) -> Any:
+        """The state of a connection whose user now has ``role``
+        (``RoleChanged``): a protocol whose connections are served by the
+        rules returns one that carries the new role (the same object, or a
+        new one to replace it). By default the state is kept."""
+        return state
+
     def deadline_ms(self, state: Any) -> int | None:
         """When this connection's timer is next due, in ``env.now_ms()`` time
         (``None``: no timer). Asked after the connection opens and after each
@@ -323,7 +330,7 @@ class MountTable:
 
     def hub_events(
         self, events: Iterable[Event], context: Callable[[Mount], RenderContext] | None = None
-    ) -> Iterator[HubEvent | RulesChanged]:
+    ) -> Iterator[HubEvent | RulesChanged | RoleChanged]:
         """Hub instructions for ``events``, in order: every change rendered by
         every mount that shows it (``context(mount)`` is what each renderer
         may know; none by default), hub instructions and rule changes as
@@ -333,7 +340,7 @@ class MountTable:
             if isinstance(event, (Change, DocumentChange, EntryChange)):
                 for mount in renderers:
                     yield from mount.render(event, context(mount) if context is not None else NO_CONTEXT)
-            elif isinstance(event, _HUB_EVENTS) or type(event) is RulesChanged:
+            elif isinstance(event, _HUB_EVENTS) or type(event) in (RulesChanged, RoleChanged):
                 yield event
             else:
                 raise LocalProtocolError(f"not an event: {event!r}")

@@ -41,7 +41,7 @@ from .errors import LocalProtocolError
 from .http import HttpRequest, HttpResponse, json_response
 from .mounts import Accepted, DatagramOutcome, Event, HttpOutcome, Mount, MountTable, UploadForm
 from .operations import Action, Operation
-from .permissions.live import CurrentRules, RulesChanged
+from .permissions.live import CurrentRules, RoleChanged, RulesChanged
 from .permissions.rules import DEFAULT_RULES, RuleSet
 from .permissions.store import load_rules
 from .socketio.engineio_requests import BAD_REQUEST as ENGINEIO_BAD_REQUEST
@@ -265,6 +265,15 @@ class Switchboard:
 
     # -- fan-out -------------------------------------------------------------------
 
+    def _role_changed(self, event: RoleChanged) -> None:
+        """Every open connection of the user takes its new role."""
+        opened = self._connections
+        for mount in self.mounts:
+            for connection in self.registries[mount.name].resolve(Audience(user_id=event.user_id)):
+                current = opened.get(connection)
+                if current is not None:
+                    current.state = current.mount.role_changed(current.state, event.role)
+
     def deliveries(
         self, events: Iterable[Event]
     ) -> Iterator[tuple[bytes | Binary | CloseConnection, list[str]]]:
@@ -278,6 +287,9 @@ class Switchboard:
             if type(event) is RulesChanged:
                 # Everything after it in these events is decided by the new rules.
                 self.rules, self.rules_revision = RuleSet.from_json(event.rules), event.revision
+                continue
+            if type(event) is RoleChanged:
+                self._role_changed(event)  # type: ignore[arg-type]
                 continue
             registry = registries.get(event.protocol)  # type: ignore[union-attr]
             if registry is None:

@@ -249,3 +249,48 @@ def test_install_rules_replaces_the_stored_rules_once(core: DirectusCore) -> Non
     # A switchboard loads what is stored.
     core.run(install_rules(rules))
     assert core.run(core.board.load_rules()) == rules and core.board.rules_revision == 3
+
+
+def test_a_new_role_reaches_the_users_open_websockets_at_once(core: DirectusCore, admin: Any, ann: Any) -> None:
+    """A demotion is not postponed to the next sign-in: Ann's Backpack
+    websocket and her Directus subscriptions (extension and core, opened
+    while she could read everything) are sent only what her new role reads."""
+    core.api("PUT", "/_/api/rules", {"revision": 0, "rules": {"roles": {"reader": {"rules": [
+        {"collection": "notes", "action": "read", "filter": {"status": {"_eq": "published"}}, "fields": ["title"]}]}}}},
+        token=admin.access)
+    backpack = core.connect(ann.cookie)
+    assert isinstance(backpack, str)
+    sockets = {"backpack": backpack}
+    for name, target in (("extension", f"/websocket?access_token={ann.access}"),
+                         ("core", f"/websocket?protocol=directus-core&access_token={ann.access}")):
+        accepted = core.run(core.board.accept(HttpRequest("GET", target, []), name))
+        core.publish(accepted.events)
+        sockets[name] = name
+    core.send("extension", {"type": "SUBSCRIBE", "collection": "notes"})
+    core.send("core", {"type": "subscribe", "collection": "notes", "uid": "n"})
+    for connection in sockets.values():
+        core.take(connection)
+
+    def seen() -> dict[str, list[Any]]:
+        return {name: core.take(connection) for name, connection in sockets.items()}
+
+    def payloads(frames: dict[str, list[Any]]) -> dict[str, Any]:
+        return {"backpack": [f["response"] for f in frames["backpack"]],
+                "extension": [f["payload"] for f in frames["extension"]],
+                "core": [item for f in frames["core"] for item in f["data"]]}
+
+    core.api("POST", "/items/notes", {"title": "draft", "status": "draft", "body": "b"}, token=admin.access)
+    before = payloads(seen())
+    assert all(len(frames) == 1 and frames[0]["title"] == "draft" for frames in before.values()), before
+
+    assert core.api("PUT", f"/_/api/users/{ann.id}/role", {"role": "reader"}, token=admin.access).status == 200
+    core.api("POST", "/items/notes", {"title": "draft 2", "status": "draft", "body": "b"}, token=admin.access)
+    core.api("POST", "/items/notes", {"title": "out", "status": "published", "body": "b"}, token=admin.access)
+    after = payloads(seen())
+    for name, frames in after.items():
+        assert [frame["title"] for frame in frames] == ["out"], (name, after)
+        assert "body" not in frames[0] and "status" not in frames[0], (name, frames)
+    # Her websocket actions follow the new role too.
+    core.send("core", {"type": "items", "collection": "notes", "action": "create", "data": {"title": "x"}, "uid": "w"})
+    refused = [frame for frame in core.take("core") if frame.get("uid") == "w"]
+    assert refused and refused[0]["status"] == "error" and refused[0]["error"]["code"] == "FORBIDDEN", refused

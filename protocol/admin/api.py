@@ -35,7 +35,9 @@ error's ``extensions``) when someone else replaced it first - after
 validating it as ``RuleSet.from_json`` does (400 ``INVALID_PAYLOAD``). A
 replacement answers a ``RulesChanged`` event, so the switchboard applies it
 before the next request it routes. A user's role must be one the stored
-rules define (``permissions.set_role``; never ``public``).
+rules define (``permissions.set_role``; never ``public``); the change
+answers a ``RoleChanged`` event, so the user's open connections take the
+new role at once (what they are sent, and may do, from then on).
 
 Other codes: 404 ``NOT_FOUND`` (no such user or token), 404
 ``ROUTE_NOT_FOUND``, 400 ``INVALID_PAYLOAD`` (a body that is not what the
@@ -61,6 +63,7 @@ from ..permissions import (
     PUBLIC,
     RULES_SETTING,
     InvalidRules,
+    RoleChanged,
     RulesChanged,
     RuleSet,
     load_rules,
@@ -248,7 +251,9 @@ def _users(method: str, segments: list[str], request: HttpRequest, env: Environm
             raise invalid_payload(exc.message) from None
         if not done:
             raise _not_found("The user")
-        return _data(_user(msgspec.structs.replace(user, role=role)))
+        # The user's open connections take the new role at once.
+        return HttpOutcome(json_response(200, {"data": _user(msgspec.structs.replace(user, role=role))}),
+                           [RoleChanged(user.id, role)])
     if rest[:1] == ["tokens"]:
         return (yield from _tokens(method, rest[1:], request, user, env))
     raise route_not_found(request.path)

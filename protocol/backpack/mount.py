@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import msgspec
+
 from ..changes import Change, DocumentChange
 from ..channels import Deliver
 from ..environment import Environment
@@ -63,6 +65,10 @@ class BackpackMount(Mount):
 
     def closed(self, state: websocket.Socket) -> list[Any]:
         return websocket.socket_closed(state)
+
+    def role_changed(self, state: websocket.Socket, role: str) -> websocket.Socket:
+        # The changes it is sent are redacted for the user's new role from now on.
+        return msgspec.structs.replace(state, role=role)
 
     def internal_error(self, state: websocket.Socket) -> bytes:
         return _INTERNAL_ERROR

@@ -17,6 +17,7 @@ from ..environment import Environment
 from ..http import HttpRequest, HttpResponse
 from ..mounts import Accepted, HttpOutcome, Mount, RenderContext, UploadForm
 from ..operations import Action
+from ..permissions import Accountability
 from . import rest, websocket
 from .config import DirectusConfig
 
@@ -59,6 +60,12 @@ class DirectusMount(Mount):
 
     def closed(self, state: Any) -> list[Any]:
         return websocket.closed(state)
+
+    def role_changed(self, state: Any, role: str) -> Any:
+        # Its reads, writes and deliveries follow the user's new role at once.
+        if state.who.user is not None:
+            state.sign_in(Accountability(state.who.user, role), state.expires_ms)
+        return state
 
     def deadline_ms(self, state: Any) -> int | None:
         return websocket.deadline_ms(state, self.config)

@@ -53,13 +53,14 @@ from .rules import (
     RuleSpec,
     RulesFile,
 )
-from .live import CurrentRules, RulesChanged
+from .live import CurrentRules, RoleChanged, RulesChanged
 from .store import RULES_SETTING, load_rules, save_rules, set_role
 
 __all__ = [
     # the rules in force (answered by the switchboard)
     "CurrentRules",
     "RulesChanged",
+    "RoleChanged",
     # the model
     "RuleSet",
     "RulesFile",

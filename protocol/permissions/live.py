@@ -10,6 +10,7 @@ and replaced while it runs by an action that stores new rules and returns
 ``RulesChanged``: the switchboard applies it in order with the other events
 of that action, so what follows the change is decided by the new rules. The
 event carries the rules' JSON, so that a broker can take it to every node.
+A user's new role travels the same way (``RoleChanged``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import msgspec
 
 from ..operations import Operation
 
-__all__ = ["CurrentRules", "RulesChanged"]
+__all__ = ["CurrentRules", "RulesChanged", "RoleChanged"]
 
 
 class CurrentRules(Operation, frozen=True):
@@ -31,3 +32,14 @@ class RulesChanged(msgspec.Struct, frozen=True, tag=True):
 
     rules: bytes
     revision: int
+
+
+class RoleChanged(msgspec.Struct, frozen=True, tag=True):
+    """User ``user_id`` now has role ``role`` (an administrator gave it).
+    The switchboard hands it to every mount with a connection of that user
+    (``Mount.role_changed``), so what those connections are sent and may do
+    from then on is decided by the new role - a demotion takes effect on
+    open websockets at once, not at their next sign-in."""
+
+    user_id: str
+    role: str
