@@ -40,8 +40,8 @@ from .environment import Environment
 from .errors import LocalProtocolError
 from .http import HttpRequest, HttpResponse, json_response
 from .mounts import Accepted, DatagramOutcome, Event, HttpOutcome, Mount, MountTable, UploadForm
-from .operations import Action, Operation
-from .permissions.live import CurrentRules, RoleChanged, RulesChanged
+from .operations import Action, GetUser, Operation, User
+from .permissions.live import ROLE_CACHE_MS, ROLE_CACHE_SIZE, CurrentRules, RoleChanged, RulesChanged, UserRole
 from .permissions.rules import DEFAULT_RULES, RuleSet
 from .permissions.store import load_rules
 from .socketio.engineio_requests import BAD_REQUEST as ENGINEIO_BAD_REQUEST
@@ -95,7 +95,7 @@ class Switchboard:
     """
 
     __slots__ = ("mounts", "env", "registries", "rules", "rules_revision", "_connections", "_datagram_state",
-                 "_contexts")
+                 "_contexts", "_roles", "_role_changes")
 
     def __init__(self, mounts: MountTable, env: Environment, rules: RuleSet = DEFAULT_RULES) -> None:
         self.mounts = mounts
@@ -105,6 +105,10 @@ class Switchboard:
         #: mount name -> the registry of that mount's open connections
         self.registries: dict[str, ChannelRegistry] = {mount.name: ChannelRegistry() for mount in mounts}
         self._connections: dict[str, Opened] = {}
+        #: user id -> (its role, None: no such user; when it was read): ``UserRole``
+        self._roles: dict[str, tuple[str | None, int]] = {}
+        #: how many ``RoleChanged`` were applied (a read begun before one is not kept)
+        self._role_changes = 0
         self._contexts = {mount.name: _Context(self, self.registries[mount.name]) for mount in mounts}
         datagrams = mounts.datagram_mount
         # A server's datagram memory starts with it (the inbox refuses
@@ -124,16 +128,38 @@ class Switchboard:
         return rules
 
     def _answered(self, action: Action[Any]) -> Action[Any]:
-        """``action``, with its ``CurrentRules`` answered here."""
+        """``action``, with its ``CurrentRules`` and ``UserRole`` answered here."""
         try:
             operation: Operation = next(action)
             while True:
-                if type(operation) is CurrentRules:
+                kind = type(operation)
+                if kind is CurrentRules:
                     operation = action.send(self.rules)
+                elif kind is UserRole:
+                    operation = action.send((yield from self._role_of(operation.user_id)))  # type: ignore[attr-defined]
                 else:
                     operation = action.send((yield operation))
         except StopIteration as done:
             return done.value
+
+    def _role_of(self, user_id: str) -> Action[str | None]:
+        now = self.env.now_ms()
+        known = self._roles.get(user_id)
+        if known is not None and now - known[1] < ROLE_CACHE_MS:
+            return known[0]
+        changes = self._role_changes
+        user: User | None = yield GetUser(user_id)
+        role = None if user is None else user.role
+        if changes == self._role_changes:  # else a newer role may have arrived meanwhile: not kept
+            self._remember_role(user_id, role, now)
+        return role
+
+    def _remember_role(self, user_id: str, role: str | None, now: int) -> None:
+        roles = self._roles
+        roles.pop(user_id, None)
+        if len(roles) >= ROLE_CACHE_SIZE:
+            del roles[next(iter(roles))]  # the one read longest ago
+        roles[user_id] = (role, now)
 
     def _context(self, mount: Mount) -> _Context:
         return self._contexts[mount.name]
@@ -267,6 +293,8 @@ class Switchboard:
 
     def _role_changed(self, event: RoleChanged) -> None:
         """Every open connection of the user takes its new role."""
+        self._role_changes += 1
+        self._remember_role(event.user_id, event.role, self.env.now_ms())
         opened = self._connections
         for mount in self.mounts:
             for connection in self.registries[mount.name].resolve(Audience(user_id=event.user_id)):

@@ -12,7 +12,9 @@ import pytest
 
 from core_harness import Core
 from satchel.protocol.operations import SetUserRole
-from satchel.protocol.permissions import RuleSet
+from satchel.protocol.environment import Environment
+from satchel.protocol.permissions import RoleChanged, RuleSet
+from satchel.protocol.permissions.live import ROLE_CACHE_MS
 
 GREETING = {"action": "connection", "response": "Websocket connection established"}
 
@@ -173,10 +175,21 @@ def test_channel_actions_obey_the_rules_of_the_collections_they_touch(room: News
     assert joined[-1]["action"] == "joinChannel" and joined[-1]["response"]["userId"] == room.alice
 
 
-def test_a_sockets_actions_read_its_users_role_afresh(room: Newsroom) -> None:
+def test_a_sockets_actions_follow_its_users_new_role(room: Newsroom) -> None:
+    """Given through the admin API (``RoleChanged``), a role applies at once;
+    changed behind the server's back (another process writing the store),
+    within ``ROLE_CACHE_MS`` - the roles it read are kept that long."""
     core = room.core
     draft = room.post(room.editor_cookie, {"title": "Draft", "status": "draft"}).json
     core.take(room.a)
-    assert room.send(room.a, {"action": "getOne", "collection": "articles", "id": draft["_id"]})[0]["response"] is None
+    get_draft = {"action": "getOne", "collection": "articles", "id": draft["_id"]}
+    assert room.send(room.a, get_draft)[0]["response"] is None
     core.execute(SetUserRole(room.alice, "authenticated"))
-    assert room.send(room.a, {"action": "getOne", "collection": "articles", "id": draft["_id"]})[0]["response"] == draft
+    core.publish([RoleChanged(room.alice, "authenticated")])
+    assert room.send(room.a, get_draft)[0]["response"] == draft
+
+    core.execute(SetUserRole(room.alice, "reader"))  # no RoleChanged: nobody told the server
+    assert room.send(room.a, get_draft)[0]["response"] == draft  # the role it read is still fresh
+    env, later = core.board.env, core.board.env.now_ms() + ROLE_CACHE_MS
+    core.board.env = Environment(now_ms=lambda: later, new_id=env.new_id, new_token=env.new_token)
+    assert room.send(room.a, get_draft)[0]["response"] is None

@@ -31,10 +31,11 @@ from typing import Any
 
 from ..collections import Guard
 from ..environment import Environment
-from ..operations import Action, GetUser, ListRecords, QueryRecords, User
+from ..operations import Action, ListRecords, QueryRecords
 from ..permissions import (
     Accountability,
     CurrentRules,
+    UserRole,
     FieldSet,
     Forbidden,
     PermissionAction,
@@ -55,10 +56,10 @@ __all__ = ["Permit", "guard_of", "permit", "shown", "who_is"]
 def who_is(user_id: str) -> Action[Accountability]:
     """-> the ``Accountability`` of a signed-in user, with its stored role
     (an account deleted under a live session counts as nobody)."""
-    user: User | None = yield GetUser(user_id)
-    if user is None:
+    role: str | None = yield UserRole(user_id)
+    if role is None:
         return Accountability()
-    return Accountability(user.id, user.role)
+    return Accountability(user_id, role)
 
 
 class Permit:

@@ -53,7 +53,7 @@ from .rules import (
     RuleSpec,
     RulesFile,
 )
-from .live import CurrentRules, RoleChanged, RulesChanged
+from .live import CurrentRules, RoleChanged, RulesChanged, UserRole
 from .store import RULES_SETTING, load_rules, save_rules, set_role
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "CurrentRules",
     "RulesChanged",
     "RoleChanged",
+    "UserRole",
     # the model
     "RuleSet",
     "RulesFile",

@@ -19,11 +19,28 @@ import msgspec
 
 from ..operations import Operation
 
-__all__ = ["CurrentRules", "RulesChanged", "RoleChanged"]
+__all__ = ["CurrentRules", "UserRole", "RulesChanged", "RoleChanged", "ROLE_CACHE_MS", "ROLE_CACHE_SIZE"]
+
+#: How long the switchboard trusts a role it read (ms): a role changed
+#: through the admin API reaches it at once (``RoleChanged``); one changed
+#: behind its back (``satchel admin create`` on the data dir of a running
+#: server) within this long.
+ROLE_CACHE_MS = 1000
+#: The most users whose roles the switchboard keeps (the oldest go first).
+ROLE_CACHE_SIZE = 10_000
 
 
 class CurrentRules(Operation, frozen=True):
     """-> ``RuleSet``: the rules in force now. Answered by the switchboard."""
+
+
+class UserRole(Operation, frozen=True):
+    """-> ``str | None``: the role of user ``user_id`` (``None``: no such
+    user). Answered by the switchboard from the roles it read lately - a
+    request under rules that limit a role then costs no read of the user -
+    and by a ``GetUser`` when it has none fresh."""
+
+    user_id: str
 
 
 class RulesChanged(msgspec.Struct, frozen=True, tag=True):

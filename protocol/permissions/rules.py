@@ -149,12 +149,15 @@ class RulesFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Rule(msgspec.Struct, frozen=True):
     """A compiled rule: ``allowed``, the parsed item ``filter``, the
     ``fields`` (``"*"`` or a frozenset of names), and whether the filter
-    depends on who the user is (``per_user``: it uses ``$CURRENT_USER``)."""
+    depends on who the user is (``per_user``: it uses ``$CURRENT_USER``)
+    or on no variable at all (``constant``)."""
 
     allowed: bool
     filter: Filter = MATCH_ALL
     fields: Union[Literal["*"], frozenset[str]] = ALL_FIELDS
     per_user: bool = False
+    #: the filter holds no variable: it is tested as it is, with nothing to bind
+    constant: bool = True
 
 
 #: What an admin role's every rule is.
@@ -215,7 +218,8 @@ def _compile_rule(spec: RuleSpec, where: str) -> Rule:
     if uses_variable(filter, "CURRENT_USER."):
         # Rules see an Accountability, which carries no user fields.
         raise InvalidRules(f"{where}: rules may use $CURRENT_USER, $CURRENT_ROLE and $NOW, not $CURRENT_USER.<field>")
-    return Rule(spec.allowed, filter, _fields(spec, where), uses_variable(filter, "CURRENT_USER"))
+    return Rule(spec.allowed, filter, _fields(spec, where), uses_variable(filter, "CURRENT_USER"),
+                not uses_variable(filter))
 
 
 def _compile_role(name: str, spec: RoleSpec) -> Role:

@@ -63,6 +63,7 @@ __all__ = [
     "MISSING",
     "lookup",
     "matches",
+    "matches_bound",
     "compare",
     "sort_key",
     "searched",
@@ -190,6 +191,12 @@ def _test(filter: Filter, record: dict[str, Any]) -> bool:
 def matches(filter: Filter, record: dict[str, Any], variables: Variables = NO_VARIABLES) -> bool:
     """Whether ``record`` satisfies ``filter``, its variables taking ``variables``."""
     return _test(bind(filter, variables), record)
+
+
+def matches_bound(filter: Filter, record: dict[str, Any]) -> bool:
+    """Whether ``record`` satisfies ``filter``, which holds no variable (or
+    was bound already): ``matches`` without the cost of binding."""
+    return _test(filter, record)
 
 
 def sort_key(value: Any) -> tuple[int, Any]:

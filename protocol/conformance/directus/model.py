@@ -281,9 +281,9 @@ class Sub:
 
 @dataclass
 class Conn:
-    """An open websocket: whose, in which format, the role it signed in
-    with (fixed for the connection's life: a later role change does not
-    reach it), its subscriptions."""
+    """An open websocket: whose, in which format, the role it acts with
+    (the one it signed in with, until an admin gives its user another:
+    then that one, at once), its subscriptions."""
 
     user: int
     fmt: str  # "core" | "extension" | "v1"
@@ -636,6 +636,9 @@ class DirectusModel:
         if role == "public" or role not in self.rules:
             return Outcome(400, _error_body("INVALID_PAYLOAD"))
         self.roles[user] = role
+        for conn in self.conns.values():  # the user's open websockets take it at once
+            if conn.user == user:
+                conn.role = role
         return Outcome(200, {"data": {"id": self.user_ids[user], "email": ANY_STRING, "role": role,
                                       "created_at": ANY_STRING}})
 
@@ -766,7 +769,7 @@ class DirectusModel:
     def ws_write(self, k: int, verb: str, collection: str, ns: list[int | None], data: Any, uid: Any) -> Outcome:
         """A websocket's write - the extension's ``POST`` / ``PATCH`` /
         ``DELETE``, core's ``items`` ``create`` / ``update`` / ``delete`` -
-        made with the role the connection signed in with."""
+        made with the role the connection acts with."""
         conn = self.conns[k]
         if verb == "POST":
             outcome = self.create(conn.user, collection, [data], True, role=conn.role)
