@@ -47,6 +47,9 @@ class Room:
         self.writes += 1
         core.send(self.sdk, {"type": "items", "collection": "articles", "action": "create",
                              "data": {"n": self.writes}, "uid": "w"})
+        # A hostile frame may have subscribed the SDK connection itself to
+        # articles: then its reply waits reply_gap_ms behind the event (core.defer).
+        core.tick(by_ms=core.config.reply_gap_ms)
         replies = core.take(self.sdk)
         assert any(m.get("type") == "items" and m.get("uid") == "w" for m in replies), replies
         [event] = core.take(self.neighbour)
