@@ -111,7 +111,8 @@ HIDDEN_RECORD = {"title": "an item the filter denies", "n": 1, "done": True}
 
 def build_dirgen() -> Path:
     DIRGEN.parent.mkdir(parents=True, exist_ok=True)
-    if not DIRGEN.exists() or DIRGEN.stat().st_mtime < DIRGEN_SOURCE.stat().st_mtime:
+    newest = max(DIRGEN_SOURCE.stat().st_mtime, (DIRGEN_SOURCE.parent / "wsclient.h").stat().st_mtime)
+    if not DIRGEN.exists() or DIRGEN.stat().st_mtime < newest:
         compiler = shutil.which("gcc") or shutil.which("cc")
         if compiler is None:
             raise SystemExit("benches need a C compiler (gcc) for the load generator")

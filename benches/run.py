@@ -6,6 +6,7 @@
     python benches/run.py --only inbox
     python benches/run.py --only socketio      # Socket.IO room fan-out and idle memory vs Node socket.io
     python benches/run.py --only permissions   # Directus fan-out under roles' rules; rule-check cost on get-by-id
+    python benches/run.py --only resources     # resource fan-out, cross-protocol fan-out, UDP -> document latency
 
 Every server runs in its own process; the load comes from other processes
 (the C load generators in benches/loadgen/, wrk for REST and inbox posts),
@@ -71,6 +72,10 @@ TARGETS = {
     # issue #11: permissions (benches/bench_permissions.py)
     "permissions_fanout_1000": 3.0,  # x websockets broadcast()'s deliveries/s, Directus subscribers in 4 roles, 0 lost
     "permissions_rule_overhead": 0.15,  # rule checks add at most this to REST get-by-id latency
+    # issue #12: resource subscriptions (benches/bench_resources.py)
+    "resources_fanout_1000": 3.0,  # x websockets broadcast()'s deliveries/s, 1000 subscribers of one kv entry, 0 lost
+    "resources_cross_protocol": 0.8,  # x the single-protocol figure, 1000 subscribers over three protocols, 0 lost
+    "resources_udp_p99_ms": 10.0,  # UDP inbox message -> document subscriber, p99 at 1k messages/s
 }
 
 
@@ -1398,6 +1403,10 @@ def table(report: dict[str, Any]) -> str:
         import bench_permissions  # benches/bench_permissions.py
 
         lines.extend(bench_permissions.table(report))
+    if report.get("resources"):
+        import bench_resources  # benches/bench_resources.py
+
+        lines.extend(bench_resources.table(report))
     return "\n".join(lines)
 
 
@@ -1513,8 +1522,8 @@ def fanout_verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="fanout,idle,rest,inbox,socketio,permissions",
-                        help="comma-separated: fanout,idle,rest,inbox,socketio,permissions")
+    parser.add_argument("--only", default="fanout,idle,rest,inbox,socketio,permissions,resources",
+                        help="comma-separated: fanout,idle,rest,inbox,socketio,permissions,resources")
     parser.add_argument("--quick", action="store_true", help="short runs, 1000 subscribers only")
     parser.add_argument("--peers", default="websockets,node", help="comma-separated peers for fan-out and idle")
     parser.add_argument("--subs", default="1000,5000", help="subscriber counts for fan-out")
@@ -1563,6 +1572,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds of each wrk run of the rule-check cost case")
     parser.add_argument("--perm-rounds", type=int, default=3,
                         help="wrk rounds per server in the rule-check cost case (default and rules alternating)")
+    parser.add_argument("--res-subs", type=int, default=1000,
+                        help="subscribers of the resource fan-out and of the cross-protocol fan-out")
+    parser.add_argument("--res-inflight", default="8,32",
+                        help="writes in flight in the resource fan-out (and messages for its peer), comma-separated; "
+                             "the target is judged at the first, the cross-protocol case runs at the first")
+    parser.add_argument("--res-rounds", type=int, default=2,
+                        help="rounds of each resource fan-out and cross-protocol case, alternating (best shown)")
+    parser.add_argument("--res-doc-subs", type=int, default=50,
+                        help="resource websockets subscribed to the inbox document in the UDP latency case")
+    parser.add_argument("--res-udp-rate", type=float, default=1000.0, help="UDP inbox messages per second")
+    parser.add_argument("--res-udp-seconds", type=float, default=5.0, help="seconds of UDP messages")
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))
     options = parser.parse_args(argv)
     options.only = {part.strip() for part in options.only.split(",") if part.strip()}
@@ -1570,6 +1590,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     options.subs = [int(part) for part in options.subs.split(",")]
     options.inflight = [int(part) for part in options.inflight.split(",")]
     options.perm_inflight = [int(part) for part in options.perm_inflight.split(",")]
+    options.res_inflight = [int(part) for part in options.res_inflight.split(",")]
     options.inbox_layouts = [tuple(int(n) for n in part.lower().split("x", 1))
                              for part in options.inbox_layouts.split(",") if part.strip()]
     if options.quick:
@@ -1586,6 +1607,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         options.perm_inflight = options.perm_inflight[:1]
         options.perm_rounds = min(options.perm_rounds, 2)
         options.perm_fanout_rounds = 1
+        options.res_inflight = options.res_inflight[:1]
+        options.res_rounds = 1
+        options.res_udp_seconds = min(options.res_udp_seconds, 3.0)
     return options
 
 
@@ -1626,6 +1650,10 @@ def main(argv: list[str] | None = None) -> int:
         import bench_permissions  # benches/bench_permissions.py
 
         report["permissions"] = bench_permissions.bench_permissions(options)
+    if "resources" in options.only:
+        import bench_resources  # benches/bench_resources.py
+
+        report["resources"] = bench_resources.bench_resources(options)
     output = Path(options.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")

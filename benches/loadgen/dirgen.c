@@ -5,7 +5,8 @@
  * that creates items as fast as the closed loop allows.
  *
  * One process, one thread, one epoll loop, loopback only; a sibling of
- * loadgen.c and siogen.c (same websocket framing, same histogram).
+ * loadgen.c and siogen.c (same histogram); clocks, CPU counters, websocket
+ * framing and small writes come from wsclient.h, shared with resgen.c.
  *
  * Subscribers (--conns FILE: one line per connection, "<role index> <access
  * token>"): each opens `GET /websocket`, sends the core handshake
@@ -46,6 +47,8 @@
  * The result is one JSON object on stdout. Build: cc -O2 -o dirgen dirgen.c
  */
 #define _GNU_SOURCE
+#include "wsclient.h" /* clocks, CPU counters, websocket framing, small writes */
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -151,55 +154,15 @@ static char sigs[MAX_SIGS][SIG_MAX];
 static int nsigs = 0;
 
 static uint8_t *rbuf;
-static uint8_t mask_key[4] = {0x37, 0xfa, 0x21, 0x3d};
 static int ready_count = 0, failed_count = 0;
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+static uint64_t now_ns(void) { return ws_now_ns(); }
 
-static double cpu_seconds(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
+static double cpu_seconds(void) { return ws_cpu_seconds(); }
 
-static double server_cpu_seconds(void) {
-    if (!opt_server_pid) return 0;
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/stat", opt_server_pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p) return 0;
-    unsigned long utime = 0, stime = 0;
-    int field = 2;
-    for (char *q = p + 1; *q; q++) {
-        if (*q == ' ') {
-            field++;
-            if (field == 14) utime = strtoul(q + 1, NULL, 10);
-            if (field == 15) { stime = strtoul(q + 1, NULL, 10); break; }
-        }
-    }
-    return (double)(utime + stime) / sysconf(_SC_CLK_TCK);
-}
+static double server_cpu_seconds(void) { return ws_process_cpu_seconds(opt_server_pid); }
 
-static double machine_busy_seconds(void) {
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f) return 0;
-    unsigned long long v[10] = {0};
-    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
-                   &v[5], &v[6], &v[7], &v[8], &v[9]);
-    fclose(f);
-    if (n < 4) return 0;
-    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    return (double)busy / sysconf(_SC_CLK_TCK);
-}
+static double machine_busy_seconds(void) { return ws_machine_busy_seconds(); }
 
 static void die(const char *what) {
     fprintf(stderr, "dirgen: %s: %s\n", what, strerror(errno));
@@ -254,31 +217,10 @@ static void start_connect(conn_t *c) {
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl add");
 }
 
-static int write_all_small(int fd, const void *data, size_t len) {
-    /* handshakes, control frames and requests: small, the kernel takes them */
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) { struct pollfd pf = {fd, POLLOUT, 0}; poll(&pf, 1, 100); continue; }
-            return -1;
-        }
-        p += n;
-        len -= n;
-    }
-    return 0;
-}
+static int write_all_small(int fd, const void *data, size_t len) { return ws_write_all_small(fd, data, len); }
 
 static size_t client_frame(uint8_t *out, int opcode, const uint8_t *payload, size_t len) {
-    size_t h = 0;
-    out[h++] = 0x80 | opcode;
-    if (len < 126) out[h++] = 0x80 | len;
-    else if (len < 65536) { out[h++] = 0x80 | 126; out[h++] = len >> 8; out[h++] = len & 0xff; }
-    else { out[h++] = 0x80 | 127; for (int i = 7; i >= 0; i--) out[h++] = (len >> (8 * i)) & 0xff; }
-    memcpy(out + h, mask_key, 4);
-    h += 4;
-    for (size_t i = 0; i < len; i++) out[h + i] = payload[i] ^ mask_key[i & 3];
-    return h + len;
+    return ws_client_frame(out, opcode, payload, len);
 }
 
 static void send_text(conn_t *c, const char *text) {
@@ -456,42 +398,21 @@ static void on_frame(conn_t *c, int opcode, const uint8_t *p, size_t n, uint64_t
     }
 }
 
+typedef struct {
+    conn_t *c;
+    uint64_t now;
+} frame_ctx_t;
+
+static int feed_frame(void *ctx, int opcode, const uint8_t *p, size_t n) {
+    frame_ctx_t *f = ctx;
+    on_frame(f->c, opcode, p, n, f->now);
+    return f->c->state == S_CLOSED;
+}
+
 /* Walk whole frames in buf; keep an incomplete one in c->carry. */
 static void feed(conn_t *c, const uint8_t *buf, size_t len, uint64_t now) {
-    size_t pos = 0;
-    if (c->skip) {
-        uint64_t take = c->skip < len ? c->skip : len;
-        pos += take;
-        c->skip -= take;
-    }
-    while (pos < len && c->state != S_CLOSED) {
-        size_t avail = len - pos;
-        if (avail < 2) break;
-        const uint8_t *p = buf + pos;
-        uint64_t plen = p[1] & 0x7f;
-        size_t hdr = 2;
-        if (plen == 126) {
-            if (avail < 4) break;
-            plen = ((uint64_t)p[2] << 8) | p[3];
-            hdr = 4;
-        } else if (plen == 127) {
-            if (avail < 10) break;
-            plen = 0;
-            for (int i = 0; i < 8; i++) plen = (plen << 8) | p[2 + i];
-            hdr = 10;
-        }
-        if (p[1] & 0x80) hdr += 4;
-        if (plen > FRAME_MAX) {
-            oversize++;
-            if (avail - hdr >= plen) { pos += hdr + plen; continue; }
-            c->skip = plen - (avail - hdr);
-            pos = len;
-            break;
-        }
-        if (avail < hdr + plen) break;
-        on_frame(c, p[0] & 0x0f, p + hdr, plen, now);
-        pos += hdr + plen;
-    }
+    frame_ctx_t ctx = {c, now};
+    size_t pos = ws_walk_frames(buf, len, FRAME_MAX, &c->skip, &oversize, feed_frame, &ctx);
     size_t rest = len - pos;
     if (rest > c->carry_cap) {
         c->carry_cap = rest < 4096 ? 4096 : rest;
@@ -690,15 +611,8 @@ static void setup(void) {
 }
 
 static char *read_file(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) die(path);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *data = malloc(size + 1);
-    if (fread(data, 1, size, f) != (size_t)size) die("read");
-    data[size] = 0;
-    fclose(f);
+    char *data = ws_read_file(path);
+    if (!data) die(path);
     return data;
 }
 
