@@ -34,6 +34,10 @@ class ResourcesConfig(msgspec.Struct, frozen=True):
       a larger one is sent as its key with ``"truncated": true``.
     - ``list_limit`` / ``max_list_limit``: entries per ``GET /realtime/kv``
       page, by default and at most; ``max_list_bytes`` bounds a page's values.
+    - ``history_size``: the updates kept per resource for resume (``since``;
+      0: none, every resume of a changed resource reloads);
+      ``history_bytes`` / ``history_resources``: at most that many bytes and
+      resources across the history (``history``: who is evicted first).
     """
 
     max_value_bytes: int = 256 * 1024
@@ -45,3 +49,6 @@ class ResourcesConfig(msgspec.Struct, frozen=True):
     list_limit: int = 100
     max_list_limit: int = 1000
     max_list_bytes: int = 1024 * 1024
+    history_size: int = 100
+    history_bytes: int = 16 * 1024 * 1024
+    history_resources: int = 10_000

@@ -3,7 +3,9 @@
 Client to server (anything else is ``{"error":"Invalid message format"}``)::
 
     {"action": "subscribe" | "unsubscribe",
-     "resource": {"type": "kvStore" | "collection" | "liveConfig" | "document", "id": "..."}}
+     "resource": {"type": "kvStore" | "collection" | "liveConfig" | "document", "id": "..."},
+     "since": "2026-12-01T12:00:00.123Z"}     # optional, subscribe only: resume
+
 
 Server to client:
 
@@ -11,7 +13,10 @@ Server to client:
   (``userId``: who made the write, ``null`` when nobody signed in did;
   ``version``: ISO 8601 UTC with milliseconds, increasing per resource). An
   entry's update that deletes it has ``"data": null`` and ``"deleted": true``.
-- a warning: ``{"warning": "resource_not_found", "message", "resource"}``.
+- a warning: ``{"warning": "resource_not_found", "message", "resource"}``;
+  ``{"warning": "history_lost", "message", "resource"}`` when a ``since``
+  cannot be resumed from (the client must reload; what a plain subscribe
+  answers follows).
 - an error: ``{"error", "code", "message"}`` and ``"resource"`` when the
   message named one. ``error`` is a short title - exactly ``"Invalid
   message format"`` for input that is not a message of this protocol, as
@@ -53,10 +58,13 @@ class ResourceRef(msgspec.Struct, frozen=True):
 
 
 class ClientMessage(msgspec.Struct, frozen=True):
-    """A subscribe or unsubscribe (other fields are ignored)."""
+    """A subscribe or unsubscribe (other fields are ignored). ``since``: the
+    last version the client saw of the resource, to resume from
+    (``history``); a subscribe's only."""
 
     action: str
     resource: ResourceRef
+    since: str | None = None
 
 
 _decoder = msgspec.json.Decoder(ClientMessage)

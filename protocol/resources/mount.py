@@ -5,10 +5,11 @@ websocket at ``/realtime`` and the rendering of every change - records,
 entries and inbox documents - for its subscribers. This file wires them to
 the seam (``satchel.protocol.mounts``).
 
-Besides configuration the mount keeps two things that are not per
-connection: the ``Stats`` the status reports, and the ``VersionClock`` of
-the resources without a stored version (collections, documents). Both
-belong to this process, like the hub's registries.
+Besides configuration the mount keeps three things that are not per
+connection: the ``Stats`` the status reports, the ``VersionClock`` of the
+resources without a stored version (collections, documents) and the
+``History`` of every resource's last updates, for resume after reconnect.
+All belong to this process, like the hub's registries.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..operations import Action
 from . import rest, websocket
 from .config import ResourcesConfig
 from .frames import error_frame
+from .history import History
 from .versions import VersionClock
 
 __all__ = ["ResourcesMount", "PROTOCOL"]
@@ -42,6 +44,7 @@ class ResourcesMount(Mount):
         self.config = config or ResourcesConfig()
         self.stats = websocket.Stats()
         self.versions = VersionClock()
+        self.history = History(self.config.history_size, self.config.history_bytes, self.config.history_resources)
 
     def claims_request(self, request: HttpRequest) -> bool:
         return rest.is_resources_path(request.path)
@@ -59,7 +62,7 @@ class ResourcesMount(Mount):
         return websocket.accept(request, connection, self.config, self.stats, env)
 
     def handle_message(self, state: Any, message: str | bytes, env: Environment) -> Action[list[Any]]:
-        return websocket.handle_message(state, message, self.config, self.stats, self.versions, env)
+        return websocket.handle_message(state, message, self.config, self.stats, self.versions, self.history, env)
 
     def closed(self, state: Any) -> list[Any]:
         return websocket.closed(state, self.stats)
@@ -75,4 +78,4 @@ class ResourcesMount(Mount):
         return error_frame("Internal error", "internal_error", "the server failed to answer this message")
 
     def render(self, change: Change | DocumentChange | EntryChange, context: RenderContext) -> Sequence[Deliver]:
-        return websocket.render(change, context, self.config, self.versions)
+        return websocket.render(change, context, self.config, self.versions, self.history)

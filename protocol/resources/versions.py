@@ -20,11 +20,12 @@ the events.
 
 from __future__ import annotations
 
+import datetime as _dt
 from typing import Hashable
 
 from ..records import format_timestamp
 
-__all__ = ["VersionClock", "format_version", "next_version"]
+__all__ = ["VersionClock", "format_version", "next_version", "parse_version"]
 
 
 def format_version(version_ms: int) -> str:
@@ -61,3 +62,19 @@ class VersionClock:
                 del last[key]
             self._prune_at = max(1024, 2 * len(last))
         return version
+
+
+def parse_version(text: object) -> int | None:
+    """The version ``text`` shows (``2024-01-30T15:50:35.742Z``), or ``None``
+    when it is not one: exactly the shape ``format_version`` writes."""
+    if type(text) is not str or len(text) != 24 or not text.endswith("Z") or text[19] != ".":
+        return None
+    try:
+        moment = _dt.datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=_dt.timezone.utc)
+        millis = int(text[20:23]) if text[20:23].isdigit() else -1
+    except ValueError:
+        return None
+    if millis < 0:
+        return None
+    version = int(moment.timestamp()) * 1000 + millis
+    return version if version > 0 and format_version(version) == text else None

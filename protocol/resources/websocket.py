@@ -45,13 +45,26 @@ nothing; the connection stays open and its neighbours never notice.
 Versions: an entry's is stored (``entries``); a collection's and a
 document's come from the mount's ``VersionClock`` as updates are rendered.
 
+Resume (issue 12 part 3, after Centrifugo's recovery). Every update
+rendered is kept in the mount's ``History``, subscribed to or not. A
+subscribe with ``"since": VERSION`` (the last version the client saw)
+answers the updates after it, as they would have been delivered live (the
+read rule decides again per update, with the rules in force now), or
+nothing when nothing was missed - when the history knows that version, or
+it is an entry's stored version (that tells in any server lifetime).
+Otherwise ``{"warning": "history_lost"}`` and then what a plain subscribe
+answers: an entry's or document's current value, or for a collection
+nothing (reload it over REST). A ``since`` that is not a version is an
+invalid message. The history is read in the same step as the subscription
+is made, so every update is either in the answer or delivered live, never
+both; a plain subscribe also sends the updates that landed between its
+read and that step.
+
 Tokens expire: when a connection's access token does (its timer, or its
 next message after that moment), it receives ``{"error":"Token expired",
 "code":"token_expired"}`` and is closed with 1008; static tokens never
-expire. Known limits: a token revoked before it expires is not noticed by
-an open connection (it is checked at the upgrade); a write that lands
-between a subscribe's read and its registration is not delivered, though
-the version tells a client which value is newer.
+expire. Known limit: a token revoked before it expires is not noticed by
+an open connection (it is checked at the upgrade).
 """
 
 from __future__ import annotations
@@ -69,15 +82,16 @@ from ..errors import RemoteProtocolError
 from ..http import HttpRequest, HttpResponse, json_response
 from ..inbox.tokens import is_read_token
 from ..mounts import Accepted, RenderContext
-from ..operations import Action, Document, GetDocument
-from ..permissions import Accountability, CurrentRules, RuleSet, Subscriber, delivery_groups, read_query
+from ..operations import Action, Document, Entry, GetDocument, GetEntry
+from ..permissions import Accountability, CurrentRules, Forbidden, RuleSet, Subscriber, delivery_groups, read_query
 from ..query import Query
 from ..tokens import authenticate, bearer_token, presented_token
 from .config import COLLECTION, DOCUMENT, ENTRY_SPACES, RESOURCE_TYPES, ResourcesConfig
-from .entries import ResourceError, Scope, entry_item, may, read_entry, scope_of, validate_entry_id
+from .entries import ResourceError, Scope, entry_item, may, scope_of, validate_entry_id
 from .frames import INVALID_MESSAGE, MessageError, ResourceRef, decode_message, error_body, error_frame, update_frame, warning_frame
 from .headers import InvalidHeaders, offered_subprotocols, subprotocol_headers
-from .versions import VersionClock, format_version
+from .history import History, Item
+from .versions import VersionClock, format_version, parse_version
 
 __all__ = ["PROTOCOL", "Connection", "Stats", "accept", "handle_message", "closed", "deadline_ms", "expired", "render",
            "entry_channel"]
@@ -221,7 +235,7 @@ def _channel(ref: ResourceRef, state: Connection, config: ResourcesConfig) -> Ch
 
 
 def handle_message(state: Connection, message: str | bytes, config: ResourcesConfig, stats: Stats,
-                   clock: VersionClock, env: Environment) -> Action[list[Any]]:
+                   clock: VersionClock, history: History, env: Environment) -> Action[list[Any]]:
     """Answer one message (the module docstring)."""
     if not state.open:
         return []
@@ -234,6 +248,13 @@ def handle_message(state: Connection, message: str | bytes, config: ResourcesCon
             raise MessageError('action is "subscribe" or "unsubscribe"')
         ref = decoded.resource
         channel = _channel(ref, state, config)
+        since = None
+        if decoded.since is not None:
+            if decoded.action != "subscribe":
+                raise MessageError("since is a subscribe's")
+            since = parse_version(decoded.since)
+            if since is None:
+                raise MessageError('since is a version as updates carry it: "2026-12-01T12:00:00.123Z"')
     except MessageError as exc:
         return [_to(state, error_frame(INVALID_MESSAGE, "invalid_message", exc.message))]
     key = (ref.type, ref.id)
@@ -246,10 +267,14 @@ def handle_message(state: Connection, message: str | bytes, config: ResourcesCon
         return [_too_many(state, ref, config)]
     rules: RuleSet = yield CurrentRules()
     try:
-        answer = yield from _current(ref, state, rules, clock, env)
+        read = yield from _current(ref, state, rules, env)
     except RemoteProtocolError as exc:  # permissions.Forbidden among them
         return [_to(state, error_frame("Forbidden" if exc.status == 403 else "Invalid request",
                                        "forbidden" if exc.status == 403 else "invalid_request", exc.message, ref))]
+    # From here to the return nothing yields: the history read below and the
+    # Subscribe registered with it are one step, and the switchboard applies
+    # the events in one ``deliveries`` - every update rendered before is in
+    # the history, every one after reaches the new subscription live.
     if not state.open:
         return []
     events: list[Any] = []
@@ -261,56 +286,174 @@ def handle_message(state: Connection, message: str | bytes, config: ResourcesCon
         state.subscriptions[key] = channel
         stats.subscriptions += 1
         events.append(Subscribe(PROTOCOL, state.id, channel))
-    if answer is not None:
-        events.append(_to(state, answer))
+    now = env.now_ms()
+    for payload in _answer(ref, channel, read, since, state, rules, config, clock, history, now):
+        events.append(_to(state, payload))
     return events
 
 
-def _current(ref: ResourceRef, state: Connection, rules: RuleSet, clock: VersionClock,
-             env: Environment) -> Action[bytes | None]:
-    """What a subscribe answers: the current value as an update, the
-    not-found warning, or nothing (a collection that has records). Raises ``Forbidden`` when ``state`` may not read it."""
+def _current(ref: ResourceRef, state: Connection, rules: RuleSet, env: Environment) -> Action[Any]:
+    """What a subscribe reads: the stored entry (``None``: none, not even a
+    tombstone), the document (or ``None``), or whether the collection holds
+    a record ``state`` may read. Raises ``Forbidden`` when ``state`` may
+    not read the resource."""
     if ref.type in ENTRY_SPACES:
-        entry = yield from read_entry(ref.type, state.scope, ref.id, state.who, rules, env)
-        if entry is None:
-            return warning_frame(ref, f"{ref.type} resource doesn't currently exist, "
-                                      "subscription was still made successfully")
-        return update_frame(entry.user_id, ref, msgspec.Raw(entry.value), format_version(entry.version))
+        if rules.rule(state.who, ref.type, "read") is None:
+            raise Forbidden()
+        entry: Entry | None = yield GetEntry(ref.type, state.scope.organization, state.scope.project, ref.id)
+        return entry
     if ref.type == COLLECTION:
         # Does it hold a record this user may read? (One row, through the store's index.)
         op = read_query(rules, state.who, ref.id, Query(fields=(("_id",),), limit=1), now_ms=env.now_ms())
         found = yield op
-        if not found.records:
-            return warning_frame(ref, "collection resource doesn't currently have records, "
-                                      "subscription was still made successfully")
-        return None
+        return bool(found.records)
     document: Document | None = yield GetDocument(ref.id)
-    if document is None:
-        return warning_frame(ref, "document resource doesn't currently exist, subscription was still made successfully")
-    version = clock.next((DOCUMENT, ref.id), env.now_ms())
-    return update_frame(None, ref, {"revision": document.revision, "content": msgspec.Raw(document.content)},
-                        format_version(version))
+    return document
+
+
+def _answer(ref: ResourceRef, channel: Channel, read: Any, since: int | None, state: Connection, rules: RuleSet,
+            config: ResourcesConfig, clock: VersionClock, history: History, now: int) -> list[bytes]:
+    """What a subscribe answers, from what it read and the history (no I/O:
+    the step that registers the subscription).
+
+    With ``since`` the history knows: the updates after it, rendered for
+    ``state`` (nothing when nothing was missed). An entry whose stored
+    version is ``since`` missed nothing either, in any server lifetime.
+    Otherwise - or without ``since`` - a ``history_lost`` warning (only
+    with ``since``), then the current state: an entry's or document's value
+    as an update, or the not-found warning, followed by any update the
+    history holds that is newer than what was read."""
+    if since is not None:
+        missed = history.after(channel, since)
+        if missed is None and ref.type in ENTRY_SPACES and read is not None and read.version == since:
+            newest = history.newest(channel)
+            if newest is None or newest.version <= since:
+                missed = []
+                history.mark(channel, since)
+        if missed is not None:
+            return _replay(ref, missed, state, rules, config, now)
+        lost = warning_frame(ref, "updates since that version are no longer known here: reload the resource",
+                             "history_lost")
+        return [lost] + _state(ref, channel, read, state, rules, config, clock, history, now)
+    return _state(ref, channel, read, state, rules, config, clock, history, now)
+
+
+def _state(ref: ResourceRef, channel: Channel, read: Any, state: Connection, rules: RuleSet,
+           config: ResourcesConfig, clock: VersionClock, history: History, now: int) -> list[bytes]:
+    """A plain subscribe's answer (``_answer``)."""
+    frames: list[bytes] = []
+    base: int | None = None
+    if ref.type in ENTRY_SPACES:
+        entry: Entry | None = read
+        if entry is not None:
+            base = entry.version
+        value = entry.value if entry is not None else None
+        if value is not None and may(rules, state.who, ref.type, "read",
+                                     lambda: entry_item(state.scope, ref.id, value), now):
+            frames.append(update_frame(entry.user_id, ref, msgspec.Raw(value), format_version(base)))  # type: ignore[union-attr,arg-type]
+        else:
+            frames.append(warning_frame(ref, f"{ref.type} resource doesn't currently exist, "
+                                             "subscription was still made successfully"))
+            if entry is None:  # never written when read: whatever the history holds came after
+                return frames + _replay(ref, history.since_first(channel), state, rules, config, now)
+    elif ref.type == COLLECTION:
+        if not read:
+            frames.append(warning_frame(ref, "collection resource doesn't currently have records, "
+                                             "subscription was still made successfully"))
+        return frames  # a collection has no state to send: its records are read over REST
+    else:
+        document: Document | None = read
+        if document is None:
+            frames.append(warning_frame(ref, "document resource doesn't currently exist, "
+                                             "subscription was still made successfully"))
+            return frames + _replay(ref, history.since_first(channel), state, rules, config, now)
+        # The version it was delivered with, when the history holds that revision.
+        held = [item for item in history.items(channel) if item.update[0] >= document.revision]
+        if held:
+            item = held[0]
+            frames.append(item.update[1])
+            base = item.version
+        else:
+            base = clock.next(channel, now)
+            frames.append(_document_frame(ref, document.revision, document.content, base))
+    if base is not None:
+        tail = history.after(channel, base)
+        if tail is None:
+            newest = history.newest(channel)
+            tail = [newest] if newest is not None and newest.version > base else []
+        if not tail:
+            history.mark(channel, base)
+        frames += _replay(ref, tail, state, rules, config, now)
+    return frames
+
+
+def _replay(ref: ResourceRef, items: list[Item], state: Connection, rules: RuleSet, config: ResourcesConfig,
+            now: int) -> list[bytes]:
+    """``items`` as they reach ``state`` live: the read rule decides again
+    for each (entries, collections), the rules in force now."""
+    frames: list[bytes] = []
+    who = state.who
+    if ref.type in ENTRY_SPACES:
+        for item in items:
+            change: EntryChange = item.update
+            value = change.value
+            filtered = (lambda: entry_item(state.scope, change.id, value)) if value is not None else None
+            if may(rules, who, ref.type, "read", filtered, now):
+                frames.append(_entry_frame(change, ref))
+    elif ref.type == COLLECTION:
+        for item in items:
+            user_id, action, record = item.update
+            groups = delivery_groups(rules, ref.id, record, [Subscriber(0, who)], now_ms=now)
+            if groups:
+                frames.append(_record_frame(user_id, ref, action, groups[0].record, record["_id"],
+                                            format_version(item.version), config))
+    else:
+        frames = [item.update[1] for item in items]
+    return frames
 
 
 # -- rendering -------------------------------------------------------------------------
 
 
 def render(change: Change | DocumentChange | EntryChange, context: RenderContext, config: ResourcesConfig,
-           clock: VersionClock) -> Sequence[Deliver]:
-    """The deliveries a change makes to the resource subscribers."""
+           clock: VersionClock, history: History) -> Sequence[Deliver]:
+    """The deliveries a change makes to the resource subscribers. Every
+    change of a resource is kept in ``history`` first, subscribed to or not:
+    its subscribers may be away, to resume later."""
     kind = type(change)
     if kind is EntryChange:
-        return _render_entry(change, context)  # type: ignore[arg-type]
+        return _render_entry(change, context, history)  # type: ignore[arg-type]
     if kind is Change:
-        return _render_record(change, context, config, clock)  # type: ignore[arg-type]
+        return _render_record(change, context, config, clock, history)  # type: ignore[arg-type]
     if kind is DocumentChange:
-        return _render_document(change, context, clock)  # type: ignore[arg-type]
+        return _render_document(change, context, clock, history)  # type: ignore[arg-type]
     return ()
 
 
-def _render_entry(change: EntryChange, context: RenderContext) -> Sequence[Deliver]:
+def _entry_frame(change: EntryChange, ref: ResourceRef) -> bytes:
+    deleted = change.kind == "delete"
+    data = None if deleted else msgspec.Raw(change.value)  # type: ignore[arg-type]
+    return update_frame(change.user_id, ref, data, format_version(change.version), deleted=deleted)
+
+
+def _record_frame(user_id: str | None, ref: ResourceRef, action: str, shown_record: dict[str, Any], key: str,
+                  version: str, config: ResourcesConfig) -> bytes:
+    shown = _encode(shown_record)
+    if len(shown) > config.max_record_bytes:
+        data: Any = {"action": action, "record": {"_id": key}, "truncated": True}
+    else:
+        data = {"action": action, "record": msgspec.Raw(shown)}
+    return update_frame(user_id, ref, data, version)
+
+
+def _document_frame(ref: ResourceRef, revision: int, content: bytes, version: int) -> bytes:
+    return update_frame(None, ref, {"revision": revision, "content": msgspec.Raw(content)}, format_version(version))
+
+
+def _render_entry(change: EntryChange, context: RenderContext, history: History) -> Sequence[Deliver]:
     scope = Scope(change.organization, change.project)
     channel = entry_channel(change.space, scope, change.id)
+    history.record(channel, Item(change.version, change, len(change.value or b"") + len(change.id)))
     recipients = context.recipients(Audience(channel=channel))
     if not recipients:
         return ()
@@ -346,24 +489,25 @@ def _render_entry(change: EntryChange, context: RenderContext) -> Sequence[Deliv
             allowed.append(connection)
     if not allowed:
         return ()
-    ref = ResourceRef(change.space, change.id)
-    deleted = change.kind == "delete"
-    data = None if deleted else msgspec.Raw(change.value)
-    payload = update_frame(change.user_id, ref, data, format_version(change.version), deleted=deleted)
+    payload = _entry_frame(change, ResourceRef(change.space, change.id))
     audience = Audience(channel=channel) if len(allowed) == len(recipients) else Audience(connections=tuple(allowed))
     return (Deliver(PROTOCOL, payload, audience),)
 
 
 def _render_record(change: Change, context: RenderContext, config: ResourcesConfig,
-                   clock: VersionClock) -> Sequence[Deliver]:
+                   clock: VersionClock, history: History) -> Sequence[Deliver]:
     collection = change.collection
-    channel = Channel(COLLECTION, collection)
-    recipients = context.recipients(Audience(channel=channel))
-    if not recipients:
-        return ()
     record = change.record
     key = record.get("_id")
-    if not isinstance(key, str):
+    if not isinstance(key, str) or is_hidden_collection(collection):
+        return ()
+    channel = Channel(COLLECTION, collection)
+    now = context.now_ms()
+    version_ms = clock.next(channel, now)
+    action = _ACTION[change.kind]
+    history.record(channel, Item(version_ms, (change.user_id, action, record), len(_encode(record))))
+    recipients = context.recipients(Audience(channel=channel))
+    if not recipients:
         return ()
     # Subscribers who are the same accountability decide alike: one Subscriber each.
     by_who: dict[Accountability, list[str]] = {}
@@ -371,31 +515,25 @@ def _render_record(change: Change, context: RenderContext, config: ResourcesConf
         by_who.setdefault(state.who, []).append(connection)
     subscribers = [Subscriber(n, who) for n, who in enumerate(by_who)]
     connections_of = list(by_who.values())
-    now = context.now_ms()
     groups = delivery_groups(context.rules, collection, record, subscribers, now_ms=now)
     if not groups:
         return ()
     ref = ResourceRef(COLLECTION, collection)
-    version = format_version(clock.next((COLLECTION, collection), now))
-    action = _ACTION[change.kind]
+    version = format_version(version_ms)
     deliveries = []
     for group in groups:
-        shown = _encode(group.record)
-        if len(shown) > config.max_record_bytes:
-            data: Any = {"action": action, "record": {"_id": key}, "truncated": True}
-        else:
-            data = {"action": action, "record": msgspec.Raw(shown)}
-        payload = update_frame(change.user_id, ref, data, version)
+        payload = _record_frame(change.user_id, ref, action, group.record, key, version, config)
         members = tuple(connection for member in group.members for connection in connections_of[member])  # type: ignore[index]
         deliveries.append(Deliver(PROTOCOL, payload, Audience(connections=members)))
     return deliveries
 
 
-def _render_document(change: DocumentChange, context: RenderContext, clock: VersionClock) -> Sequence[Deliver]:
+def _render_document(change: DocumentChange, context: RenderContext, clock: VersionClock,
+                     history: History) -> Sequence[Deliver]:
     channel = Channel(DOCUMENT, change.read_token)
+    version = clock.next(channel, context.now_ms())
+    payload = _document_frame(ResourceRef(DOCUMENT, change.read_token), change.revision, change.content, version)
+    history.record(channel, Item(version, (change.revision, payload), len(payload)))
     if not context.recipients(Audience(channel=channel)):
         return ()
-    version = clock.next((DOCUMENT, change.read_token), context.now_ms())
-    data = {"revision": change.revision, "content": msgspec.Raw(change.content)}
-    payload = update_frame(None, ResourceRef(DOCUMENT, change.read_token), data, format_version(version))
     return (Deliver(PROTOCOL, payload, Audience(channel=channel)),)
