@@ -14,6 +14,8 @@ headers base58-encoded in ``Sec-WebSocket-Protocol``.
 - ``websocket``: the upgrade, subscribe / unsubscribe, and how each change
   (``Change``, ``DocumentChange``, ``EntryChange``) reaches subscribers.
 - ``versions``: ISO versions increasing per resource.
+- ``history``: the bounded history of each resource's updates, from which
+  a subscribe with ``since`` resumes (or is told ``history_lost``).
 - ``mount``: ``ResourcesMount``, the line in the mount table.
 """
 

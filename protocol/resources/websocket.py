@@ -367,15 +367,16 @@ def _state(ref: ResourceRef, channel: Channel, read: Any, state: Connection, rul
             frames.append(warning_frame(ref, "document resource doesn't currently exist, "
                                              "subscription was still made successfully"))
             return frames + _replay(ref, history.since_first(channel), state, rules, config, now)
-        # The version it was delivered with, when the history holds that revision.
-        held = [item for item in history.items(channel) if item.update[0] >= document.revision]
-        if held:
-            item = held[0]
-            frames.append(item.update[1])
-            base = item.version
-        else:
-            base = clock.next(channel, now)
-            frames.append(_document_frame(ref, document.revision, document.content, base))
+        # The newest revision known - read, or written since the read - at
+        # a version of its own (as a resubscribe always had), which the
+        # history then knows: every later update has a greater one.
+        revision, content = document.revision, document.content
+        newest = history.newest(channel)
+        if newest is not None and newest.update[0] > revision:
+            revision, content = newest.update[0], newest.update[2]
+        version = clock.next(channel, now)
+        history.mark(channel, version)
+        return frames + [_document_frame(ref, revision, content, version)]
     if base is not None:
         tail = history.after(channel, base)
         if tail is None:
@@ -422,7 +423,8 @@ def render(change: Change | DocumentChange | EntryChange, context: RenderContext
     its subscribers may be away, to resume later."""
     kind = type(change)
     if kind is EntryChange:
-        return _render_entry(change, context, history)  # type: ignore[arg-type]
+        _record_entry(change, history)  # type: ignore[arg-type]
+        return _render_entry(change, context)  # type: ignore[arg-type]
     if kind is Change:
         return _render_record(change, context, config, clock, history)  # type: ignore[arg-type]
     if kind is DocumentChange:
@@ -450,10 +452,14 @@ def _document_frame(ref: ResourceRef, revision: int, content: bytes, version: in
     return update_frame(None, ref, {"revision": revision, "content": msgspec.Raw(content)}, format_version(version))
 
 
-def _render_entry(change: EntryChange, context: RenderContext, history: History) -> Sequence[Deliver]:
+def _record_entry(change: EntryChange, history: History) -> None:
+    channel = entry_channel(change.space, Scope(change.organization, change.project), change.id)
+    history.record(channel, Item(change.version, change, len(change.value or b"") + len(change.id)))
+
+
+def _render_entry(change: EntryChange, context: RenderContext) -> Sequence[Deliver]:
     scope = Scope(change.organization, change.project)
     channel = entry_channel(change.space, scope, change.id)
-    history.record(channel, Item(change.version, change, len(change.value or b"") + len(change.id)))
     recipients = context.recipients(Audience(channel=channel))
     if not recipients:
         return ()
@@ -533,7 +539,7 @@ def _render_document(change: DocumentChange, context: RenderContext, clock: Vers
     channel = Channel(DOCUMENT, change.read_token)
     version = clock.next(channel, context.now_ms())
     payload = _document_frame(ResourceRef(DOCUMENT, change.read_token), change.revision, change.content, version)
-    history.record(channel, Item(version, (change.revision, payload), len(payload)))
+    history.record(channel, Item(version, (change.revision, payload, change.content), 2 * len(payload)))
     if not context.recipients(Audience(channel=channel)):
         return ()
     return (Deliver(PROTOCOL, payload, Audience(channel=channel)),)
