@@ -80,7 +80,8 @@ class EntryChange(msgspec.Struct, frozen=True, tag=True):
     """A committed write to the entry ``id`` of ``space`` (``"kvStore"`` or
     ``"liveConfig"``) in the scope ``(organization, project)``.
 
-    ``value`` is the exact JSON bytes stored (``None`` for a ``delete``),
+    ``value`` is the exact JSON bytes stored (``None`` for a ``delete``;
+    ``previous`` is then the value as it was, which read rules judge),
     ``version`` the entry's version after the write (ms since the epoch,
     greater with every write of the entry: ``operations.PutEntry``),
     ``user_id`` who wrote it and ``origin`` the protocol and transport
@@ -96,3 +97,4 @@ class EntryChange(msgspec.Struct, frozen=True, tag=True):
     version: int
     user_id: str | None
     origin: str
+    previous: bytes | None = None

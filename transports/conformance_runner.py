@@ -437,9 +437,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--admin-email", help="directus, resources: an administrator's email (satchel admin create EMAIL)")
     parser.add_argument("--admin-password", help="directus, resources: that administrator's password")
     parser.add_argument("--admin-token", help="directus, resources: a static token of an administrator (instead of the email)")
-    parser.add_argument("--strict", action="store_true",
-                        help="resources: hold the server to the README where Satchel's core does not yet follow it "
-                             "(role changes reaching open resource websockets, deletions under the read filter)")
     parser.add_argument("--no-namespace-disconnects", dest="namespace_disconnects", action="store_false",
                         help="socketio: send no namespace DISCONNECTs (by default the kit sends some: "
                              "the socket must leave the namespace's rooms)")
@@ -517,7 +514,7 @@ def _main_resources(args: argparse.Namespace) -> int:
                 steps = load_steps(handle.read())
             try:
                 run_steps(target, steps, token=token, timeout=args.timeout, quiet=quiet, admin=admin,
-                          admin_token=args.admin_token, strict=args.strict)
+                          admin_token=args.admin_token)
             except ResourcesMismatch as failure:
                 print(f"The script fails against {where}:\n{failure}")
                 return 1
@@ -525,7 +522,7 @@ def _main_resources(args: argparse.Namespace) -> int:
             return 0
         report = check_resources_target(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token,
                                         timeout=args.timeout, quiet=quiet, minimize_failure=not args.no_minimize,
-                                        admin=admin, admin_token=args.admin_token, strict=args.strict)
+                                        admin=admin, admin_token=args.admin_token)
     except (SetupError, OSError, ValueError) as error:
         print(f"satchel conformance: could not run against {where}: {error}", file=sys.stderr)
         return 2

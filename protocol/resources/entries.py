@@ -230,7 +230,7 @@ def delete_entry(space: str, scope: Scope, entry_id: str, who: Accountability, r
         version = next_version(now, before.version)
         if (yield DeleteEntry(space, scope.organization, scope.project, entry_id, version, before.version, who.user)):
             change = EntryChange(space, scope.organization, scope.project, entry_id, "delete", None, version, who.user,
-                                 origin)
+                                 origin, previous=before.value)
             return before, change
     raise ResourceError(409, "Conflict", "conflict", "the entry is changing too fast; try again")
 

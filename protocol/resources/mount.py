@@ -22,6 +22,7 @@ from ..environment import Environment
 from ..http import HttpRequest, HttpResponse
 from ..mounts import Accepted, HttpOutcome, Mount, RenderContext, UploadForm
 from ..operations import Action
+from ..permissions import Accountability
 from . import rest, websocket
 from .config import ResourcesConfig
 from .frames import error_frame
@@ -66,6 +67,12 @@ class ResourcesMount(Mount):
 
     def closed(self, state: Any) -> list[Any]:
         return websocket.closed(state, self.stats)
+
+    def role_changed(self, state: Any, role: str) -> Any:
+        # Its subscribes and every update it is sent follow the new role at once.
+        if state.who.user is not None:
+            state.who = Accountability(state.who.user, role)
+        return state
 
     def deadline_ms(self, state: Any) -> int | None:
         return websocket.deadline_ms(state)

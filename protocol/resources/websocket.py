@@ -470,14 +470,16 @@ def _render_entry(change: EntryChange, context: RenderContext) -> Sequence[Deliv
     def item() -> dict[str, Any]:
         # What the read rule's filter sees: the entry as written (as it was, for a delete).
         if not item_cache:
-            item_cache.append(entry_item(scope, change.id, change.value))
+            value = change.value if change.value is not None else change.previous
+            item_cache.append(entry_item(scope, change.id, value))
         return item_cache[0]
 
     # One decision per role, or per (role, user) where the rule depends on the user.
     by_role: dict[str, bool | None] = {}
     by_user: dict[Hashable, bool] = {}
     allowed: list[str] = []
-    filtered_item = item if change.value is not None else None
+    # A delete is judged on the entry as it was: who could not read it hears nothing.
+    filtered_item = item if change.value is not None or change.previous is not None else None
     for connection, state in recipients:
         who = state.who
         role = who.effective_role

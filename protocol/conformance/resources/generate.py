@@ -208,16 +208,15 @@ def sequence_strategy(steps: int = 25) -> Any:
 def check_resources_target(target: ResourcesTarget, *, examples: int = 50, steps: int = 25, seed: int | None = None,
                            token: str = "t0", timeout: float = 2.0, quiet: float = 0.0, minimize_failure: bool = True,
                            admin: tuple[str, str] | None = None, admin_token: str | None = None,
-                           minimize_budget: int = 300, strict: bool = False) -> ResourcesReport:
+                           minimize_budget: int = 300) -> ResourcesReport:
     """Run ``examples`` generated sequences against ``target`` and report
     the first difference, cut down to a short script (arguments as
-    ``check_directus_target``'s; ``strict`` as ``ResourcesRun``'s). The
+    ``check_directus_target``'s). The
     stored rules and roles are put back."""
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hypothesis_seed
 
-    run = ResourcesRun(target, token=token, timeout=timeout, quiet=quiet, admin=admin, admin_token=admin_token,
-                       strict=strict)
+    run = ResourcesRun(target, token=token, timeout=timeout, quiet=quiet, admin=admin, admin_token=admin_token)
     run.setup()
     report = ResourcesReport(0)
     first: list[ResourcesMismatch] = []

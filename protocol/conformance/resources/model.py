@@ -118,18 +118,7 @@ class ResourcesModel:
     rule file ``base_roles``. Entry ids, collection names and document
     tokens are the runner's real ones."""
 
-    def __init__(self, user_ids: list[str], base_roles: dict[str, Any], revision: int, *, admin: int,
-                 live_roles: bool = False, filter_deletions: bool = False) -> None:
-        # Two places where Satchel's core (today) differs from what its README
-        # promises; the model follows the core unless told otherwise:
-        #: whether an admin's role change reaches a user's open resource
-        #: websockets (Backpack's and Directus's do); the core's do not: a
-        #: resource connection keeps the role it opened with.
-        self.live_roles = live_roles
-        #: whether an entry's deletion reaches only subscribers whose read
-        #: rule's filter admitted the entry as it was; the core sends it to
-        #: everyone whose role may read the space at all.
-        self.filter_deletions = filter_deletions
+    def __init__(self, user_ids: list[str], base_roles: dict[str, Any], revision: int, *, admin: int) -> None:
         self.user_ids = list(user_ids)
         self.roles = ["authenticated"] * len(user_ids)
         self.roles[admin] = "admin"
@@ -191,7 +180,8 @@ class ResourcesModel:
         return rule is not None and evaluate(rule.filter, self.item(scope, entry_id, value), self.me(user, role))
 
     def conn_role(self, conn: Conn) -> str:
-        return self.role_of(conn.user) if self.live_roles else conn.role
+        # An admin's role change reaches the user's open websockets at once.
+        return self.role_of(conn.user)
 
     def _shown(self, space: str, scope: int, entry_id: str, value: Any, fresh: bool) -> dict[str, Any]:
         return {"id": entry_id, "data": value, "version": Version((space, scope, entry_id), fresh)}
@@ -237,12 +227,10 @@ class ResourcesModel:
         outcome = Outcome(200, self._shown(space, scope, entry_id, before, True))
         resource = {"type": space, "id": entry_id}
         for k, conn in sorted(self.conns.items()):
-            # Satchel's core sends a deletion to every subscriber whose role may
-            # read the space, its filter not applied (``filter_deletions`` False).
+            # A deletion reaches whoever's read rule admitted the entry as it was.
             role = self.conn_role(conn)
             if conn.scope == scope and (space, entry_id) in conn.subs \
-                    and self.rule(conn.user, space, "read", role) is not None \
-                    and (not self.filter_deletions or self._readable(conn.user, space, scope, entry_id, before, role)):
+                    and self._readable(conn.user, space, scope, entry_id, before, role):
                 outcome.add(k, {"userId": self.uid(user), "resource": resource, "data": None,
                                 "version": Version(key, False), "deleted": True})
         return outcome

@@ -158,13 +158,7 @@ def load_steps(text: str) -> list[dict[str, Any]]:
 class ResourcesRun(DirectusRun):
     """The kit's accounts, tokens and rules (made as the Directus kit makes
     them: an administrator, static tokens, ``PUT /_/api/rules``) and the
-    sequences run on them. ``strict`` holds the server to the README where
-    Satchel's core does not yet follow it (``ResourcesModel``'s
-    ``live_roles`` and ``filter_deletions``)."""
-
-    def __init__(self, target: Any, *, strict: bool = False, **options: Any) -> None:
-        super().__init__(target, **options)
-        self.strict = strict
+    sequences run on them."""
 
     def run(self, steps: list[dict[str, Any]]) -> ResourcesModel:  # type: ignore[override]
         if not self.user_ids:
@@ -186,10 +180,9 @@ class ResourcesRun(DirectusRun):
 
 def run_steps(target: ResourcesTarget, steps: list[dict[str, Any]], *, token: str = "r0", timeout: float = 2.0,
               quiet: float = 0.0, admin: tuple[str, str] | None = None,
-              admin_token: str | None = None, strict: bool = False) -> ResourcesModel:
+              admin_token: str | None = None) -> ResourcesModel:
     """Replay ``steps`` on fresh accounts (named after ``token``)."""
-    run = ResourcesRun(target, token=token, timeout=timeout, quiet=quiet, admin=admin, admin_token=admin_token,
-                       strict=strict)
+    run = ResourcesRun(target, token=token, timeout=timeout, quiet=quiet, admin=admin, admin_token=admin_token)
     try:
         return run.run(steps)
     finally:
@@ -206,8 +199,7 @@ class _Sequence:
     def __init__(self, run: ResourcesRun, label: str, revision: int) -> None:
         self.run, self.target, self.label = run, run.target, label
         self.collections = {c: f"{label}{c}" for c in COLLECTIONS}
-        self.model = ResourcesModel(run.user_ids, run.base(), revision, admin=ADMIN, live_roles=run.strict,
-                                    filter_deletions=run.strict)
+        self.model = ResourcesModel(run.user_ids, run.base(), revision, admin=ADMIN)
         self.bindings = Bindings()
         self.index = 0
         self.versions: dict[Any, str] = {}   # resource -> the last version seen
