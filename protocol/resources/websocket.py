@@ -81,7 +81,7 @@ from ..environment import Environment
 from ..errors import RemoteProtocolError
 from ..http import HttpRequest, HttpResponse, json_response
 from ..inbox.tokens import is_read_token
-from ..mounts import Accepted, RenderContext
+from ..mounts import NO_CONTEXT, Accepted, RenderContext
 from ..operations import Action, Document, Entry, GetDocument, GetEntry
 from ..permissions import Accountability, CurrentRules, Forbidden, RuleSet, Subscriber, delivery_groups, read_query
 from ..query import Query
@@ -421,6 +421,8 @@ def render(change: Change | DocumentChange | EntryChange, context: RenderContext
     """The deliveries a change makes to the resource subscribers. Every
     change of a resource is kept in ``history`` first, subscribed to or not:
     its subscribers may be away, to resume later."""
+    if context is NO_CONTEXT:
+        return ()  # a mount table used alone: no server, no clock, nobody to deliver to or resume
     kind = type(change)
     if kind is EntryChange:
         _record_entry(change, history)  # type: ignore[arg-type]
