@@ -484,87 +484,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main_resources(args: argparse.Namespace) -> int:
     """``--protocol resources``: resource subscriptions - ``/realtime`` REST and
     websockets, under random rules (``satchel.protocol.conformance.resources``)."""
-    from satchel.protocol.conformance.resources import (
-        InProcessResources,
-        ResourcesMismatch,
-        check_resources_target,
-        format_steps,
-        load_steps,
-        run_steps,
-    )
+    from satchel.protocol.conformance import resources as kit
 
-    admin = (args.admin_email, args.admin_password) if args.admin_email and args.admin_password else None
-    if not args.in_process and admin is None and not args.admin_token:
-        print("satchel conformance: --protocol resources needs an administrator of the server: "
-              "--admin-email and --admin-password (satchel admin create EMAIL), or --admin-token", file=sys.stderr)
-        return 2
-    try:
-        target: Any = (InProcessResources(InProcessTarget(MemoryStore(), args.api_key or "conformance-key"))
-                       if args.in_process else UrlTarget(args.url, args.api_key or "", timeout=max(10.0, args.timeout)))
-    except ValueError as error:
-        print(f"satchel conformance: {error}", file=sys.stderr)
-        return 2
-    where = "Satchel's core (in process)" if args.in_process else args.url
-    quiet = args.quiet if args.quiet is not None else (0.0 if args.in_process else 0.05)
-    token = "t0" if args.in_process else secrets.token_hex(4)
-    started = time.monotonic()
-    try:
-        if args.replay:
-            with open(args.replay, encoding="utf-8") as handle:
-                steps = load_steps(handle.read())
-            try:
-                run_steps(target, steps, token=token, timeout=args.timeout, quiet=quiet, admin=admin,
-                          admin_token=args.admin_token)
-            except ResourcesMismatch as failure:
-                print(f"The script fails against {where}:\n{failure}")
-                return 1
-            print(f"The script ({len(steps)} steps) ran against {where} without a difference.")
-            return 0
-        report = check_resources_target(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token,
-                                        timeout=args.timeout, quiet=quiet, minimize_failure=not args.no_minimize,
-                                        admin=admin, admin_token=args.admin_token)
-    except (SetupError, OSError, ValueError) as error:
-        print(f"satchel conformance: could not run against {where}: {error}", file=sys.stderr)
-        return 2
-    finally:
-        target.close()
-    elapsed = time.monotonic() - started
-    if report.errors:
-        for error in report.errors:
-            print(f"satchel conformance: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
-    if report.failure is None:
-        print(f"{where} conforms (resource subscriptions): {report.examples} generated sequences passed "
-              f"in {elapsed:.1f} s.")
-        return 0
-    print(f"{where} differs from the resource-subscription model.\n\n{report.failure}")
-    if args.save:
-        with open(args.save, "w", encoding="utf-8") as handle:
-            handle.write(format_steps(report.failure.steps) + "\n")
-        print(f"\nSaved to {args.save}; replay with: satchel conformance --url URL --protocol resources "
-              f"--admin-email E --admin-password P --replay {args.save}")
-    return 1
+    return _main_with_admin(args, "resources", "resource subscriptions", "the resource-subscription model",
+                            kit.InProcessResources, kit.ResourcesMismatch, kit.check_resources_target,
+                            kit.run_steps, kit.load_steps, kit.format_steps)
 
 
 def _main_directus(args: argparse.Namespace) -> int:
     """``--protocol directus``: the Directus items REST API, the admin API's
     rules and roles, and both Directus websockets (``satchel.protocol.conformance.directus``)."""
-    from satchel.protocol.conformance.directus import (
-        DirectusMismatch,
-        InProcessDirectus,
-        check_directus_target,
-        format_steps,
-        load_steps,
-        run_steps,
-    )
+    from satchel.protocol.conformance import directus as kit
 
+    return _main_with_admin(args, "directus", "Directus REST, websockets and rules", "the Directus model",
+                            kit.InProcessDirectus, kit.DirectusMismatch, kit.check_directus_target,
+                            kit.run_steps, kit.load_steps, kit.format_steps)
+
+
+def _main_with_admin(args: argparse.Namespace, protocol: str, what: str, model: str, in_process: Any,
+                     mismatch: type[Exception], check: Any, run_steps: Any, load_steps: Any, format_steps: Any) -> int:
+    """A kit that installs rules and roles through the admin API (Directus,
+    resources): so over a URL it needs an administrator of the server."""
     admin = (args.admin_email, args.admin_password) if args.admin_email and args.admin_password else None
     if not args.in_process and admin is None and not args.admin_token:
-        print("satchel conformance: --protocol directus needs an administrator of the server: "
+        print(f"satchel conformance: --protocol {protocol} needs an administrator of the server: "
               "--admin-email and --admin-password (satchel admin create EMAIL), or --admin-token", file=sys.stderr)
         return 2
     try:
-        target: Any = (InProcessDirectus(InProcessTarget(MemoryStore(), args.api_key or "conformance-key"))
+        target: Any = (in_process(InProcessTarget(MemoryStore(), args.api_key or "conformance-key"))
                        if args.in_process else UrlTarget(args.url, args.api_key or "", timeout=max(10.0, args.timeout)))
     except ValueError as error:
         print(f"satchel conformance: {error}", file=sys.stderr)
@@ -580,14 +527,14 @@ def _main_directus(args: argparse.Namespace) -> int:
             try:
                 run_steps(target, steps, token=token, timeout=args.timeout, quiet=quiet, admin=admin,
                           admin_token=args.admin_token)
-            except DirectusMismatch as failure:
+            except mismatch as failure:
                 print(f"The script fails against {where}:\n{failure}")
                 return 1
             print(f"The script ({len(steps)} steps) ran against {where} without a difference.")
             return 0
-        report = check_directus_target(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token,
-                                       timeout=args.timeout, quiet=quiet, minimize_failure=not args.no_minimize,
-                                       admin=admin, admin_token=args.admin_token)
+        report = check(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token,
+                       timeout=args.timeout, quiet=quiet, minimize_failure=not args.no_minimize,
+                       admin=admin, admin_token=args.admin_token)
     except (SetupError, OSError, ValueError) as error:
         print(f"satchel conformance: could not run against {where}: {error}", file=sys.stderr)
         return 2
@@ -599,14 +546,13 @@ def _main_directus(args: argparse.Namespace) -> int:
             print(f"satchel conformance: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     if report.failure is None:
-        print(f"{where} conforms (Directus REST, websockets and rules): {report.examples} generated sequences "
-              f"passed in {elapsed:.1f} s.")
+        print(f"{where} conforms ({what}): {report.examples} generated sequences passed in {elapsed:.1f} s.")
         return 0
-    print(f"{where} differs from the Directus model.\n\n{report.failure}")
+    print(f"{where} differs from {model}.\n\n{report.failure}")
     if args.save:
         with open(args.save, "w", encoding="utf-8") as handle:
             handle.write(format_steps(report.failure.steps) + "\n")
-        print(f"\nSaved to {args.save}; replay with: satchel conformance --url URL --protocol directus "
+        print(f"\nSaved to {args.save}; replay with: satchel conformance --url URL --protocol {protocol} "
               f"--admin-email E --admin-password P --replay {args.save}")
     return 1
 
