@@ -92,6 +92,8 @@ __all__ = [
     "DeleteSessions",
     "ListSessions",
     "SetUserRole",
+    "SetUserPassword",
+    "ListUsers",
     "HeldRoles",
     "DEFAULT_ROLE",
     "StoredSetting",
@@ -109,6 +111,7 @@ __all__ = [
     "ListEntries",
     "GetDocument",
     "GetDocumentByWriteKey",
+    "ListDocuments",
     "PutDocument",
     "ApplyMessage",
     "HashPassword",
@@ -425,6 +428,28 @@ class SetUserRole(Operation, frozen=True):
     role: str
 
 
+class SetUserPassword(Operation, frozen=True):
+    """-> ``bool``: store ``password_hash`` as user ``user_id``'s; ``False``
+    when there is no such user. The administration API resets passwords
+    with it, and disables an account by storing a hash no password matches
+    (``satchel.protocol.admin.users``)."""
+
+    user_id: str
+    password_hash: str
+
+
+class ListUsers(Operation, frozen=True):
+    """-> ``list[User]``: a page of the accounts, in code point order of
+    their ids (creation order: ids begin with their creation second), the
+    ones whose email contains ``search`` (compared after ``str.lower()``;
+    ``""``: all), skipping ``offset``, at most ``limit``. For an
+    administrator's list; no protocol lists its users."""
+
+    search: str = ""
+    offset: int = 0
+    limit: int = 100
+
+
 class HeldRoles(Operation, frozen=True):
     """-> ``frozenset[str]``: every role at least one user holds (so that
     rules are never replaced by rules without a role someone still has)."""
@@ -551,6 +576,15 @@ class GetDocumentByWriteKey(Operation, frozen=True):
     """-> ``Document | None``: the document whose ``write_key`` this is."""
 
     write_key: str
+
+
+class ListDocuments(Operation, frozen=True):
+    """-> ``list[Document]``: a page of the token-addressed documents in the
+    order they were created, skipping ``offset``, at most ``limit`` (an
+    administrator's list; no protocol lists documents)."""
+
+    offset: int = 0
+    limit: int = 100
 
 
 class PutDocument(Operation, frozen=True):

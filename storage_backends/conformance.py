@@ -68,6 +68,7 @@ from satchel.protocol.operations import (
 from satchel.protocol.records import format_timestamp, matches_query, new_record, object_id
 
 from .base import Store
+from .conformance_admin import ADMIN_CHECKS
 from .conformance_entries import ENTRY_CHECKS
 from .conformance_queries import (
     QUERY_CHECKS,
@@ -875,6 +876,7 @@ CHECKS: tuple[Callable[[MakeStore], Awaitable[None]], ...] = (
     check_rejects_non_storage_operations,
     *QUERY_CHECKS,
     *ENTRY_CHECKS,
+    *ADMIN_CHECKS,
 )
 
 

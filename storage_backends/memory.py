@@ -62,6 +62,9 @@ from satchel.protocol.operations import (
     SearchRecords,
     Session,
     SetUserRole,
+    SetUserPassword,
+    ListUsers,
+    ListDocuments,
     HeldRoles,
     StoredRecord,
     StoredSetting,
@@ -134,6 +137,9 @@ class MemoryStore(Store):
             ListSessions: self._list_sessions,
             SetUserRole: self._set_user_role,
             HeldRoles: self._held_roles,
+            SetUserPassword: self._set_user_password,
+            ListUsers: self._list_users,
+            ListDocuments: self._list_documents,
             GetSetting: self._get_setting,
             PutSetting: self._put_setting,
             GetDocument: self._get_document,
@@ -293,6 +299,18 @@ class MemoryStore(Store):
         self._users[op.user_id] = msgspec.structs.replace(user, role=op.role)
         return True
 
+    def _set_user_password(self, op: SetUserPassword) -> bool:
+        user = self._users.get(op.user_id)
+        if user is None:
+            return False
+        self._users[op.user_id] = msgspec.structs.replace(user, password_hash=op.password_hash)
+        return True
+
+    def _list_users(self, op: ListUsers) -> list[User]:
+        search = op.search.lower()
+        found = [user for _, user in sorted(self._users.items()) if search in user.email.lower()]
+        return found[op.offset:op.offset + op.limit]
+
     def _held_roles(self, op: HeldRoles) -> frozenset[str]:
         return frozenset(user.role for user in self._users.values())
 
@@ -315,6 +333,11 @@ class MemoryStore(Store):
 
     def _get_document(self, op: GetDocument) -> Document | None:
         return self._documents.get(op.read_token)
+
+    def _list_documents(self, op: ListDocuments) -> list[Document]:
+        # Insertion order is creation order: a write replaces the value in place.
+        documents = list(self._documents.values())
+        return documents[op.offset:op.offset + op.limit]
 
     def _get_document_by_write_key(self, op: GetDocumentByWriteKey) -> Document | None:
         read_token = self._read_tokens_by_write_key.get(op.write_key)

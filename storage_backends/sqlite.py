@@ -91,6 +91,9 @@ from satchel.protocol.operations import (
     SearchRecords,
     Session,
     SetUserRole,
+    SetUserPassword,
+    ListUsers,
+    ListDocuments,
     HeldRoles,
     StoredRecord,
     StoredSetting,
@@ -439,6 +442,20 @@ def _set_user_role(db: sqlite3.Connection, op: SetUserRole) -> bool:
     return db.execute("UPDATE users SET role = ? WHERE id = ?", (op.role, op.user_id)).rowcount == 1
 
 
+def _set_user_password(db: sqlite3.Connection, op: SetUserPassword) -> bool:
+    return db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (op.password_hash, op.user_id)).rowcount == 1
+
+
+def _list_users(db: sqlite3.Connection, op: ListUsers) -> list[User]:
+    # email_key is the email lowercased by Python (as MemoryStore folds it);
+    # instr() matches it literally, with no LIKE wildcards to escape.
+    rows = db.execute(
+        f"SELECT {_USER_COLUMNS} FROM users WHERE instr(email_key, ?) > 0 ORDER BY id LIMIT ? OFFSET ?",
+        (op.search.lower(), op.limit, op.offset),
+    ).fetchall()
+    return [User(*row) for row in rows]
+
+
 def _held_roles(db: sqlite3.Connection, op: HeldRoles) -> frozenset[str]:
     # A scan of the users, for the rare replacing of the rules.
     return frozenset(row[0] for row in db.execute("SELECT DISTINCT role FROM users"))
@@ -468,6 +485,13 @@ _DOCUMENT_COLUMNS = "read_token, write_key, write_hash, mac_key, revision, conte
 def _get_document(db: sqlite3.Connection, op: GetDocument) -> Document | None:
     rows = db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE read_token = ?", (op.read_token,)).fetchall()
     return Document(*rows[0]) if rows else None
+
+
+def _list_documents(db: sqlite3.Connection, op: ListDocuments) -> list[Document]:
+    # The rowid grows with every new document: creation order.
+    rows = db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents ORDER BY rowid LIMIT ? OFFSET ?",
+                      (op.limit, op.offset)).fetchall()
+    return [Document(*row) for row in rows]
 
 
 def _get_document_by_write_key(db: sqlite3.Connection, op: GetDocumentByWriteKey) -> Document | None:
@@ -589,6 +613,8 @@ _SCANS: dict[type[Operation], _Handler] = {
     QueryRecords: _query_records,
     ListSessions: _list_sessions,
     ListEntries: _list_entries,
+    ListUsers: _list_users,
+    ListDocuments: _list_documents,
 }
 _WRITES: dict[type[Operation], _Handler] = {
     InsertRecord: _insert_record,
@@ -600,6 +626,7 @@ _WRITES: dict[type[Operation], _Handler] = {
     DeleteSession: _delete_session,
     DeleteSessions: _delete_sessions,
     SetUserRole: _set_user_role,
+    SetUserPassword: _set_user_password,
     HeldRoles: _held_roles,
     PutSetting: _put_setting,
     TakeNumber: _take_number,
