@@ -19,6 +19,7 @@ from .directus.config import DirectusConfig
 from .directus.mount import DirectusMount
 from .inbox.config import InboxConfig
 from .inbox.mount import InboxMount
+from .admin.landing import LandingMount
 from .mounts import Mount, MountTable
 from .resources.mount import ResourcesMount
 from .socketio.engineio_session import EngineIoConfig
@@ -39,14 +40,15 @@ def standard_mounts(
     Directus protocols' (token lifetimes, the websocket path); ``first`` are
     consulted before them (a server's static files, an embedding's own
     protocol)."""
-    return MountTable(
-        [
-            *first,
-            AdminMount(),  # /_/api: the administration API, before anything could shadow it
-            InboxMount(inbox),  # /backend/documents, and the UDP datagrams
-            AsnityMount(engineio),  # /api and /socket.io: Asnity's REST API and socket server
-            ResourcesMount(),  # /realtime: resource subscriptions (seed 004) and the kv / live-config REST API
-            DirectusMount(directus),  # /items, /auth, /users/me and /websocket: Directus REST and websockets
-            BackpackMount(backpack),  # every other path and upgrade: the catch-all, last
-        ]
-    )
+    mounts = [
+        *first,
+        AdminMount(),  # /_/api: the administration API, before anything could shadow it
+        InboxMount(inbox),  # /backend/documents, and the UDP datagrams
+        AsnityMount(engineio),  # /api and /socket.io: Asnity's REST API and socket server
+        ResourcesMount(),  # /realtime: resource subscriptions (seed 004) and the kv / live-config REST API
+        DirectusMount(directus),  # /items, /auth, /users/me and /websocket: Directus REST and websockets
+        BackpackMount(backpack),  # every other path and upgrade: the catch-all, last
+    ]
+    # GET / from a browser without an API key: a page listing the mounts above.
+    mounts.insert(len(mounts) - 1, LandingMount(mounts))
+    return MountTable(mounts)

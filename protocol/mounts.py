@@ -158,6 +158,11 @@ class Mount:
 
     name: str = ""
 
+    #: What this mount serves, for people - ``(path, what is there)`` pairs
+    #: that the landing page lists (``admin.landing``). Never consulted for
+    #: routing: ``claims_request`` and ``claims_upgrade`` decide.
+    paths: tuple[tuple[str, str], ...] = ()
+
     # -- HTTP ----------------------------------------------------------------
 
     def claims_request(self, request: HttpRequest) -> bool:

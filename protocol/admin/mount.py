@@ -20,6 +20,8 @@ class AdminMount(Mount):
     """``/_/api``: the rule set, users' roles and static tokens (``api``)."""
 
     name = PROTOCOL
+    paths = (("/_/api", "the administration REST API (admins' Bearer tokens)"),
+             ("/_/api/live", "websocket: every change, for the console"))
 
     def claims_request(self, request: HttpRequest) -> bool:
         return api.is_admin_path(request.path)

@@ -76,6 +76,7 @@ class AsnityMount(Mount):
     rendered to rooms."""
 
     name = PROTOCOL
+    paths = (("/api", "the chat's REST API"), (f"{SOCKET_PATH}/", "Socket.IO (long-polling, then websocket)"))
 
     def __init__(self, engineio: EngineIoConfig | None = None, socketio: SocketIoConfig | None = None) -> None:
         self.engineio = engineio or EngineIoConfig()

@@ -35,6 +35,9 @@ class BackpackMount(Mount):
     """Backpack (seed 000): REST, uploads, and the websocket with channels."""
 
     name = PROTOCOL
+    paths = (("/register, /login, /logout", "accounts (a session cookie)"),
+             ("/collections, /{collection}[/{id}]", "records (the API key on every request)"),
+             ("/uploads", "files"), ("/ (websocket)", "actions and channels"))
 
     def __init__(self, config: BackpackConfig) -> None:
         self.config = config

@@ -35,6 +35,8 @@ class DirectusMount(Mount):
 
     def __init__(self, config: DirectusConfig | None = None) -> None:
         self.config = config or DirectusConfig()
+        self.paths = (("/auth/login, /users/me", "sign-in and tokens"), ("/items/{collection}", "items REST"),
+                      (f"{self.config.websocket_path} (websocket)", "subscriptions: the extension's and core's protocols"))
 
     # -- REST ------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ class InboxMount(Mount):
 
     name = PROTOCOL
     handles_datagrams = True
+    paths = (("/backend/documents/{token}", "token-addressed documents and inbox messages"),
+             ("udp (the same port)", "inbox messages as authenticated datagrams"))
 
     def __init__(self, config: InboxConfig | None = None) -> None:
         self.config = config or InboxConfig()

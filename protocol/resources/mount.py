@@ -40,6 +40,9 @@ class ResourcesMount(Mount):
     subscribed to."""
 
     name = PROTOCOL
+    paths = ((f"{rest.PATH} (websocket)", "resource subscriptions"),
+             (f"{rest.PATH}/kv, {rest.PATH}/live-config", "key-value store and live config REST"),
+             (f"{rest.PATH}/status", "service health"))
 
     def __init__(self, config: ResourcesConfig | None = None) -> None:
         self.config = config or ResourcesConfig()
