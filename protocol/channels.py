@@ -53,6 +53,11 @@ class Audience(msgspec.Struct, frozen=True):
     names the connections outright (those still open receive it): the
     members of a ``permissions.DeliveryGroup``, who see one rendering of a
     change that others see differently or not at all.
+
+    ``if_user_left`` makes it a departure notice: nobody receives it while
+    that user still has a connection of this protocol, so a user who drops
+    many connections at once is announced once, when the last one goes,
+    not once per connection to everyone (issue 14: O(N) churn, not O(N^2)).
     """
 
     channel: Channel | None = None
@@ -61,6 +66,7 @@ class Audience(msgspec.Struct, frozen=True):
     exclude: str | None = None
     include: str | None = None
     connections: tuple[str, ...] | None = None
+    if_user_left: str | None = None
 
 
 EVERYONE = Audience()
@@ -170,7 +176,7 @@ HubEvent = Union[
 class ChannelRegistry:
     """Connections of one protocol, their users and their channel subscriptions."""
 
-    __slots__ = ("_user_of", "_connections_of_user", "_members", "_channels_of", "_canonical")
+    __slots__ = ("_user_of", "_connections_of_user", "_members", "_channels_of", "_canonical", "_everyone")
 
     def __init__(self) -> None:
         self._user_of: dict[str, str | None] = {}
@@ -180,6 +186,11 @@ class ChannelRegistry:
         # One Channel object per channel in use, shared by all its members'
         # sets: thousands of connections in one room keep one copy of its name.
         self._canonical: dict[Channel, Channel] = {}
+        # Every connection, as one list shared by every delivery to everyone
+        # until a connection comes or goes: a burst of announcements to
+        # everyone costs one list, and the hub sees one audience (one
+        # coalesced write per connection), not one copy per announcement.
+        self._everyone: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self._user_of)
@@ -190,6 +201,7 @@ class ChannelRegistry:
     def add_connection(self, connection: str, user_id: str | None) -> None:
         """Register a new live connection of ``user_id`` (``None``: of nobody in
         particular; an audience by user never includes it)."""
+        self._everyone = None
         self._user_of[connection] = user_id
         if user_id is not None:
             self._connections_of_user.setdefault(user_id, set()).add(connection)
@@ -198,6 +210,7 @@ class ChannelRegistry:
         """Forget a closed connection and all its subscriptions."""
         if connection not in self._user_of:
             return
+        self._everyone = None
         user_id = self._user_of.pop(connection)
         peers = self._connections_of_user.get(user_id) if user_id is not None else None
         if peers is not None:
@@ -258,8 +271,28 @@ class ChannelRegistry:
                 del self._members[channel]
                 self._canonical.pop(channel, None)
 
+    def connection_count(self, user_id: str) -> int:
+        """How many connections ``user_id`` has open here."""
+        return len(self._connections_of_user.get(user_id, ()))
+
+    def channel_count(self, connection: str) -> int:
+        """How many channels ``connection`` is subscribed to."""
+        return len(self._channels_of.get(connection, ()))
+
     def resolve(self, audience: Audience) -> list[str]:
-        """The connection ids in ``audience``, each once."""
+        """The connection ids in ``audience``, each once. The list may be
+        shared with other callers: do not change it."""
+        gone = audience.if_user_left
+        if gone is not None and gone in self._connections_of_user:
+            return []
+        if (
+            audience.channel is None and audience.user_id is None and audience.connection is None
+            and audience.exclude is None and audience.include is None and audience.connections is None
+        ):
+            everyone = self._everyone
+            if everyone is None:
+                everyone = self._everyone = list(self._user_of)
+            return everyone
         if audience.connections is not None:
             registered = self._user_of
             named = [c for c in dict.fromkeys(audience.connections) if c in registered]

@@ -40,10 +40,11 @@ from .environment import Environment
 from .errors import LocalProtocolError
 from .http import HttpRequest, HttpResponse, json_response
 from .mounts import Accepted, DatagramOutcome, Event, HttpOutcome, Mount, MountTable, UploadForm
-from .operations import Action, GetUser, Operation, User
+from .operations import SESSION, Action, DeleteSession, DeleteSessions, GetSession, GetUser, Operation, Session, User
 from .permissions.live import ROLE_CACHE_MS, ROLE_CACHE_SIZE, CurrentRules, RoleChanged, RulesChanged, UserRole
 from .permissions.rules import DEFAULT_RULES, RuleSet
 from .permissions.store import load_rules
+from .sessions import Revoked, SessionCache
 from .socketio.engineio_requests import BAD_REQUEST as ENGINEIO_BAD_REQUEST
 
 __all__ = ["Switchboard", "Opened"]
@@ -94,8 +95,8 @@ class Switchboard:
     CurrentRules()`` get it from here; renderers get it in their context.
     """
 
-    __slots__ = ("mounts", "env", "registries", "rules", "rules_revision", "_connections", "_datagram_state",
-                 "_contexts", "_roles", "_role_changes")
+    __slots__ = ("mounts", "env", "registries", "rules", "rules_revision", "sessions", "_connections",
+                 "_datagram_state", "_contexts", "_roles", "_role_changes")
 
     def __init__(self, mounts: MountTable, env: Environment, rules: RuleSet = DEFAULT_RULES) -> None:
         self.mounts = mounts
@@ -109,6 +110,8 @@ class Switchboard:
         self._roles: dict[str, tuple[str | None, int]] = {}
         #: how many ``RoleChanged`` were applied (a read begun before one is not kept)
         self._role_changes = 0
+        #: the sessions read lately (``GetSession`` answered here; ``sessions.py``)
+        self.sessions = SessionCache()
         self._contexts = {mount.name: _Context(self, self.registries[mount.name]) for mount in mounts}
         datagrams = mounts.datagram_mount
         # A server's datagram memory starts with it (the inbox refuses
@@ -128,7 +131,9 @@ class Switchboard:
         return rules
 
     def _answered(self, action: Action[Any]) -> Action[Any]:
-        """``action``, with its ``CurrentRules`` and ``UserRole`` answered here."""
+        """``action``, with its ``CurrentRules``, ``UserRole`` and
+        ``GetSession`` answered here, and its revocations of sessions
+        (``DeleteSession``, ``DeleteSessions``) told to the session cache."""
         try:
             operation: Operation = next(action)
             while True:
@@ -137,10 +142,39 @@ class Switchboard:
                     operation = action.send(self.rules)
                 elif kind is UserRole:
                     operation = action.send((yield from self._role_of(operation.user_id)))  # type: ignore[attr-defined]
+                elif kind is GetSession:
+                    operation = action.send((yield from self._session_of(operation)))  # type: ignore[arg-type]
+                elif kind is DeleteSession or kind is DeleteSessions:
+                    operation = action.send((yield from self._revoke(operation)))
                 else:
                     operation = action.send((yield operation))
         except StopIteration as done:
             return done.value
+
+    def _session_of(self, operation: GetSession) -> Action[Session | None]:
+        sessions = self.sessions
+        now = self.env.now_ms()
+        cached = sessions.get(operation.token_hash, now)
+        if cached is not None:
+            return cached
+        generation = sessions.generation
+        session: Session | None = yield operation
+        if session is not None and session.kind == SESSION and session.token_hash == operation.token_hash:
+            sessions.remember(session, now, generation)
+        return session
+
+    def _revoke(self, operation: Operation) -> Action[Any]:
+        if type(operation) is DeleteSession:
+            revoked = Revoked(token_hash=operation.token_hash)  # type: ignore[attr-defined]
+        else:
+            revoked = Revoked(user_id=operation.user_id, kind=operation.kind)  # type: ignore[attr-defined]
+        # Forgotten before the rows go (no request is served from the cache
+        # meanwhile) and after (a read that raced the delete is dropped),
+        # then told to the listeners (a broker, for the other nodes).
+        self.sessions.forget(revoked)
+        result = yield operation
+        self.sessions.revoked(revoked)
+        return result
 
     def _role_of(self, user_id: str) -> Action[str | None]:
         now = self.env.now_ms()

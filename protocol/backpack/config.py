@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 __all__ = ["BackpackConfig"]
 
@@ -27,3 +28,10 @@ class BackpackConfig:
     secure_cookies: bool = False
     min_password_length: int = 8
     max_password_length: int = 1024
+    #: SHA-256 of ``api_key``, computed once: every request's presented key
+    #: is compared with it in constant time (``auth.api_key_matches``).
+    api_key_digest: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha256(self.api_key.encode("utf-8", "surrogatepass")).digest()
+        object.__setattr__(self, "api_key_digest", digest)
