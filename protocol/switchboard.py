@@ -44,6 +44,7 @@ from .operations import SESSION, Action, DeleteSession, DeleteSessions, GetSessi
 from .permissions.live import ROLE_CACHE_MS, ROLE_CACHE_SIZE, CurrentRules, RoleChanged, RulesChanged, UserRole
 from .permissions.rules import DEFAULT_RULES, RuleSet
 from .permissions.store import load_rules
+from .admin.live import ConnectionCounts
 from .sessions import Revoked, SessionCache
 from .socketio.engineio_requests import BAD_REQUEST as ENGINEIO_BAD_REQUEST
 
@@ -121,6 +122,11 @@ class Switchboard:
     def __len__(self) -> int:
         return len(self._connections)
 
+    def connection_counts(self) -> dict[str, int]:
+        """The open connections of each mount, by its name (what an action's
+        ``admin.live.ConnectionCounts`` is answered)."""
+        return {name: len(registry) for name, registry in self.registries.items()}
+
     # -- the rules in force ----------------------------------------------------
 
     def load_rules(self) -> Action[RuleSet]:
@@ -142,6 +148,8 @@ class Switchboard:
                     operation = action.send(self.rules)
                 elif kind is UserRole:
                     operation = action.send((yield from self._role_of(operation.user_id)))  # type: ignore[attr-defined]
+                elif kind is ConnectionCounts:
+                    operation = action.send(self.connection_counts())
                 elif kind is GetSession:
                     operation = action.send((yield from self._session_of(operation)))  # type: ignore[arg-type]
                 elif kind is DeleteSession or kind is DeleteSessions:

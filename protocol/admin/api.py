@@ -20,6 +20,34 @@ start with ``_``, so the path can never shadow one), answers JSON in the
     POST   /_/api/users/{id}/tokens               -> 201 {data: {id, user, token}} | 404
     DELETE /_/api/users/{id}/tokens/{token}       -> 204 | 404
 
+The console's routes (issue 16 part 2; ``users``, ``data``, ``setup``, ``live``)::
+
+    GET    /_/api/setup                           -> {data: {open}}        no token needed
+    POST   /_/api/setup {token, email, password}  -> 201 {data: user} | 403 | 400   no token needed
+    GET    /_/api/stats                           -> {data: {connections: {mount: n}, rules_revision}}
+    GET    /_/api/users?search=&offset=&limit=    -> {data: [user], meta: {offset, limit}}
+    POST   /_/api/users {email, password, role?}  -> 201 {data: user} | 400 | 409
+    PUT    /_/api/users/{id}/password {password}  -> {data: user}          every token revoked
+    PUT    /_/api/users/{id}/disabled {disabled}  -> {data: user}          disabling revokes every token
+    GET    /_/api/collections                     -> {data: [{name, writable}]}
+    GET    /_/api/collections/{c}/records?search=&offset=&limit= -> {data: [record], meta: {total_count, filter_count}}
+    POST   /_/api/collections/{c}/records {...}   -> 201 {data: record}
+    GET|PATCH|PUT|DELETE /_/api/collections/{c}/records/{id}     -> {data: record} | 404
+    GET    /_/api/files?search=&offset=&limit=    -> {data: [file], meta}
+    GET    /_/api/files/{id}                      -> {data: file};  .../content -> the bytes
+    DELETE /_/api/files/{id}                      -> {data: file}
+    GET    /_/api/documents?offset=&limit=        -> {data: [{read_token, revision, bytes, inbox, messages}]}
+    GET    /_/api/documents/{read_token}          -> {data: {..., content}}
+    GET    /_/api/entries/{kvStore|liveConfig}?organization=&project=&prefix=&after=&limit=
+                                                  -> {data: {entries: [{id, value, version, user}], next}}
+    PUT    /_/api/entries/{space}/{id}?organization=&project=  (a JSON value) -> {data: entry}
+    DELETE /_/api/entries/{space}/{id}?organization=&project=  -> {data: entry} | 404
+
+A user is shown as ``{id, email, role, created_at, disabled}`` - never its
+password hash. Every write goes through the action any client's write of
+that kind goes through (``data``), so it makes the same change event and
+reaches every subscriber that may see it.
+
 Who may: every route needs a Bearer (``tokens.authenticate``: an access
 token of ``POST /auth/login``, or a static token) - 401
 ``INVALID_CREDENTIALS`` without a valid one. ``/_/api/me...`` is open to
@@ -56,7 +84,9 @@ from ..environment import Environment
 from ..errors import RemoteProtocolError
 from ..http import HttpRequest, HttpResponse, json_response, split_path
 from ..mounts import HttpOutcome
-from ..operations import Action, GetSetting, GetUser, GetUserByEmail, User
+from ..operations import Action, GetRecord, GetSetting, GetUser, GetUserByEmail, StoredRecord, User
+from . import data, setup, users
+from .live import ConnectionCounts
 from ..permissions import (
     ADMIN,
     AUTHENTICATED,
@@ -113,8 +143,7 @@ def _body(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
-def _user(user: User) -> dict[str, Any]:
-    return {"id": user.id, "email": user.email, "role": user.role, "created_at": user.created_at}
+_user = users.user_view
 
 
 def _token(token: StaticToken) -> dict[str, Any]:
@@ -132,6 +161,8 @@ def handle_request(request: HttpRequest, env: Environment) -> Action[HttpOutcome
 def _route(request: HttpRequest, env: Environment) -> Action[HttpOutcome]:
     segments = split_path(request.path)[len(_PREFIX):]
     method = request.method
+    if segments == ["setup"]:
+        return (yield from _setup(method, request, env))
     bearer: Bearer | None = yield from authenticate(request, env)
     if bearer is None:
         raise invalid_credentials()
@@ -148,7 +179,120 @@ def _route(request: HttpRequest, env: Environment) -> Action[HttpOutcome]:
         rules, _ = yield from load_rules()
         return _data(_roles(rules))
     elif segments[:1] == ["users"]:
-        return (yield from _users(method, segments[1:], request, env))
+        return (yield from _users(method, segments[1:], request, bearer, env))
+    elif segments == ["stats"] and method == "GET":
+        counts: dict[str, int] = yield ConnectionCounts()
+        rules, revision = yield from load_rules()
+        return _data({"connections": counts, "rules_revision": revision})
+    elif segments[:1] == ["collections"]:
+        return (yield from _collections(method, segments[1:], request, bearer, env))
+    elif segments[:1] == ["files"]:
+        return (yield from _files(method, segments[1:], request, bearer))
+    elif segments[:1] == ["documents"] and method == "GET":
+        if not segments[1:]:
+            return _data((yield from data.documents(data.page_of(request.query))))
+        if len(segments) == 2:
+            return _data((yield from data.document(segments[1])))
+    elif segments[:1] == ["entries"]:
+        return (yield from _entries(method, segments[1:], request, bearer, env))
+    raise route_not_found(request.path)
+
+
+# -- /setup: the first administrator ------------------------------------------------------
+
+
+def _setup(method: str, request: HttpRequest, env: Environment) -> Action[HttpOutcome]:
+    if method == "GET":
+        return _data({"open": (yield from setup.setup_open())})
+    if method == "POST":
+        body = _body(request)
+        account = yield from setup.complete_setup(body.get("token"), body.get("email"), body.get("password"), env)
+        return _data({**_user(account.user), "created": account.created}, 201)
+    raise route_not_found(request.path)
+
+
+# -- the data model: collections, files, documents, entries ---------------------------------
+
+
+def _page(values: list[Any], page: data.Page, meta: dict[str, Any] | None = None) -> HttpOutcome:
+    return HttpOutcome(json_response(200, {"data": values, "meta": {**(meta or {}), "offset": page.offset,
+                                                                     "limit": page.limit}}))
+
+
+def _json(request: HttpRequest) -> Any:
+    try:
+        return _decode(request.body)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        raise invalid_payload("the body is not valid JSON") from None
+
+
+def _collections(method: str, segments: list[str], request: HttpRequest, bearer: Bearer,
+                 env: Environment) -> Action[HttpOutcome]:
+    if not segments:
+        if method == "GET":
+            return _data((yield from data.collections()))
+        raise route_not_found(request.path)
+    if segments[1:2] != ["records"] or len(segments) > 4:
+        raise route_not_found(request.path)
+    collection, rest, admin = segments[0], segments[2:], bearer.user.id
+    if not rest:
+        if method == "GET":
+            page = data.page_of(request.query)
+            result = yield from data.records(collection, page)
+            meta = {"total_count": result.total_count, "filter_count": result.filter_count}
+            return _page(result.records, page, meta)
+        if method == "POST":
+            record, change = yield from data.create_record(collection, _json(request), admin, env)
+            return HttpOutcome(json_response(201, {"data": record}), [change])
+        raise route_not_found(request.path)
+    record_id = rest[0]
+    if method == "GET":
+        found = yield from _record(collection, record_id)
+        return _data(found)
+    if method in ("PATCH", "PUT"):
+        write = data.update_record if method == "PATCH" else data.replace_record
+        record, change = yield from write(collection, record_id, _json(request), admin, env)
+        return HttpOutcome(json_response(200, {"data": record}), [change])
+    if method == "DELETE":
+        record, change = yield from data.delete_record(collection, record_id, admin, env)
+        return HttpOutcome(json_response(200, {"data": record}), [change])
+    raise route_not_found(request.path)
+
+
+def _record(collection: str, record_id: str) -> Action[dict[str, Any]]:
+    stored: StoredRecord | None = yield GetRecord(collection, record_id)
+    if stored is None:
+        raise _not_found("The record")
+    return stored.record
+
+
+def _files(method: str, segments: list[str], request: HttpRequest, bearer: Bearer) -> Action[HttpOutcome]:
+    if not segments and method == "GET":
+        page = data.page_of(request.query)
+        result = yield from data.files(page)
+        return _page(result.records, page, {"total_count": result.total_count, "filter_count": result.filter_count})
+    if len(segments) == 1 and method == "GET":
+        return _data((yield from data.file_record(segments[0])))
+    if segments[1:] == ["content"] and method in ("GET", "HEAD"):
+        response, body = yield from data.file_download(segments[0])
+        return HttpOutcome(response, file=body)
+    if len(segments) == 1 and method == "DELETE":
+        record, changes = yield from data.delete_file(segments[0], bearer.user.id)
+        return HttpOutcome(json_response(200, {"data": record}), changes)
+    raise route_not_found(request.path)
+
+
+def _entries(method: str, segments: list[str], request: HttpRequest, bearer: Bearer,
+             env: Environment) -> Action[HttpOutcome]:
+    if len(segments) == 1 and method == "GET":
+        return _data((yield from data.list_entries(segments[0], request.query)))
+    if len(segments) == 2 and method == "PUT":
+        entry, change = yield from data.put_entry(segments[0], segments[1], request.query, request.body,
+                                                  bearer.user.id, env)
+        return HttpOutcome(json_response(200, {"data": entry}), [change])
+    if len(segments) == 2 and method == "DELETE":
+        entry, change = yield from data.delete_entry(segments[0], segments[1], request.query, bearer.user.id, env)
+        return HttpOutcome(json_response(200, {"data": entry}), [change])
     raise route_not_found(request.path)
 
 
@@ -225,15 +369,24 @@ def _replace_rules(body: dict[str, Any]) -> Action[HttpOutcome]:
 # -- /users -----------------------------------------------------------------------------
 
 
-def _users(method: str, segments: list[str], request: HttpRequest, env: Environment) -> Action[HttpOutcome]:
+def _users(method: str, segments: list[str], request: HttpRequest, bearer: Bearer,
+           env: Environment) -> Action[HttpOutcome]:
     if not segments:
+        if method == "POST":
+            body = _body(request)
+            made = yield from users.create_user(body.get("email"), body.get("password"), body.get("role"), env)
+            return _data(_user(made), 201)
         if method != "GET":
             raise route_not_found(request.path)
         email = parse_qs(request.query).get("email", [None])[0]
-        if not email:
-            raise invalid_payload("find a user by ?email=")
-        found: User | None = yield GetUserByEmail(email.strip())
-        return _data([_user(found)] if found is not None else [])
+        if email is not None:
+            if not email.strip():
+                raise invalid_payload("find a user by ?email=, or list them by ?search=")
+            found: User | None = yield GetUserByEmail(email.strip())
+            return _data([_user(found)] if found is not None else [])
+        page = data.page_of(request.query)
+        listed = yield from users.list_users(page.search, page.offset, page.limit)
+        return _page([_user(user) for user in listed], page)
     user: User | None = yield GetUser(segments[0])
     if user is None:
         raise _not_found("The user")
@@ -254,6 +407,15 @@ def _users(method: str, segments: list[str], request: HttpRequest, env: Environm
         # The user's open connections take the new role at once.
         return HttpOutcome(json_response(200, {"data": _user(msgspec.structs.replace(user, role=role))}),
                            [RoleChanged(user.id, role)])
+    if rest == ["password"] and method == "PUT":
+        return _data(_user((yield from users.reset_password(user, _body(request).get("password")))))
+    if rest == ["disabled"] and method == "PUT":
+        disabled = _body(request).get("disabled")
+        if not isinstance(disabled, bool):
+            raise invalid_payload('"disabled" must be true or false')
+        if disabled and user.id == bearer.user.id:
+            raise invalid_payload("an administrator cannot disable its own account")
+        return _data(_user((yield from users.set_disabled(user, disabled))))
     if rest[:1] == ["tokens"]:
         return (yield from _tokens(method, rest[1:], request, user, env))
     raise route_not_found(request.path)

@@ -1,14 +1,19 @@
-"""The administration API's mount: it claims ``/_/api`` (``api``) and
-nothing else - no websocket, no rendering. It comes first in the mount
-table, so no other protocol's path can shadow it."""
+"""The administration mount: it claims ``/_/api`` (``api``) and the change
+stream's websocket at ``/_/api/live`` (``live``), and renders every change
+for that stream. It comes first in the mount table, so no other
+protocol's path can shadow it."""
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
+from ..changes import Change, DocumentChange, EntryChange
+from ..channels import Deliver
 from ..environment import Environment
 from ..http import HttpRequest, HttpResponse
-from ..mounts import HttpOutcome, Mount, UploadForm
+from ..mounts import Accepted, Event, HttpOutcome, Mount, RenderContext, UploadForm
 from ..operations import Action
-from . import api
+from . import api, live
 
 __all__ = ["AdminMount", "PROTOCOL"]
 
@@ -17,11 +22,13 @@ PROTOCOL = "admin"
 
 
 class AdminMount(Mount):
-    """``/_/api``: the rule set, users' roles and static tokens (``api``)."""
+    """``/_/api``: the rule set, users, roles, static tokens and the data
+    model as an administrator sees it (``api``); ``/_/api/live``: every
+    change, for the console (``live``)."""
 
     name = PROTOCOL
     paths = (("/_/api", "the administration REST API (admins' Bearer tokens)"),
-             ("/_/api/live", "websocket: every change, for the console"))
+             (f"{live.LIVE_PATH} (websocket)", "every change and the connections, for the console"))
 
     def claims_request(self, request: HttpRequest) -> bool:
         return api.is_admin_path(request.path)
@@ -31,3 +38,21 @@ class AdminMount(Mount):
 
     def error_response(self, status: int, message: str) -> HttpResponse:
         return api.error_response(status, message)
+
+    # -- the change stream ------------------------------------------------------------
+
+    def claims_upgrade(self, request: HttpRequest) -> bool:
+        return request.path == live.LIVE_PATH
+
+    def accept(self, request: HttpRequest, connection: str, env: Environment) -> Action[Accepted]:
+        return Accepted(live.accept(connection), None)
+        yield  # an action is a generator
+
+    def handle_message(self, state: Any, message: str | bytes, env: Environment) -> Action[list[Event]]:
+        return (yield from live.handle_message(PROTOCOL, state, message, env))
+
+    def role_changed(self, state: Any, role: str) -> Any:
+        return live.role_changed(state, role)
+
+    def render(self, change: Change | DocumentChange | EntryChange, context: RenderContext) -> Sequence[Deliver]:
+        return live.render(PROTOCOL, change, context)

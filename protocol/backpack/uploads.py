@@ -40,7 +40,7 @@ from ..operations import Action, GetRecord, InsertRecord, ListRecords, ReplaceRe
 from ..records import format_timestamp, is_object_id, new_record, patch_record
 from .render import ORIGIN_UPLOADS
 
-__all__ = ["UPLOADS", "UploadForm", "UploadOutcome", "handle_uploads", "content_type_for"]
+__all__ = ["UPLOADS", "UploadForm", "UploadOutcome", "handle_uploads", "content_type_for", "download", "delete"]
 
 #: The hidden collection holding file metadata.
 UPLOADS = "uploads"
@@ -201,3 +201,10 @@ def _delete(record: dict[str, Any], user_id: str) -> Action[UploadOutcome]:
         return _message(404, "file does not exist")
     yield RemoveFile(record["userId"], record["_id"])
     return UploadOutcome(json_response(200, {"deletedRecord": deleted}), [change])
+
+
+#: The download and the deletion of one file, as Backpack's routes make
+#: them, for the admin API (``satchel.protocol.admin.data``): a file the
+#: console deletes goes the way its owner's delete goes.
+download = _download
+delete = _delete
