@@ -135,9 +135,11 @@ def test_a_relay_naming_a_channel_reaches_its_members_only(room: Room) -> None:
     assert room.take(room.s1) == [] and room.take(room.s2) == []
 
 
-def test_a_closed_socket_is_announced_to_the_others(room: Room) -> None:
+def test_a_user_is_announced_gone_once_when_the_last_socket_closes(room: Room) -> None:
+    # Sally keeps a tab open: she has not left, and nobody is told she has.
     room.core.close(room.s2)
-    assert room.take(room.s1) == [{"action": "close", "userId": room.sally}]
+    assert room.take(room.s1) == [] and room.take(room.g) == []
+    room.core.close(room.s1)
     assert room.take(room.g) == [{"action": "close", "userId": room.sally}]
 
 

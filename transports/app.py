@@ -60,6 +60,8 @@ class SatchelApp:
         self.timers = Timers()
         self.engineio = EngineIoEndpoint(runner, bus, self.timers, self._spawn, self._watch)
         self._nursery: trio.Nursery | None = None
+        # Connections that ended in this scheduler tick, not yet forgotten.
+        self._closing: list[str] = []
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """The timers, and the tasks they start, until cancelled."""
@@ -198,7 +200,37 @@ class SatchelApp:
             await self.engineio.on_websocket_closed(connection)
             return
         self.timers.cancel(("mount", connection.id))
-        self.bus.publish(self.board.closed(connection.id))
+        closing = self._closing
+        closing.append(connection.id)
+        if len(closing) > 1:
+            return  # the first connection that ended in this tick handles it
+        # A mass disconnect (a client crash, a proxy restart) ends thousands
+        # of connections in one scheduler tick. One checkpoint lets them all
+        # get here; then they are forgotten together before any departure is
+        # announced, so each announcement resolves the connections left once
+        # and repeats of one user's departure are sent once (issue 14).
+        try:
+            await trio.lowlevel.checkpoint()
+        finally:
+            batch, self._closing = closing, []
+            events: list[Any] = []
+            for connection_id in batch:
+                events.extend(self.board.closed(connection_id))
+            self.bus.publish(_once(events))
+
+
+def _once(events: list[Any]) -> list[Any]:
+    """Departure notices (``Audience.if_user_left``) once each; the rest as they are."""
+    seen: set[Any] = set()
+    kept = []
+    for event in events:
+        audience = getattr(event, "audience", None)
+        if audience is not None and getattr(audience, "if_user_left", None) is not None:
+            if event in seen:
+                continue
+            seen.add(event)
+        kept.append(event)
+    return kept
 
 
 async def serve_mounts(

@@ -20,7 +20,12 @@ Where the original server and seed 000 disagree, Satchel follows the seed
   ``broadcast: false`` as seed 000 recommends) instead of failing.
 - ``deleteChannel`` is allowed to the user who created the channel (its
   ``userId``), or to anyone for a channel document without an owner.
-- When a socket closes, the others receive ``{"action":"close","userId"}``.
+- When a user's last socket closes, everyone else receives
+  ``{"action":"close","userId"}`` once. The original announced every closing
+  socket to every other one: a user with two tabs "left" when one closed,
+  and a mass disconnect of N sockets cost N x N frames (issue 14). The SDK
+  only hands the frame to the page's ``close`` handler, so what a page
+  learns is now simply true: that user is gone.
 """
 
 from __future__ import annotations
@@ -547,7 +552,8 @@ def handle_message(socket: Socket, frame: str | bytes, env: Environment) -> Acti
 
 
 def socket_closed(socket: Socket) -> list[Event]:
-    """The events of a closed connection: the others hear that its user left."""
+    """The events of a closed connection: once the user's last connection has
+    gone, everyone left hears that the user left (see the module docstring)."""
     body = {"action": "close", "userId": socket.user_id}
-    return [Deliver(PROTOCOL, encode(body), Audience(exclude=socket.connection))]
+    return [Deliver(PROTOCOL, encode(body), Audience(if_user_left=socket.user_id))]
 
