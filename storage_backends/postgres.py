@@ -1,0 +1,964 @@
+"""The scale-out store: PostgreSQL, shared by every Satchel process that points at it.
+
+Theory of operation. psycopg 3's async API is asyncio-only, so under trio
+the store drives sync psycopg from its own threads, over connections from a
+``psycopg_pool.ConnectionPool`` (which replaces broken connections). A trip
+to PostgreSQL costs a round trip and a commit costs a WAL flush, so, as in
+``SqliteStore``, requests are funnelled to threads that take everything
+queued while they were busy and send it as one batch:
+
+- ONE writer thread applies each batch of writes in one transaction, the
+  statements pipelined (psycopg's pipeline mode: sent without waiting for
+  each answer), so a batch of hundreds of writes costs about one round trip
+  and one WAL flush. Each write is written to fail without an SQL error
+  (``ON CONFLICT DO NOTHING``, compare-and-swaps as ``UPDATE ... WHERE
+  revision = ...``), so a duplicate id fails alone without a savepoint
+  (savepoints are subtransactions, which cost PostgreSQL dearly in bulk). If
+  a statement fails all the same, the batch is rolled back and its writes
+  are applied one per transaction, so that the guilty one fails alone. A
+  deadlock or serialization failure against another node rolls the batch
+  back and it is applied again.
+- READER threads send each batch of point reads (by primary key) pipelined
+  on one connection, each read its own statement in autocommit, so it sees
+  every transaction committed before it was sent: read-your-writes holds,
+  because a write is acknowledged only after its COMMIT returned.
+- Scans, whose cost grows with the data, run in trio worker threads, one
+  pooled connection each.
+
+A waiting task that is cancelled gets ``Cancelled`` only while its request
+is still queued (and it is dropped): once a thread took it, the task waits
+for its result, exactly as in ``SqliteStore``.
+
+Several nodes on one database. Everything one operation reads and writes is
+decided inside PostgreSQL under its row locks: compare-and-swaps re-check
+the revision after waiting for a concurrent writer (READ COMMITTED), unique
+emails are a UNIQUE index, ``TakeNumber`` is one upsert, and ``ApplyMessage``
+reads the inbox ``FOR UPDATE`` before it merges, so two nodes merging into
+one inbox take turns.
+
+Durability. A write is acknowledged after PostgreSQL answered its COMMIT,
+with ``synchronous_commit`` as the server has it (on by default: the WAL is
+flushed to disk), so an acknowledged write survives kill -9 of the Satchel
+process and of its connections. A connection lost while its COMMIT was in
+flight leaves the outcome unknown: the writes of that batch fail with the
+connection's error although they may have been applied (as with any
+database client).
+
+Schema. The server creates and migrates it (``MIGRATIONS``), holding an
+advisory lock so that two nodes starting at once do not both migrate, and
+records each applied version in ``satchel_migrations``. A database whose
+schema is newer than this Satchel knows is refused with ``SchemaTooNew``.
+``schema=`` puts the tables in a PostgreSQL schema of their own (created if
+missing); the tests use one per store.
+
+Queries. ``QueryRecords`` is compiled to SQL on the jsonb column
+(``satchel.protocol.query.postgres_sql``): filter, permission and search
+become the WHERE clause, the sort an ORDER BY, offset and limit LIMIT/OFFSET,
+so only the page is read into Python. Records are kept as their exact JSON
+text (``body``: jsonb would not keep the key order) with a jsonb copy
+(``doc``, a generated column) for queries and ``folded``, their strings
+lowered by Python, for the case-folding operators.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Any, Callable
+
+import msgspec
+import outcome
+import psycopg
+import psycopg.errors
+import trio
+from psycopg import sql as pgsql
+from psycopg_pool import ConnectionPool
+
+from satchel.protocol.errors import LocalProtocolError
+from satchel.protocol.inbox.documents import apply_message
+from satchel.protocol.operations import (
+    ApplyMessage,
+    DeleteEntry,
+    DeleteRecord,
+    DeleteRecords,
+    DeleteSession,
+    DeleteSessions,
+    Document,
+    Entry,
+    GetDocument,
+    GetDocumentByWriteKey,
+    GetEntry,
+    GetRecord,
+    GetSession,
+    GetSetting,
+    GetUser,
+    GetUserByEmail,
+    HeldRoles,
+    InsertNumbered,
+    InsertRecord,
+    InsertSession,
+    InsertUser,
+    ListCollections,
+    ListEntries,
+    ListRecordRange,
+    ListRecords,
+    ListSessions,
+    MessageWrite,
+    Operation,
+    PutDocument,
+    PutEntry,
+    PutSetting,
+    QueryRecords,
+    QueryResult,
+    ReplaceRecord,
+    SearchRecords,
+    Session,
+    SetUserRole,
+    SetUserPassword,
+    ListUsers,
+    ListDocuments,
+    StoredRecord,
+    StoredSetting,
+    TakeNumber,
+    User,
+)
+from satchel.protocol.query import project, redact
+from satchel.protocol.query.postgres_sql import folded_record, nul_free, order_sql, search_sql, where_sql
+from satchel.protocol.records import matches_query
+
+from .base import Store
+from .memory import check_entry_write
+
+__all__ = ["PostgresStore", "SchemaTooNew", "MIGRATIONS", "SCHEMA_VERSION"]
+
+# Migration N takes a database from schema version N to N + 1; each applied
+# version is a row of satchel_migrations. Add migrations, never edit a
+# released one.
+MIGRATIONS: list[list[str]] = [
+    [
+        # seq: creation order (ties of a sort, ListRecords). Text that is
+        # compared or ordered is COLLATE "C": UTF-8 bytes, code point order,
+        # the order Python compares strings in, whatever the database locale.
+        # body is the record's exact JSON (key order kept); doc the jsonb the
+        # queries read, U+0000 (which jsonb refuses) replaced by U+FFFD;
+        # folded its strings lowered by Python (postgres_sql.folded_record).
+        r"""CREATE TABLE records (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            collection text COLLATE "C" NOT NULL,
+            id text COLLATE "C" NOT NULL,
+            body text NOT NULL,
+            doc jsonb GENERATED ALWAYS AS (replace(body, '\u0000', '\ufffd')::jsonb) STORED,
+            folded jsonb NOT NULL,
+            revision bigint NOT NULL,
+            UNIQUE (collection, id)
+        )""",
+        "CREATE INDEX records_in_creation_order ON records (collection, seq)",
+        # email_key: the email lowered by Python (as MemoryStore folds it).
+        """CREATE TABLE users (
+            id text COLLATE "C" PRIMARY KEY,
+            email text NOT NULL,
+            email_key text NOT NULL UNIQUE,
+            password_hash text NOT NULL,
+            created_at text NOT NULL,
+            role text NOT NULL DEFAULT 'authenticated'
+        )""",
+        """CREATE TABLE sessions (
+            token_hash text COLLATE "C" PRIMARY KEY,
+            user_id text NOT NULL,
+            expires_ms bigint NOT NULL,
+            kind text NOT NULL
+        )""",
+        "CREATE INDEX sessions_by_user ON sessions (user_id, kind)",
+        "CREATE TABLE sequences (name text PRIMARY KEY, next bigint NOT NULL)",
+        "CREATE TABLE settings (name text PRIMARY KEY, value bytea NOT NULL, revision bigint NOT NULL)",
+        # Token-addressed documents (seed 001): content is the exact bytes;
+        # seq is the creation order (ListDocuments).
+        """CREATE TABLE documents (
+            seq bigint GENERATED ALWAYS AS IDENTITY,
+            read_token text PRIMARY KEY,
+            write_key text NOT NULL UNIQUE,
+            write_hash text NOT NULL,
+            mac_key text NOT NULL,
+            revision bigint NOT NULL,
+            content bytea NOT NULL
+        )""",
+        # Entries (seed 004); value NULL is a tombstone keeping the last version.
+        """CREATE TABLE entries (
+            space text NOT NULL,
+            organization text NOT NULL,
+            project text NOT NULL,
+            id text COLLATE "C" NOT NULL,
+            value bytea,
+            version bigint NOT NULL,
+            user_id text,
+            PRIMARY KEY (space, organization, project, id)
+        )""",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Any constant: the key of the advisory lock held while migrating.
+_MIGRATION_LOCK = 0x5A7C_4E11
+
+_encoder = msgspec.json.Encoder()
+_decode = msgspec.json.Decoder().decode
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer Satchel than this one."""
+
+
+def _dump(record: dict[str, Any]) -> str:
+    return _encoder.encode(record).decode()
+
+
+def _folded(record: dict[str, Any]) -> str:
+    return _encoder.encode(folded_record(record)).decode()
+
+
+# The jsonb of a JSON text parameter, U+0000 replaced as in the doc column.
+_JSONB = r"replace(%s, '\u0000', '\ufffd')::jsonb"
+
+#: A write or read handler: sends its statements on the connection (in
+#: pipeline mode they are only queued) and returns a function that, once the
+#: pipeline was synced, reads their results and returns the operation's.
+_Finish = Callable[[], Any]
+_Handler = Callable[[psycopg.Connection, Any], _Finish]
+
+
+def _rows(cursor: psycopg.Cursor) -> Callable[[], list[tuple[Any, ...]]]:
+    return cursor.fetchall
+
+
+def _constant(value: Any) -> _Finish:
+    return lambda: value
+
+
+# -- point reads ------------------------------------------------------------------
+
+
+def _get_record(db: psycopg.Connection, op: GetRecord) -> _Finish:
+    cursor = db.execute("SELECT body, revision FROM records WHERE collection = %s AND id = %s", (op.collection, op.id))
+
+    def finish() -> StoredRecord | None:
+        rows = cursor.fetchall()
+        return StoredRecord(_decode(rows[0][0]), rows[0][1]) if rows else None
+
+    return finish
+
+
+_USER_COLUMNS = "id, email, password_hash, created_at, role"
+
+
+def _one(cursor: psycopg.Cursor, make: Callable[..., Any]) -> _Finish:
+    def finish() -> Any:
+        rows = cursor.fetchall()
+        return make(*rows[0]) if rows else None
+
+    return finish
+
+
+def _get_user(db: psycopg.Connection, op: GetUser) -> _Finish:
+    return _one(db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s", (nul_free(op.id),)), User)
+
+
+def _get_user_by_email(db: psycopg.Connection, op: GetUserByEmail) -> _Finish:
+    return _one(db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE email_key = %s", (nul_free(op.email.lower()),)), User)
+
+
+_SESSION_COLUMNS = "token_hash, user_id, expires_ms, kind"
+
+
+def _get_session(db: psycopg.Connection, op: GetSession) -> _Finish:
+    return _one(db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE token_hash = %s", (nul_free(op.token_hash),)), Session)
+
+
+_DOCUMENT_COLUMNS = "read_token, write_key, write_hash, mac_key, revision, content"
+
+
+def _get_document(db: psycopg.Connection, op: GetDocument) -> _Finish:
+    return _one(db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE read_token = %s", (nul_free(op.read_token),)), Document)
+
+
+def _get_document_by_write_key(db: psycopg.Connection, op: GetDocumentByWriteKey) -> _Finish:
+    return _one(db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE write_key = %s", (nul_free(op.write_key),)), Document)
+
+
+def _get_setting(db: psycopg.Connection, op: GetSetting) -> _Finish:
+    return _one(db.execute("SELECT value, revision FROM settings WHERE name = %s", (nul_free(op.name),)), StoredSetting)
+
+
+_ENTRY_KEY = "space = %s AND organization = %s AND project = %s AND id = %s"
+
+
+def _entry_key(op: Any) -> tuple[str, str, str, str]:
+    return (nul_free(op.space), nul_free(op.organization), nul_free(op.project), nul_free(op.id))
+
+
+def _get_entry(db: psycopg.Connection, op: GetEntry) -> _Finish:
+    return _one(db.execute(f"SELECT id, value, version, user_id FROM entries WHERE {_ENTRY_KEY}", _entry_key(op)), Entry)
+
+
+# -- scans (run whole in a worker thread; they may read more than once) --------------
+
+
+def _list_records(db: psycopg.Connection, op: ListRecords) -> list[dict[str, Any]]:
+    rows = db.execute("SELECT body FROM records WHERE collection = %s ORDER BY seq", (op.collection,)).fetchall()
+    records = [_decode(body) for (body,) in rows]
+    if op.query is None:
+        return records
+    return [record for record in records if matches_query(record, op.query)]
+
+
+def _list_collections(db: psycopg.Connection, op: ListCollections) -> list[str]:
+    # Hop from one collection to the next through the index (PostgreSQL has
+    # no skip scan): the cost grows with the collections, not the records.
+    rows = db.execute(
+        """WITH RECURSIVE names(name) AS (
+            SELECT min(collection) FROM records
+            UNION ALL
+            SELECT (SELECT min(collection) FROM records WHERE collection > name) FROM names WHERE name IS NOT NULL
+        )
+        SELECT name FROM names WHERE name IS NOT NULL"""
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def _list_record_range(db: psycopg.Connection, op: ListRecordRange) -> list[dict[str, Any]]:
+    order = "DESC" if op.descending else "ASC"
+    limit = None if op.limit is None else max(op.limit, 0)  # LIMIT NULL: no limit
+    rows = db.execute(
+        f"SELECT body FROM records WHERE collection = %s AND id >= %s AND id < %s ORDER BY id {order} LIMIT %s",
+        (op.collection, nul_free(op.start), nul_free(op.stop), limit),
+    ).fetchall()
+    return [_decode(body) for (body,) in rows]
+
+
+def _search_records(db: psycopg.Connection, op: SearchRecords) -> list[dict[str, Any]]:
+    # On the folded column: Python's str.lower() on both sides, as MemoryStore.
+    if op.limit <= 0 or not op.fields:
+        return []
+    text = nul_free(op.text.lower())
+    tests = " OR ".join(["(jsonb_typeof(folded -> %s::text) = 'string' AND strpos(folded ->> %s::text, %s) > 0)"] * len(op.fields))
+    params: list[Any] = [op.collection]
+    for field in op.fields:
+        params += [nul_free(field), nul_free(field), text]
+    rows = db.execute(
+        f"SELECT body FROM records WHERE collection = %s AND ({tests}) ORDER BY seq LIMIT %s", [*params, op.limit]
+    ).fetchall()
+    return [_decode(body) for (body,) in rows]
+
+
+def query_sql(op: QueryRecords) -> dict[str, tuple[str, list[Any]]]:
+    """The statements of ``QueryRecords``: ``page`` always, ``total_count`` and
+    ``filter_count`` when the query's meta asks for them."""
+    query = op.query
+    scope, scope_params = where_sql(op.permission, op.variables)
+    wanted, wanted_params = where_sql(query.filter, op.variables)
+    searched, search_params = search_sql(query.search, op.readable)
+    scoped = f"FROM records WHERE collection = %s AND {scope}"
+    scoped_params = [op.collection, *scope_params]
+    selected = f"{scoped} AND {wanted} AND {searched}"
+    selected_params = scoped_params + wanted_params + search_params
+    order, order_params = order_sql(query.sort)
+    statements = {
+        "page": (f"SELECT body {selected} ORDER BY {order} LIMIT %s OFFSET %s",
+                 [*selected_params, *order_params, query.limit, query.offset])
+    }
+    if "total_count" in query.meta:
+        statements["total_count"] = (f"SELECT count(*) {scoped}", scoped_params)
+    if "filter_count" in query.meta:
+        statements["filter_count"] = (f"SELECT count(*) {selected}", selected_params)
+    return statements
+
+
+def _query_records(db: psycopg.Connection, op: QueryRecords) -> QueryResult:
+    statements = query_sql(op)
+    counts: dict[str, int] = {}
+    if len(statements) == 1:
+        rows = db.execute(*statements["page"]).fetchall()
+    else:
+        # One snapshot: the counts and the page see the same commits.
+        with db.transaction():
+            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            counts = {name: db.execute(*statements[name]).fetchone()[0] for name in ("total_count", "filter_count") if name in statements}
+            rows = db.execute(*statements["page"]).fetchall()
+    records = [project(redact(_decode(body), op.readable), op.query.fields) for (body,) in rows]
+    return QueryResult(records, counts.get("total_count"), counts.get("filter_count"))
+
+
+def _list_sessions(db: psycopg.Connection, op: ListSessions) -> list[Session]:
+    rows = db.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_id = %s AND kind = %s ORDER BY token_hash",
+        (nul_free(op.user_id), nul_free(op.kind)),
+    ).fetchall()
+    return [Session(*row) for row in rows]
+
+
+def _list_users(db: psycopg.Connection, op: ListUsers) -> list[User]:
+    # email_key is the email lowered by Python; strpos matches it literally.
+    rows = db.execute(
+        f"SELECT {_USER_COLUMNS} FROM users WHERE strpos(email_key, %s) > 0 ORDER BY id LIMIT %s OFFSET %s",
+        (nul_free(op.search.lower()), max(op.limit, 0), max(op.offset, 0)),
+    ).fetchall()
+    return [User(*row) for row in rows]
+
+
+def _list_documents(db: psycopg.Connection, op: ListDocuments) -> list[Document]:
+    rows = db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents ORDER BY seq LIMIT %s OFFSET %s",
+                      (max(op.limit, 0), max(op.offset, 0))).fetchall()
+    return [Document(*row) for row in rows]
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The least string greater than every string that starts with
+    ``prefix`` (``None``: there is none), in code point order."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if code == 0xD800:
+            code = 0xE000  # surrogates never occur in stored (UTF-8) text
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None
+
+
+def _list_entries(db: psycopg.Connection, op: ListEntries) -> list[Entry]:
+    prefix, after = nul_free(op.prefix), nul_free(op.after)
+    lower = "id > %s" if after >= prefix else "id >= %s"
+    clauses = ["space = %s", "organization = %s", "project = %s", lower, "value IS NOT NULL"]
+    params: list[Any] = [nul_free(op.space), nul_free(op.organization), nul_free(op.project), max(after, prefix)]
+    end = _prefix_end(prefix) if prefix else None
+    if end is not None:
+        clauses.append("id < %s")
+        params.append(end)
+    params.append(max(op.limit, 0))
+    rows = db.execute(
+        f"SELECT id, value, version, user_id FROM entries WHERE {' AND '.join(clauses)} ORDER BY id LIMIT %s", params
+    ).fetchall()
+    return [Entry(*row) for row in rows]
+
+
+# -- writes (in the writer's transaction, in order) --------------------------------
+
+
+def _rowcount_is_one(cursor: psycopg.Cursor) -> _Finish:
+    return lambda: cursor.rowcount == 1
+
+
+def _insert_record(db: psycopg.Connection, op: InsertRecord) -> _Finish:
+    record_id = op.record["_id"]
+    body, folded = _dump(op.record), _folded(op.record)  # before sending: a bad record fails alone
+    cursor = db.execute(
+        f"INSERT INTO records (collection, id, body, folded, revision) VALUES (%s, %s, %s, {_JSONB}, 1) ON CONFLICT DO NOTHING",
+        (op.collection, record_id, body, folded),
+    )
+
+    def finish() -> None:
+        if cursor.rowcount != 1:
+            raise LocalProtocolError(f"record {op.collection}/{record_id} already exists")
+
+    return finish
+
+
+def _replace_record(db: psycopg.Connection, op: ReplaceRecord) -> _Finish:
+    body, folded = _dump(op.record), _folded(op.record)
+    cursor = db.execute(
+        f"UPDATE records SET body = %s, folded = {_JSONB}, revision = revision + 1"
+        " WHERE collection = %s AND id = %s AND revision = %s",
+        (body, folded, op.collection, op.record["_id"], op.revision),
+    )
+    return _rowcount_is_one(cursor)
+
+
+def _delete_record(db: psycopg.Connection, op: DeleteRecord) -> _Finish:
+    cursor = db.execute("DELETE FROM records WHERE collection = %s AND id = %s RETURNING body", (op.collection, op.id))
+
+    def finish() -> dict[str, Any] | None:
+        rows = cursor.fetchall()
+        return _decode(rows[0][0]) if rows else None
+
+    return finish
+
+
+def _delete_records(db: psycopg.Connection, op: DeleteRecords) -> _Finish:
+    rows = db.execute("SELECT body FROM records WHERE collection = %s ORDER BY seq FOR UPDATE", (op.collection,)).fetchall()
+    deleted = [record for record in (_decode(body) for (body,) in rows) if matches_query(record, op.query)]
+    if deleted:
+        db.execute("DELETE FROM records WHERE collection = %s AND id = ANY(%s)", (op.collection, [r["_id"] for r in deleted]))
+    return _constant(deleted)
+
+
+def _insert_user(db: psycopg.Connection, op: InsertUser) -> _Finish:
+    user = op.user
+    email_key = user.email.lower()
+    inserted = db.execute(
+        f"INSERT INTO users ({_USER_COLUMNS}, email_key) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+        (user.id, user.email, user.password_hash, user.created_at, user.role, email_key),
+    ).fetchall()
+    if inserted:
+        return _constant(True)
+    # The email comes first (as MemoryStore checks it): a taken email is False.
+    if db.execute("SELECT 1 FROM users WHERE email_key = %s", (email_key,)).fetchall():
+        return _constant(False)
+    raise LocalProtocolError(f"user {user.id} already exists")
+
+
+def _insert_session(db: psycopg.Connection, op: InsertSession) -> _Finish:
+    session = op.session
+    cursor = db.execute(
+        f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (session.token_hash, session.user_id, session.expires_ms, session.kind),
+    )
+
+    def finish() -> None:
+        if cursor.rowcount != 1:
+            # Overwriting would hand someone else's session to this user.
+            raise LocalProtocolError("a session with this token hash already exists")
+
+    return finish
+
+
+def _delete_session(db: psycopg.Connection, op: DeleteSession) -> _Finish:
+    cursor = db.execute("DELETE FROM sessions WHERE token_hash = %s", (nul_free(op.token_hash),))
+    return lambda: cursor.rowcount > 0
+
+
+def _delete_sessions(db: psycopg.Connection, op: DeleteSessions) -> _Finish:
+    cursor = db.execute("DELETE FROM sessions WHERE user_id = %s AND kind = %s", (nul_free(op.user_id), nul_free(op.kind)))
+    return lambda: cursor.rowcount
+
+
+def _set_user_role(db: psycopg.Connection, op: SetUserRole) -> _Finish:
+    return _rowcount_is_one(db.execute("UPDATE users SET role = %s WHERE id = %s", (op.role, nul_free(op.user_id))))
+
+
+def _set_user_password(db: psycopg.Connection, op: SetUserPassword) -> _Finish:
+    return _rowcount_is_one(db.execute("UPDATE users SET password_hash = %s WHERE id = %s", (op.password_hash, nul_free(op.user_id))))
+
+
+def _held_roles(db: psycopg.Connection, op: HeldRoles) -> _Finish:
+    cursor = db.execute("SELECT DISTINCT role FROM users")
+    return lambda: frozenset(role for (role,) in cursor.fetchall())
+
+
+def _put_setting(db: psycopg.Connection, op: PutSetting) -> _Finish:
+    if op.expected_revision == 0:
+        cursor = db.execute(
+            "INSERT INTO settings (name, value, revision) VALUES (%s, %s, 1) ON CONFLICT DO NOTHING", (op.name, op.value)
+        )
+    else:
+        cursor = db.execute(
+            "UPDATE settings SET value = %s, revision = revision + 1 WHERE name = %s AND revision = %s",
+            (op.value, op.name, op.expected_revision),
+        )
+    return _rowcount_is_one(cursor)
+
+
+_TAKE_NUMBER = (
+    "INSERT INTO sequences (name, next) VALUES (%s, 1)"
+    " ON CONFLICT (name) DO UPDATE SET next = sequences.next + 1 RETURNING next - 1"
+)
+
+
+def _take_number(db: psycopg.Connection, op: TakeNumber) -> _Finish:
+    cursor = db.execute(_TAKE_NUMBER, (op.sequence,))
+    return lambda: cursor.fetchall()[0][0]
+
+
+def _insert_numbered(db: psycopg.Connection, op: InsertNumbered) -> _Finish:
+    (number,) = db.execute(_TAKE_NUMBER, (op.sequence,)).fetchall()[0]
+    record = {**op.record, op.number_field: number, "_id": f"{op.id_prefix}{number:0{op.id_digits}d}"}
+    try:
+        body, folded = _dump(record), _folded(record)
+    except Exception:
+        body = None
+    if body is not None and db.execute(
+        f"INSERT INTO records (collection, id, body, folded, revision) VALUES (%s, %s, %s, {_JSONB}, 1)"
+        " ON CONFLICT DO NOTHING RETURNING 1",
+        (op.collection, record["_id"], body, folded),
+    ).fetchall():
+        return _constant(record)
+    # Give the number back: this transaction holds the sequence's row lock,
+    # so nobody took a later one.
+    db.execute("UPDATE sequences SET next = next - 1 WHERE name = %s", (op.sequence,))
+    if body is None:
+        _dump(record)  # raises the encoding error
+    raise LocalProtocolError(f"record {op.collection}/{record['_id']} already exists")
+
+
+def _put_document(db: psycopg.Connection, op: PutDocument) -> _Finish:
+    document = op.document
+    if op.expected_revision == 0:
+        # Both unique keys decide: an existing read token or write key makes
+        # this insert a no-op.
+        cursor = db.execute(
+            f"INSERT INTO documents ({_DOCUMENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (document.read_token, document.write_key, document.write_hash, document.mac_key, document.revision, document.content),
+        )
+    else:
+        cursor = db.execute(
+            "UPDATE documents SET revision = %s, content = %s WHERE read_token = %s AND write_key = %s AND revision = %s",
+            (document.revision, document.content, document.read_token, document.write_key, op.expected_revision),
+        )
+    return _rowcount_is_one(cursor)
+
+
+def _apply_message(db: psycopg.Connection, op: ApplyMessage) -> _Finish:
+    # FOR UPDATE: another node merging into this inbox waits for our commit,
+    # then reads what we wrote.
+    rows = db.execute(
+        f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE write_key = %s FOR UPDATE", (nul_free(op.write_key),)
+    ).fetchall()
+    if not rows:
+        return _constant(MessageWrite("unknown"))
+    document = Document(*rows[0])
+    written = apply_message(document, op.message_id, op.message, op.now_ms, op.max_document_bytes)
+    if written.document is not None:
+        db.execute(
+            "UPDATE documents SET revision = %s, content = %s WHERE read_token = %s",
+            (written.document.revision, written.document.content, document.read_token),
+        )
+    return _constant(written)
+
+
+def _put_entry(db: psycopg.Connection, op: PutEntry) -> _Finish:
+    if op.expected_version == 0:
+        cursor = db.execute(
+            "INSERT INTO entries (space, organization, project, id, value, version, user_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (*_entry_key(op), op.value, op.version, op.user_id),
+        )
+    else:
+        cursor = db.execute(
+            f"UPDATE entries SET value = %s, version = %s, user_id = %s WHERE {_ENTRY_KEY} AND version = %s",
+            (op.value, op.version, op.user_id, *_entry_key(op), op.expected_version),
+        )
+    return _rowcount_is_one(cursor)
+
+
+def _delete_entry(db: psycopg.Connection, op: DeleteEntry) -> _Finish:
+    cursor = db.execute(
+        f"UPDATE entries SET value = NULL, version = %s, user_id = %s WHERE {_ENTRY_KEY} AND version = %s AND value IS NOT NULL",
+        (op.version, op.user_id, *_entry_key(op), op.expected_version),
+    )
+    return _rowcount_is_one(cursor)
+
+
+_POINT_READS: dict[type[Operation], _Handler] = {
+    GetRecord: _get_record,
+    GetUser: _get_user,
+    GetUserByEmail: _get_user_by_email,
+    GetSession: _get_session,
+    GetDocument: _get_document,
+    GetDocumentByWriteKey: _get_document_by_write_key,
+    GetSetting: _get_setting,
+    GetEntry: _get_entry,
+}
+_SCANS: dict[type[Operation], Callable[[psycopg.Connection, Any], Any]] = {
+    ListRecords: _list_records,
+    ListCollections: _list_collections,
+    ListRecordRange: _list_record_range,
+    SearchRecords: _search_records,
+    QueryRecords: _query_records,
+    ListSessions: _list_sessions,
+    ListEntries: _list_entries,
+    ListUsers: _list_users,
+    ListDocuments: _list_documents,
+}
+_WRITES: dict[type[Operation], _Handler] = {
+    InsertRecord: _insert_record,
+    ReplaceRecord: _replace_record,
+    DeleteRecord: _delete_record,
+    DeleteRecords: _delete_records,
+    InsertUser: _insert_user,
+    InsertSession: _insert_session,
+    DeleteSession: _delete_session,
+    DeleteSessions: _delete_sessions,
+    SetUserRole: _set_user_role,
+    SetUserPassword: _set_user_password,
+    HeldRoles: _held_roles,
+    PutSetting: _put_setting,
+    TakeNumber: _take_number,
+    InsertNumbered: _insert_numbered,
+    PutDocument: _put_document,
+    ApplyMessage: _apply_message,
+    PutEntry: _put_entry,
+    DeleteEntry: _delete_entry,
+}
+
+
+def _check_write(op: Operation) -> None:
+    """Refuse, before queueing, a write that breaks its operation's contract."""
+    kind = type(op)
+    if kind is PutDocument:
+        if op.expected_revision < 0 or op.document.revision <= op.expected_revision:
+            raise LocalProtocolError("a document's revision must grow with every write")
+        if not isinstance(op.document.content, bytes):
+            raise LocalProtocolError("a document's content is bytes")
+    elif kind is PutSetting and not isinstance(op.value, bytes):
+        raise LocalProtocolError("a setting's value is bytes")
+    elif kind is PutEntry or kind is DeleteEntry:
+        check_entry_write(op)
+
+
+# -- batching threads ------------------------------------------------------------------
+
+
+class _Request:
+    """An operation on its way to a thread, and the task waiting for it.
+    ``taken`` and ``cancelled`` change only under the queue's lock; whichever
+    is set first wins."""
+
+    __slots__ = ("operation", "task", "trio_token", "taken", "cancelled", "result")
+
+    def __init__(self, operation: Operation) -> None:
+        self.operation = operation
+        self.task = trio.lowlevel.current_task()
+        self.trio_token = trio.lowlevel.current_trio_token()
+        self.taken = False
+        self.cancelled = False
+        self.result: outcome.Outcome[Any] | None = None
+
+
+def _wake_all(requests: list[_Request]) -> None:
+    for request in requests:
+        trio.lowlevel.reschedule(request.task, request.result)
+
+
+def _wake(batch: list[_Request]) -> None:
+    """Reschedule the waiting tasks: one call into each trio run, not one per request."""
+    by_run: defaultdict[trio.lowlevel.TrioToken, list[_Request]] = defaultdict(list)
+    for request in batch:
+        by_run[request.trio_token].append(request)
+    for trio_token, requests in by_run.items():
+        trio_token.run_sync_soon(_wake_all, requests)
+
+
+class _Batcher:
+    """A queue and the threads that drain it: each thread takes everything
+    queued and hands it to ``run_batch`` as one batch, which must set every
+    request's ``result``."""
+
+    def __init__(self, name: str, run_batch: Callable[[list[_Request]], None], threads: int) -> None:
+        self._run_batch = run_batch
+        self._changed = threading.Condition()
+        self._queue: list[_Request] = []
+        self._closing = False
+        # Daemon threads: a store nobody closed must not keep the interpreter
+        # alive; nothing acknowledged depends on them finishing.
+        self._threads = [threading.Thread(target=self._drain, name=f"{name}-{n}", daemon=True) for n in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    async def submit(self, operation: Operation) -> Any:
+        request = _Request(operation)
+        with self._changed:
+            self._queue.append(request)
+            self._changed.notify()
+
+        def abort(raise_cancel: Any) -> trio.lowlevel.Abort:
+            with self._changed:
+                if request.taken:
+                    return trio.lowlevel.Abort.FAILED
+                request.cancelled = True
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _drain(self) -> None:
+        while True:
+            with self._changed:
+                while not self._queue and not self._closing:
+                    self._changed.wait()
+                if not self._queue:
+                    return
+                batch = [request for request in self._queue if not request.cancelled]
+                for request in batch:
+                    request.taken = True
+                self._queue.clear()
+            if batch:
+                try:
+                    self._run_batch(batch)
+                except BaseException as exc:  # a bug: every waiter still gets an answer
+                    for request in batch:
+                        if request.result is None:
+                            request.result = outcome.Error(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+                _wake(batch)
+
+    def close(self) -> None:
+        """Finish what is queued and stop the threads (blocking)."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+
+_RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+def _run_pipelined(db: psycopg.Connection, batch: list[_Request], handlers: dict[type[Operation], _Handler], transaction: bool) -> None:
+    """Send every request of ``batch`` in one pipeline (inside one transaction
+    when ``transaction``) and set their results. An SQL error propagates with
+    no result set (and the transaction rolled back)."""
+    finishing: list[tuple[_Request, _Finish]] = []
+    try:
+        with db.pipeline():
+            if transaction:
+                db.execute("BEGIN")
+            for request in batch:
+                try:
+                    finishing.append((request, handlers[type(request.operation)](db, request.operation)))
+                except psycopg.Error:
+                    raise
+                except Exception as exc:  # refused before anything was sent (LocalProtocolError, encoding)
+                    request.result = outcome.Error(exc)
+            if transaction:
+                db.execute("COMMIT")
+    except BaseException:
+        if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not db.closed:
+            try:
+                db.execute("ROLLBACK")
+            except psycopg.Error:
+                pass
+        for request in batch:
+            request.result = None
+        raise
+    for request, finish in finishing:
+        request.result = outcome.capture(finish)
+
+
+class PostgresStore(Store):
+    """A store in the PostgreSQL database at ``conninfo`` (a
+    ``postgresql://`` URL or a libpq connection string).
+
+    ``schema`` keeps the tables in that PostgreSQL schema (created if
+    missing; default: the connection's ``search_path``, normally
+    ``public``). ``readers`` is the number of point-read threads. The
+    constructor connects and migrates, blocking; from async code use ``await
+    PostgresStore.open(conninfo)``.
+    """
+
+    def __init__(self, conninfo: str, *, schema: str | None = None, readers: int = 2, max_connections: int = 8) -> None:
+        self._conninfo = conninfo
+        self._schema = schema
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if schema is not None:
+            kwargs["options"] = f"-c search_path={schema}"
+        with psycopg.connect(conninfo, **{key: value for key, value in kwargs.items() if key != "options"}) as db:
+            if schema is not None:
+                db.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(schema)))
+        with psycopg.connect(conninfo, **kwargs) as db:
+            self._migrate(db)
+        self._pool = ConnectionPool(conninfo, kwargs=kwargs, min_size=min(2, max_connections), max_size=max_connections,
+                                    name=f"satchel {schema or ''}", open=False)
+        self._pool.open(wait=True, timeout=30)
+        self._closing = False
+        self._writer = _Batcher("satchel-postgres-writer", self._run_writes, 1)
+        self._readers = _Batcher("satchel-postgres-reader", self._run_reads, readers)
+
+    @classmethod
+    async def open(cls, conninfo: str, *, schema: str | None = None, readers: int = 2, max_connections: int = 8) -> "PostgresStore":
+        """Connect to (and create or migrate) the store without blocking the event loop."""
+        return await trio.to_thread.run_sync(lambda: cls(conninfo, schema=schema, readers=readers, max_connections=max_connections))
+
+    def _where(self) -> str:
+        info = psycopg.conninfo.conninfo_to_dict(self._conninfo)
+        where = f"PostgreSQL database {info.get('dbname', '')!r} on {info.get('host', 'localhost')}"
+        return where + (f", schema {self._schema!r}" if self._schema else "")
+
+    def _migrate(self, db: psycopg.Connection) -> None:
+        with db.transaction():
+            # Two nodes starting at once: the second waits, then finds the schema done.
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS satchel_migrations"
+                " (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            (version,) = db.execute("SELECT coalesce(max(version), 0) FROM satchel_migrations").fetchone()
+            if version > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"the {self._where()} has schema version {version}; this Satchel knows up to {SCHEMA_VERSION}."
+                    " Run a newer Satchel against it (the schema is never migrated down)."
+                )
+            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
+                    db.execute(statement)
+                db.execute("INSERT INTO satchel_migrations (version) VALUES (%s)", (number,))
+
+    async def execute(self, operation: Operation) -> Any:
+        """Carry out one storage operation; a write returns after its COMMIT.
+
+        Raises ``TypeError`` for an operation that is not a storage operation.
+        """
+        if self._closing:
+            raise trio.ClosedResourceError("the store is closed")
+        kind = type(operation)
+        if kind in _WRITES:
+            _check_write(operation)  # a bug of the caller: refuse before queueing
+            return await self._writer.submit(operation)
+        if kind in _POINT_READS:
+            return await self._readers.submit(operation)
+        if kind in _SCANS:
+            return await trio.to_thread.run_sync(self._scan, _SCANS[kind], operation)
+        raise TypeError(f"{kind.__name__} is not a storage operation")
+
+    def _scan(self, handler: Callable[[psycopg.Connection, Any], Any], operation: Operation) -> Any:
+        with self._pool.connection() as db:
+            return handler(db, operation)
+
+    def _run_reads(self, batch: list[_Request]) -> None:
+        try:
+            with self._pool.connection() as db:
+                try:
+                    _run_pipelined(db, batch, _POINT_READS, transaction=False)
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error:
+                    for request in batch:  # one at a time: the failing one fails alone
+                        try:
+                            _run_pipelined(db, [request], _POINT_READS, transaction=False)
+                        except psycopg.Error as exc:
+                            request.result = outcome.Error(exc)
+        except Exception as exc:
+            for request in batch:
+                if request.result is None:
+                    request.result = outcome.Error(exc)
+
+    def _run_writes(self, batch: list[_Request]) -> None:
+        try:
+            with self._pool.connection() as db:
+                self._apply_writes(db, batch)
+        except Exception as exc:
+            for request in batch:
+                if request.result is None:
+                    request.result = outcome.Error(exc)
+
+    def _apply_writes(self, db: psycopg.Connection, batch: list[_Request]) -> None:
+        for attempt in range(10):
+            try:
+                _run_pipelined(db, batch, _WRITES, transaction=True)
+                return
+            except _RETRIED:
+                continue  # another node's transaction won: apply the batch again
+            except psycopg.OperationalError:
+                raise  # the connection is gone: nothing more to try on it
+            except psycopg.Error as exc:
+                if len(batch) == 1:
+                    batch[0].result = outcome.Error(exc)
+                    return
+                for request in batch:  # one transaction each: the failing write fails alone
+                    self._apply_writes(db, [request])
+                return
+        _run_pipelined(db, batch, _WRITES, transaction=True)  # the last try raises what it meets
+
+    async def aclose(self) -> None:
+        """Finish the queued requests, stop the threads and close every
+        connection. Call it when no operation is in flight."""
+        if self._closing:
+            return
+        self._closing = True
+        await trio.to_thread.run_sync(self._writer.close)
+        await trio.to_thread.run_sync(self._readers.close)
+        await trio.to_thread.run_sync(self._pool.close)

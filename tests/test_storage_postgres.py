@@ -1,0 +1,164 @@
+"""The PostgreSQL store against the conformance suite, then what only it
+promises: its schema is versioned and a newer one is refused, queries run in
+PostgreSQL (EXPLAIN, and a count of the rows decoded in Python), a failed
+write fails alone inside its batch.
+
+Each store lives in a PostgreSQL schema of its own, all of this module's
+dropped at its end."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from typing import Any, AsyncIterator, Iterator
+
+import psycopg
+import pytest
+import trio
+
+from satchel.protocol.errors import LocalProtocolError
+from satchel.protocol.operations import GetRecord, InsertRecord, ListRecords, QueryRecords
+from satchel.protocol.query import parse_filter, parse_query
+from satchel.storage_backends import postgres as postgres_backend
+from satchel.storage_backends.conformance import CHECKS, MakeStore
+from satchel.storage_backends.postgres import SCHEMA_VERSION, PostgresStore, SchemaTooNew
+
+from postgres_harness import POSTGRES_URL, drop_schemas, require_postgres, schema_prefix
+
+
+@pytest.fixture(scope="module")
+def prefix() -> Iterator[str]:
+    require_postgres()
+    prefix = schema_prefix()
+    try:
+        yield prefix
+    finally:
+        drop_schemas(prefix)
+
+
+_numbers = itertools.count()
+
+
+@pytest.fixture
+def make_store(prefix: str) -> MakeStore:
+    @contextlib.asynccontextmanager
+    async def make() -> AsyncIterator[Any]:
+        async with await PostgresStore.open(POSTGRES_URL, schema=f"{prefix}{next(_numbers)}") as store:
+            yield store
+
+    return make
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+async def test_conformance(make_store: MakeStore, check: Any) -> None:
+    await check(make_store)
+
+
+def _db(schema: str) -> psycopg.Connection:
+    return psycopg.connect(POSTGRES_URL, autocommit=True, options=f"-c search_path={schema}")
+
+
+async def test_schema_is_versioned_and_a_newer_one_is_refused(prefix: str) -> None:
+    schema = f"{prefix}versions"
+    async with await PostgresStore.open(POSTGRES_URL, schema=schema):
+        pass
+    async with await PostgresStore.open(POSTGRES_URL, schema=schema):  # a second start migrates nothing
+        pass
+    with _db(schema) as db:
+        assert db.execute("SELECT version FROM satchel_migrations ORDER BY version").fetchall() == [
+            (n,) for n in range(1, SCHEMA_VERSION + 1)]
+        db.execute("INSERT INTO satchel_migrations (version) VALUES (%s)", (SCHEMA_VERSION + 7,))
+    with pytest.raises(SchemaTooNew, match=f"schema version {SCHEMA_VERSION + 7}; this Satchel knows up to {SCHEMA_VERSION}"):
+        await PostgresStore.open(POSTGRES_URL, schema=schema)
+
+
+async def test_two_nodes_starting_at_once_migrate_once(prefix: str) -> None:
+    schema = f"{prefix}racing"
+    stores: list[PostgresStore] = []
+
+    async def start() -> None:
+        stores.append(await PostgresStore.open(POSTGRES_URL, schema=schema))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(start)
+    for store in stores:
+        await store.aclose()
+    with _db(schema) as db:
+        assert db.execute("SELECT count(*) FROM satchel_migrations").fetchone() == (SCHEMA_VERSION,)
+
+
+def _numbers_table(schema: str, count: int) -> None:
+    with _db(schema) as db:
+        with db.cursor() as cursor:
+            with cursor.copy("COPY records (collection, id, body, folded, revision) FROM STDIN") as copy:
+                for n in range(count):
+                    body = f'{{"_id": "{n:06d}", "n": {n}, "tags": ["t{n % 7}"], "text": "row {n}"}}'
+                    copy.write_row(("numbers", f"{n:06d}", body, f'{{"_id": "{n:06d}", "text": "row {n}"}}', 1))
+                    copy.write_row(("other", f"{n:06d}", f'{{"_id": "{n:06d}", "n": {n}}}', "{}", 1))
+        db.execute("ANALYZE records")
+
+
+async def test_a_selective_query_reads_only_its_page_into_python(prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    schema = f"{prefix}numbers"
+    async with await PostgresStore.open(POSTGRES_URL, schema=schema) as store:
+        _numbers_table(schema, 20_000)
+        decoded: list[int] = []
+        decode = postgres_backend._decode
+        monkeypatch.setattr(postgres_backend, "_decode", lambda body: decoded.append(1) or decode(body))
+        query = parse_query({"filter": {"_or": [{"n": {"_eq": 19_990}}, {"n": {"_in": [19_995, 19_999, 7]}}]},
+                             "limit": 2, "fields": "n", "meta": "filter_count"})
+        started = trio.current_time()
+        result = await store.execute(QueryRecords("numbers", query))
+        pushed_down = trio.current_time() - started
+        assert result.records == [{"n": 7}, {"n": 19_990}] and result.filter_count == 4
+        assert len(decoded) == 2  # the two rows of the page; PostgreSQL filtered the other 39,998
+
+        decoded.clear()
+        started = trio.current_time()
+        everything = await store.execute(ListRecords("numbers"))
+        in_python = [record for record in everything if record["n"] in (19_990, 19_995, 19_999, 7)][:2]
+        read_all = trio.current_time() - started
+        assert [{"n": record["n"]} for record in in_python] == result.records
+        assert len(decoded) == 20_000
+        print(f"QueryRecords {pushed_down * 1000:.1f} ms, ListRecords + filter in Python {read_all * 1000:.1f} ms")
+
+        # The plan: an index scan in creation order (no sort), so LIMIT stops
+        # the scan after the third match.
+        statement, params = postgres_backend.query_sql(QueryRecords(
+            "numbers", parse_query({"filter": {"n": {"_gte": 5}}, "limit": 3}), permission=parse_filter({"tags": {"_contains": "t1"}})))["page"]
+        with _db(schema) as db:
+            plan = "\n".join(row[0] for row in db.execute("EXPLAIN " + statement, params))
+        assert "Index Scan" in plan and "Limit" in plan and "Sort" not in plan and "Seq Scan" not in plan, plan
+
+
+async def test_a_failed_write_fails_alone_in_its_batch(make_store: MakeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A record PostgreSQL refuses (a NUL in a text column) among good writes
+    # of the same batch: the batch is rolled back and retried write by write.
+    batches: list[int] = []
+    run = postgres_backend._run_pipelined
+    monkeypatch.setattr(postgres_backend, "_run_pipelined",
+                        lambda db, batch, handlers, transaction: batches.append(len(batch)) or run(db, batch, handlers, transaction))
+    async with make_store() as store:
+        results: dict[str, Any] = {}
+
+        async def insert(record_id: str) -> None:
+            try:
+                results[record_id] = await store.execute(InsertRecord("notes", {"_id": record_id}))
+            except Exception as exc:
+                results[record_id] = exc
+
+        await store.execute(InsertRecord("notes", {"_id": "taken"}))
+        async with trio.open_nursery() as nursery:
+            for n in range(10):
+                nursery.start_soon(insert, f"before-{n}")
+            nursery.start_soon(insert, "bad\x00id")
+            nursery.start_soon(insert, "taken")
+            for n in range(10):
+                nursery.start_soon(insert, f"after-{n}")
+        assert isinstance(results.pop("bad\x00id"), psycopg.DataError)
+        assert isinstance(results.pop("taken"), LocalProtocolError)
+        assert set(results.values()) == {None}
+        assert len(await store.execute(ListRecords("notes"))) == 21
+        assert await store.execute(GetRecord("notes", "before-3")) is not None
+        assert max(batches) > 1  # they did share a batch
