@@ -17,7 +17,14 @@ own operations: ``GetDocument`` by read token, ``GetDocumentByWriteKey`` by
 the lookup key derived from the write token, ``PutDocument``, a
 compare-and-swap on the document's revision that also creates, and
 ``ApplyMessage``, which merges a message into an inbox (or removes one)
-atomically inside the store, by the core's pure merge rule.
+atomically inside the store, by the core's pure merge rule. Message writes
+find their document with ``GetDocumentKeys``, which reads the keys without
+the content, and ``ApplyMessages`` applies a whole batch of them (the
+datagrams read in one go) in one write, one group commit. Stores keep an
+inbox's messages as rows of their own, by (document, message id) with the
+message's revision, so a merge writes one message, not the document
+(``satchel.protocol.inbox.documents.MessageTable`` is the shared, pure
+bookkeeping).
 
 Sessions have a ``kind``: Backpack's cookie sessions are ``"session"``; the
 Bearer tokens of the other protocols (``satchel.protocol.tokens``) are
@@ -218,6 +225,16 @@ class Document(msgspec.Struct, frozen=True):
 #: change), ``not-inbox``, ``too-large`` (the merged document would exceed
 #: the size limit), ``unknown`` (no document has that write key).
 MessageResult = Literal["done", "not-inbox", "too-large", "unknown"]
+
+
+class DocumentKeys(msgspec.Struct, frozen=True):
+    """A document's token fields without its content (``Document`` says
+    what each is); they are fixed when the document is created."""
+
+    read_token: str
+    write_key: str
+    write_hash: str
+    mac_key: str
 
 
 class MessageWrite(msgspec.Struct, frozen=True):
@@ -587,6 +604,18 @@ class ListDocuments(Operation, frozen=True):
     limit: int = 100
 
 
+class GetDocumentKeys(Operation, frozen=True):
+    """-> ``list[DocumentKeys | None]``: for each write key, in order, the
+    keys of the document whose ``write_key`` it is (``None``: none is).
+
+    What a message write needs to authenticate its sender, without reading
+    (or assembling) the document's content: the cost does not grow with the
+    inbox. A key named twice is answered twice.
+    """
+
+    write_keys: tuple[str, ...]
+
+
 class PutDocument(Operation, frozen=True):
     """-> ``bool``: a compare-and-swap on the document's revision.
 
@@ -624,6 +653,31 @@ class ApplyMessage(Operation, frozen=True):
     write_key: str
     message_id: str
     message: bytes | None
+    now_ms: int
+    max_document_bytes: int
+
+
+class MessageEdit(msgspec.Struct, frozen=True):
+    """One message write of ``ApplyMessages``: ``message`` (JSON bytes;
+    ``None``: remove) under ``message_id`` in the inbox with ``write_key``."""
+
+    write_key: str
+    message_id: str
+    message: bytes | None
+
+
+class ApplyMessages(Operation, frozen=True):
+    """-> ``list[MessageWrite]``, one per edit in order: each edit applied as
+    ``ApplyMessage`` would, one after another (an edit sees the ones before
+    it, several may name one inbox or one message), all in one write - one
+    group commit for a batch of datagrams.
+
+    Each edit's ``MessageWrite.document`` is the document just after that
+    edit. If any message is not JSON with a numeric ``"#"`` the store raises
+    ``satchel.protocol.inbox.merge.InvalidMessage`` and writes nothing.
+    """
+
+    edits: tuple[MessageEdit, ...]
     now_ms: int
     max_document_bytes: int
 

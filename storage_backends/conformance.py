@@ -32,6 +32,10 @@ import trio
 from satchel.protocol.errors import LocalProtocolError
 from satchel.protocol.operations import (
     ApplyMessage,
+    ApplyMessages,
+    DocumentKeys,
+    GetDocumentKeys,
+    MessageEdit,
     DeleteRecord,
     DeleteRecords,
     DeleteSession,
@@ -102,6 +106,9 @@ __all__ = [
     "check_document_copies",
     "check_apply_message",
     "check_concurrent_messages",
+    "check_document_keys",
+    "check_apply_messages",
+    "check_inbox_rows",
     "check_record_ranges",
     "check_search",
     "check_numbers",
@@ -691,6 +698,118 @@ async def check_concurrent_messages(make_store: MakeStore) -> None:
         assert msgspec.json.decode(stored.content) == {"#messages": {f"{n:016x}": {"#": n} for n in range(100)}}
 
 
+async def check_document_keys(make_store: MakeStore) -> None:
+    """GetDocumentKeys: each write key's document keys, in order, without content."""
+    async with make_store() as store:
+        first, second = _document(), _document(b"[1]")
+        for document in (first, second):
+            await store.execute(PutDocument(document, 0))
+
+        def keys(d: Document) -> DocumentKeys:
+            return DocumentKeys(d.read_token, d.write_key, d.write_hash, d.mac_key)
+
+        assert await store.execute(GetDocumentKeys(())) == []
+        answer = await store.execute(GetDocumentKeys((second.write_key, "e" * 32, first.write_key, second.write_key)))
+        assert answer == [keys(second), None, keys(first), keys(second)]
+        assert await store.execute(GetDocumentKeys((first.read_token,))) == [None]  # not a write key
+        # They stay what they were at creation, whatever is written since.
+        await store.execute(ApplyMessage(first.write_key, "0" * 16, b"{}", 5, 10_000))
+        await store.execute(PutDocument(msgspec.structs.replace(second, revision=9, write_hash="0" * 64), second.revision))
+        assert await store.execute(GetDocumentKeys((first.write_key, second.write_key))) == [keys(first), keys(second)]
+
+
+async def check_apply_messages(make_store: MakeStore) -> None:
+    """ApplyMessages: edits applied in order as ApplyMessage would, each
+    seeing the ones before, each answered with the document just after it;
+    an invalid message refuses the whole batch."""
+    async with make_store() as store:
+        inbox = _document(b'{"a": 1, "#messages": {}, "z": 2}', revision=100)
+        other = _document(b'{"#messages": {"0000000000000009": {"#": 1}}}', revision=7)
+        plain = _document(b'{"messages": {}}', revision=3)
+        for document in (inbox, other, plain):
+            await store.execute(PutDocument(document, 0))
+        assert await store.execute(ApplyMessages((), 50, 10_000)) == []
+        edits = (
+            MessageEdit(inbox.write_key, "0000000000000002", b'{"#": 1, "v": "a"}'),
+            MessageEdit(plain.write_key, "0000000000000002", b"{}"),
+            MessageEdit("e" * 32, "0000000000000002", b"{}"),
+            MessageEdit(inbox.write_key, "0000000000000001", b' {"#": 5} '),
+            MessageEdit(inbox.write_key, "0000000000000002", b'{"#": 1, "v": "tie: kept"}'),
+            MessageEdit(other.write_key, "0000000000000009", None),
+            MessageEdit(inbox.write_key, "0000000000000002", b'{"#": 2, "v": "b"}'),
+            MessageEdit(inbox.write_key, "0000000000000003", b'"' + b"x" * 200 + b'"'),
+            MessageEdit(inbox.write_key, "0000000000000001", None),
+            MessageEdit(other.write_key, "0000000000000009", None),
+        )
+        written = await store.execute(ApplyMessages(edits, 50, 150))
+        results = [w.result for w in written]
+        assert results == ["done", "not-inbox", "unknown", "done", "done", "done", "done", "too-large", "done", "done"]
+        revisions = [w.document.revision if w.document else None for w in written]
+        assert revisions == [101, None, None, 102, None, 50, 103, None, 104, None]
+        contents = [w.document.content if w.document else None for w in written]
+        assert contents[0] == b'{"a":1,"#messages":{"0000000000000002":{"#": 1, "v": "a"}},"z":2}'
+        assert contents[3] == b'{"a":1,"#messages":{"0000000000000001":{"#": 5},"0000000000000002":{"#": 1, "v": "a"}},"z":2}'
+        assert contents[5] == b'{"#messages":{}}'
+        assert contents[6] == b'{"a":1,"#messages":{"0000000000000001":{"#": 5},"0000000000000002":{"#": 2, "v": "b"}},"z":2}'
+        assert contents[8] == b'{"a":1,"#messages":{"0000000000000002":{"#": 2, "v": "b"}},"z":2}'
+        assert await store.execute(GetDocument(inbox.read_token)) == written[8].document
+        assert await store.execute(GetDocumentByWriteKey(inbox.write_key)) == written[8].document
+        assert await store.execute(GetDocument(other.read_token)) == written[5].document
+        assert await store.execute(GetDocument(plain.read_token)) == plain
+
+        # A message without a numeric "#" is a caller's bug: nothing of its batch is written.
+        for bad in (b"{oops", b'{"#": "1"}'):
+            with _assert_raises(ValueError):
+                await store.execute(ApplyMessages((MessageEdit(inbox.write_key, "0000000000000005", b"{}"),
+                                                   MessageEdit(inbox.write_key, "0000000000000006", bad)), 60, 10_000))
+        assert await store.execute(GetDocument(inbox.read_token)) == written[8].document
+
+
+async def check_inbox_rows(make_store: MakeStore) -> None:
+    """An inbox's messages are kept apart and the document assembled from
+    them: an owner's PUT replaces them all (and is served byte for byte
+    until the next merge), thousands of messages come back in id order,
+    and concurrent batches into one inbox lose nothing."""
+    async with make_store() as store:
+        inbox = _document(b'{"#messages": {"ffffffffffffffff": {"#": 9}, "0000000000000001": {"#": "x"}}, "k": 1}', revision=10)
+        await store.execute(PutDocument(inbox, 0))
+        # A stored message whose "#" is not a number ranks below every revision.
+        first = await store.execute(ApplyMessage(inbox.write_key, "0000000000000001", b'{"#": -5}', 0, 1_000_000))
+        assert first.document.content == b'{"#messages":{"0000000000000001":{"#": -5},"ffffffffffffffff":{"#": 9}},"k":1}'
+        # The owner's PUT replaces every message; its bytes are served as PUT.
+        replaced = msgspec.structs.replace(inbox, revision=20, content=b' {"#messages": {"0000000000000002": 1}} ')
+        assert await store.execute(PutDocument(replaced, first.document.revision)) is True
+        assert await store.execute(GetDocument(inbox.read_token)) == replaced
+        again = await store.execute(ApplyMessage(inbox.write_key, "0000000000000001", b'{"#": -5}', 0, 1_000_000))
+        assert again.document.content == b'{"#messages":{"0000000000000001":{"#": -5},"0000000000000002":1}}'
+        # A PUT that makes it no inbox: messages are refused.
+        notinbox = msgspec.structs.replace(inbox, revision=30, content=b'{"#messages": 1}')
+        assert await store.execute(PutDocument(notinbox, again.document.revision)) is True
+        assert (await store.execute(ApplyMessage(inbox.write_key, "0000000000000001", b"{}", 0, 1_000_000))).result == "not-inbox"
+
+        big = _document(b'{"#messages": {}}', revision=1)
+        await store.execute(PutDocument(big, 0))
+        ids = [f"{(n * 7919) % 3000:016x}" for n in range(3000)]
+
+        async def send(chunk: list[str]) -> None:
+            edits = tuple(MessageEdit(big.write_key, message_id, b'{"#": 1, "n": "%s"}' % message_id.encode()) for message_id in chunk)
+            written = await store.execute(ApplyMessages(edits, 0, 10_000_000))
+            assert all(w.result == "done" for w in written)
+
+        async with trio.open_nursery() as nursery:
+            for start in range(0, len(ids), 250):
+                nursery.start_soon(send, ids[start : start + 250])
+        stored = await store.execute(GetDocument(big.read_token))
+        assert stored.revision == 3001
+        expected = b'{"#messages":{' + b",".join(b'"%s":{"#": 1, "n": "%s"}' % (i.encode(), i.encode()) for i in sorted(ids)) + b"}}"
+        assert stored.content == expected
+        # Removing all but one, in one batch.
+        edits = tuple(MessageEdit(big.write_key, message_id, None) for message_id in sorted(ids)[1:])
+        written = await store.execute(ApplyMessages(edits, 0, 10))
+        assert written[-1].document.content == b'{"#messages":{"%s":{"#": 1, "n": "%s"}}}' % (min(ids).encode(), min(ids).encode())
+        assert (await store.execute(GetDocumentByWriteKey(big.write_key))) == written[-1].document
+
+
 def _with_id(record_id: str, **fields: Any) -> dict[str, Any]:
     return new_record(fields, record_id, _NOW)
 
@@ -869,6 +988,9 @@ CHECKS: tuple[Callable[[MakeStore], Awaitable[None]], ...] = (
     check_document_copies,
     check_apply_message,
     check_concurrent_messages,
+    check_document_keys,
+    check_apply_messages,
+    check_inbox_rows,
     check_record_ranges,
     check_search,
     check_numbers,

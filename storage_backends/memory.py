@@ -7,7 +7,10 @@ use ``execute``. Nothing survives the process, so it is for tests and for
 trying Satchel out, never for data anyone wants back.
 
 Documents (seed 001) are immutable values (``Document`` is frozen and its
-content is ``bytes``), so they are stored as they come.
+content is ``bytes``), so they are stored as they come. An inbox that has
+taken a message is also held as a ``MessageTable`` (its messages apart, the
+content materialized and spliced), so a merge costs one message, as it does
+in the SQLite store's rows.
 
 Records are kept as their JSON encoding: storing bytes copies a record in,
 decoding copies it out, and every record round-trips through JSON exactly as
@@ -25,9 +28,14 @@ from typing import Any, Callable
 import msgspec
 
 from satchel.protocol.errors import LocalProtocolError
-from satchel.protocol.inbox.documents import apply_message
+from satchel.protocol.inbox.documents import MessageTable, NotAnInbox, apply_to_table
+from satchel.protocol.inbox.merge import InvalidMessage, revision_of
 from satchel.protocol.operations import (
     ApplyMessage,
+    ApplyMessages,
+    DocumentKeys,
+    GetDocumentKeys,
+    MessageEdit,
     DeleteRecord,
     DeleteRecords,
     DeleteSession,
@@ -111,6 +119,9 @@ class MemoryStore(Store):
         self._documents: dict[str, Document] = {}
         # write_key -> read_token, the index GetDocumentByWriteKey uses.
         self._read_tokens_by_write_key: dict[str, str] = {}
+        # read_token -> the messages of an inbox that has taken one since
+        # its last PUT (its Document's content is the table's).
+        self._tables: dict[str, MessageTable] = {}
         self._settings: dict[str, StoredSetting] = {}
         # (space, organization, project) -> id -> entry (tombstones included).
         self._entries: dict[tuple[str, str, str], dict[str, Entry]] = {}
@@ -146,6 +157,8 @@ class MemoryStore(Store):
             GetDocumentByWriteKey: self._get_document_by_write_key,
             PutDocument: self._put_document,
             ApplyMessage: self._apply_message,
+            ApplyMessages: self._apply_messages,
+            GetDocumentKeys: self._get_document_keys,
             GetEntry: self._get_entry,
             PutEntry: self._put_entry,
             DeleteEntry: self._delete_entry,
@@ -362,16 +375,48 @@ class MemoryStore(Store):
         self._documents[document.read_token] = msgspec.structs.replace(
             stored, revision=document.revision, content=document.content
         )
+        self._tables.pop(document.read_token, None)
         return True
 
+    def _get_document_keys(self, op: GetDocumentKeys) -> list[DocumentKeys | None]:
+        keys: list[DocumentKeys | None] = []
+        for write_key in op.write_keys:
+            read_token = self._read_tokens_by_write_key.get(write_key)
+            if read_token is None:
+                keys.append(None)
+            else:
+                d = self._documents[read_token]
+                keys.append(DocumentKeys(d.read_token, d.write_key, d.write_hash, d.mac_key))
+        return keys
+
     def _apply_message(self, op: ApplyMessage) -> MessageWrite:
-        read_token = self._read_tokens_by_write_key.get(op.write_key)
-        if read_token is None:
-            return MessageWrite("unknown")
-        written = apply_message(self._documents[read_token], op.message_id, op.message, op.now_ms, op.max_document_bytes)
-        if written.document is not None:
-            self._documents[read_token] = written.document
-        return written
+        return self._apply_messages(ApplyMessages((MessageEdit(op.write_key, op.message_id, op.message),), op.now_ms, op.max_document_bytes))[0]
+
+    def _apply_messages(self, op: ApplyMessages) -> list[MessageWrite]:
+        check_messages(op)  # before anything is written: all or nothing
+        writes: list[MessageWrite] = []
+        for edit in op.edits:
+            read_token = self._read_tokens_by_write_key.get(edit.write_key)
+            if read_token is None:
+                writes.append(MessageWrite("unknown"))
+                continue
+            document = self._documents[read_token]
+            table = self._tables.get(read_token)
+            if table is None:
+                try:
+                    table = MessageTable.from_content(document.content)
+                except NotAnInbox:
+                    writes.append(MessageWrite("not-inbox"))
+                    continue
+                self._tables[read_token] = table
+            written = apply_to_table(table, document.revision, edit.message_id, edit.message, op.now_ms, op.max_document_bytes)
+            if written.revision is None:
+                writes.append(MessageWrite(written.result))
+                continue
+            document = msgspec.structs.replace(document, revision=written.revision, content=table.content)
+            self._documents[read_token] = document
+            writes.append(MessageWrite(written.result, document))
+        return writes
 
     # -- entries (seed 004) ---------------------------------------------------
 
@@ -402,6 +447,19 @@ class MemoryStore(Store):
         ids = sorted(key for key, entry in entries.items()
                      if entry.value is not None and key.startswith(op.prefix) and key > op.after)
         return [entries[key] for key in ids[: max(op.limit, 0)]]
+
+
+def check_messages(op: ApplyMessages) -> None:
+    """Raise ``InvalidMessage`` if a message of ``op`` is not JSON with a
+    numeric ``"#"``: a caller's bug, refused before anything is written."""
+    for edit in op.edits:
+        if edit.message is not None:
+            try:
+                valid = revision_of(_decode(edit.message)) is not None
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                valid = False
+            if not valid:
+                raise InvalidMessage('The message\'s "#" must be a number')
 
 
 def check_entry_write(op: PutEntry | DeleteEntry) -> None:
