@@ -3,7 +3,10 @@ admin create``: an administrator in a data dir.
 
 Every option can also come from the environment (``SATCHEL_HOST``,
 ``SATCHEL_PORT``, ``SATCHEL_DATA_DIR``, ``SATCHEL_API_KEY``,
-``SATCHEL_RULES_FILE``); a command-line flag wins. Without an API key the
+``SATCHEL_RULES_FILE``, ``SATCHEL_STORE``); a command-line flag wins.
+``--store postgresql://HOST/DB`` keeps the data in PostgreSQL instead of
+the data dir's SQLite file (the ``postgres`` extra); the server creates and
+migrates its schema, and refuses a schema newer than it knows. Without an API key the
 server generates one on first start, keeps it in ``<data-dir>/api_key``
 (readable only by its owner) and prints it once. When the server is ready it
 logs one line with its URL.
@@ -42,6 +45,7 @@ from satchel.protocol.operations import ListRecords
 from satchel.protocol.permissions import InvalidRules, RuleSet
 from satchel.protocol.socketio.engineio_session import EngineIoConfig
 from satchel.storage_backends.files import LocalFileStore
+from satchel.storage_backends.base import Store
 from satchel.storage_backends.sqlite import SqliteStore
 
 from .app import serve_mounts
@@ -72,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"port for HTTP and websockets (SATCHEL_PORT; default {DEFAULT_PORT}; 0 picks one)")
     serve_cmd.add_argument("--data-dir", default=env.get("SATCHEL_DATA_DIR", DEFAULT_DATA_DIR),
                            help=f"where the database and API key live (SATCHEL_DATA_DIR; default ./{DEFAULT_DATA_DIR})")
+    serve_cmd.add_argument("--store", default=env.get("SATCHEL_STORE"), metavar="URL",
+                           help="where the data lives: postgresql://HOST[:PORT]/DB (SATCHEL_STORE; "
+                                "default: satchel.sqlite3 in the data dir)")
     serve_cmd.add_argument("--api-key", default=env.get("SATCHEL_API_KEY"),
                            help="the key clients send as 'Authorization: key <KEY>' (SATCHEL_API_KEY; "
                                 "default: generated once and kept in the data dir)")
@@ -128,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     create_cmd.add_argument("--password-file", metavar="FILE",
                             help="a file whose first line is the password ('-': standard input); "
                                  "default: generate one and print it once")
+    create_cmd.add_argument("--store", default=env.get("SATCHEL_STORE"), metavar="URL",
+                            help="the server's store, as satchel serve --store (SATCHEL_STORE)")
     create_cmd.add_argument("--data-dir", default=env.get("SATCHEL_DATA_DIR", DEFAULT_DATA_DIR),
                             help=f"the data dir of the server (SATCHEL_DATA_DIR; default ./{DEFAULT_DATA_DIR})")
     # Its own parser lives in conformance_runner; listed here for --help.
@@ -180,6 +189,31 @@ def _read_password(path: str) -> str:
     return lines[0] if lines else ""
 
 
+async def open_store(store: str | None, data_dir: Path) -> Store:
+    """The store ``--store`` names: PostgreSQL for a ``postgresql://`` (or
+    ``postgres://``) URL, else the SQLite file in ``data_dir``."""
+    if not store:
+        return await SqliteStore.open(data_dir / "satchel.sqlite3")
+    if not store.startswith(("postgresql://", "postgres://")):
+        raise CommandError(f"--store must be a postgresql:// URL, not {store[:100]!r}")
+    from .extras import require
+
+    try:
+        require("postgres", "psycopg", "psycopg_pool")
+    except MissingExtra as missing:
+        raise CommandError(str(missing)) from None
+    import psycopg
+
+    from satchel.storage_backends.postgres import PostgresStore, SchemaTooNew
+
+    try:
+        return await PostgresStore.open(store)
+    except SchemaTooNew as error:
+        raise CommandError(str(error)) from None
+    except psycopg.Error as error:
+        raise CommandError(f"cannot open the PostgreSQL store: {str(error).strip()}") from None
+
+
 async def admin_create(args: argparse.Namespace) -> None:
     """``satchel admin create``: make ``args.email`` an administrator in the
     data dir's store; prints what it did (and a generated password, once)."""
@@ -187,7 +221,7 @@ async def admin_create(args: argparse.Namespace) -> None:
     password = secrets.token_urlsafe(18) if generated else _read_password(args.password_file)
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = await SqliteStore.open(data_dir / "satchel.sqlite3")
+    store = await open_store(getattr(args, "store", None), data_dir)
     async with store:
         try:
             account = await Runner(store).run(create_admin(args.email, password, system_environment()))
@@ -241,7 +275,7 @@ async def run_server(
         websocket_outbox_messages=args.websocket_outbox_messages,
     )
     rules = load_rules_file(args.rules) if getattr(args, "rules", None) else None
-    store = await SqliteStore.open(data_dir / "satchel.sqlite3")
+    store = await open_store(getattr(args, "store", None), data_dir)
     async with store:
         if rules is not None:
             # The file's rules replace the stored ones; serve_mounts then loads them.
@@ -292,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "admin":
             trio.run(admin_create, args)
             return 0
+        if args.store and not args.store.startswith(("postgresql://", "postgres://")):
+            raise CommandError(f"--store must be a postgresql:// URL, not {args.store[:100]!r}")
         directus_config(args)  # bad flags and an invalid rule file stop here, before anything starts
         if args.rules:
             load_rules_file(args.rules)
