@@ -57,9 +57,13 @@ import outcome
 import trio
 
 from satchel.protocol.errors import LocalProtocolError
-from satchel.protocol.inbox.documents import apply_message
+from satchel.protocol.inbox.documents import MessageTable, NotAnInbox, apply_to_table
 from satchel.protocol.operations import (
     ApplyMessage,
+    ApplyMessages,
+    DocumentKeys,
+    GetDocumentKeys,
+    MessageEdit,
     DeleteRecord,
     DeleteRecords,
     DeleteSession,
@@ -109,7 +113,7 @@ from satchel.protocol.query.sql import LOWER_FUNCTION, order_sql, search_sql, wh
 from satchel.protocol.records import matches_query
 
 from .base import Store
-from .memory import check_entry_write
+from .memory import check_entry_write, check_messages
 
 __all__ = ["SqliteStore"]
 
@@ -203,6 +207,28 @@ _MIGRATIONS: list[list[str]] = [
             user_id TEXT,
             UNIQUE (space, organization, project, id)
         )""",
+    ],
+    [
+        # Inbox messages as rows of their own (issue 13): a merge writes one
+        # message and the document's revision, not the whole document. An
+        # inbox that took a message since its owner's last PUT has head and
+        # tail (its content before and after the #messages object; content
+        # is then empty) and its messages here; otherwise head is NULL and
+        # content is the document as PUT, byte for byte - which is what
+        # every document of an older database is, so it opens unchanged and
+        # each inbox moves to rows with its first merge. revision is the
+        # message's "#": an INTEGER or REAL, TEXT for an integer beyond 64
+        # bits, NULL when it is not a number. message_id is TEXT in BINARY
+        # collation (UTF-8 bytes: code point order, as the ids are sorted).
+        "ALTER TABLE documents ADD COLUMN head BLOB",
+        "ALTER TABLE documents ADD COLUMN tail BLOB",
+        """CREATE TABLE inbox_messages (
+            read_token TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            revision,
+            body BLOB NOT NULL,
+            PRIMARY KEY (read_token, message_id)
+        ) WITHOUT ROWID""",
     ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -485,21 +511,112 @@ def _put_setting(db: sqlite3.Connection, op: PutSetting) -> bool:
 _DOCUMENT_COLUMNS = "read_token, write_key, write_hash, mac_key, revision, content"
 
 
+_DOCUMENT_READ = f"{_DOCUMENT_COLUMNS}, head, tail"
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that carries its store's inbox state (``inbox``)."""
+
+    inbox: "_InboxState"
+
+
+class _InboxState:
+    """What a store remembers of its inboxes between operations.
+
+    ``keys``: write key -> ``DocumentKeys``, which never change once a
+    document exists. ``tables``: the writer's ``MessageTable`` of each
+    recently written inbox with the revision it is at, so that a merge
+    needs no read of the other messages; it is checked against the stored
+    revision first (every write makes it grow), so a write it did not see -
+    a PUT, another process - makes it reload. ``contents``: read token ->
+    (revision, content) of the latest message writes, immutable pairs that
+    readers serve when the revision they read matches instead of
+    assembling the rows. All three are bounded caches: dropping an entry
+    costs a reload, never an answer.
+    """
+
+    MAX_KEYS = 100_000
+    MAX_TABLES = 1024
+    MAX_CONTENTS = 4096
+
+    def __init__(self) -> None:
+        self.keys: dict[str, DocumentKeys] = {}
+        self.tables: dict[str, tuple[int, MessageTable]] = {}
+        self.contents: dict[str, tuple[int, bytes]] = {}
+
+
+def _revision_column(revision: Any) -> Any:
+    if type(revision) is int and not -(2**63) <= revision < 2**63:
+        return str(revision)
+    return revision
+
+
+def _revision_value(column: Any) -> Any:
+    return int(column) if type(column) is str else column
+
+
+def _messages_of(db: sqlite3.Connection, read_token: str) -> list[tuple[str, Any, bytes]]:
+    rows = db.execute("SELECT message_id, revision, body FROM inbox_messages WHERE read_token = ?", (read_token,)).fetchall()
+    return [(message_id, _revision_value(revision), body) for message_id, revision, body in rows]
+
+
+def _assembled(db: sqlite3.Connection, row: tuple[Any, ...]) -> Document:
+    """The document of a ``_DOCUMENT_READ`` row; an inbox kept as rows is
+    assembled (or served from the writer's latest content at its revision).
+    Call inside one read transaction, so the rows match the document."""
+    read_token, write_key, write_hash, mac_key, revision, content, head, tail = row
+    if head is not None:
+        latest = db.inbox.contents.get(read_token)  # type: ignore[attr-defined]
+        if latest is not None and latest[0] == revision:
+            content = latest[1]
+        else:
+            content = MessageTable.from_rows(head, tail, _messages_of(db, read_token)).content
+    return Document(read_token, write_key, write_hash, mac_key, revision, content)
+
+
+def _read_documents(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[Document]:
+    # One transaction: the message rows read belong to the document row read.
+    nested = db.in_transaction
+    if not nested:
+        db.execute("BEGIN")
+    try:
+        rows = db.execute(f"SELECT {_DOCUMENT_READ} FROM documents {where}", params).fetchall()
+        return [_assembled(db, row) for row in rows]
+    finally:
+        if not nested:
+            db.execute("COMMIT")
+
+
 def _get_document(db: sqlite3.Connection, op: GetDocument) -> Document | None:
-    rows = db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE read_token = ?", (op.read_token,)).fetchall()
-    return Document(*rows[0]) if rows else None
+    documents = _read_documents(db, "WHERE read_token = ?", (op.read_token,))
+    return documents[0] if documents else None
 
 
 def _list_documents(db: sqlite3.Connection, op: ListDocuments) -> list[Document]:
     # The rowid grows with every new document: creation order.
-    rows = db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents ORDER BY rowid LIMIT ? OFFSET ?",
-                      (op.limit, op.offset)).fetchall()
-    return [Document(*row) for row in rows]
+    return _read_documents(db, "ORDER BY rowid LIMIT ? OFFSET ?", (op.limit, op.offset))
 
 
 def _get_document_by_write_key(db: sqlite3.Connection, op: GetDocumentByWriteKey) -> Document | None:
-    rows = db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE write_key = ?", (op.write_key,)).fetchall()
-    return Document(*rows[0]) if rows else None
+    documents = _read_documents(db, "WHERE write_key = ?", (op.write_key,))
+    return documents[0] if documents else None
+
+
+def _get_document_keys(db: sqlite3.Connection, op: GetDocumentKeys) -> list[DocumentKeys | None]:
+    known = db.inbox.keys  # type: ignore[attr-defined]
+    answer: list[DocumentKeys | None] = []
+    for write_key in op.write_keys:
+        keys = known.get(write_key)
+        if keys is None:
+            rows = db.execute(
+                "SELECT read_token, write_key, write_hash, mac_key FROM documents WHERE write_key = ?", (write_key,)
+            ).fetchall()
+            if rows:
+                if len(known) >= _InboxState.MAX_KEYS:
+                    known.clear()
+                keys = known[write_key] = DocumentKeys(*rows[0])
+        answer.append(keys)
+    return answer
 
 
 def _put_document(db: sqlite3.Connection, op: PutDocument) -> bool:
@@ -512,26 +629,112 @@ def _put_document(db: sqlite3.Connection, op: PutDocument) -> bool:
             (document.read_token, document.write_key, document.write_hash, document.mac_key, document.revision, document.content),
         )
     else:
+        # The owner's content replaces the inbox's messages (head NULL:
+        # content is the document, byte for byte).
         cursor = db.execute(
-            "UPDATE documents SET revision = ?, content = ? WHERE read_token = ? AND write_key = ? AND revision = ?",
+            "UPDATE documents SET revision = ?, content = ?, head = NULL, tail = NULL"
+            " WHERE read_token = ? AND write_key = ? AND revision = ?",
             (document.revision, document.content, document.read_token, document.write_key, op.expected_revision),
         )
+        if cursor.rowcount == 1:
+            db.execute("DELETE FROM inbox_messages WHERE read_token = ?", (document.read_token,))
     return cursor.rowcount == 1
 
 
 def _apply_message(db: sqlite3.Connection, op: ApplyMessage) -> MessageWrite:
-    # Runs in the writer's transaction: the read sees every write before it
-    # in the batch, so messages to one inbox are applied one after another.
-    document = _get_document_by_write_key(db, GetDocumentByWriteKey(op.write_key))
-    if document is None:
-        return MessageWrite("unknown")
-    written = apply_message(document, op.message_id, op.message, op.now_ms, op.max_document_bytes)
-    if written.document is not None:
-        db.execute(
-            "UPDATE documents SET revision = ?, content = ? WHERE read_token = ?",
-            (written.document.revision, written.document.content, document.read_token),
+    edit = MessageEdit(op.write_key, op.message_id, op.message)
+    return _apply_messages(db, ApplyMessages((edit,), op.now_ms, op.max_document_bytes))[0]
+
+
+def _inbox_table(db: sqlite3.Connection, keys: DocumentKeys) -> tuple[int, MessageTable] | None:
+    """(revision, table) of the inbox with ``keys`` as stored now, moving it
+    to rows if it is still as PUT; ``None``: it is not an inbox."""
+    state: _InboxState = db.inbox  # type: ignore[attr-defined]
+    (revision, content, head, tail), = db.execute(
+        "SELECT revision, content, head, tail FROM documents WHERE read_token = ?", (keys.read_token,)
+    ).fetchall()
+    cached = state.tables.get(keys.read_token)
+    if cached is not None and cached[0] == revision and head is not None:
+        return cached
+    if head is not None:
+        table = MessageTable.from_rows(head, tail, _messages_of(db, keys.read_token))
+    else:
+        try:
+            table = MessageTable.from_content(content)
+        except NotAnInbox:
+            return None
+        db.execute("UPDATE documents SET content = ?, head = ?, tail = ? WHERE read_token = ?",
+                   (b"", table.head, table.tail, keys.read_token))
+        db.executemany(
+            "INSERT OR REPLACE INTO inbox_messages (read_token, message_id, revision, body) VALUES (?, ?, ?, ?)",
+            [(keys.read_token, message_id, _revision_column(table.revisions[message_id]), table.bodies[message_id])
+             for message_id in table.ids],
         )
-    return written
+    if len(state.tables) >= _InboxState.MAX_TABLES:
+        state.tables.clear()
+    return revision, table
+
+
+def _apply_messages(db: sqlite3.Connection, op: ApplyMessages) -> list[MessageWrite]:
+    """Runs in the writer's transaction. Each inbox is read once per batch;
+    each edit that changes something writes its message's row, and each
+    inbox written its new revision, once, at the end."""
+    check_messages(op)  # before anything is written: all or nothing
+    state: _InboxState = db.inbox  # type: ignore[attr-defined]
+    keys_of = _get_document_keys(db, GetDocumentKeys(tuple({edit.write_key: None for edit in op.edits})))
+    keys_by_write_key = dict(zip({edit.write_key: None for edit in op.edits}, keys_of))
+    inboxes: dict[str, tuple[int, MessageTable] | None] = {}
+    touched: dict[str, int] = {}
+    rows: dict[tuple[str, str], tuple[Any, bytes] | None] = {}
+    writes: list[MessageWrite] = []
+    try:
+        for edit in op.edits:
+            keys = keys_by_write_key[edit.write_key]
+            if keys is None:
+                writes.append(MessageWrite("unknown"))
+                continue
+            read_token = keys.read_token
+            if read_token not in inboxes:
+                inboxes[read_token] = _inbox_table(db, keys)
+            inbox = inboxes[read_token]
+            if inbox is None:
+                writes.append(MessageWrite("not-inbox"))
+                continue
+            revision, table = inbox
+            written = apply_to_table(table, revision, edit.message_id, edit.message, op.now_ms, op.max_document_bytes)
+            if written.revision is None:
+                writes.append(MessageWrite(written.result))
+                continue
+            inboxes[read_token] = (written.revision, table)
+            touched[read_token] = written.revision
+            rows[(read_token, edit.message_id)] = (
+                None if written.body is None else (_revision_column(written.message_revision), written.body)
+            )
+            document = Document(read_token, keys.write_key, keys.write_hash, keys.mac_key, written.revision, table.content)
+            writes.append(MessageWrite(written.result, document))
+        db.executemany(
+            "INSERT OR REPLACE INTO inbox_messages (read_token, message_id, revision, body) VALUES (?, ?, ?, ?)",
+            [(read_token, message_id, row[0], row[1]) for (read_token, message_id), row in rows.items() if row is not None],
+        )
+        db.executemany(
+            "DELETE FROM inbox_messages WHERE read_token = ? AND message_id = ?",
+            [key for key, row in rows.items() if row is None],
+        )
+        db.executemany("UPDATE documents SET revision = ? WHERE read_token = ?",
+                       [(revision, read_token) for read_token, revision in touched.items()])
+    except BaseException:
+        for read_token in inboxes:
+            state.tables.pop(read_token, None)  # ahead of what is stored now
+        raise
+    for read_token, inbox in inboxes.items():
+        if inbox is not None:
+            state.tables[read_token] = inbox
+    if len(state.contents) + len(touched) > _InboxState.MAX_CONTENTS:
+        state.contents.clear()
+    for write in writes:
+        if write.document is not None:
+            state.contents[write.document.read_token] = (write.document.revision, write.document.content)
+    return writes
 
 
 def _get_entry(db: sqlite3.Connection, op: GetEntry) -> Entry | None:
@@ -605,6 +808,7 @@ _POINT_READS: dict[type[Operation], _Handler] = {
     GetSession: _get_session,
     GetDocument: _get_document,
     GetDocumentByWriteKey: _get_document_by_write_key,
+    GetDocumentKeys: _get_document_keys,
     GetSetting: _get_setting,
     GetEntry: _get_entry,
 }
@@ -636,6 +840,7 @@ _WRITES: dict[type[Operation], _Handler] = {
     InsertNumbered: _insert_numbered,
     PutDocument: _put_document,
     ApplyMessage: _apply_message,
+    ApplyMessages: _apply_messages,
     PutEntry: _put_entry,
     DeleteEntry: _delete_entry,
 }
@@ -724,6 +929,7 @@ class SqliteStore(Store):
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
         self._path = os.fspath(path)
+        self._inbox = _InboxState()
         writer_db = self._connect()
         try:
             self._prepare(writer_db, synchronous)
@@ -752,8 +958,9 @@ class SqliteStore(Store):
         # isolation_level=None: no implicit transactions; the writer says
         # BEGIN and COMMIT itself, and a reader's every SELECT sees the latest
         # commit. Connections move between threads, hence check_same_thread.
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, factory=_Connection)
         db.create_function(LOWER_FUNCTION, 1, _lower, deterministic=True)
+        db.inbox = self._inbox
         return db
 
     def _connect_reader(self) -> sqlite3.Connection:
