@@ -35,6 +35,7 @@ from typing import Sequence
 import trio
 
 from satchel.protocol.admin import create_admin, install_rules
+from satchel.protocol.admin.setup import prepare_setup
 from satchel.protocol.backpack import BackpackConfig
 from satchel.protocol.backpack.uploads import UPLOADS
 from satchel.protocol.directus.config import DirectusConfig
@@ -308,6 +309,13 @@ async def run_server(
             if udp_port >= 0:
                 log.info("Inbox datagrams on udp://%s:%d", args.host, udp_port)
             log.info("Satchel is ready at http://%s:%d (data in %s)", args.host, port, data_dir)
+            # First run: no administrator yet. The one-time setup token is
+            # printed once, in the console URL's fragment (never sent in a
+            # request line); `satchel admin create EMAIL` works as well.
+            setup_token = await Runner(store).run(prepare_setup(system_environment()))
+            if setup_token is not None:
+                log.warning("No administrator yet. Create one at http://%s:%d/_/#setup=%s "
+                            "(or run: satchel admin create EMAIL)", args.host, port, setup_token)
             task_status.started(port)
 
 
