@@ -78,6 +78,7 @@ from .operations import (
     ReplaceRecord,
     SearchRecords,
     Session,
+    StoredJson,
     StoredRecord,
     TakeNumber,
     User,
@@ -148,6 +149,7 @@ __all__ = [
     "DeleteSessions",
     "ListSessions",
     "StoredRecord",
+    "StoredJson",
     "User",
     "Session",
     # who a Bearer token is, for every protocol that takes one

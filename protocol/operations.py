@@ -151,6 +151,17 @@ class StoredRecord(msgspec.Struct, frozen=True):
     revision: int
 
 
+class StoredJson(msgspec.Struct, frozen=True):
+    """A record as stored, as its JSON text: what ``GetRecord(...,
+    as_json=True)`` may answer instead of a ``StoredRecord``, so that a read
+    whose answer is the whole record sends the stored bytes as they are,
+    neither decoded nor encoded again. ``json`` is the JSON of exactly the
+    record a ``StoredRecord`` would hold (same keys, same order)."""
+
+    json: bytes
+    revision: int
+
+
 #: The role of a user nobody gave another one (``satchel.protocol.permissions``).
 DEFAULT_ROLE = "authenticated"
 
@@ -249,10 +260,13 @@ class MessageWrite(msgspec.Struct, frozen=True):
 
 
 class GetRecord(Operation, frozen=True):
-    """-> ``StoredRecord | None``"""
+    """-> ``StoredRecord | None``; with ``as_json``, a store that keeps
+    records as JSON text may answer ``StoredJson`` instead (a caller that
+    asks must take either)."""
 
     collection: str
     id: str
+    as_json: bool = False
 
 
 class ListRecords(Operation, frozen=True):

@@ -63,6 +63,7 @@ from satchel.protocol.operations import (
     ReplaceRecord,
     SearchRecords,
     Session,
+    StoredJson,
     StoredRecord,
     TakeNumber,
     InsertNumbered,
@@ -165,6 +166,16 @@ async def check_records(make_store: MakeStore) -> None:
         assert stored == StoredRecord(notes[0], 1)
         assert list(stored.record) == list(notes[0])
         assert list(stored.record["apple"]) == ["b", "a"]
+        # Asked for the stored JSON, a store answers the same record in
+        # either form: StoredJson holds its keys in the same order.
+        for note in notes:
+            raw = await store.execute(GetRecord("notes", note["_id"], as_json=True))
+            if isinstance(raw, StoredJson):
+                assert raw.revision == 1 and isinstance(raw.json, bytes)
+                assert msgspec.json.decode(raw.json) == note and list(msgspec.json.decode(raw.json)) == list(note)
+            else:
+                assert raw == StoredRecord(note, 1)
+        assert await store.execute(GetRecord("other", notes[0]["_id"], as_json=True)) is None
         listed = await store.execute(ListRecords("notes"))
         assert listed == notes
         assert [list(record) for record in listed] == [list(record) for record in notes]

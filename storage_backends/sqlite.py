@@ -102,6 +102,7 @@ from satchel.protocol.operations import (
     ListUsers,
     ListDocuments,
     HeldRoles,
+    StoredJson,
     StoredRecord,
     StoredSetting,
     InsertNumbered,
@@ -251,11 +252,18 @@ def _lower(text: Any) -> Any:
 # -- the operations, each a function of (connection, operation) ---------------
 
 
-def _get_record(db: sqlite3.Connection, op: GetRecord) -> StoredRecord | None:
+def _get_record(db: sqlite3.Connection, op: GetRecord) -> StoredRecord | StoredJson | None:
     # fetchall() steps every statement to its end, so no statement is left
     # open holding an old snapshot of the database.
     rows = db.execute("SELECT body, revision FROM records WHERE collection = ? AND id = ?", (op.collection, op.id)).fetchall()
-    return StoredRecord(_decode(rows[0][0]), rows[0][1]) if rows else None
+    if not rows:
+        return None
+    body, revision = rows[0]
+    if op.as_json:
+        # The body is the record's JSON as msgspec wrote it (``_dump``): the
+        # bytes a response would encode, without decoding them first.
+        return StoredJson(body.encode(), revision)
+    return StoredRecord(_decode(body), revision)
 
 
 def _list_records(db: sqlite3.Connection, op: ListRecords) -> list[dict[str, Any]]:
