@@ -15,6 +15,7 @@ need trio, for concurrency, and nothing from pytest, so the suite ships with
 the package for third-party backends. The checks of ``QueryRecords``,
 settings and user roles live in ``conformance_queries``, those of entries
 (the key-value store and live configuration) in ``conformance_entries``,
+those of commit stamps in ``conformance_order``,
 and run as part of this suite (``check_generated_queries`` needs Hypothesis, the
 ``conformance`` extra).
 """
@@ -75,6 +76,7 @@ from satchel.protocol.records import format_timestamp, matches_query, new_record
 from .base import Store
 from .conformance_admin import ADMIN_CHECKS
 from .conformance_entries import ENTRY_CHECKS
+from .conformance_order import ORDER_CHECKS
 from .conformance_queries import (
     QUERY_CHECKS,
     check_generated_queries,
@@ -1009,6 +1011,7 @@ CHECKS: tuple[Callable[[MakeStore], Awaitable[None]], ...] = (
     check_rejects_non_storage_operations,
     *QUERY_CHECKS,
     *ENTRY_CHECKS,
+    *ORDER_CHECKS,
     *ADMIN_CHECKS,
 )
 

@@ -16,6 +16,10 @@ Records are kept as their JSON encoding: storing bytes copies a record in,
 decoding copies it out, and every record round-trips through JSON exactly as
 it does in the SQLite backend, so the two behave the same.
 
+Commit stamps (``execute_stamped``, ``base``): the writes are applied at
+once, in the order they are executed, so a write is stamped as it is
+applied, by one counter, when it changed something (``_changed``).
+
 ``QueryRecords`` runs the query language's reference evaluator
 (``satchel.protocol.query.apply``) over the collection: this store is the
 definition the SQLite store is held to.
@@ -125,6 +129,8 @@ class MemoryStore(Store):
         self._settings: dict[str, StoredSetting] = {}
         # (space, organization, project) -> id -> entry (tombstones included).
         self._entries: dict[tuple[str, str, str], dict[str, Entry]] = {}
+        # The next commit stamp (execute_stamped).
+        self._next_stamp = 1
         self._handlers: dict[type[Operation], Callable[[Any], Any]] = {
             GetRecord: self._get_record,
             ListRecords: self._list_records,
@@ -169,6 +175,14 @@ class MemoryStore(Store):
         """Carry out ``operation``. It completes without yielding to the event
         loop, so this works under any async framework."""
         return self.execute_sync(operation)
+
+    async def execute_stamped(self, operation: Operation) -> tuple[Any, int | None]:
+        """``execute``, and the write's commit stamp (``Store.execute_stamped``)."""
+        result = self.execute_sync(operation)
+        if type(operation) in _READS or not _changed(operation, result):
+            return result, None
+        self._next_stamp += 1
+        return result, self._next_stamp - 1
 
     def execute_sync(self, operation: Operation) -> Any:
         """Carry out ``operation`` and return its documented result.
@@ -460,6 +474,29 @@ def check_messages(op: ApplyMessages) -> None:
                 valid = False
             if not valid:
                 raise InvalidMessage('The message\'s "#" must be a number')
+
+
+#: Operations that only read: never stamped. Every other operation is a write.
+_READS: frozenset[type[Operation]] = frozenset({
+    GetRecord, ListRecords, ListCollections, ListRecordRange, SearchRecords, QueryRecords, GetUserByEmail,
+    GetUser, GetSession, ListSessions, HeldRoles, GetSetting, GetDocument, GetDocumentByWriteKey, GetEntry,
+    ListEntries, ListUsers, ListDocuments, GetDocumentKeys,
+})
+#: Writes that succeed only by changing something (they raise otherwise).
+_ALWAYS_CHANGE = (InsertRecord, InsertNumbered, TakeNumber, InsertSession)
+
+
+def _changed(operation: Operation, result: Any) -> bool:
+    """Whether a write that returned ``result`` changed stored state: not a
+    refused compare-and-swap (``False``), a delete of nothing (``None``,
+    ``[]``, ``0``) or a merge that kept what was stored."""
+    if isinstance(operation, _ALWAYS_CHANGE):
+        return True
+    if isinstance(result, MessageWrite):
+        return result.document is not None
+    if isinstance(result, list) and result and isinstance(result[0], MessageWrite):
+        return any(write.document is not None for write in result)
+    return bool(result)
 
 
 def check_entry_write(op: PutEntry | DeleteEntry) -> None:

@@ -17,6 +17,16 @@ Once the writer has taken the write, cancellation waits for its result and
 the task gets it (the cancellation lands at its next checkpoint). A write is
 therefore applied exactly once or not at all, and the task knows which.
 
+Commit stamps (``Store.execute_stamped``). After a batch's COMMIT the writer
+numbers its stamped writes that changed something (``total_changes`` moved
+during the operation's savepoint) 1, 2, 3, ... in commit order, from one
+counter per store that only the writer thread touches, and hands each its
+number with its result. The numbering is the commit order, whatever order
+trio then runs the woken tasks in: the transport's reorder stage
+(``satchel.transports.ordering``) publishes their changes by it. A refused
+compare-and-swap, a failed operation and a batch whose COMMIT failed draw
+no number; nor does a write made through plain ``execute``.
+
 Reads never touch the writer. In WAL mode a reader sees every transaction
 committed before its statement began, which makes read-your-writes hold: a
 write is acknowledged after its COMMIT, so any later read sees it. Point reads
@@ -872,10 +882,14 @@ class _Write:
     ``cancelled`` if it got there first, and whichever is set first wins.
     """
 
-    __slots__ = ("operation", "task", "trio_token", "taken", "cancelled", "result")
+    __slots__ = ("operation", "task", "trio_token", "taken", "cancelled", "result", "stamped", "changed")
 
-    def __init__(self, operation: Operation) -> None:
+    def __init__(self, operation: Operation, stamped: bool = False) -> None:
         self.operation = operation
+        # Whether the waiter wants a commit stamp, and (set by _apply_batch)
+        # whether the operation changed anything.
+        self.stamped = stamped
+        self.changed = False
         self.task = trio.lowlevel.current_task()
         self.trio_token = trio.lowlevel.current_trio_token()
         self.taken = False
@@ -889,8 +903,10 @@ def _apply_batch(db: sqlite3.Connection, batch: list[_Write]) -> None:
         db.execute("BEGIN IMMEDIATE")
         for write in batch:
             db.execute("SAVEPOINT operation")
+            before = db.total_changes
             try:
                 write.result = outcome.Value(_WRITES[type(write.operation)](db, write.operation))
+                write.changed = db.total_changes != before
             except Exception as exc:
                 if not db.in_transaction:
                     # SQLite abandoned the whole transaction (disk full, I/O
@@ -950,6 +966,8 @@ class SqliteStore(Store):
         self._queue_changed = threading.Condition()
         self._queue: list[_Write] = []
         self._closing = False
+        # The next commit stamp; read and written by the writer thread only.
+        self._next_stamp = 1
         # A daemon thread, so that a store nobody closed cannot keep the
         # interpreter alive; nothing acknowledged depends on it finishing.
         self._writer = threading.Thread(
@@ -1001,6 +1019,15 @@ class SqliteStore(Store):
 
         Raises ``TypeError`` for an operation that is not a storage operation.
         """
+        return await self._execute(operation, False)
+
+    async def execute_stamped(self, operation: Operation) -> tuple[Any, int | None]:
+        """``execute``, and the write's commit stamp (``Store.execute_stamped``)."""
+        if type(operation) in _WRITES:
+            return await self._execute(operation, True)
+        return await self._execute(operation, False), None
+
+    async def _execute(self, operation: Operation, stamped: bool) -> Any:
         if self._closing:
             raise trio.ClosedResourceError("the store is closed")
         kind = type(operation)
@@ -1011,7 +1038,7 @@ class SqliteStore(Store):
         if kind is PutEntry or kind is DeleteEntry:
             check_entry_write(operation)  # a bug of the caller: refuse before queueing
         if kind in _WRITES:
-            return await self._write(operation)
+            return await self._write(operation, stamped)
         if kind in _POINT_READS:
             return _POINT_READS[kind](self._point_reader, operation)
         if kind in _SCANS:
@@ -1030,8 +1057,8 @@ class SqliteStore(Store):
         finally:
             self._idle_scan_readers.append(reader)
 
-    async def _write(self, operation: Operation) -> Any:
-        write = _Write(operation)
+    async def _write(self, operation: Operation, stamped: bool = False) -> Any:
+        write = _Write(operation, stamped)
         with self._queue_changed:
             self._queue.append(write)
             self._queue_changed.notify()
@@ -1061,9 +1088,23 @@ class SqliteStore(Store):
                     self._queue.clear()
                 if batch:
                     _apply_batch(db, batch)
+                    self._stamp(batch)
                     _wake(batch)
         finally:
             db.close()
+
+    def _stamp(self, batch: list[_Write]) -> None:
+        """In the writer thread, after COMMIT: number the batch's stamped
+        writes that changed something, in commit order (module docstring)."""
+        for write in batch:
+            if write.stamped:
+                result = write.result
+                if type(result) is outcome.Value:
+                    stamp = None
+                    if write.changed:
+                        stamp = self._next_stamp
+                        self._next_stamp += 1
+                    write.result = outcome.Value((result.value, stamp))
 
     async def aclose(self) -> None:
         """Finish the queued writes, stop the writer thread and close every
