@@ -266,6 +266,16 @@ class Mount:
         """The action answering one datagram: ``Action[DatagramOutcome]``."""
         raise LocalProtocolError(f"mount {self.name!r} takes no datagrams")
 
+    def handle_datagrams(self, state: Any, datagrams: Sequence[bytes], env: Environment) -> Iterator[Any]:
+        """The action answering datagrams read together, one outcome each in
+        order: ``Action[list[DatagramOutcome]]``. By default one after
+        another; a mount whose store writes can share one (the inbox) does
+        the batch at once."""
+        outcomes = []
+        for datagram in datagrams:
+            outcomes.append((yield from self.handle_datagram(state, datagram, env)))
+        return outcomes
+
 
 class MountTable:
     """The mounts of one server, in the order they are consulted.

@@ -31,7 +31,7 @@ changes only when an action completes and in ``deliveries`` and
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import msgspec
 
@@ -330,6 +330,13 @@ class Switchboard:
         if mount is None:
             return DatagramOutcome()
         return (yield from self._answered(mount.handle_datagram(self._datagram_state, datagram, self.env)))
+
+    def handle_datagrams(self, datagrams: Sequence[bytes]) -> Action[list[DatagramOutcome]]:
+        """The action answering datagrams read together: one outcome each, in order."""
+        mount = self.mounts.datagram_mount
+        if mount is None:
+            return [DatagramOutcome() for _ in datagrams]
+        return (yield from self._answered(mount.handle_datagrams(self._datagram_state, datagrams, self.env)))
 
     # -- fan-out -------------------------------------------------------------------
 

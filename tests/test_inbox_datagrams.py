@@ -16,7 +16,7 @@ import pytest
 import trio
 from hypothesis import given, settings, strategies as st
 
-from inbox_harness import MESSAGE_ID, OTHER_WRITE, READ, START_MS, WRITE, InboxCore
+from inbox_harness import MESSAGE_ID, OTHER_READ, OTHER_WRITE, READ, START_MS, WRITE, InboxCore
 from satchel.protocol import inbox
 from satchel.protocol.inbox import datagrams, replay, tokens
 from satchel.protocol.inbox.datagrams import decode_answer, encode_request
@@ -391,3 +391,55 @@ async def test_serve_udp_drops_oversize_datagrams_unread(nursery: trio.Nursery) 
         assert await _exchange(client, port, b"x" * 100) == b"ok"
     assert sizes == [100]
     nursery.cancel_scope.cancel()
+
+
+# -- batches ----------------------------------------------------------------------------------
+
+
+def test_a_batch_is_answered_as_each_datagram_alone_with_one_store_write() -> None:
+    """handle_datagrams: the same answers in order as one datagram at a time,
+    a datagram repeated inside its own batch refused as a replay, one read
+    of the keys and one ApplyMessages for the whole batch."""
+    from satchel.protocol.operations import ApplyMessages, GetDocumentKeys
+
+    def build(core: InboxCore) -> list[bytes]:
+        core.inbox({"#messages": {}}, revision=10)
+        core.put({"plain": True}, read=OTHER_READ, write=OTHER_WRITE)
+        merge = _request({"#": 5, "v": 1}, nonce=b"a" * 8)
+        return [
+            merge,
+            _request({"#": 6}, message_id="00000000000000b1", nonce=b"b" * 8),
+            merge,  # a replay within the batch
+            _request(b"{oops", nonce=b"c" * 8),  # B
+            _request({"#": 1}, write=OTHER_WRITE, nonce=b"d" * 8),  # N
+            b"garbage",
+            _request({"#": 7, "v": 2}, nonce=b"e" * 8),  # supersedes the first
+            _request({"#": 1}, write="9" * 32, nonce=b"f" * 8),  # unknown
+            _request(remove=True, message_id="00000000000000b1", nonce=b"g" * 8),
+            _request(remove=True, message_id="00000000000000b1", nonce=b"g" * 8),  # replay of a removal
+        ]
+
+    alone = InboxCore()
+    batch = build(alone)
+    one_at_a_time = [alone.datagram(datagram) for datagram in batch]
+
+    together = InboxCore()
+    assert build(together) == batch
+    action = inbox.handle_datagrams(batch, together.guard, together.config, together.env)
+    yielded: list[Any] = []
+    try:
+        operation = next(action)
+        while True:
+            yielded.append(operation)
+            operation = action.send(together.store.execute_sync(operation))
+    except StopIteration as done:
+        outcomes = done.value
+    assert [type(operation) for operation in yielded] == [GetDocumentKeys, ApplyMessages]
+    assert len(yielded[1].edits) == 5  # the authentic, well-formed ones (the store finds which is no inbox)
+    assert [outcome.answer for outcome in outcomes] == one_at_a_time
+    codes = [decode_answer(answer, OTHER_WRITE if n == 4 else WRITE, batch[n]) if answer else None
+             for n, answer in enumerate(one_at_a_time)]
+    assert codes == ["M", "M", None, "B", "N", None, "M", None, "M", None]
+    assert together.content() == alone.content() == {"#messages": {MESSAGE_ID: {"#": 7, "v": 2}}}
+    revisions = [change.revision for outcome in outcomes for change in outcome.changes]
+    assert revisions == [revisions[0] + n for n in range(4)]  # one change per write, each at its own revision

@@ -160,6 +160,13 @@ class SatchelApp:
         self.bus.publish(outcome.changes)
         return outcome.answer
 
+    async def handle_datagrams(self, batch: list[tuple[bytes, object]]) -> list[bytes | None]:
+        """Answer datagrams read together (``serve_udp_batches``): one action,
+        one store write for all, one answer (or ``None``) per datagram."""
+        outcomes = await self.runner.run(self.board.handle_datagrams([datagram for datagram, _ in batch]))
+        self.bus.publish([change for outcome in outcomes for change in outcome.changes])
+        return [outcome.answer for outcome in outcomes]
+
     # -- websockets ----------------------------------------------------------------
 
     def is_websocket_path(self, request: HttpRequest) -> bool:
@@ -254,7 +261,7 @@ async def serve_mounts(
     ``(port, udp_port)``.
     ``satchel serve`` and the protocol example servers are built on this."""
     from .server import serve
-    from .udp import serve_udp
+    from .udp import serve_udp_batches
 
     hub = Hub()
     board = Switchboard(mounts, env if env is not None else system_environment())
@@ -266,7 +273,7 @@ async def serve_mounts(
         bound = await nursery.start(partial(serve, app, host, port, limits=limits, hub=hub))
         datagrams = bound if udp_port is None else udp_port
         if datagrams >= 0 and board.takes_datagrams:
-            datagrams = await nursery.start(serve_udp, app.handle_datagram, host, datagrams)
+            datagrams = await nursery.start(serve_udp_batches, app.handle_datagrams, host, datagrams)
         else:
             datagrams = -1
         task_status.started((bound, datagrams))

@@ -6,7 +6,9 @@ the messages of inbox documents over HTTP and UDP, as pure actions.
   every request under ``/backend/documents`` (``is_inbox_path``).
 - ``handle_datagram(datagram, guard, config, env) -> Action[DatagramOutcome]``
   answers one UDP datagram (layout in ``datagrams``); ``guard`` comes from
-  ``new_replay_guard(config, start_ms)``, once per server.
+  ``new_replay_guard(config, start_ms)``, once per server;
+  ``handle_datagrams(datagrams, guard, config, env)`` answers a batch read
+  together, with one store write.
 - ``merge`` holds the message merge rule as pure functions.
 
 Both actions return the ``DocumentChange`` of each write they made.
@@ -14,7 +16,7 @@ Both actions return the ``DocumentChange`` of each write they made.
 
 from . import datagrams, merge, replay, tokens
 from .config import MAX_MESSAGE_BYTES, MAX_REVISION, InboxConfig
-from .datagrams import ORIGIN_UDP, decode_answer, encode_request, handle_datagram, new_replay_guard
+from .datagrams import ORIGIN_UDP, decode_answer, encode_request, handle_datagram, handle_datagrams, new_replay_guard
 from .documents import MESSAGES_KEY, is_inbox
 from .replay import ReplayGuard
 from .mount import PROTOCOL, InboxMount
@@ -41,6 +43,7 @@ __all__ = [
     "ReplayGuard",
     "new_replay_guard",
     "handle_datagram",
+    "handle_datagrams",
     "encode_request",
     "decode_answer",
 ]

@@ -61,7 +61,15 @@ never before the server started) or a datagram already seen.
 
 The order of checks: layout, freshness, the document (one point read), the
 tag, the replay memory (only authentic datagrams reach it, so a forger
-cannot fill it), then the message. Client and server halves are both here,
+cannot fill it), then the message.
+
+Batches. ``handle_datagrams`` answers the datagrams a server read in one go
+as ``handle_datagram`` answers each, in order, with one read of the keys
+and one ``ApplyMessages`` for all of them: a burst costs one store write
+(one group commit), not one per datagram. The replay memory is consulted
+datagram by datagram in that order, so a datagram repeated within its own
+batch is refused like any other replay, and each answer is made only once
+the batch's write is done (durable) - never before. Client and server halves are both here,
 pure; ``satchel.transports.udp`` sends and serves.
 """
 
@@ -70,16 +78,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import msgspec
 
 from ..environment import Environment
 from ..mounts import DatagramOutcome
-from ..operations import Action, Document, GetDocumentByWriteKey
+from ..operations import Action, DocumentKeys, GetDocumentKeys, MessageEdit
 from . import merge
 from .config import MAX_MESSAGE_BYTES, InboxConfig
-from .documents import InvalidJson, decode_json, write_message
+from .documents import InvalidJson, decode_json, write_messages
 from .replay import ReplayGuard
 from .tokens import document_id, mac_key, parse_message_id, parse_write_token
 
@@ -101,6 +109,7 @@ __all__ = [
     "encode_answer",
     "decode_answer",
     "handle_datagram",
+    "handle_datagrams",
 ]
 
 MAGIC = b"SINB"
@@ -258,30 +267,57 @@ def handle_datagram(datagram: bytes, guard: ReplayGuard, config: InboxConfig, en
     ``new_replay_guard(config, env.now_ms())``. The action updates it
     without yielding in between, so concurrent datagrams may share it.
     """
-    request = decode_request(datagram)
-    if request is None or not guard.is_fresh(request.timestamp_ms, env.now_ms()):
-        return DatagramOutcome()
-    document: Document | None = yield GetDocumentByWriteKey(request.document_id.hex())
-    if document is None:
-        return DatagramOutcome()
-    key = bytes.fromhex(document.mac_key)
-    if not verify_request(request, key) or not guard.admit(request.tag, request.timestamp_ms, env.now_ms()):
-        return DatagramOutcome()
+    outcomes = yield from handle_datagrams((datagram,), guard, config, env)
+    return outcomes[0]
 
-    message: bytes | None = None
-    if request.operation == "add":
-        try:
-            valid = merge.revision_of(decode_json(request.message)) is not None
-        except InvalidJson:
-            valid = False
-        if not valid:
-            return DatagramOutcome(encode_answer("B", request, key))
-        message = request.message
-    elif request.message:
-        return DatagramOutcome(encode_answer("B", request, key))
 
-    result, change = yield from write_message(document.write_key, request.message_id, message, ORIGIN_UDP, config, env)
-    code = _CODES.get(result)
-    if code is None:
-        return DatagramOutcome()
-    return DatagramOutcome(encode_answer(code, request, key), [change] if change else [])
+def _valid_message(request: DatagramRequest) -> bool:
+    if request.operation == "remove":
+        return not request.message
+    try:
+        return merge.revision_of(decode_json(request.message)) is not None
+    except InvalidJson:
+        return False
+
+
+def handle_datagrams(
+    datagrams: Sequence[bytes], guard: ReplayGuard, config: InboxConfig, env: Environment
+) -> Action[list[DatagramOutcome]]:
+    """Handle datagrams read together: one outcome per datagram, in order,
+    each what ``handle_datagram`` would give it (module docstring: batches)."""
+    now = env.now_ms()
+    requests: list[DatagramRequest | None] = []
+    for datagram in datagrams:
+        request = decode_request(datagram)
+        requests.append(request if request is not None and guard.is_fresh(request.timestamp_ms, now) else None)
+    wanted = tuple({request.document_id.hex(): None for request in requests if request is not None})
+    found: list[DocumentKeys | None] = (yield GetDocumentKeys(wanted)) if wanted else []
+    keys = dict(zip(wanted, found))
+
+    outcomes = [DatagramOutcome() for _ in datagrams]
+    edits: list[MessageEdit] = []
+    pending: list[tuple[int, DatagramRequest, bytes]] = []
+    for index, request in enumerate(requests):
+        if request is None:
+            continue
+        document = keys[request.document_id.hex()]
+        if document is None:
+            continue
+        key = bytes.fromhex(document.mac_key)
+        # The tag first (constant time), then the replay memory: only
+        # authentic datagrams are remembered, in the order they came.
+        if not verify_request(request, key) or not guard.admit(request.tag, request.timestamp_ms, now):
+            continue
+        if not _valid_message(request):
+            outcomes[index] = DatagramOutcome(encode_answer("B", request, key))
+            continue
+        message = request.message if request.operation == "add" else None
+        edits.append(MessageEdit(document.write_key, request.message_id, message))
+        pending.append((index, request, key))
+
+    written = yield from write_messages(edits, ORIGIN_UDP, config, env)
+    for (index, request, key), (result, change) in zip(pending, written):
+        code = _CODES.get(result)
+        if code is not None:
+            outcomes[index] = DatagramOutcome(encode_answer(code, request, key), [change] if change else [])
+    return outcomes

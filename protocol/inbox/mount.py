@@ -7,12 +7,15 @@ subscriptions of seed 004 will show documents live.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from ..environment import Environment
 from ..http import HttpRequest
 from ..mounts import DatagramOutcome, HttpOutcome, Mount, UploadForm
 from ..operations import Action
 from .config import InboxConfig
-from .datagrams import handle_datagram, new_replay_guard
+
+from .datagrams import handle_datagram, handle_datagrams, new_replay_guard
 from .replay import ReplayGuard
 from .rest import handle_request, is_inbox_path
 
@@ -46,3 +49,6 @@ class InboxMount(Mount):
 
     def handle_datagram(self, state: ReplayGuard, datagram: bytes, env: Environment) -> Action[DatagramOutcome]:
         return handle_datagram(datagram, state, self.config, env)
+
+    def handle_datagrams(self, state: ReplayGuard, datagrams: Sequence[bytes], env: Environment) -> Action[list[DatagramOutcome]]:
+        return handle_datagrams(datagrams, state, self.config, env)
