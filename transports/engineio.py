@@ -305,14 +305,15 @@ class EngineIoEndpoint:
     # -- one session's life ---------------------------------------------------------------
 
     async def _open(self, request: HttpRequest, mount: Mount, session: EngineIoSession) -> EngineIoChannel | HttpResponse:
-        accepted = await self.runner.run(self.board.accept(request, session.sid, mount))
-        if isinstance(accepted, HttpResponse):
-            return accepted
-        channel = EngineIoChannel(session, mount, self)
-        self.sessions[session.sid] = session
-        self.channels[session.sid] = channel
-        self.hub.add(channel)
-        self.bus.publish(accepted.events)
+        with self.runner.ticket() as ticket:
+            accepted = await self.runner.run(self.board.accept(request, session.sid, mount), ticket)
+            if isinstance(accepted, HttpResponse):
+                return accepted
+            channel = EngineIoChannel(session, mount, self)
+            self.sessions[session.sid] = session
+            self.channels[session.sid] = channel
+            self.hub.add(channel)
+            self.bus.publish(accepted.events, ticket)
         self.watch(session.sid)
         return channel
 
@@ -420,17 +421,18 @@ class EngineIoEndpoint:
         self.spawn(lambda: self._resume(channel, action, operation))
 
     async def _resume(self, channel: EngineIoChannel, action: Any, operation: Any) -> None:
-        try:
-            events = await self.runner.resume(action, operation)
-        except Exception:
-            log.exception("Engine.IO message failed on session %s", channel.id)
-            return
-        finally:
-            channel.in_flight -= 1
-            if channel.slot_free is not None:
-                channel.slot_free.set()
-                channel.slot_free = None
-        self.bus.publish(events)
+        with self.runner.ticket() as ticket:
+            try:
+                events = await self.runner.resume(action, operation, ticket)
+            except Exception:
+                log.exception("Engine.IO message failed on session %s", channel.id)
+                return
+            finally:
+                channel.in_flight -= 1
+                if channel.slot_free is not None:
+                    channel.slot_free.set()
+                    channel.slot_free = None
+            self.bus.publish(events, ticket)
         self.watch(channel.id)
 
     def _finish(self, channel: EngineIoChannel, reason: str) -> None:
