@@ -55,6 +55,9 @@ class SatchelApp:
     def __init__(self, runner: Runner, bus: LocalBus, *, max_upload_bytes: int = 50 * 1024 * 1024) -> None:
         self.runner = runner
         self.bus = bus
+        if bus.sequencer is None:
+            # Publishes wait for the writes committed before theirs (ordering.py).
+            bus.sequencer = runner.sequencer
         self.board = bus.board
         self.max_upload_bytes = max_upload_bytes
         self.timers = Timers()
@@ -99,8 +102,9 @@ class SatchelApp:
         connection = key[1]
 
         async def fire() -> None:
-            events = await self.runner.run(self.board.on_timer(connection))
-            self.bus.publish(events)
+            with self.runner.ticket() as ticket:
+                events = await self.runner.run(self.board.on_timer(connection), ticket)
+                self.bus.publish(events, ticket)
             if self.board.opened(connection) is not None:
                 self._watch(connection)
 
@@ -112,8 +116,9 @@ class SatchelApp:
         engineio = self.board.engineio(request)
         if engineio is not None:
             return await self.engineio.handle_http(request, *engineio)
-        outcome = await self.runner.run(self.board.handle_request(request))
-        self.bus.publish(outcome.changes)
+        with self.runner.ticket() as ticket:
+            outcome = await self.runner.run(self.board.handle_request(request), ticket)
+            self.bus.publish(outcome.changes, ticket)
         return self._respond(request, outcome)
 
     def error_response(self, request: HttpRequest | None, status: int, message: str) -> HttpResponse:
@@ -148,23 +153,26 @@ class SatchelApp:
             form = sink.form()
         except ValueError as error:
             return self.board.error_response(request, 400, f"Malformed multipart body: {error}")
-        outcome = await self.runner.run(self.board.handle_request(request, form))
-        self.bus.publish(outcome.changes)
+        with self.runner.ticket() as ticket:
+            outcome = await self.runner.run(self.board.handle_request(request, form), ticket)
+            self.bus.publish(outcome.changes, ticket)
         return self._respond(request, outcome)
 
     # -- datagrams ---------------------------------------------------------------
 
     async def handle_datagram(self, datagram: bytes, address: object) -> bytes | None:
         """Answer one datagram (``None``: drop it without an answer)."""
-        outcome = await self.runner.run(self.board.handle_datagram(datagram))
-        self.bus.publish(outcome.changes)
+        with self.runner.ticket() as ticket:
+            outcome = await self.runner.run(self.board.handle_datagram(datagram), ticket)
+            self.bus.publish(outcome.changes, ticket)
         return outcome.answer
 
     async def handle_datagrams(self, batch: list[tuple[bytes, object]]) -> list[bytes | None]:
         """Answer datagrams read together (``serve_udp_batches``): one action,
         one store write for all, one answer (or ``None``) per datagram."""
-        outcomes = await self.runner.run(self.board.handle_datagrams([datagram for datagram, _ in batch]))
-        self.bus.publish([change for outcome in outcomes for change in outcome.changes])
+        with self.runner.ticket() as ticket:
+            outcomes = await self.runner.run(self.board.handle_datagrams([datagram for datagram, _ in batch]), ticket)
+            self.bus.publish([change for outcome in outcomes for change in outcome.changes], ticket)
         return [outcome.answer for outcome in outcomes]
 
     # -- websockets ----------------------------------------------------------------
@@ -178,12 +186,13 @@ class SatchelApp:
         engineio = self.board.engineio(request)
         if engineio is not None:
             return await self.engineio.accept_websocket(request, connection, *engineio)
-        accepted = await self.runner.run(self.board.accept(request, connection.id))
-        if isinstance(accepted, HttpResponse):
-            return accepted
-        # The connection's record: which mount owns it, and its state there.
-        connection.app_state = self.board.opened(connection.id)
-        self.bus.publish(accepted.events)
+        with self.runner.ticket() as ticket:
+            accepted = await self.runner.run(self.board.accept(request, connection.id), ticket)
+            if isinstance(accepted, HttpResponse):
+                return accepted
+            # The connection's record: which mount owns it, and its state there.
+            connection.app_state = self.board.opened(connection.id)
+            self.bus.publish(accepted.events, ticket)
         self._watch(connection.id)
         return WebsocketAccept(subprotocol=accepted.subprotocol, headers=list(accepted.headers))
 
@@ -191,15 +200,16 @@ class SatchelApp:
         if type(connection.app_state) is EngineIoChannel:
             await self.engineio.on_websocket_message(connection, message)
             return
-        try:
-            events = await self.runner.run(self.board.handle_message(connection.id, message))
-        except Exception:
-            log.exception("websocket action failed on connection %s", connection.id)
-            payload = self.board.internal_error(connection.id)
-            if payload is not None:
-                connection.send_text(payload)
-            return
-        self.bus.publish(events)
+        with self.runner.ticket() as ticket:
+            try:
+                events = await self.runner.run(self.board.handle_message(connection.id, message), ticket)
+            except Exception:
+                log.exception("websocket action failed on connection %s", connection.id)
+                payload = self.board.internal_error(connection.id)
+                if payload is not None:
+                    connection.send_text(payload)
+                return
+            self.bus.publish(events, ticket)
         self._watch(connection.id)
 
     async def on_websocket_closed(self, connection: WebsocketConnection) -> None:
