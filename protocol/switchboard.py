@@ -123,9 +123,10 @@ class Switchboard:
         return len(self._connections)
 
     def connection_counts(self) -> dict[str, int]:
-        """The open connections of each mount, by its name (what an action's
-        ``admin.live.ConnectionCounts`` is answered)."""
-        return {name: len(registry) for name, registry in self.registries.items()}
+        """The open connections of each mount that takes connections, by its
+        name (what an action's ``admin.live.ConnectionCounts`` is answered)."""
+        return {mount.name: len(self.registries[mount.name]) for mount in self.mounts
+                if type(mount).accept is not Mount.accept}
 
     # -- the rules in force ----------------------------------------------------
 
