@@ -176,7 +176,7 @@ HubEvent = Union[
 class ChannelRegistry:
     """Connections of one protocol, their users and their channel subscriptions."""
 
-    __slots__ = ("_user_of", "_connections_of_user", "_members", "_channels_of", "_canonical", "_everyone")
+    __slots__ = ("_user_of", "_connections_of_user", "_members", "_channels_of", "_canonical", "_everyone", "max_channels", "refused")
 
     def __init__(self) -> None:
         self._user_of: dict[str, str | None] = {}
@@ -191,6 +191,10 @@ class ChannelRegistry:
         # everyone costs one list, and the hub sees one audience (one
         # coalesced write per connection), not one copy per announcement.
         self._everyone: list[str] | None = None
+        #: The most channels one connection may be subscribed to (None: no
+        #: bound); a subscription past it is ignored and counted in ``refused``.
+        self.max_channels: int | None = None
+        self.refused = 0
 
     def __len__(self) -> int:
         return len(self._user_of)
@@ -245,6 +249,12 @@ class ChannelRegistry:
         """Subscribe a registered connection to ``channel`` (idempotent)."""
         if connection not in self._user_of:
             return
+        bound = self.max_channels
+        if bound is not None:
+            held = self._channels_of.get(connection)
+            if held is not None and len(held) >= bound and channel not in held:
+                self.refused += 1
+                return
         channel = self._canonical.setdefault(channel, channel)
         self._members.setdefault(channel, set()).add(connection)
         self._channels_of.setdefault(connection, set()).add(channel)

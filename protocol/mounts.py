@@ -285,7 +285,7 @@ class MountTable:
     Names are unique: they key the per-protocol registries.
     """
 
-    __slots__ = ("mounts", "_renderers", "_datagrams")
+    __slots__ = ("mounts", "_renderers", "_engineio", "_datagrams")
 
     def __init__(self, mounts: Iterable[Mount]) -> None:
         self.mounts: tuple[Mount, ...] = tuple(mounts)
@@ -294,6 +294,9 @@ class MountTable:
             raise LocalProtocolError(f"mount names must be unique and non-empty: {names}")
         # Only mounts that override render take part in rendering changes.
         self._renderers = tuple(m for m in self.mounts if type(m).render is not Mount.render)
+        # Likewise only mounts that override claims_engineio are asked about
+        # Engine.IO - every request is (twice, by the reference server).
+        self._engineio = tuple(m for m in self.mounts if type(m).claims_engineio is not Mount.claims_engineio)
         datagrams = [m for m in self.mounts if m.handles_datagrams]
         if len(datagrams) > 1:
             raise LocalProtocolError("at most one mount may take the server's datagrams")
@@ -325,7 +328,7 @@ class MountTable:
 
     def for_engineio(self, request: HttpRequest) -> tuple[Mount, Any] | None:
         """The mount that serves ``request`` as Engine.IO, and its settings."""
-        for mount in self.mounts:
+        for mount in self._engineio:
             config = mount.claims_engineio(request)
             if config is not None:
                 return mount, config
