@@ -65,6 +65,22 @@ class SatchelApp:
         self._nursery: trio.Nursery | None = None
         # Connections that ended in this scheduler tick, not yet forgotten.
         self._closing: list[str] = []
+        self.limit(ServerLimits())
+
+    def limit(self, limits: ServerLimits) -> None:
+        """Apply the bounds of ``limits`` that concern users and channels:
+        websockets per user (over every protocol; the next upgrade is
+        answered 429) and channels per connection (``ChannelRegistry``)."""
+        self.max_connections_per_user = limits.max_connections_per_user
+        for registry in self.board.registries.values():
+            registry.max_channels = limits.max_channels_per_connection
+
+    def _too_many_for_user(self, user_id: str | None) -> bool:
+        bound = self.max_connections_per_user
+        if bound is None or user_id is None:
+            return False
+        # The new connection is registered already: count it.
+        return sum(registry.connection_count(user_id) for registry in self.board.registries.values()) > bound
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """The timers, and the tasks they start, until cancelled."""
@@ -190,6 +206,12 @@ class SatchelApp:
             accepted = await self.runner.run(self.board.accept(request, connection.id), ticket)
             if isinstance(accepted, HttpResponse):
                 return accepted
+            if self._too_many_for_user(accepted.user_id):
+                # Forgotten unannounced (its greeting was never sent).
+                self.board.closed(connection.id)
+                refusal = self.board.error_response(request, 429, "Too many connections for this user")
+                refusal.headers.append(("retry-after", "1"))
+                return refusal
             # The connection's record: which mount owns it, and its state there.
             connection.app_state = self.board.opened(connection.id)
             self.bus.publish(accepted.events, ticket)
@@ -276,6 +298,7 @@ async def serve_mounts(
     hub = Hub()
     board = Switchboard(mounts, env if env is not None else system_environment())
     app = SatchelApp(Runner(store, files=files), LocalBus(hub, board), max_upload_bytes=max_upload_bytes)
+    app.limit(limits)
     # The stored rules are in force before the first request is answered.
     await app.runner.run(board.load_rules())
     async with trio.open_nursery() as nursery:

@@ -166,6 +166,37 @@ class ServerLimits:
     websocket_outbox_messages: int = 10_000
     # Open connections; at the bound the server stops accepting until one ends.
     max_connections: int | None = None
+    # What one peer may cost (issue 14; the README's "Limits" lists each flag).
+    # Open connections from one address; the next is answered 429 in the
+    # protocol's error format and closed. None: no bound.
+    max_connections_per_address: int | None = 1024
+    # Open websockets of one user, over every protocol; the next upgrade is
+    # refused with 429. None: no bound.
+    max_connections_per_user: int | None = 1000
+    # Channels, rooms or subscriptions one connection may hold; beyond it a
+    # subscription is refused. None: no bound.
+    max_channels_per_connection: int | None = 1000
+    # Messages one websocket may send per second, with a burst of saved-up
+    # ones; beyond the rate its reader waits (the sender feels TCP
+    # backpressure), and a sender held back for websocket_abuse_seconds
+    # without a pause is closed with 1008.
+    websocket_message_rate: float = 500.0
+    websocket_message_burst: int = 1000
+    websocket_abuse_seconds: float = 10.0
+    # HTTP requests per second from one address (burst: twice the rate);
+    # beyond it: 429 with Retry-After. None: no bound.
+    http_request_rate: float | None = 200.0
+    # UDP datagrams per second from one source address (burst: twice the
+    # rate); beyond it they are dropped unanswered and counted. None: no bound.
+    datagram_rate: float | None = 200.0
+    # Whether the per-address bounds above apply to loopback peers. Off by
+    # default: behind a reverse proxy on the same host every client is
+    # 127.0.0.1, and the proxy is the place to limit them.
+    limit_loopback: bool = False
+    # Descriptors kept free: when open connections come this close to the
+    # process's descriptor limit, the oldest connections that have not sent
+    # a request yet, of the address holding the most, are closed.
+    descriptor_reserve: int = 128
 
     def __post_init__(self) -> None:
         for name in (
@@ -182,5 +213,15 @@ class ServerLimits:
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ServerLimits.{name} must be positive")
-        if self.max_connections is not None and self.max_connections < 1:
-            raise ValueError("ServerLimits.max_connections must be positive or None")
+        for name in ("max_connections", "max_connections_per_address", "max_connections_per_user",
+                     "max_channels_per_connection"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"ServerLimits.{name} must be positive or None")
+        for name in ("http_request_rate", "datagram_rate"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"ServerLimits.{name} must be positive or None")
+        if not (self.websocket_message_rate > 0 and self.websocket_message_burst >= 1
+                and self.websocket_abuse_seconds > 0 and self.descriptor_reserve >= 0):
+            raise ValueError("ServerLimits: websocket message rate, burst and abuse time must be positive")

@@ -12,6 +12,18 @@ bytes and in frames; a connection that would pass either bound is a slow
 consumer and is closed with 1008, so it cannot grow the server's memory or
 slow its neighbours.
 
+Senders are held back, never their readers (issue 14). Before each message
+it reads, a connection takes a token from its own ``Throttle``
+(``satchel.protocol.limits``): past ``ServerLimits.websocket_message_rate``
+its reader waits, so a flooder's kernel buffers fill and TCP slows it; one
+held back for ``websocket_abuse_seconds`` without a pause is closed with
+1008. And while any reader that is still making progress has an outbox past
+its high-water mark (a quarter of the bounds), every sender waits for it to
+drain (``Pressure``): fan-out goes at the pace of the readers that keep up.
+A reader that makes no progress for a second no longer holds anyone back;
+it is closed as a slow consumer when its outbox bound or the write timeout
+is reached, as before.
+
 ``open_websocket`` runs the opening handshake (``handshake.py``) and asks the
 application; ``run_websocket`` reads frames (``frames.py``) until the end.
 """
@@ -19,6 +31,8 @@ application; ``run_websocket`` reads frames (``frames.py``) until the end.
 from __future__ import annotations
 
 import base64
+import collections
+import gc
 import itertools
 import logging
 import os
@@ -28,6 +42,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 import trio
 
 from satchel.protocol.channels import Binary, CloseConnection
+from satchel.protocol.limits import Throttle
 from satchel.protocol.http import HttpRequest, HttpResponse
 from satchel.transports.framing import Framing
 from satchel.transports.http.parser import UpgradeRequested
@@ -55,11 +70,15 @@ from .handshake import handshake_problem, switching_protocols
 if TYPE_CHECKING:
     from satchel.transports.hub import Hub
 
-__all__ = ["WebsocketConnection", "open_websocket", "run_websocket", "SLOW_CONSUMER_REASON", "Spawn", "WEBSOCKET_TEXT"]
+__all__ = [
+    "WebsocketConnection", "open_websocket", "run_websocket", "Pressure", "ClosePacer", "SLOW_CONSUMER_REASON", "RATE_LIMIT_REASON",
+    "Spawn", "WEBSOCKET_TEXT",
+]
 
 logger = logging.getLogger(__name__)
 
 SLOW_CONSUMER_REASON = "slow consumer: outbox limit exceeded"
+RATE_LIMIT_REASON = "rate limit: sent messages faster than allowed for too long"
 
 # CONNECTING: handshake checked, the application deciding; frames queue.
 # OPEN: frames flow. CLOSING: our close frame is queued or sent; nothing more
@@ -75,6 +94,146 @@ _ID_PREFIX = base64.urlsafe_b64encode(os.urandom(6)).decode("ascii")
 _id_counter = itertools.count(1)
 
 Spawn = Callable[[Callable[[], Awaitable[None]]], None]
+
+
+class ClosePacer:
+    """Lets at most ``per_batch`` websockets whose peer vanished clean up per
+    scheduler batch; the others wait their turn in order.
+
+    A mass disconnect (a client crash, a proxy restart) wakes every one of
+    its connections in one scheduler batch: cleaned up at once they would
+    hold the loop for a second per ten thousand, and a request arriving then
+    would wait for all of them. Paced, the loop polls for I/O between groups
+    of ``per_batch`` (issue 14: the next REST request within 250 ms).
+
+    While connections wait their turn, automatic garbage collection is held
+    off: a full collection with thousands of connections alive takes a few
+    hundred milliseconds, and what a disconnect frees goes by reference
+    counting (measured: a mass disconnect leaves no cyclic garbage).
+    """
+
+    __slots__ = ("per_batch", "_admitted", "_waiting", "_task", "_parked", "_gc_held")
+
+    def __init__(self, per_batch: int = 64) -> None:
+        self.per_batch = per_batch
+        self._admitted = 0
+        self._waiting: collections.deque[trio.lowlevel.Task] = collections.deque()
+        self._task: trio.lowlevel.Task | None = None
+        self._parked = False
+        self._gc_held = False
+
+    def _wake(self) -> None:
+        if self._parked:
+            self._parked = False
+            trio.lowlevel.reschedule(self._task)  # type: ignore[arg-type]
+
+    async def turn(self) -> None:
+        """Return when this connection may clean up."""
+        if self._task is None:
+            return  # no pacer running (a connection outside Server)
+        if self._admitted < self.per_batch and not self._waiting:
+            self._admitted += 1
+            self._wake()
+            return
+        task = trio.lowlevel.current_task()
+        self._waiting.append(task)
+        if not self._gc_held and gc.isenabled():
+            gc.disable()
+            self._gc_held = True
+        self._wake()
+
+        def abort(raise_cancel: object) -> trio.lowlevel.Abort:
+            try:
+                self._waiting.remove(task)
+            except ValueError:
+                pass
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def run(self) -> None:
+        """The pacer task (``Server`` runs it)."""
+        if self._task is not None:
+            return
+        self._task = trio.lowlevel.current_task()
+        waiting = self._waiting
+        try:
+            while True:
+                if not self._admitted and not waiting:
+                    self._parked = True
+                    await trio.lowlevel.wait_task_rescheduled(self._abort_park)
+                # A later batch than the admissions it counted: a new group.
+                count = min(self.per_batch, len(waiting))
+                for _ in range(count):
+                    trio.lowlevel.reschedule(waiting.popleft())
+                self._admitted = count
+                await trio.lowlevel.checkpoint()
+                if not waiting:
+                    self._admitted = 0
+                    self._release_gc()
+        finally:
+            self._release_gc()
+            self._task = None
+            self._parked = False
+            while waiting:
+                trio.lowlevel.reschedule(waiting.popleft())
+
+    def _abort_park(self, raise_cancel: object) -> trio.lowlevel.Abort:
+        self._parked = False
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _release_gc(self) -> None:
+        if self._gc_held:
+            self._gc_held = False
+            gc.enable()
+
+
+class Pressure:
+    """The connections of one server whose outbox is past its high-water mark.
+
+    ``wait`` holds a sender back while any of them, other than itself, has
+    made progress in the last ``stall`` seconds: they are readers that keep
+    up, only slower than the senders. One that has stalled is left to the
+    slow-consumer rule instead of holding everyone back.
+    """
+
+    __slots__ = ("congested", "stall", "_relieved", "waits")
+
+    def __init__(self, stall: float = 1.0) -> None:
+        # connection -> when it last made progress (trio.current_time()).
+        self.congested: dict[WebsocketConnection, float] = {}
+        self.stall = stall
+        self._relieved: trio.Event | None = None
+        #: How many times a sender was held back (a counter for benches).
+        self.waits = 0
+
+    def congest(self, connection: WebsocketConnection) -> None:
+        if connection not in self.congested:
+            self.congested[connection] = trio.current_time()
+
+    def progress(self, connection: WebsocketConnection) -> None:
+        self.congested[connection] = trio.current_time()
+
+    def relieve(self, connection: WebsocketConnection) -> None:
+        if self.congested.pop(connection, None) is not None and self._relieved is not None:
+            self._relieved.set()
+            self._relieved = None
+
+    def holding(self, sender: WebsocketConnection) -> bool:
+        """Whether a reader that keeps up is behind (``sender`` aside)."""
+        now = trio.current_time()
+        stall = self.stall
+        return any(c is not sender and now - t < stall for c, t in self.congested.items())
+
+    async def wait(self, sender: WebsocketConnection) -> None:
+        """Return once no reader that keeps up is behind."""
+        self.waits += 1
+        while self.holding(sender):
+            if self._relieved is None:
+                self._relieved = trio.Event()
+            with trio.move_on_after(self.stall / 4):
+                await self._relieved.wait()
+
 
 def _frame_payload(payload: bytes | Binary) -> bytes:
     if type(payload) is bytes:
@@ -125,9 +284,20 @@ class WebsocketConnection:
         "_drained",
         "_early",
         "_hub",
+        "_pressure",
+        "_throttle",
+        "_pacer",
     )
 
-    def __init__(self, sock: socket.socket, limits: ServerLimits, spawn: Spawn, early: bytes = b"") -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        limits: ServerLimits,
+        spawn: Spawn,
+        early: bytes = b"",
+        pressure: Pressure | None = None,
+        pacer: ClosePacer | None = None,
+    ) -> None:
         self.id = f"{_ID_PREFIX}{next(_id_counter):x}"
         self.app_state: object = None
         self.close_code: int | None = None
@@ -153,6 +323,13 @@ class WebsocketConnection:
         # The hub that fans out to this connection (set by Hub.add), whose
         # deliveries of this tick must go out before a direct send.
         self._hub: Hub | None = None
+        # The server's congested readers (None: this connection holds no
+        # sender back, and is held back by none).
+        self._pressure = pressure
+        # Its message budget, made at its first message: an idle connection
+        # does not pay for one.
+        self._throttle: Throttle | None = None
+        self._pacer = pacer
 
     def __repr__(self) -> str:
         return f"<WebsocketConnection {self.id} {self._state}>"
@@ -259,6 +436,9 @@ class WebsocketConnection:
         self._outbox_frames.append(frames)
         self._outbox_bytes = size
         self._queued_frames = queued
+        pressure = self._pressure
+        if pressure is not None and (size > limits.websocket_outbox_bytes // 4 or queued > limits.websocket_outbox_messages // 4):
+            pressure.congest(self)
         if not self._writing and self._state is OPEN:
             self._writing = True
             self._spawn(self._write_outbox)
@@ -290,6 +470,14 @@ class WebsocketConnection:
             self._partial = True
         elif written:
             self._partial = False
+        pressure = self._pressure
+        if pressure is not None and self in pressure.congested:
+            limits = self._limits
+            if (self._outbox_bytes <= limits.websocket_outbox_bytes // 8
+                    and self._queued_frames <= limits.websocket_outbox_messages // 8):
+                pressure.relieve(self)
+            else:
+                pressure.progress(self)
 
     async def _write_outbox(self) -> None:
         """The writer task: runs while the outbox is not empty."""
@@ -368,6 +556,8 @@ class WebsocketConnection:
         self._outbox_bytes = 0
         self._queued_frames = 0
         self._partial = False
+        if self._pressure is not None:
+            self._pressure.relieve(self)
         sock = self._sock
         if sock.fileno() != -1:
             trio.lowlevel.notify_closing(sock)
@@ -390,6 +580,9 @@ class WebsocketConnection:
                 for opcode, value in events:
                     if opcode == TEXT or opcode == BINARY:
                         if self._state is OPEN:
+                            if not await self._may_read_on():
+                                ended = True
+                                break
                             await self._deliver(app, value)  # type: ignore[arg-type]
                     elif opcode == PING:
                         self.send_frame(encode_frame(PONG, value))  # type: ignore[arg-type]
@@ -447,6 +640,9 @@ class WebsocketConnection:
                 if not data:
                     if self.close_code is None:
                         self.close_code = 1006
+                        # The peer vanished: perhaps with thousands of others.
+                        if self._pacer is not None:
+                            await self._pacer.turn()
                     break
             await self._wait_drained()
         finally:
@@ -459,6 +655,29 @@ class WebsocketConnection:
                     await app.on_websocket_closed(self)
                 except Exception:
                     logger.exception("on_websocket_closed failed on websocket %s", self.id)
+
+    async def _may_read_on(self) -> bool:
+        """Hold this sender back as its budget and the readers say (see the
+        module docstring); False when it has abused its budget and is closed."""
+        throttle = self._throttle
+        now = trio.current_time()
+        if throttle is None:
+            limits = self._limits
+            throttle = self._throttle = Throttle(
+                limits.websocket_message_rate, limits.websocket_message_burst, limits.websocket_abuse_seconds, now
+            )
+        wait, abusing = throttle.take(now)
+        if abusing:
+            logger.info("websocket %s closed: %s", self.id, RATE_LIMIT_REASON)
+            self.close(1008, RATE_LIMIT_REASON)
+            return False
+        if wait:
+            await trio.sleep(wait)
+            throttle.bucket.delay(trio.current_time())  # the token it waited for
+        pressure = self._pressure
+        if pressure is not None and pressure.congested and pressure.holding(self):
+            await pressure.wait(self)
+        return True
 
     async def _deliver(self, app: Application, message: str | bytes) -> None:
         try:
@@ -475,6 +694,8 @@ async def open_websocket(
     hub: Hub,
     limits: ServerLimits,
     spawn: Spawn,
+    pressure: Pressure | None = None,
+    pacer: ClosePacer | None = None,
 ) -> WebsocketConnection | None:
     """The opening handshake: check it, ask the application, write the 101
     (or the refusal). Returns the open connection, for ``run_websocket``, or
@@ -491,7 +712,7 @@ async def open_websocket(
     if problem is not None:
         await _refuse(sock, problem, limits)
         return None
-    connection = WebsocketConnection(sock, limits, spawn, upgrade.data)
+    connection = WebsocketConnection(sock, limits, spawn, upgrade.data, pressure, pacer)
     hub.add(connection)
     try:
         answer = await _ask_application(app, request, connection)
