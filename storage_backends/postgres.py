@@ -62,6 +62,7 @@ lowered by Python, for the case-folding operators.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import defaultdict
 from typing import Any, Callable
@@ -75,9 +76,13 @@ from psycopg import sql as pgsql
 from psycopg_pool import ConnectionPool
 
 from satchel.protocol.errors import LocalProtocolError
-from satchel.protocol.inbox.documents import apply_message
+from satchel.protocol.inbox.documents import MessageTable, NotAnInbox, apply_to_table
 from satchel.protocol.operations import (
     ApplyMessage,
+    ApplyMessages,
+    DocumentKeys,
+    GetDocumentKeys,
+    MessageEdit,
     DeleteEntry,
     DeleteRecord,
     DeleteRecords,
@@ -127,7 +132,7 @@ from satchel.protocol.query.postgres_sql import folded_record, nul_free, order_s
 from satchel.protocol.records import matches_query
 
 from .base import Store
-from .memory import check_entry_write
+from .memory import check_entry_write, check_messages
 
 __all__ = ["PostgresStore", "SchemaTooNew", "MIGRATIONS", "SCHEMA_VERSION"]
 
@@ -171,8 +176,13 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX sessions_by_user ON sessions (user_id, kind)",
         "CREATE TABLE sequences (name text PRIMARY KEY, next bigint NOT NULL)",
         "CREATE TABLE settings (name text PRIMARY KEY, value bytea NOT NULL, revision bigint NOT NULL)",
-        # Token-addressed documents (seed 001): content is the exact bytes;
-        # seq is the creation order (ListDocuments).
+        # Token-addressed documents (seed 001); seq is the creation order
+        # (ListDocuments). An inbox's messages are rows of inbox_messages
+        # once it took one (satchel.protocol.inbox.documents.MessageTable):
+        # then head and tail hold its content before and after the
+        # #messages object and content is empty; head NULL: content is the
+        # document as PUT, byte for byte. A message's revision is its "#"
+        # as JSON text (NULL: not a number); message ids sort as code points.
         """CREATE TABLE documents (
             seq bigint GENERATED ALWAYS AS IDENTITY,
             read_token text PRIMARY KEY,
@@ -180,7 +190,16 @@ MIGRATIONS: list[list[str]] = [
             write_hash text NOT NULL,
             mac_key text NOT NULL,
             revision bigint NOT NULL,
-            content bytea NOT NULL
+            content bytea NOT NULL,
+            head bytea,
+            tail bytea
+        )""",
+        """CREATE TABLE inbox_messages (
+            read_token text NOT NULL,
+            message_id text COLLATE "C" NOT NULL,
+            revision text,
+            body bytea NOT NULL,
+            PRIMARY KEY (read_token, message_id)
         )""",
         # Entries (seed 004); value NULL is a tombstone keeping the last version.
         """CREATE TABLE entries (
@@ -247,6 +266,24 @@ def _get_record(db: psycopg.Connection, op: GetRecord) -> _Finish:
     return finish
 
 
+def _get_records(db: psycopg.Connection, ops: list[GetRecord]) -> list[_Finish]:
+    # One statement for a batch's record reads: per statement, psycopg and
+    # PostgreSQL cost far more than per row.
+    cursor = db.execute(
+        "SELECT k.n, r.body, r.revision FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS k(collection, id, n)"
+        " JOIN records r ON r.collection = k.collection AND r.id = k.id",
+        ([op.collection for op in ops], [op.id for op in ops]),
+    )
+    found: dict[int, StoredRecord] = {}
+
+    def read(n: int) -> StoredRecord | None:
+        if not found and cursor.rowcount:
+            found.update((number, StoredRecord(_decode(body), revision)) for number, body, revision in cursor.fetchall())
+        return found.get(n)
+
+    return [lambda n=n: read(n) for n in range(1, len(ops) + 1)]
+
+
 _USER_COLUMNS = "id, email, password_hash, created_at, role"
 
 
@@ -269,19 +306,92 @@ def _get_user_by_email(db: psycopg.Connection, op: GetUserByEmail) -> _Finish:
 _SESSION_COLUMNS = "token_hash, user_id, expires_ms, kind"
 
 
+def _get_sessions(db: psycopg.Connection, ops: list[GetSession]) -> list[_Finish]:
+    cursor = db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE token_hash = ANY(%s)",
+                        ([nul_free(op.token_hash) for op in ops],))
+    found: dict[str, Session] = {}
+
+    def read(token_hash: str) -> Session | None:
+        if not found and cursor.rowcount:
+            found.update((row[0], Session(*row)) for row in cursor.fetchall())
+        return found.get(token_hash)
+
+    return [lambda key=nul_free(op.token_hash): read(key) for op in ops]
+
+
+def _get_users(db: psycopg.Connection, ops: list[GetUser]) -> list[_Finish]:
+    cursor = db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ANY(%s)", ([nul_free(op.id) for op in ops],))
+    found: dict[str, User] = {}
+
+    def read(user_id: str) -> User | None:
+        if not found and cursor.rowcount:
+            found.update((row[0], User(*row)) for row in cursor.fetchall())
+        return found.get(user_id)
+
+    return [lambda key=nul_free(op.id): read(key) for op in ops]
+
+
 def _get_session(db: psycopg.Connection, op: GetSession) -> _Finish:
     return _one(db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE token_hash = %s", (nul_free(op.token_hash),)), Session)
 
 
 _DOCUMENT_COLUMNS = "read_token, write_key, write_hash, mac_key, revision, content"
+# A document and, for an inbox kept as rows, its messages: one statement, so
+# one snapshot (the three aggregates in one order, so they line up).
+_DOCUMENT_READ = f"""SELECT {_DOCUMENT_COLUMNS}, head, tail,
+    CASE WHEN head IS NOT NULL THEN ARRAY(SELECT message_id FROM inbox_messages m WHERE m.read_token = d.read_token ORDER BY message_id) END,
+    CASE WHEN head IS NOT NULL THEN ARRAY(SELECT revision FROM inbox_messages m WHERE m.read_token = d.read_token ORDER BY message_id) END,
+    CASE WHEN head IS NOT NULL THEN ARRAY(SELECT body FROM inbox_messages m WHERE m.read_token = d.read_token ORDER BY message_id) END
+    FROM documents d"""
+
+
+def _revision_text(revision: Any) -> str | None:
+    return None if revision is None else _encoder.encode(revision).decode()
+
+
+def _revision_value(text: str | None) -> Any:
+    return None if text is None else _decode(text)
+
+
+def _message_rows(ids: list[str], revisions: list[str | None], bodies: list[bytes]) -> list[tuple[str, Any, bytes]]:
+    return [(message_id, _revision_value(revision), body) for message_id, revision, body in zip(ids, revisions, bodies)]
+
+
+def _assembled(row: tuple[Any, ...]) -> Document:
+    read_token, write_key, write_hash, mac_key, revision, content, head, tail, ids, revisions, bodies = row
+    if head is not None:
+        content = MessageTable.from_rows(head, tail, _message_rows(ids, revisions, bodies)).content
+    return Document(read_token, write_key, write_hash, mac_key, revision, content)
+
+
+def _documents(cursor: psycopg.Cursor) -> _Finish:
+    def finish() -> Document | None:
+        rows = cursor.fetchall()
+        return _assembled(rows[0]) if rows else None
+
+    return finish
 
 
 def _get_document(db: psycopg.Connection, op: GetDocument) -> _Finish:
-    return _one(db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE read_token = %s", (nul_free(op.read_token),)), Document)
+    return _documents(db.execute(f"{_DOCUMENT_READ} WHERE read_token = %s", (nul_free(op.read_token),)))
 
 
 def _get_document_by_write_key(db: psycopg.Connection, op: GetDocumentByWriteKey) -> _Finish:
-    return _one(db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE write_key = %s", (nul_free(op.write_key),)), Document)
+    return _documents(db.execute(f"{_DOCUMENT_READ} WHERE write_key = %s", (nul_free(op.write_key),)))
+
+
+_KEY_COLUMNS = "read_token, write_key, write_hash, mac_key"
+
+
+def _get_document_keys(db: psycopg.Connection, op: GetDocumentKeys) -> _Finish:
+    wanted = list(dict.fromkeys(nul_free(write_key) for write_key in op.write_keys))
+    cursor = db.execute(f"SELECT {_KEY_COLUMNS} FROM documents WHERE write_key = ANY(%s)", (wanted,))
+
+    def finish() -> list[DocumentKeys | None]:
+        found = {row[1]: DocumentKeys(*row) for row in cursor.fetchall()}
+        return [found.get(nul_free(write_key)) for write_key in op.write_keys]
+
+    return finish
 
 
 def _get_setting(db: psycopg.Connection, op: GetSetting) -> _Finish:
@@ -405,9 +515,8 @@ def _list_users(db: psycopg.Connection, op: ListUsers) -> list[User]:
 
 
 def _list_documents(db: psycopg.Connection, op: ListDocuments) -> list[Document]:
-    rows = db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents ORDER BY seq LIMIT %s OFFSET %s",
-                      (max(op.limit, 0), max(op.offset, 0))).fetchall()
-    return [Document(*row) for row in rows]
+    rows = db.execute(f"{_DOCUMENT_READ} ORDER BY seq LIMIT %s OFFSET %s", (max(op.limit, 0), max(op.offset, 0))).fetchall()
+    return [_assembled(row) for row in rows]
 
 
 def _prefix_end(prefix: str) -> str | None:
@@ -459,6 +568,41 @@ def _insert_record(db: psycopg.Connection, op: InsertRecord) -> _Finish:
             raise LocalProtocolError(f"record {op.collection}/{record_id} already exists")
 
     return finish
+
+
+def _insert_records(db: psycopg.Connection, ops: list[InsertRecord]) -> list[_Finish]:
+    # One statement for a batch's inserts. Of two inserts of one id, the
+    # first one listed is the one that happened.
+    rows: list[tuple[int, str, str, str, str]] = []
+    refused: dict[int, Exception] = {}
+    for n, op in enumerate(ops):
+        try:
+            rows.append((n, op.collection, op.record["_id"], _dump(op.record), _folded(op.record)))
+        except Exception as exc:  # a bad record fails alone
+            refused[n] = exc
+    cursor = db.execute(
+        "INSERT INTO records (collection, id, body, folded, revision)"
+        f" SELECT k.collection, k.id, k.body, {_JSONB.replace('%s', 'k.folded')}, 1"
+        " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS k(collection, id, body, folded, n)"
+        " ORDER BY k.n ON CONFLICT DO NOTHING RETURNING collection, id",
+        ([row[1] for row in rows], [row[2] for row in rows], [row[3] for row in rows], [row[4] for row in rows]),
+    )
+    inserted: set[tuple[str, str]] = set()
+    claimed: set[tuple[str, str]] = set()
+    fetched: list[bool] = []
+
+    def finish(n: int) -> None:
+        if n in refused:
+            raise refused[n]
+        if not fetched:
+            inserted.update(cursor.fetchall())
+            fetched.append(True)
+        key = (ops[n].collection, ops[n].record["_id"])
+        if key not in inserted or key in claimed:
+            raise LocalProtocolError(f"record {key[0]}/{key[1]} already exists")
+        claimed.add(key)
+
+    return [lambda n=n: finish(n) for n in range(len(ops))]
 
 
 def _replace_record(db: psycopg.Connection, op: ReplaceRecord) -> _Finish:
@@ -597,29 +741,148 @@ def _put_document(db: psycopg.Connection, op: PutDocument) -> _Finish:
             (document.read_token, document.write_key, document.write_hash, document.mac_key, document.revision, document.content),
         )
     else:
+        # The owner's content replaces the inbox's messages (head NULL:
+        # content is the document, byte for byte).
         cursor = db.execute(
-            "UPDATE documents SET revision = %s, content = %s WHERE read_token = %s AND write_key = %s AND revision = %s",
+            "WITH updated AS (UPDATE documents SET revision = %s, content = %s, head = NULL, tail = NULL"
+            " WHERE read_token = %s AND write_key = %s AND revision = %s RETURNING read_token),"
+            " gone AS (DELETE FROM inbox_messages WHERE read_token IN (SELECT read_token FROM updated))"
+            " SELECT count(*) FROM updated",
             (document.revision, document.content, document.read_token, document.write_key, op.expected_revision),
         )
+        return lambda: cursor.fetchall()[0][0] == 1
     return _rowcount_is_one(cursor)
 
 
-def _apply_message(db: psycopg.Connection, op: ApplyMessage) -> _Finish:
-    # FOR UPDATE: another node merging into this inbox waits for our commit,
-    # then reads what we wrote.
+class _Inboxes:
+    """The writer's ``MessageTable`` of recently written inboxes, each with
+    the revision it is at, so that a merge reads no other message. A table
+    is taken out while a batch uses it and put back only once the batch
+    committed; before use it is checked against the revision stored now
+    (every write makes it grow), so a write made elsewhere - a PUT, another
+    node - makes it reload. Bounded: dropping one costs a reload."""
+
+    MAX_TABLES = 1024
+
+    def __init__(self) -> None:
+        self.tables: dict[str, tuple[int, MessageTable]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, read_token: str) -> tuple[int, MessageTable] | None:
+        with self.lock:
+            return self.tables.pop(read_token, None)
+
+    def put_back(self, tables: dict[str, tuple[int, MessageTable]]) -> None:
+        with self.lock:
+            if len(self.tables) + len(tables) > self.MAX_TABLES:
+                self.tables.clear()
+            self.tables.update(tables)
+
+
+def _apply_message(db: psycopg.Connection, op: ApplyMessage, inboxes: "_Inboxes") -> _Finish:
+    edit = MessageEdit(op.write_key, op.message_id, op.message)
+    finish = _apply_messages(db, ApplyMessages((edit,), op.now_ms, op.max_document_bytes), inboxes)
+    return lambda: finish()[0]
+
+
+def _apply_messages(db: psycopg.Connection, op: ApplyMessages, inboxes: "_Inboxes") -> _Finish:
+    """In the writer's transaction. The inboxes are read (and locked: FOR
+    UPDATE, so another node's merges wait for this commit) once per
+    operation; each edit that changes something writes its message's row,
+    and each inbox written its new revision, once, at the end."""
+    check_messages(op)  # before anything is written: all or nothing
+    write_keys = list(dict.fromkeys(nul_free(edit.write_key) for edit in op.edits))
     rows = db.execute(
-        f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE write_key = %s FOR UPDATE", (nul_free(op.write_key),)
+        f"SELECT {_KEY_COLUMNS}, revision, content, head, tail FROM documents"
+        " WHERE write_key = ANY(%s) ORDER BY read_token FOR UPDATE",
+        (write_keys,),
     ).fetchall()
-    if not rows:
-        return _constant(MessageWrite("unknown"))
-    document = Document(*rows[0])
-    written = apply_message(document, op.message_id, op.message, op.now_ms, op.max_document_bytes)
-    if written.document is not None:
+    documents = {row[1]: row for row in rows}
+    tables: dict[str, tuple[int, MessageTable] | None] = {}
+    keys_of: dict[str, DocumentKeys] = {}
+    to_rows: list[str] = []  # inboxes still as PUT, moved to rows now
+    reload: list[str] = []
+    for read_token, write_key, write_hash, mac_key, revision, content, head, tail in rows:
+        keys_of[write_key] = DocumentKeys(read_token, write_key, write_hash, mac_key)
+        cached = inboxes.take(read_token)
+        if head is None:
+            try:
+                tables[read_token] = (revision, MessageTable.from_content(content))
+                to_rows.append(read_token)
+            except NotAnInbox:
+                tables[read_token] = None
+        elif cached is not None and cached[0] == revision:
+            tables[read_token] = cached
+        else:
+            tables[read_token] = (revision, MessageTable(head, tail))
+            reload.append(read_token)
+    if reload:
+        for read_token, ids, revisions, bodies in db.execute(
+            "SELECT read_token, array_agg(message_id ORDER BY message_id), array_agg(revision ORDER BY message_id),"
+            " array_agg(body ORDER BY message_id) FROM inbox_messages WHERE read_token = ANY(%s) GROUP BY read_token",
+            (reload,),
+        ).fetchall():
+            revision, table = tables[read_token]
+            tables[read_token] = (revision, MessageTable.from_rows(table.head, table.tail, _message_rows(ids, revisions, bodies)))
+    for read_token in to_rows:
+        revision, table = tables[read_token]
+        db.execute("UPDATE documents SET content = '', head = %s, tail = %s WHERE read_token = %s", (table.head, table.tail, read_token))
+        if table.ids:
+            db.execute(
+                "INSERT INTO inbox_messages (read_token, message_id, revision, body)"
+                " SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::bytea[])",
+                (read_token, table.ids, [_revision_text(table.revisions[i]) for i in table.ids], [table.bodies[i] for i in table.ids]),
+            )
+    touched: dict[str, int] = {}
+    changed: dict[tuple[str, str], tuple[str | None, bytes] | None] = {}
+    writes: list[MessageWrite] = []
+    for edit in op.edits:
+        keys = keys_of.get(nul_free(edit.write_key))
+        if keys is None:
+            writes.append(MessageWrite("unknown"))
+            continue
+        inbox = tables[keys.read_token]
+        if inbox is None:
+            writes.append(MessageWrite("not-inbox"))
+            continue
+        revision, table = inbox
+        written = apply_to_table(table, revision, edit.message_id, edit.message, op.now_ms, op.max_document_bytes)
+        if written.revision is None:
+            writes.append(MessageWrite(written.result))
+            continue
+        tables[keys.read_token] = (written.revision, table)
+        touched[keys.read_token] = written.revision
+        changed[(keys.read_token, edit.message_id)] = (
+            None if written.body is None else (_revision_text(written.message_revision), written.body))
+        document = Document(keys.read_token, keys.write_key, keys.write_hash, keys.mac_key, written.revision, table.content)
+        writes.append(MessageWrite(written.result, document))
+    upserts = [(key, row) for key, row in changed.items() if row is not None]
+    if upserts:
         db.execute(
-            "UPDATE documents SET revision = %s, content = %s WHERE read_token = %s",
-            (written.document.revision, written.document.content, document.read_token),
+            "INSERT INTO inbox_messages (read_token, message_id, revision, body)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[])"
+            " ON CONFLICT (read_token, message_id) DO UPDATE SET revision = excluded.revision, body = excluded.body",
+            ([key[0] for key, _ in upserts], [key[1] for key, _ in upserts], [row[0] for _, row in upserts], [row[1] for _, row in upserts]),
         )
-    return _constant(written)
+    removed = [key for key, row in changed.items() if row is None]
+    if removed:
+        db.execute(
+            "DELETE FROM inbox_messages WHERE (read_token, message_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            ([key[0] for key in removed], [key[1] for key in removed]),
+        )
+    if touched:
+        db.execute(
+            "UPDATE documents SET revision = v.revision FROM unnest(%s::text[], %s::bigint[]) AS v(read_token, revision)"
+            " WHERE documents.read_token = v.read_token",
+            (list(touched), list(touched.values())),
+        )
+
+    def finish() -> list[MessageWrite]:
+        # Committed: the tables are what is stored now.
+        inboxes.put_back({read_token: inbox for read_token, inbox in tables.items() if inbox is not None})
+        return writes
+
+    return finish
 
 
 def _put_entry(db: psycopg.Connection, op: PutEntry) -> _Finish:
@@ -652,9 +915,14 @@ _POINT_READS: dict[type[Operation], _Handler] = {
     GetSession: _get_session,
     GetDocument: _get_document,
     GetDocumentByWriteKey: _get_document_by_write_key,
+    GetDocumentKeys: _get_document_keys,
     GetSetting: _get_setting,
     GetEntry: _get_entry,
 }
+#: Operations a batch holding several of them reads or writes in one statement.
+_Grouped = Callable[[psycopg.Connection, list[Any]], list[_Finish]]
+_GROUPED_READS: dict[type[Operation], _Grouped] = {GetRecord: _get_records, GetSession: _get_sessions, GetUser: _get_users}
+_GROUPED_WRITES: dict[type[Operation], _Grouped] = {InsertRecord: _insert_records}
 _SCANS: dict[type[Operation], Callable[[psycopg.Connection, Any], Any]] = {
     ListRecords: _list_records,
     ListCollections: _list_collections,
@@ -682,7 +950,6 @@ _WRITES: dict[type[Operation], _Handler] = {
     TakeNumber: _take_number,
     InsertNumbered: _insert_numbered,
     PutDocument: _put_document,
-    ApplyMessage: _apply_message,
     PutEntry: _put_entry,
     DeleteEntry: _delete_entry,
 }
@@ -798,16 +1065,34 @@ class _Batcher:
 _RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
-def _run_pipelined(db: psycopg.Connection, batch: list[_Request], handlers: dict[type[Operation], _Handler], transaction: bool) -> None:
-    """Send every request of ``batch`` in one pipeline (inside one transaction
-    when ``transaction``) and set their results. An SQL error propagates with
-    no result set (and the transaction rolled back)."""
+def _run_pipelined(db: psycopg.Connection, batch: list[_Request], handlers: dict[type[Operation], _Handler],
+                   transaction: bool, grouped: dict[type[Operation], _Grouped] | None = None) -> None:
+    """Send every request of ``batch`` (inside one transaction when
+    ``transaction``), pipelined when there is more than one statement, and
+    set their results. Requests of a kind in ``grouped`` that occur more
+    than once are sent as one statement, before the others (the requests of
+    a batch are concurrent: any order is one they could have had). An SQL
+    error propagates with no result set (and the transaction rolled back)."""
+    groups: dict[type[Operation], list[_Request]] = defaultdict(list)
+    single: list[_Request] = []
+    for request in batch:
+        kind = type(request.operation)
+        (groups[kind] if grouped and kind in grouped else single).append(request)
+    for kind, requests in list(groups.items()):
+        if len(requests) == 1:
+            single += requests
+            del groups[kind]
     finishing: list[tuple[_Request, _Finish]] = []
+    # psycopg's pipeline mode costs about two plain round trips to enter
+    # and leave: worth it from three statements on.
+    pipelined = len(groups) + len(single) + (2 if transaction else 0) >= 3
     try:
-        with db.pipeline():
+        with db.pipeline() if pipelined else contextlib.nullcontext():
             if transaction:
                 db.execute("BEGIN")
-            for request in batch:
+            for kind, requests in groups.items():
+                finishing += zip(requests, grouped[kind](db, [request.operation for request in requests]))  # type: ignore[index]
+            for request in single:
                 try:
                     finishing.append((request, handlers[type(request.operation)](db, request.operation)))
                 except psycopg.Error:
@@ -817,7 +1102,7 @@ def _run_pipelined(db: psycopg.Connection, batch: list[_Request], handlers: dict
             if transaction:
                 db.execute("COMMIT")
     except BaseException:
-        if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not db.closed:
+        if not db.closed and db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             try:
                 db.execute("ROLLBACK")
             except psycopg.Error:
@@ -843,18 +1128,24 @@ class PostgresStore(Store):
     def __init__(self, conninfo: str, *, schema: str | None = None, readers: int = 2, max_connections: int = 8) -> None:
         self._conninfo = conninfo
         self._schema = schema
-        kwargs: dict[str, Any] = {"autocommit": True}
         if schema is not None:
-            kwargs["options"] = f"-c search_path={schema}"
-        with psycopg.connect(conninfo, **{key: value for key, value in kwargs.items() if key != "options"}) as db:
-            if schema is not None:
-                db.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(schema)))
+            # The schema goes first on the search_path, after any options the URL gives.
+            info = psycopg.conninfo.conninfo_to_dict(conninfo)
+            info["options"] = f"{info.get('options', '')} -c search_path={schema}".strip()
+            conninfo = psycopg.conninfo.make_conninfo(**info)
+        kwargs: dict[str, Any] = {"autocommit": True}
         with psycopg.connect(conninfo, **kwargs) as db:
             self._migrate(db)
         self._pool = ConnectionPool(conninfo, kwargs=kwargs, min_size=min(2, max_connections), max_size=max_connections,
                                     name=f"satchel {schema or ''}", open=False)
         self._pool.open(wait=True, timeout=30)
         self._closing = False
+        self._inboxes = _Inboxes()
+        self._write_handlers: dict[type[Operation], _Handler] = {
+            **_WRITES,
+            ApplyMessage: lambda db, op: _apply_message(db, op, self._inboxes),
+            ApplyMessages: lambda db, op: _apply_messages(db, op, self._inboxes),
+        }
         self._writer = _Batcher("satchel-postgres-writer", self._run_writes, 1)
         self._readers = _Batcher("satchel-postgres-reader", self._run_reads, readers)
 
@@ -872,6 +1163,8 @@ class PostgresStore(Store):
         with db.transaction():
             # Two nodes starting at once: the second waits, then finds the schema done.
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            if self._schema is not None:
+                db.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(self._schema)))
             db.execute(
                 "CREATE TABLE IF NOT EXISTS satchel_migrations"
                 " (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -895,7 +1188,7 @@ class PostgresStore(Store):
         if self._closing:
             raise trio.ClosedResourceError("the store is closed")
         kind = type(operation)
-        if kind in _WRITES:
+        if kind in _WRITES or kind is ApplyMessage or kind is ApplyMessages:
             _check_write(operation)  # a bug of the caller: refuse before queueing
             return await self._writer.submit(operation)
         if kind in _POINT_READS:
@@ -912,7 +1205,7 @@ class PostgresStore(Store):
         try:
             with self._pool.connection() as db:
                 try:
-                    _run_pipelined(db, batch, _POINT_READS, transaction=False)
+                    _run_pipelined(db, batch, _POINT_READS, transaction=False, grouped=_GROUPED_READS)
                 except psycopg.OperationalError:
                     raise
                 except psycopg.Error:
@@ -938,7 +1231,7 @@ class PostgresStore(Store):
     def _apply_writes(self, db: psycopg.Connection, batch: list[_Request]) -> None:
         for attempt in range(10):
             try:
-                _run_pipelined(db, batch, _WRITES, transaction=True)
+                _run_pipelined(db, batch, self._write_handlers, transaction=True, grouped=_GROUPED_WRITES)
                 return
             except _RETRIED:
                 continue  # another node's transaction won: apply the batch again
@@ -951,7 +1244,7 @@ class PostgresStore(Store):
                 for request in batch:  # one transaction each: the failing write fails alone
                     self._apply_writes(db, [request])
                 return
-        _run_pipelined(db, batch, _WRITES, transaction=True)  # the last try raises what it meets
+        _run_pipelined(db, batch, self._write_handlers, transaction=True)  # the last try raises what it meets
 
     async def aclose(self) -> None:
         """Finish the queued requests, stop the threads and close every

@@ -1,7 +1,9 @@
 """The PostgreSQL store against the conformance suite, then what only it
 promises: its schema is versioned and a newer one is refused, queries run in
 PostgreSQL (EXPLAIN, and a count of the rows decoded in Python), a failed
-write fails alone inside its batch.
+write fails alone inside its batch. Last, the two-node checks
+(``conformance_nodes``): two stores on one database at once, for PostgreSQL
+and for SQLite (two stores on one file).
 
 Each store lives in a PostgreSQL schema of its own, all of this module's
 dropped at its end."""
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 import psycopg
@@ -20,10 +24,12 @@ from satchel.protocol.errors import LocalProtocolError
 from satchel.protocol.operations import GetRecord, InsertRecord, ListRecords, QueryRecords
 from satchel.protocol.query import parse_filter, parse_query
 from satchel.storage_backends import postgres as postgres_backend
-from satchel.storage_backends.conformance import CHECKS, MakeStore
+from satchel.storage_backends.conformance import CHECKS, MakeStore, check_generated_queries
+from satchel.storage_backends.conformance_nodes import NODE_CHECKS, MakeNodes
 from satchel.storage_backends.postgres import SCHEMA_VERSION, PostgresStore, SchemaTooNew
+from satchel.storage_backends.sqlite import SqliteStore
 
-from postgres_harness import POSTGRES_URL, drop_schemas, require_postgres, schema_prefix
+from postgres_harness import FAST_URL, POSTGRES_URL, drop_schemas, require_postgres, schema_prefix
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +49,7 @@ _numbers = itertools.count()
 def make_store(prefix: str) -> MakeStore:
     @contextlib.asynccontextmanager
     async def make() -> AsyncIterator[Any]:
-        async with await PostgresStore.open(POSTGRES_URL, schema=f"{prefix}{next(_numbers)}") as store:
+        async with await PostgresStore.open(FAST_URL, schema=f"{prefix}{next(_numbers)}") as store:
             yield store
 
     return make
@@ -51,7 +57,12 @@ def make_store(prefix: str) -> MakeStore:
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
 async def test_conformance(make_store: MakeStore, check: Any) -> None:
-    await check(make_store)
+    if check is check_generated_queries:
+        # Fewer examples than the suite's default (Hypothesis itself is most
+        # of the cost); SATCHEL_POSTGRES_EXAMPLES=500 for a thorough run.
+        await check(make_store, max_examples=int(os.environ.get("SATCHEL_POSTGRES_EXAMPLES", 40)))
+    else:
+        await check(make_store)
 
 
 def _db(schema: str) -> psycopg.Connection:
@@ -138,7 +149,7 @@ async def test_a_failed_write_fails_alone_in_its_batch(make_store: MakeStore, mo
     batches: list[int] = []
     run = postgres_backend._run_pipelined
     monkeypatch.setattr(postgres_backend, "_run_pipelined",
-                        lambda db, batch, handlers, transaction: batches.append(len(batch)) or run(db, batch, handlers, transaction))
+                        lambda db, batch, *args, **kwargs: batches.append(len(batch)) or run(db, batch, *args, **kwargs))
     async with make_store() as store:
         results: dict[str, Any] = {}
 
@@ -162,3 +173,31 @@ async def test_a_failed_write_fails_alone_in_its_batch(make_store: MakeStore, mo
         assert len(await store.execute(ListRecords("notes"))) == 21
         assert await store.execute(GetRecord("notes", "before-3")) is not None
         assert max(batches) > 1  # they did share a batch
+
+
+# -- two nodes on one database ------------------------------------------------------
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def make_nodes(request: pytest.FixtureRequest, prefix: str, tmp_path: Path) -> MakeNodes:
+    """Two stores on one database: PostgreSQL (one schema), or SQLite (two
+    stores, each with its own writer connection, on one file)."""
+    files = (tmp_path / f"nodes-{n}.db" for n in itertools.count())
+
+    @contextlib.asynccontextmanager
+    async def make() -> AsyncIterator[tuple[Any, Any]]:
+        if request.param == "postgres":
+            schema = f"{prefix}nodes{next(_numbers)}"
+            opened = [await PostgresStore.open(FAST_URL, schema=schema) for _ in range(2)]
+        else:
+            path = next(files)
+            opened = [await SqliteStore.open(path) for _ in range(2)]
+        async with opened[0], opened[1]:
+            yield opened[0], opened[1]
+
+    return make
+
+
+@pytest.mark.parametrize("check", NODE_CHECKS, ids=lambda check: check.__name__)
+async def test_two_nodes(make_nodes: MakeNodes, check: Any) -> None:
+    await check(make_nodes)
