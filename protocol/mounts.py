@@ -186,6 +186,12 @@ class Mount:
         handshake) on a path this mount claims, in the protocol's format."""
         return json_response(status, {"message": message})
 
+    def cors_headers(self, request: HttpRequest) -> list[tuple[str, str]]:
+        """The CORS headers this mount's own answers to ``request`` carry (its
+        ``Origin`` allowed), which the switchboard adds to the transport's
+        errors on its paths - a 413 a browser can read (none by default)."""
+        return []
+
     # -- websockets ----------------------------------------------------------
 
     def claims_upgrade(self, request: HttpRequest) -> bool:

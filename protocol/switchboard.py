@@ -233,16 +233,27 @@ class Switchboard:
     def error_response(self, request: HttpRequest | None, status: int, message: str) -> HttpResponse:
         """A transport-level error for ``request`` (``None``: its head could
         not even be read) in the format of the mount that claims it (of
-        Engine.IO, on an Engine.IO path), else in the neutral ``{"message": ...}``."""
-        if request is not None and self.mounts.for_engineio(request) is not None:
-            # An Engine.IO path: engine.io's own error body (a request too large for it, say).
-            return json_response(status, {"code": ENGINEIO_BAD_REQUEST, "message": message})
-        mount = self.mounts.for_request(request) if request is not None else None
-        if mount is None and request is not None:
-            mount = self.mounts.for_upgrade(request)
-        if mount is None:
+        Engine.IO, on an Engine.IO path), else in the neutral ``{"message": ...}``;
+        with the CORS headers that mount's own answers would carry
+        (``Mount.cors_headers``), so that a browser reads the error instead
+        of a network failure."""
+        if request is None:
             return json_response(status, {"message": message})
-        return mount.error_response(status, message)
+        engineio = self.mounts.for_engineio(request)
+        if engineio is not None:
+            # An Engine.IO path: engine.io's own error body (a request too large for it, say).
+            mount: Mount | None = engineio[0]
+            response = json_response(status, {"code": ENGINEIO_BAD_REQUEST, "message": message})
+        else:
+            mount = self.mounts.for_request(request) or self.mounts.for_upgrade(request)
+            if mount is None:
+                return json_response(status, {"message": message})
+            response = mount.error_response(status, message)
+        if request.header("origin") is not None:
+            cors = mount.cors_headers(request)
+            if cors and not any(name.lower() == "access-control-allow-origin" for name, _ in response.headers):
+                response = HttpResponse(response.status, [*response.headers, *cors], response.body)
+        return response
 
     # -- connections -------------------------------------------------------------
 

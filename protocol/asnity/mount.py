@@ -34,7 +34,7 @@ from ..socketio.mount import claims_path
 from ..socketio.packets import encode_event
 from ..socketio.server import SocketIoConfig, SocketIoConnection, SocketIoServer
 from .model import CHATS, chat_info
-from .nest import error_response
+from .nest import cors_headers, error_response
 from .rest import handle_request, is_asnity_path
 from .rooms import PROTOCOL, namespace_of, room_channel
 from .sockets import AsnityNamespaces
@@ -114,6 +114,9 @@ class AsnityMount(Mount):
 
     def error_response(self, status: int, message: str) -> HttpResponse:
         return error_response(status, message)
+
+    def cors_headers(self, request: HttpRequest) -> list[tuple[str, str]]:
+        return cors_headers(request)
 
     def render(self, change: Change | DocumentChange, context: RenderContext) -> Sequence[Deliver]:
         if type(change) is not Change:

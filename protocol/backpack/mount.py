@@ -23,7 +23,7 @@ from ..operations import Action
 from . import auth, websocket
 from .config import BackpackConfig
 from .render import PROTOCOL, encode, render_change
-from .rest import handle_request
+from .rest import cors_headers, handle_request
 
 __all__ = ["BackpackMount"]
 
@@ -53,6 +53,9 @@ class BackpackMount(Mount):
 
     def handle_request(self, request: HttpRequest, env: Environment, form: UploadForm | None = None) -> Action[HttpOutcome]:
         return handle_request(request, self.config, env, form)
+
+    def cors_headers(self, request: HttpRequest) -> list[tuple[str, str]]:
+        return cors_headers(request, self.config)
 
     def claims_upgrade(self, request: HttpRequest) -> bool:
         return True

@@ -49,6 +49,9 @@ class DirectusMount(Mount):
     def error_response(self, status: int, message: str) -> HttpResponse:
         return rest.error_response(status, message)
 
+    def cors_headers(self, request: HttpRequest) -> list[tuple[str, str]]:
+        return rest._cors(request)
+
     # -- the websocket -------------------------------------------------------------
 
     def claims_upgrade(self, request: HttpRequest) -> bool:

@@ -17,7 +17,7 @@ from .config import InboxConfig
 
 from .datagrams import handle_datagram, handle_datagrams, new_replay_guard
 from .replay import ReplayGuard
-from .rest import handle_request, is_inbox_path
+from .rest import cors_headers, handle_request, is_inbox_path
 
 __all__ = ["InboxMount", "PROTOCOL"]
 
@@ -41,6 +41,9 @@ class InboxMount(Mount):
 
     def handle_request(self, request: HttpRequest, env: Environment, form: UploadForm | None = None) -> Action[HttpOutcome]:
         return handle_request(request, self.config, env)
+
+    def cors_headers(self, request: HttpRequest) -> list[tuple[str, str]]:
+        return cors_headers(request, self.config)
 
     def datagram_state(self, start_ms: int) -> ReplayGuard:
         # One replay memory per server, from its start: a datagram older than
