@@ -36,6 +36,11 @@ emails are a UNIQUE index, ``TakeNumber`` is one upsert, and ``ApplyMessage``
 reads the inbox ``FOR UPDATE`` before it merges, so two nodes merging into
 one inbox take turns.
 
+Commit stamps (``Store.execute_stamped``). After a batch's COMMIT the writer
+thread numbers its stamped writes that changed something 1, 2, 3, ... in
+the order it applied them, from one counter per store instance: the commit
+order of this process's writes (each node orders what it publishes).
+
 Durability. A write is acknowledged after PostgreSQL answered its COMMIT,
 with ``synchronous_commit`` as the server has it (on by default: the WAL is
 flushed to disk), so an acknowledged write survives kill -9 of the Satchel
@@ -122,6 +127,7 @@ from satchel.protocol.operations import (
     SetUserPassword,
     ListUsers,
     ListDocuments,
+    StoredJson,
     StoredRecord,
     StoredSetting,
     TakeNumber,
@@ -132,7 +138,7 @@ from satchel.protocol.query.postgres_sql import folded_record, nul_free, order_s
 from satchel.protocol.records import matches_query
 
 from .base import Store
-from .memory import check_entry_write, check_messages
+from .memory import _READS, _changed, check_entry_write, check_messages
 
 __all__ = ["PostgresStore", "SchemaTooNew", "MIGRATIONS", "SCHEMA_VERSION"]
 
@@ -259,9 +265,11 @@ def _constant(value: Any) -> _Finish:
 def _get_record(db: psycopg.Connection, op: GetRecord) -> _Finish:
     cursor = db.execute("SELECT body, revision FROM records WHERE collection = %s AND id = %s", (op.collection, op.id))
 
-    def finish() -> StoredRecord | None:
+    def finish() -> StoredRecord | StoredJson | None:
         rows = cursor.fetchall()
-        return StoredRecord(_decode(rows[0][0]), rows[0][1]) if rows else None
+        if not rows:
+            return None
+        return StoredJson(rows[0][0].encode(), rows[0][1]) if op.as_json else StoredRecord(_decode(rows[0][0]), rows[0][1])
 
     return finish
 
@@ -274,12 +282,16 @@ def _get_records(db: psycopg.Connection, ops: list[GetRecord]) -> list[_Finish]:
         " JOIN records r ON r.collection = k.collection AND r.id = k.id",
         ([op.collection for op in ops], [op.id for op in ops]),
     )
-    found: dict[int, StoredRecord] = {}
+    found: dict[int, tuple[str, int]] = {}
 
-    def read(n: int) -> StoredRecord | None:
+    def read(n: int) -> StoredRecord | StoredJson | None:
         if not found and cursor.rowcount:
-            found.update((number, StoredRecord(_decode(body), revision)) for number, body, revision in cursor.fetchall())
-        return found.get(n)
+            found.update((number, (body, revision)) for number, body, revision in cursor.fetchall())
+        row = found.get(n)
+        if row is None:
+            return None
+        # as_json: the stored text as it is (operations.StoredJson).
+        return StoredJson(row[0].encode(), row[1]) if ops[n - 1].as_json else StoredRecord(_decode(row[0]), row[1])
 
     return [lambda n=n: read(n) for n in range(1, len(ops) + 1)]
 
@@ -977,10 +989,11 @@ class _Request:
     ``taken`` and ``cancelled`` change only under the queue's lock; whichever
     is set first wins."""
 
-    __slots__ = ("operation", "task", "trio_token", "taken", "cancelled", "result")
+    __slots__ = ("operation", "stamped", "task", "trio_token", "taken", "cancelled", "result")
 
-    def __init__(self, operation: Operation) -> None:
+    def __init__(self, operation: Operation, stamped: bool = False) -> None:
         self.operation = operation
+        self.stamped = stamped  # the waiter wants a commit stamp
         self.task = trio.lowlevel.current_task()
         self.trio_token = trio.lowlevel.current_trio_token()
         self.taken = False
@@ -1018,8 +1031,8 @@ class _Batcher:
         for thread in self._threads:
             thread.start()
 
-    async def submit(self, operation: Operation) -> Any:
-        request = _Request(operation)
+    async def submit(self, operation: Operation, stamped: bool = False) -> Any:
+        request = _Request(operation, stamped)
         with self._changed:
             self._queue.append(request)
             self._changed.notify()
@@ -1066,13 +1079,14 @@ _RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure
 
 
 def _run_pipelined(db: psycopg.Connection, batch: list[_Request], handlers: dict[type[Operation], _Handler],
-                   transaction: bool, grouped: dict[type[Operation], _Grouped] | None = None) -> None:
+                   transaction: bool, grouped: dict[type[Operation], _Grouped] | None = None) -> list[_Request]:
     """Send every request of ``batch`` (inside one transaction when
     ``transaction``), pipelined when there is more than one statement, and
     set their results. Requests of a kind in ``grouped`` that occur more
     than once are sent as one statement, before the others (the requests of
     a batch are concurrent: any order is one they could have had). An SQL
-    error propagates with no result set (and the transaction rolled back)."""
+    error propagates with no result set (and the transaction rolled back).
+    Returns the requests in the order they were applied."""
     groups: dict[type[Operation], list[_Request]] = defaultdict(list)
     single: list[_Request] = []
     for request in batch:
@@ -1112,6 +1126,7 @@ def _run_pipelined(db: psycopg.Connection, batch: list[_Request], handlers: dict
         raise
     for request, finish in finishing:
         request.result = outcome.capture(finish)
+    return [request for request, _ in finishing]
 
 
 class PostgresStore(Store):
@@ -1146,6 +1161,8 @@ class PostgresStore(Store):
             ApplyMessage: lambda db, op: _apply_message(db, op, self._inboxes),
             ApplyMessages: lambda db, op: _apply_messages(db, op, self._inboxes),
         }
+        # The next commit stamp; read and written by the writer thread only.
+        self._next_stamp = 1
         self._writer = _Batcher("satchel-postgres-writer", self._run_writes, 1)
         self._readers = _Batcher("satchel-postgres-reader", self._run_reads, readers)
 
@@ -1185,12 +1202,21 @@ class PostgresStore(Store):
 
         Raises ``TypeError`` for an operation that is not a storage operation.
         """
+        return await self._execute(operation, False)
+
+    async def execute_stamped(self, operation: Operation) -> tuple[Any, int | None]:
+        """``execute``, and the write's commit stamp (``Store.execute_stamped``)."""
+        if type(operation) in self._write_handlers and type(operation) not in _READS:
+            return await self._execute(operation, True)
+        return await self._execute(operation, False), None
+
+    async def _execute(self, operation: Operation, stamped: bool) -> Any:
         if self._closing:
             raise trio.ClosedResourceError("the store is closed")
         kind = type(operation)
-        if kind in _WRITES or kind is ApplyMessage or kind is ApplyMessages:
+        if kind in self._write_handlers:
             _check_write(operation)  # a bug of the caller: refuse before queueing
-            return await self._writer.submit(operation)
+            return await self._writer.submit(operation, stamped)
         if kind in _POINT_READS:
             return await self._readers.submit(operation)
         if kind in _SCANS:
@@ -1220,19 +1246,33 @@ class PostgresStore(Store):
                     request.result = outcome.Error(exc)
 
     def _run_writes(self, batch: list[_Request]) -> None:
+        applied: list[_Request] = []
         try:
             with self._pool.connection() as db:
-                self._apply_writes(db, batch)
+                applied = self._apply_writes(db, batch)
         except Exception as exc:
             for request in batch:
                 if request.result is None:
                     request.result = outcome.Error(exc)
+        self._stamp(applied)
 
-    def _apply_writes(self, db: psycopg.Connection, batch: list[_Request]) -> None:
+    def _stamp(self, applied: list[_Request]) -> None:
+        """In the writer thread, after COMMIT: number the stamped writes that
+        changed something, in the order they were applied (commit order)."""
+        for request in applied:
+            if request.stamped and type(request.result) is outcome.Value:
+                value = request.result.value
+                stamp = None
+                if _changed(request.operation, value):
+                    stamp = self._next_stamp
+                    self._next_stamp += 1
+                request.result = outcome.Value((value, stamp))
+
+    def _apply_writes(self, db: psycopg.Connection, batch: list[_Request]) -> list[_Request]:
+        """Apply ``batch``; the requests that committed, in commit order."""
         for attempt in range(10):
             try:
-                _run_pipelined(db, batch, self._write_handlers, transaction=True, grouped=_GROUPED_WRITES)
-                return
+                return _run_pipelined(db, batch, self._write_handlers, transaction=True, grouped=_GROUPED_WRITES)
             except _RETRIED:
                 continue  # another node's transaction won: apply the batch again
             except psycopg.OperationalError:
@@ -1240,11 +1280,12 @@ class PostgresStore(Store):
             except psycopg.Error as exc:
                 if len(batch) == 1:
                     batch[0].result = outcome.Error(exc)
-                    return
+                    return []
+                applied: list[_Request] = []
                 for request in batch:  # one transaction each: the failing write fails alone
-                    self._apply_writes(db, [request])
-                return
-        _run_pipelined(db, batch, self._write_handlers, transaction=True)  # the last try raises what it meets
+                    applied += self._apply_writes(db, [request])
+                return applied
+        return _run_pipelined(db, batch, self._write_handlers, transaction=True, grouped=_GROUPED_WRITES)
 
     async def aclose(self) -> None:
         """Finish the queued requests, stop the threads and close every
