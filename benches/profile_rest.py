@@ -10,6 +10,10 @@ Three layers, each timed on its own, so that a change can be placed:
 - ``wire``: the reference HTTP connection (``HttpConnection``: httptools,
   keep-alive, ``format_response``) over a socketpair, one request in flight,
   the client being raw socket writes and reads in the same trio run.
+- ``server`` (``--profile server``, needs ``wrk``): the reference server
+  (``serve_mounts``, SQLite) in this process, loaded by ``wrk`` with 16
+  connections from another process - the profile of the server as the
+  REST bench runs it, scheduling amortized over concurrent requests.
 
 Then a cProfile of the chosen layer, by function (own time) and by area
 (module groups: cookie parsing, hashing, storage, JSON, trio, ...).
@@ -18,6 +22,7 @@ Run:
     python benches/profile_rest.py                     # get by id, every layer, profile of 'wire'
     python benches/profile_rest.py --call create --profile app
     python benches/profile_rest.py --requests 20000 --top 30
+    python benches/profile_rest.py --profile server --seconds 5   # under wrk, 16 connections
 
 Figures are per request, one request at a time (no concurrency), so they
 are a cost, not a throughput. The machine is shared: repeat, and compare
@@ -298,6 +303,76 @@ async def time_wire(call: str, requests: int, profile: cProfile.Profile | None) 
     return elapsed / requests * 1e6
 
 
+# -- the reference server under wrk ------------------------------------------------------------
+
+WRK_GET = """wrk.method = "GET"
+wrk.path = os.getenv("BENCH_PATH")
+wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
+wrk.headers["Cookie"] = os.getenv("BENCH_COOKIE")
+"""
+WRK_CREATE = WRK_GET.replace('"GET"', '"POST"') + """wrk.body = os.getenv("BENCH_BODY")
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def _client_setup(port: int) -> tuple[str, str]:
+    import http.client
+    import json
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    auth = {"Authorization": f"key {API_KEY}", "Content-Type": "application/json"}
+    account = json.dumps({"email": "p@example.com", "password": PASSWORD})
+    connection.request("POST", "/register", account, auth)
+    connection.getresponse().read()
+    connection.request("POST", "/login", account, auth)
+    response = connection.getresponse()
+    response.read()
+    cookie = response.getheader("set-cookie").split(";", 1)[0]
+    connection.request("POST", f"/{COLLECTION}", json.dumps(RECORD), {**auth, "Cookie": cookie})
+    created = json.loads(connection.getresponse().read())
+    connection.close()
+    return cookie, created["_id"]
+
+
+async def profile_server(call: str, seconds: int, connections: int, profile: cProfile.Profile) -> int:
+    """Requests answered while the server was profiled under wrk."""
+    import os
+    import re
+    import shutil
+
+    from satchel.transports.app import serve_mounts
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("--profile server needs wrk (apt-get install wrk)")
+    with tempfile.TemporaryDirectory(prefix="satchel-profile-") as tmp:
+        store = await SqliteStore.open(Path(tmp) / "satchel.db")
+        try:
+            async with trio.open_nursery() as nursery:
+                port, _ = await nursery.start(lambda task_status: serve_mounts(
+                    standard_mounts(BackpackConfig(API_KEY)), "127.0.0.1", 0, store=store, udp_port=-1,
+                    task_status=task_status))
+                cookie, record_id = await trio.to_thread.run_sync(_client_setup, port)
+                script = Path(tmp) / "call.lua"
+                script.write_text(WRK_GET if call == "get" else WRK_CREATE)
+                path = f"/{COLLECTION}/{record_id}" if call == "get" else f"/{COLLECTION}"
+                env = {**os.environ, "BENCH_PATH": path, "BENCH_AUTH": f"key {API_KEY}", "BENCH_COOKIE": cookie,
+                       "BENCH_BODY": msgspec.json.encode(RECORD).decode()}
+                profile.enable()
+                done = await trio.run_process(
+                    [wrk, "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "-s", str(script),
+                     f"http://127.0.0.1:{port}"], env=env, capture_stdout=True)
+                profile.disable()
+                out = done.stdout.decode()
+                nursery.cancel_scope.cancel()
+        finally:
+            await store.aclose()
+    print(out.strip())
+    if "Non-2xx" in out:
+        raise SystemExit("wrk saw errors")
+    return int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+
+
 # -- the report ------------------------------------------------------------------------------
 
 
@@ -325,9 +400,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--call", choices=("get", "create", "list"), default="get")
     parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--profile", choices=("core", "app", "wire", "none"), default="wire")
+    parser.add_argument("--profile", choices=("core", "app", "wire", "server", "none"), default="wire")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--seconds", type=int, default=5, help="wrk's duration for --profile server")
+    parser.add_argument("--connections", type=int, default=16, help="wrk's connections for --profile server")
     options = parser.parse_args(argv)
+    if options.profile == "server":
+        profile = cProfile.Profile()
+        answered = trio.run(profile_server, options.call, options.seconds, options.connections, profile)
+        print(f"\nProfile of the reference server under wrk ({options.call}, {options.connections} connections; "
+              f"{answered:,} requests, slowed by the profiler):")
+        report(profile, answered, options.top)
+        return
     print(f"Backpack {options.call}, {options.requests:,} requests per layer, one at a time "
           f"(Python {sys.version.split()[0]})")
     timings = {
