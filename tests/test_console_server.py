@@ -1,7 +1,8 @@
 """The landing page, the console's files and the admin API through the real
 ``satchel serve`` (issue 16 parts 1 and 2): first run prints a setup token,
 the console is served without an API key, a non-admin gets 403 on every
-admin route, and the change stream is a real websocket."""
+admin route, and the change stream is a real websocket. The tests share one
+fresh server, in order: the first-run test creates the admin the later ones use."""
 
 from __future__ import annotations
 
@@ -124,3 +125,24 @@ def test_the_setup_token_is_printed_once_with_the_other_way(fresh: ServerProcess
     # (prepare_setup prints none once an admin exists: tests/test_console_admin_api.py.)
     lines = [line for line in fresh.output if "No administrator yet" in line]
     assert len(lines) == 1 and "satchel admin create EMAIL" in lines[0]
+
+
+def test_files_are_downloaded_and_deleted_through_the_admin_api(fresh: ServerProcess) -> None:
+    from test_server_uploads import multipart, send_form
+
+    client = Http(fresh)
+    client.login("uploader@example.com")
+    status, meta, _ = send_form(client, "POST", "/uploads",
+                                multipart([("bucket", "b"), ("filename", "notes.txt")], ("notes.txt", b"hello file")))
+    assert status == 200, meta
+    status, body, _ = client.request("POST", "/auth/login", {"email": "root@example.com", "password": PASSWORD},
+                                     key=None)
+    access = body["data"]["access_token"]
+    listed = client.request("GET", "/_/api/files?search=notes", key=None, headers=bearer(access))[1]
+    assert [f["_id"] for f in listed["data"]] == [meta["_id"]]
+    status, content, headers = client.request("GET", f"/_/api/files/{meta['_id']}/content", key=None,
+                                              headers=bearer(access))
+    assert status == 200 and content == b"hello file" and headers["content-type"].startswith("text/plain")
+    assert client.request("DELETE", f"/_/api/files/{meta['_id']}", key=None, headers=bearer(access))[0] == 200
+    assert client.request("GET", f"/uploads/{meta['userId']}/notes.txt")[0] == 404
+    client.close()
