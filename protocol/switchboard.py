@@ -332,6 +332,17 @@ class Switchboard:
     # -- datagrams ---------------------------------------------------------------
 
     @property
+    def datagram_state(self) -> Any:
+        """What the datagram mount keeps from the server's start (the inbox's
+        replay guard); a broker-backed bus replaces it with one that shares
+        its admissions with the other processes."""
+        return self._datagram_state
+
+    @datagram_state.setter
+    def datagram_state(self, state: Any) -> None:
+        self._datagram_state = state
+
+    @property
     def takes_datagrams(self) -> bool:
         """Whether a mount answers UDP datagrams."""
         return self.mounts.datagram_mount is not None
