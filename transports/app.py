@@ -283,6 +283,7 @@ async def serve_mounts(
     limits: ServerLimits = ServerLimits(),
     udp_port: int | None = -1,
     max_upload_bytes: int = 50 * 1024 * 1024,
+    broker: Any = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``mounts`` on ``host``:``port`` with the reference transport
@@ -290,18 +291,28 @@ async def serve_mounts(
     datagrams on ``udp_port`` (``None``: the same number; -1: none) when a
     mount takes them. The stored permission rules are loaded into the
     switchboard before anything is served. ``task_status.started`` reports
-    ``(port, udp_port)``.
+    ``(port, udp_port)``. With ``broker`` (``brokers.open_broker``) the bus
+    is a ``BrokerBus``: this process shares fan-out and revocations with the
+    other processes on that broker, connected before anything is served.
     ``satchel serve`` and the protocol example servers are built on this."""
     from .server import serve
     from .udp import serve_udp_batches
 
     hub = Hub()
     board = Switchboard(mounts, env if env is not None else system_environment())
-    app = SatchelApp(Runner(store, files=files), LocalBus(hub, board), max_upload_bytes=max_upload_bytes)
+    if broker is None:
+        bus: LocalBus = LocalBus(hub, board)
+    else:
+        from .brokers import BrokerBus
+
+        bus = BrokerBus(hub, board, broker)
+    app = SatchelApp(Runner(store, files=files), bus, max_upload_bytes=max_upload_bytes)
     app.limit(limits)
     # The stored rules are in force before the first request is answered.
     await app.runner.run(board.load_rules())
     async with trio.open_nursery() as nursery:
+        if broker is not None:
+            await nursery.start(bus.run)  # type: ignore[attr-defined]
         await nursery.start(app.run)
         bound = await nursery.start(partial(serve, app, host, port, limits=limits, hub=hub))
         datagrams = bound if udp_port is None else udp_port
