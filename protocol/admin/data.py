@@ -45,11 +45,11 @@ from ..operations import (
     QueryRecords,
     StoredRecord,
 )
-from ..permissions import Accountability, CurrentRules, RuleSet, check_write
+from ..permissions import ADMIN, Accountability, CurrentRules, RuleSet, check_write
 from ..query import Query, QueryResult, SortKey
 from ..records import is_object_id
 from ..resources import entries
-from ..resources.config import ENTRY_SPACES
+from ..resources.config import ENTRY_SPACES, ResourcesConfig
 
 __all__ = ["ORIGIN", "MAX_PAGE", "Page", "page_of", "collections", "records", "create_record", "update_record",
            "replace_record", "delete_record", "files", "file_record", "file_download", "delete_file", "documents", "document",
@@ -89,8 +89,6 @@ def page_of(query: str) -> Page:
 
 
 def _who(admin_id: str) -> Accountability:
-    from ..permissions import ADMIN
-
     return Accountability(admin_id, ADMIN)
 
 
@@ -315,8 +313,6 @@ def put_entry(space: str, entry_id: str, query: str, body: bytes, admin_id: str,
               env: Environment) -> Action[tuple[dict[str, Any], EntryChange]]:
     """Store ``body`` (one JSON value) as the entry, as the resource
     protocol's REST ``PUT`` does."""
-    from ..resources.config import ResourcesConfig
-
     config = ResourcesConfig()
     space = _space(space)
     try:
