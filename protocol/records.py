@@ -34,8 +34,21 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 def format_timestamp(now_ms: int) -> str:
     """Render milliseconds since the epoch as ``2020-04-21T17:39:12.829Z``."""
-    moment = _EPOCH + _dt.timedelta(milliseconds=now_ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now_ms % 1000:03d}Z"
+    global _last_second
+    seconds, millis = divmod(now_ms, 1000)
+    # Every write stamps one: the second's text is made once per second.
+    cached = _last_second
+    if cached[0] == seconds:
+        prefix = cached[1]
+    else:
+        prefix = (_EPOCH + _dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.")
+        _last_second = (seconds, prefix)
+    return f"{prefix}{millis:03d}Z"
+
+
+#: (a second since the epoch, its ``format_timestamp`` text up to the
+#: milliseconds): replaced whole, so any thread may read it.
+_last_second: tuple[int, str] = (-1, "")
 
 
 def object_id(seconds: int, entropy: bytes, counter: int) -> str:
