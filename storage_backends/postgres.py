@@ -68,9 +68,10 @@ lowered by Python, for the case-folding operators.
 from __future__ import annotations
 
 import contextlib
+import select
 import threading
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import msgspec
 import outcome
@@ -1149,9 +1150,11 @@ class PostgresStore(Store):
             info["options"] = f"{info.get('options', '')} -c search_path={schema}".strip()
             conninfo = psycopg.conninfo.make_conninfo(**info)
         kwargs: dict[str, Any] = {"autocommit": True}
+        if "application_name" not in psycopg.conninfo.conninfo_to_dict(conninfo):
+            kwargs["application_name"] = "satchel"
         with psycopg.connect(conninfo, **kwargs) as db:
             self._migrate(db)
-        self._pool = ConnectionPool(conninfo, kwargs=kwargs, min_size=min(2, max_connections), max_size=max_connections,
+        self._pool = ConnectionPool(conninfo, kwargs=kwargs, min_size=min(2, max_connections), max_size=max_connections, timeout=10,
                                     name=f"satchel {schema or ''}", open=False)
         self._pool.open(wait=True, timeout=30)
         self._closing = False
@@ -1224,37 +1227,69 @@ class PostgresStore(Store):
         raise TypeError(f"{kind.__name__} is not a storage operation")
 
     def _scan(self, handler: Callable[[psycopg.Connection, Any], Any], operation: Operation) -> Any:
-        with self._pool.connection() as db:
-            return handler(db, operation)
+        for attempt in range(3):
+            try:
+                with self._connection() as db:
+                    return handler(db, operation)
+            except psycopg.OperationalError:
+                if attempt == 2:
+                    raise  # scans only read: safe to send again on a new connection
+        raise AssertionError("unreachable")
 
     def _run_reads(self, batch: list[_Request]) -> None:
-        try:
-            with self._pool.connection() as db:
-                try:
-                    _run_pipelined(db, batch, _POINT_READS, transaction=False, grouped=_GROUPED_READS)
-                except psycopg.OperationalError:
-                    raise
-                except psycopg.Error:
-                    for request in batch:  # one at a time: the failing one fails alone
-                        try:
-                            _run_pipelined(db, [request], _POINT_READS, transaction=False)
-                        except psycopg.Error as exc:
-                            request.result = outcome.Error(exc)
-        except Exception as exc:
-            for request in batch:
-                if request.result is None:
-                    request.result = outcome.Error(exc)
+        for attempt in range(3):
+            try:
+                with self._connection() as db:
+                    try:
+                        _run_pipelined(db, batch, _POINT_READS, transaction=False, grouped=_GROUPED_READS)
+                    except psycopg.OperationalError:
+                        raise
+                    except psycopg.Error:
+                        for request in batch:  # one at a time: the failing one fails alone
+                            try:
+                                _run_pipelined(db, [request], _POINT_READS, transaction=False)
+                            except psycopg.Error as exc:
+                                request.result = outcome.Error(exc)
+                return
+            except psycopg.OperationalError as exc:
+                # The connection was lost (PostgreSQL restarted, an idle
+                # connection was terminated): reads are safe to send again,
+                # on a new connection.
+                error: Exception = exc
+            except Exception as exc:
+                error = exc
+                break
+        for request in batch:
+            if request.result is None:
+                request.result = outcome.Error(error)
 
     def _run_writes(self, batch: list[_Request]) -> None:
+        # No retry once a batch was sent: a connection lost while its COMMIT
+        # was in flight leaves the outcome unknown, and applying it again
+        # could apply it twice. _connection() makes that rare.
         applied: list[_Request] = []
         try:
-            with self._pool.connection() as db:
+            with self._connection() as db:
                 applied = self._apply_writes(db, batch)
         except Exception as exc:
             for request in batch:
                 if request.result is None:
                     request.result = outcome.Error(exc)
         self._stamp(applied)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection that PostgreSQL has not already closed: an
+        idle connection with something to read has been told it is
+        terminated (a restart, ``pg_terminate_backend``) - it is dropped
+        before anything is sent on it, for another."""
+        for _ in range(self._pool.max_size + 1):
+            with self._pool.connection() as db:
+                if not db.closed and not select.select([db.fileno()], [], [], 0)[0]:
+                    yield db
+                    return
+                db.close()  # the pool discards it and opens another
+        raise psycopg.OperationalError("no usable connection to PostgreSQL")
 
     def _stamp(self, applied: list[_Request]) -> None:
         """In the writer thread, after COMMIT: number the stamped writes that

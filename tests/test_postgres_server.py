@@ -18,9 +18,11 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+import trio
 from psycopg import sql
 
-from satchel.storage_backends.postgres import SCHEMA_VERSION
+from satchel.storage_backends.postgres import SCHEMA_VERSION, PostgresStore
+from satchel.transports.cli import main
 
 from postgres_harness import POSTGRES_URL, drop_schemas, require_postgres, schema_prefix
 from server_process import Http, ServerProcess, wait_until
@@ -69,7 +71,7 @@ def test_every_acknowledged_record_survives_kill_9(tmp_path: Path, prefix: str) 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
     for thread in threads:
         thread.start()
-    wait_until(lambda: len(acknowledged) >= 400, timeout=60)
+    wait_until(lambda: len(acknowledged) >= 300, timeout=60)
     server.kill()  # SIGKILL, mid-load: its PostgreSQL connections drop with it
     stop.set()
     for thread in threads:
@@ -86,16 +88,20 @@ def test_every_acknowledged_record_survives_kill_9(tmp_path: Path, prefix: str) 
         assert status == 200
         stored = {record["_id"] for record in records}
         assert acked <= stored, f"{len(acked - stored)} acknowledged records lost"
-        assert len(acked) >= 400
+        assert len(acked) >= 300
     finally:
         restarted.stop()
+
+
+async def _create(schema: str) -> None:
+    async with await PostgresStore.open(POSTGRES_URL, schema=schema):
+        pass
 
 
 def test_a_server_refuses_a_newer_schema(tmp_path: Path, prefix: str) -> None:
     schema = f"{prefix}newer"
     store = _store_url(schema)
-    server = ServerProcess(tmp_path, extra=["--store", store])  # creates the schema
-    server.stop()
+    trio.run(_create, schema)
     with psycopg.connect(POSTGRES_URL, autocommit=True, options=f"-c search_path={schema}") as db:
         db.execute("INSERT INTO satchel_migrations (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
     refused = subprocess.run(
@@ -106,10 +112,6 @@ def test_a_server_refuses_a_newer_schema(tmp_path: Path, prefix: str) -> None:
     assert f"has schema version {SCHEMA_VERSION + 1}; this Satchel knows up to {SCHEMA_VERSION}" in refused.stderr
 
 
-def test_a_store_that_is_not_a_postgresql_url_is_refused(tmp_path: Path) -> None:
-    refused = subprocess.run(
-        [sys.executable, "-m", "satchel.transports", "serve", "--port", "0", "--data-dir", str(tmp_path), "--store", "mysql://x/y"],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert refused.returncode == 2
-    assert "--store must be a postgresql:// URL" in refused.stderr
+def test_a_store_that_is_not_a_postgresql_url_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--port", "0", "--data-dir", str(tmp_path), "--store", "mysql://x/y"]) == 2
+    assert "--store must be a postgresql:// URL" in capsys.readouterr().err
