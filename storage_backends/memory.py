@@ -407,9 +407,9 @@ class MemoryStore(Store):
         return self._apply_messages(ApplyMessages((MessageEdit(op.write_key, op.message_id, op.message),), op.now_ms, op.max_document_bytes))[0]
 
     def _apply_messages(self, op: ApplyMessages) -> list[MessageWrite]:
-        check_messages(op)  # before anything is written: all or nothing
+        incoming = check_messages(op)  # before anything is written: all or nothing
         writes: list[MessageWrite] = []
-        for edit in op.edits:
+        for edit, revision in zip(op.edits, incoming):
             read_token = self._read_tokens_by_write_key.get(edit.write_key)
             if read_token is None:
                 writes.append(MessageWrite("unknown"))
@@ -423,7 +423,8 @@ class MemoryStore(Store):
                     writes.append(MessageWrite("not-inbox"))
                     continue
                 self._tables[read_token] = table
-            written = apply_to_table(table, document.revision, edit.message_id, edit.message, op.now_ms, op.max_document_bytes)
+            written = apply_to_table(table, document.revision, edit.message_id, edit.message, op.now_ms,
+                                     op.max_document_bytes, revision)
             if written.revision is None:
                 writes.append(MessageWrite(written.result))
                 continue
@@ -463,17 +464,22 @@ class MemoryStore(Store):
         return [entries[key] for key in ids[: max(op.limit, 0)]]
 
 
-def check_messages(op: ApplyMessages) -> None:
-    """Raise ``InvalidMessage`` if a message of ``op`` is not JSON with a
-    numeric ``"#"``: a caller's bug, refused before anything is written."""
+def check_messages(op: ApplyMessages) -> list[Any]:
+    """The revision of each message of ``op`` (``None`` for a removal);
+    raises ``InvalidMessage`` if one is not JSON with a numeric ``"#"``: a
+    caller's bug, refused before anything is written."""
+    revisions: list[Any] = []
     for edit in op.edits:
+        revision = None
         if edit.message is not None:
             try:
-                valid = revision_of(_decode(edit.message)) is not None
+                revision = revision_of(_decode(edit.message))
             except (msgspec.DecodeError, UnicodeDecodeError):
-                valid = False
-            if not valid:
+                pass
+            if revision is None:
                 raise InvalidMessage('The message\'s "#" must be a number')
+        revisions.append(revision)
+    return revisions
 
 
 #: Operations that only read: never stamped. Every other operation is a write.

@@ -443,3 +443,10 @@ def test_a_batch_is_answered_as_each_datagram_alone_with_one_store_write() -> No
     assert together.content() == alone.content() == {"#messages": {MESSAGE_ID: {"#": 7, "v": 2}}}
     revisions = [change.revision for outcome in outcomes for change in outcome.changes]
     assert revisions == [revisions[0] + n for n in range(4)]  # one change per write, each at its own revision
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=0, max_size=100), st.binary(max_size=300))
+def test_the_servers_precomputed_hmac_is_hmac_sha256(key: bytes, data: bytes) -> None:
+    assert datagrams._keyed_mac(key, data) == hmac.new(key, data, "sha256").digest()
+    assert datagrams._keyed_mac(key, data) == hmac.new(key, data, "sha256").digest()  # from the cached pads

@@ -155,6 +155,34 @@ def _mac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
+_IPAD = bytes(0x36 for _ in range(64))
+_OPAD = bytes(0x5C for _ in range(64))
+#: key -> SHA-256 states after the key's inner and outer pads (RFC 2104).
+_KEY_STATES: dict[bytes, tuple[Any, Any]] = {}
+_MAX_KEY_STATES = 65_536
+
+
+def _keyed_mac(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256(key, data), exactly ``_mac``, from the key's padded
+    states computed once: a one-shot ``hmac`` call costs ~4.4 us here
+    (OpenSSL sets the key up each time), this ~1.8 us - and every datagram
+    takes two, the request's tag and the answer's."""
+    states = _KEY_STATES.get(key)
+    if states is None:
+        if len(_KEY_STATES) >= _MAX_KEY_STATES:
+            _KEY_STATES.clear()
+        padded = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+        states = _KEY_STATES[key] = (
+            hashlib.sha256(bytes(a ^ b for a, b in zip(padded, _IPAD))),
+            hashlib.sha256(bytes(a ^ b for a, b in zip(padded, _OPAD))),
+        )
+    inner = states[0].copy()
+    inner.update(data)
+    outer = states[1].copy()
+    outer.update(inner.digest())
+    return outer.digest()
+
+
 # -- the client's half -----------------------------------------------------------
 
 
@@ -241,7 +269,7 @@ def decode_request(datagram: bytes) -> DatagramRequest | None:
 
 def verify_request(request: DatagramRequest, key: bytes) -> bool:
     """Whether ``request``'s tag is the HMAC of its bytes under ``key``, in constant time."""
-    return hmac.compare_digest(_mac(key, request.signed), request.tag)
+    return hmac.compare_digest(_keyed_mac(key, request.signed), request.tag)
 
 
 def encode_answer(code: str, request: DatagramRequest, key: bytes) -> bytes:
@@ -249,7 +277,7 @@ def encode_answer(code: str, request: DatagramRequest, key: bytes) -> bytes:
     if code not in ANSWER_CODES:
         raise ValueError(f"not an answer code: {code!r}")
     head = _ANSWER_HEAD.pack(MAGIC, VERSION, ord(code), request.nonce)
-    return head + _mac(key, head + request.tag)[:_ANSWER_TAG_BYTES]
+    return head + _keyed_mac(key, head + request.tag)[:_ANSWER_TAG_BYTES]
 
 
 def new_replay_guard(config: InboxConfig, start_ms: int) -> ReplayGuard:
@@ -297,13 +325,16 @@ def handle_datagrams(
     outcomes = [DatagramOutcome() for _ in datagrams]
     edits: list[MessageEdit] = []
     pending: list[tuple[int, DatagramRequest, bytes]] = []
+    mac_keys: dict[str, bytes] = {}
     for index, request in enumerate(requests):
         if request is None:
             continue
         document = keys[request.document_id.hex()]
         if document is None:
             continue
-        key = bytes.fromhex(document.mac_key)
+        key = mac_keys.get(document.mac_key)
+        if key is None:
+            key = mac_keys[document.mac_key] = bytes.fromhex(document.mac_key)
         # The tag first (constant time), then the replay memory: only
         # authentic datagrams are remembered, in the order they came.
         if not verify_request(request, key) or not guard.admit(request.tag, request.timestamp_ms, now):

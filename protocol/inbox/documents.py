@@ -240,10 +240,11 @@ class MessageTable:
         # entries before it and their commas.
         return len(self.head) + 1 + sum(self.lengths[:index]) + index
 
-    def put(self, message_id: str, revision: merge.Revision | None, body: bytes) -> None:
-        """Store ``body`` under ``message_id`` (added, or replacing it)."""
+    def put(self, message_id: str, revision: merge.Revision | None, body: bytes, key: bytes | None = None) -> None:
+        """Store ``body`` under ``message_id`` (added, or replacing it);
+        ``key`` is ``message_id`` JSON-encoded, if the caller has it."""
         index = bisect_left(self.ids, message_id)
-        entry = _encode(message_id) + b":" + body
+        entry = (key or _encode(message_id)) + b":" + body
         count = len(self.ids)
         exists = index < count and self.ids[index] == message_id
         content = self._content
@@ -288,12 +289,12 @@ class MessageTable:
         del self.ids[index], self.lengths[index], self.revisions[message_id], self.bodies[message_id]
         return True
 
-    def size_with(self, message_id: str, body: bytes) -> int:
+    def size_with(self, message_id: str, body: bytes, key: bytes | None = None) -> int:
         """The content's length once ``body`` is stored under ``message_id``."""
-        entry = len(_encode(message_id)) + 1 + len(body)
-        if message_id in self.bodies:
-            return self.size + entry - (len(_encode(message_id)) + 1 + len(self.bodies[message_id]))
-        return self.size + entry + (1 if self.ids else 0)
+        stored = self.bodies.get(message_id)
+        if stored is not None:
+            return self.size + len(body) - len(stored)
+        return self.size + len(key or _encode(message_id)) + 1 + len(body) + (1 if self.ids else 0)
 
 
 class TableWrite(msgspec.Struct, frozen=True):
@@ -310,10 +311,18 @@ class TableWrite(msgspec.Struct, frozen=True):
 
 
 def apply_to_table(
-    table: MessageTable, revision: int, message_id: str, message: bytes | None, now_ms: int, max_document_bytes: int
+    table: MessageTable,
+    revision: int,
+    message_id: str,
+    message: bytes | None,
+    now_ms: int,
+    max_document_bytes: int,
+    incoming: merge.Revision | None = None,
 ) -> TableWrite:
     """``apply_message`` on an inbox held as ``table`` at ``revision``:
     the same rule, the same answers, the same bytes; updates ``table``.
+    ``incoming`` is the message's revision when the caller has decoded it
+    already (``None``: it is decoded here).
 
     Raises ``merge.InvalidMessage`` for a message that is not JSON with a
     numeric ``"#"`` (a caller's bug: the core checks first).
@@ -324,14 +333,16 @@ def apply_to_table(
             return TableWrite("done")
         return TableWrite("done", new_revision, message_id)
     body = message.strip(_WHITESPACE)
-    incoming = _raw_revision(body)
     if incoming is None:
-        raise merge.InvalidMessage('The message\'s "#" must be a number')
+        incoming = _raw_revision(body)
+        if incoming is None:
+            raise merge.InvalidMessage('The message\'s "#" must be a number')
     if message_id in table.bodies and not merge.supersedes(incoming, table.revisions[message_id]):
         return TableWrite("done")
-    if table.size_with(message_id, body) > max_document_bytes:
+    key = _encode(message_id)
+    if table.size_with(message_id, body, key) > max_document_bytes:
         return TableWrite("too-large")
-    table.put(message_id, incoming, body)
+    table.put(message_id, incoming, body, key)
     return TableWrite("done", new_revision, message_id, body, incoming)
 
 

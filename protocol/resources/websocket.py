@@ -409,7 +409,9 @@ def _replay(ref: ResourceRef, items: list[Item], state: Connection, rules: RuleS
                 frames.append(_record_frame(user_id, ref, action, groups[0].record, record["_id"],
                                             format_version(item.version), config))
     else:
-        frames = [item.update[1] for item in items]
+        # A document update's frame is built when it was delivered, else now.
+        frames = [item.update[1] if item.update[1] is not None
+                  else _document_frame(ref, item.update[0], item.update[2], item.version) for item in items]
     return frames
 
 
@@ -542,8 +544,13 @@ def _render_document(change: DocumentChange, context: RenderContext, clock: Vers
                      history: History) -> Sequence[Deliver]:
     channel = Channel(DOCUMENT, change.read_token)
     version = clock.next(channel, context.now_ms())
+    if not context.recipients(Audience(channel=channel)):
+        # Nobody to send it to now: keep what a resume needs, and build the
+        # frame only if one asks (_replay). Inboxes take thousands of merges
+        # a second that nobody subscribes to; encoding each one's frame cost
+        # more than the merge (issue 13).
+        history.record(channel, Item(version, (change.revision, None, change.content), 2 * len(change.content) + 160))
+        return ()
     payload = _document_frame(ResourceRef(DOCUMENT, change.read_token), change.revision, change.content, version)
     history.record(channel, Item(version, (change.revision, payload, change.content), 2 * len(payload)))
-    if not context.recipients(Audience(channel=channel)):
-        return ()
     return (Deliver(PROTOCOL, payload, Audience(channel=channel)),)
