@@ -174,9 +174,14 @@ HubEvent = Union[
 
 
 class ChannelRegistry:
-    """Connections of one protocol, their users and their channel subscriptions."""
+    """Connections of one protocol, their users and their channel subscriptions.
 
-    __slots__ = ("_user_of", "_connections_of_user", "_members", "_channels_of", "_canonical", "_everyone", "max_channels", "refused")
+    ``version`` changes whenever a connection is added or removed, changes
+    user, or joins or leaves a channel: what a renderer derived from the
+    registry (who is in which channel) is still true while it is the same.
+    """
+
+    __slots__ = ("_user_of", "_connections_of_user", "_members", "_channels_of", "_canonical", "_everyone", "max_channels", "refused", "version")
 
     def __init__(self) -> None:
         self._user_of: dict[str, str | None] = {}
@@ -195,6 +200,7 @@ class ChannelRegistry:
         #: bound); a subscription past it is ignored and counted in ``refused``.
         self.max_channels: int | None = None
         self.refused = 0
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self._user_of)
@@ -206,6 +212,7 @@ class ChannelRegistry:
         """Register a new live connection of ``user_id`` (``None``: of nobody in
         particular; an audience by user never includes it)."""
         self._everyone = None
+        self.version += 1
         self._user_of[connection] = user_id
         if user_id is not None:
             self._connections_of_user.setdefault(user_id, set()).add(connection)
@@ -215,6 +222,7 @@ class ChannelRegistry:
         if connection not in self._user_of:
             return
         self._everyone = None
+        self.version += 1
         user_id = self._user_of.pop(connection)
         peers = self._connections_of_user.get(user_id) if user_id is not None else None
         if peers is not None:
@@ -231,6 +239,7 @@ class ChannelRegistry:
         previous = self._user_of[connection]
         if previous == user_id:
             return
+        self.version += 1
         if previous is not None:
             peers = self._connections_of_user.get(previous)
             if peers is not None:
@@ -255,12 +264,14 @@ class ChannelRegistry:
             if held is not None and len(held) >= bound and channel not in held:
                 self.refused += 1
                 return
+        self.version += 1
         channel = self._canonical.setdefault(channel, channel)
         self._members.setdefault(channel, set()).add(connection)
         self._channels_of.setdefault(connection, set()).add(channel)
 
     def unsubscribe(self, connection: str, channel: Channel) -> None:
         """Unsubscribe ``connection`` from ``channel`` (idempotent)."""
+        self.version += 1
         channels = self._channels_of.get(connection)
         if channels is not None:
             channels.discard(channel)
@@ -306,6 +317,9 @@ class ChannelRegistry:
         if audience.connections is not None:
             registered = self._user_of
             named = [c for c in dict.fromkeys(audience.connections) if c in registered]
+            if (audience.connection is None and audience.include is None and audience.exclude is None
+                    and audience.user_id is None and audience.channel is None):
+                return named  # the connections a renderer named (a fan-out's groups): nothing else to check
             if audience.connection is not None:
                 named = [c for c in named if c == audience.connection]
             recipients = list(self._filter(named, audience))

@@ -116,9 +116,19 @@ class RenderContext(Protocol):
     """What a renderer may know beyond the change: the rules in force and
     who, among its own mount's connections, is in an audience - with each
     one's state, for renderers that re-check a change per subscriber (its
-    user, role, subscriptions)."""
+    user, role, subscriptions).
+
+    A renderer that derives something costly from its recipients (a fan-out
+    grouping thousands of subscribers) may keep it in ``memo``, its own
+    dictionary, for as long as ``version`` and what it read of their states
+    are unchanged: ``version`` changes whenever a connection of the mount
+    opens, closes, changes user, or joins or leaves a channel. A context
+    without these attributes keeps nothing between renders.
+    """
 
     rules: RuleSet
+    memo: dict[Any, Any]
+    version: int
 
     def recipients(self, audience: Audience) -> list[tuple[str, Any]]:
         """(connection id, the mount's state for it) of each of this mount's

@@ -69,11 +69,17 @@ class _Context:
     """A renderer's view (``mounts.RenderContext``): the rules in force and
     its own mount's connections, with their states."""
 
-    __slots__ = ("_board", "_registry")
+    __slots__ = ("_board", "_registry", "memo")
 
     def __init__(self, board: Switchboard, registry: ChannelRegistry) -> None:
         self._board = board
         self._registry = registry
+        #: the renderer's own memo (see ``mounts.RenderContext``)
+        self.memo: dict[Any, Any] = {}
+
+    @property
+    def version(self) -> int:
+        return self._registry.version
 
     @property
     def rules(self) -> RuleSet:

@@ -206,3 +206,50 @@ def test_backpack_rest_writes_are_checked_like_any_other(core: DirectusCore) -> 
     record = core.backpack_create("articles", {"title": "bp live", "status": "published", "body": "x"}, cookie)
     assert core.take(reader) == [{"type": "subscription", "event": "create", "uid": "1",
                                   "data": [{"id": record["_id"], "title": "bp live", "status": "published"}]}]
+
+
+def test_the_grouping_kept_between_changes_follows_every_change_of_the_subscribers(core: DirectusCore) -> None:
+    # The renderer keeps its grouping of a collection's subscribers from one
+    # change to the next; whatever changes who they are or what they asked
+    # for must show in the very next event.
+    writer = core.sdk(core.static_token(core.user(role="editor")))
+    reader, reader_user = subscriber(core, "reader")
+    write(core, writer, "create", data={"title": "a", "status": "published"})
+    assert [m["data"][0]["title"] for m in core.take(reader)] == ["a"]
+    # A new subscriber of the same collection, after a change was rendered.
+    late, _ = subscriber(core, "editor")
+    write(core, writer, "create", data={"title": "b", "status": "draft"})
+    assert [m["data"][0]["title"] for m in core.take(late)] == ["b"]
+    assert core.take(reader) == []
+    # A second subscription on a connection (another uid, another query).
+    core.send(late, {"type": "subscribe", "collection": "articles", "uid": "2", "query": {"fields": "title"}})
+    core.take(late)
+    write(core, writer, "create", data={"title": "c", "status": "draft"})
+    assert sorted((m["uid"], sorted(m["data"][0])) for m in core.take(late)) == [
+        ("1", ["__v", "createdAt", "id", "status", "title", "updatedAt"]), ("2", ["title"])]
+    # Unsubscribed: nothing more.
+    core.send(late, {"type": "unsubscribe"})
+    core.take(late)
+    write(core, writer, "create", data={"title": "d", "status": "published"})
+    assert core.take(late) == []
+    assert len(core.take(reader)) == 1
+    # A subscription to one item only sees that item's changes.
+    one = write(core, writer, "create", data={"title": "e", "status": "published"})
+    core.take(reader)
+    core.send(late, {"type": "subscribe", "collection": "articles", "uid": "3", "item": one["id"]})
+    core.take(late)
+    write(core, writer, "create", data={"title": "f", "status": "published"})
+    assert core.take(late) == []
+    write(core, writer, "update", id=one["id"], data={"title": "e2"})
+    assert [(m["uid"], m["data"]["title"]) for m in core.take(late)] == [("3", "e2")]
+    core.take(reader)
+    # Signed in again as another role: decided by the new one at once.
+    core.send(reader, {"type": "auth", "access_token": core.static_token(core.user(role="editor"))})
+    core.take(reader)
+    write(core, writer, "create", data={"title": "g", "status": "draft", "body": "x"})
+    assert [m["data"][0]["body"] for m in core.take(reader)] == ["x"]
+    # Closed: no longer a recipient.
+    core.close(reader)
+    start = len(core.deliveries)
+    write(core, writer, "create", data={"title": "h", "status": "published"})
+    assert all(reader not in recipients for _, recipients in core.deliveries[start:])

@@ -18,6 +18,16 @@ all of its connections in one ``Deliver`` (``Audience(connections=...)``).
 ``@directus/sdk``'s first subscription on every connection is uid ``"1"``:
 a thousand SDK subscribers in four roles are about four frames.
 
+The grouping is kept between changes. It depends on the subscribers alone
+(who they are, what they subscribed to), never on the item, so it is made
+once per collection and event (``_Plan``) and kept in the context's memo
+while the registry's version (who listens to the collection), the states'
+``generation()`` (phase, user, role, subscriptions of any connection) and
+the rules are the ones it was made from. A change then costs per decision
+group - a rule check and a rendering per (role, query) - not per subscriber.
+Subscriptions to one ``item`` are in the plan of that item only: a change
+of an item someone subscribed to alone is grouped afresh, with them.
+
 What each format receives (``frames``):
 
 - core: ``{"type":"subscription","event":"create"|"update","data":[item]}``,
@@ -49,7 +59,7 @@ from ...permissions import Accountability, Subscriber, delivery_groups
 from ...query import Query, uses_variable
 from ..items import to_item
 from .frames import CORE, core_event, extension_event
-from .state import CLOSED
+from .state import CLOSED, generation
 from .subscriptions import Subscription, collection_channel
 
 __all__ = ["ACTION_OF_KIND", "render"]
@@ -97,26 +107,39 @@ def _dependent(rules: Any, who: Accountability, collection: str, query: Query | 
                                   or uses_variable(query.filter, "CURRENT_USER."))
 
 
-def render(change: Change, context: RenderContext, protocol: str) -> Sequence[Deliver]:
-    """The deliveries ``change`` makes to the mount's Directus subscribers
-    (see the module docstring); ``protocol`` is the mount's name."""
-    collection = change.collection
-    recipients = context.recipients(Audience(channel=collection_channel(collection)))
-    if not recipients:
-        return ()
-    record = change.record
-    key = record.get("_id")
-    if not isinstance(key, str):
-        return ()
-    kind = change.kind
-    action = ACTION_OF_KIND[kind]
-    deleted = action == "delete"
-    rules = context.rules
+class _Plan:
+    """How one collection's subscribers are grouped for one action (create,
+    update or delete): the decisions to make, as ``Subscriber``s for
+    ``delivery_groups``, each with its frames' connections. It depends only
+    on the subscribers - who they are and what they asked - never on the
+    item, so it is kept while nothing it was made from changes (``stamp``)
+    and a change then costs per decision, not per subscriber."""
 
+    __slots__ = ("stamp", "decisions", "subscribers", "item_keys")
+
+    def __init__(self, stamp: Any, decisions: list[_Decision], item_keys: frozenset[str]) -> None:
+        self.stamp = stamp
+        self.decisions = decisions
+        self.subscribers = [Subscriber(n, decision.who, decision.query) for n, decision in enumerate(decisions)]
+        #: items that some subscription asks for alone (``item``): a change
+        #: of one of them is grouped afresh, with those subscriptions
+        self.item_keys = item_keys
+
+
+#: Plans kept per context (collections x actions); the oldest goes first.
+PLANS_KEPT = 256
+
+
+def _plan(recipients: list[tuple[str, Any]], rules: Any, collection: str, action: str,
+          key: str | None, stamp: Any) -> _Plan:
+    """Group the subscriptions of ``collection`` that an ``action`` event
+    concerns; those that ask for one item only if it is ``key``."""
+    deleted = action == "delete"
     # role -> query key -> _Decision: a thousand subscribers cost a few
     # dictionary lookups each (their keys are bytes, whose hashes are cached).
     table: dict[str, dict[bytes, _Decision]] = {}
     decisions: list[_Decision] = []
+    item_keys: set[str] = set()
     for connection, state in recipients:
         subs = state.by_collection.get(collection)
         if subs is None or state.phase == CLOSED:
@@ -127,8 +150,13 @@ def render(change: Change, context: RenderContext, protocol: str) -> Sequence[De
         if by_query is None:
             by_query = table[role] = {}
         for sub in subs:
-            if sub.selective and not sub.wants(kind, key):
-                continue
+            if sub.selective:
+                if sub.event is not None and sub.event != action:
+                    continue
+                if sub.item is not None:
+                    item_keys.add(sub.item)
+                    if sub.item != key:
+                        continue
             # A delete shows only the key: the read rule decides, the query does not.
             query_key = b"" if deleted else sub.query_key
             decision = by_query.get(query_key)
@@ -148,12 +176,54 @@ def render(change: Change, context: RenderContext, protocol: str) -> Sequence[De
                 decision.frames[sub.frame_key] = [sub, [connection]]
             else:
                 bucket[1].append(connection)
+    for decision in decisions:
+        for bucket in decision.frames.values():
+            bucket[1] = tuple(bucket[1])
+    return _Plan(stamp, decisions, frozenset(item_keys))
+
+
+def render(change: Change, context: RenderContext, protocol: str) -> Sequence[Deliver]:
+    """The deliveries ``change`` makes to the mount's Directus subscribers
+    (see the module docstring); ``protocol`` is the mount's name."""
+    collection = change.collection
+    record = change.record
+    key = record.get("_id")
+    if not isinstance(key, str):
+        return ()
+    kind = change.kind
+    action = ACTION_OF_KIND[kind]
+    deleted = action == "delete"
+    rules = context.rules
+
+    # The grouping is kept in the context's memo while the registry (who
+    # listens to the collection), every connection's state (generation())
+    # and the rules are the ones it was made from.
+    memo = getattr(context, "memo", None)
+    plan: _Plan | None = None
+    if memo is not None:
+        stamp = (context.version, generation(), rules)
+        plan = memo.get((collection, action))
+        if plan is not None and plan.stamp != stamp:
+            plan = None
+    if plan is None or key in plan.item_keys:
+        recipients = context.recipients(Audience(channel=collection_channel(collection)))
+        if not recipients:
+            return ()
+        fresh = _plan(recipients, rules, collection, action, key, None)
+        if memo is not None and plan is None:
+            kept = fresh if not fresh.item_keys or key not in fresh.item_keys else _plan(
+                recipients, rules, collection, action, None, None)
+            kept.stamp = stamp
+            if len(memo) >= PLANS_KEPT:
+                del memo[next(iter(memo))]
+            memo[(collection, action)] = kept
+        plan = fresh
+    decisions = plan.decisions
     if not decisions:
         return ()
 
-    subscribers = [Subscriber(n, decision.who, decision.query) for n, decision in enumerate(decisions)]
-    groups = delivery_groups(rules, collection, record, subscribers, now_ms=context.now_ms())
-    audiences: dict[bytes, list[str]] = {}
+    groups = delivery_groups(rules, collection, record, plan.subscribers, now_ms=context.now_ms())
+    audiences: dict[bytes, list[tuple[str, ...]]] = {}
     encoded: dict[Hashable, bytes] = {}
     for n, group in enumerate(groups):
         item = None if deleted else to_item(group.record)
@@ -164,5 +234,6 @@ def render(change: Change, context: RenderContext, protocol: str) -> Sequence[De
                 frame = encoded.get(cache_key)
                 if frame is None:
                     frame = encoded[cache_key] = _frame(sub, action, collection, key, item)
-                audiences.setdefault(frame, []).extend(connections)
-    return [Deliver(protocol, frame, Audience(connections=tuple(connections))) for frame, connections in audiences.items()]
+                audiences.setdefault(frame, []).append(connections)
+    return [Deliver(protocol, frame, Audience(connections=parts[0] if len(parts) == 1 else sum(parts, ())))
+            for frame, parts in audiences.items()]

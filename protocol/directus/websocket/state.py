@@ -22,6 +22,12 @@ it only in their last stretch, after their last ``yield``: a runner
 publishes an action's events as soon as it returns, so each change and the
 events that tell the hub about it happen together, even when a timer's
 action runs between the messages of a connection.
+
+What the renderer reads of a state - its phase, who it is, its
+subscriptions - changes only through ``move``, ``sign_in`` and
+``set_subscriptions``, and each of them advances ``generation()``: the
+renderer's grouping of a collection's subscribers (``delivery``) holds while
+it (and the registry's version) stays the same.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from .frames import CORE, EXTENSION, EXTENSION_V1
 from .subscriptions import Subscription
 
 __all__ = [
+    "generation",
     "UNDECIDED",
     "HANDSHAKE",
     "CORE_OPEN",
@@ -64,6 +71,22 @@ TOKEN_MODE = "token"
 
 #: Who a connection is before it signs in: nobody (the public role).
 NOBODY = Accountability()
+
+#: Advanced by every change of a state that the renderer reads (any
+#: connection's: a cheap test that nothing changed, not which did).
+_generation = 0
+
+
+def generation() -> int:
+    """A number that changes whenever any connection's phase, signed-in
+    user or role, or subscriptions change."""
+    return _generation
+
+
+def _advance() -> None:
+    global _generation
+    _generation += 1
+
 
 _FORMAT_OF_PHASE = {
     UNDECIDED: EXTENSION,
@@ -114,11 +137,13 @@ class Connection:
 
     def move(self, phase: str) -> None:
         """Enter ``phase`` (its frame format with it)."""
+        _advance()
         self.phase = phase
         self.format = _FORMAT_OF_PHASE.get(phase, self.format)
 
     def set_subscriptions(self, subscriptions: list[Subscription]) -> None:
         """Replace the subscriptions (and their index by collection)."""
+        _advance()
         self.subscriptions = subscriptions
         index: dict[str, list[Subscription]] = {}
         for sub in subscriptions:
@@ -127,6 +152,7 @@ class Connection:
 
     def sign_in(self, who: Accountability, expires_ms: int | None) -> None:
         """Make the connection ``who``'s (``Accountability()``: nobody's)."""
+        _advance()
         self.who = who
         self.user_id = who.user
         self.expires_ms = expires_ms
