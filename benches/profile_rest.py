@@ -64,6 +64,14 @@ API_KEY = "profile-api-key"
 PASSWORD = "correct horse battery staple"
 RECORD = {"title": "a record of typical size", "n": 42, "done": False}
 COLLECTION = "benchitems"
+# --rules: the permissions bench's auditor (benches/bench_permissions.py): a
+# filter on two fields and three readable fields of four, so every read is
+# checked and cut - the rule path, against the default rules' pass-through.
+AUDITOR_RULES = b"""{"version": 1, "roles": {"auditor": {"rules": [
+    {"collection": "benchitems", "action": "read",
+     "filter": {"_and": [{"n": {"_gte": 0}}, {"done": {"_eq": false}}]}, "fields": ["title", "n", "done"]},
+    {"collection": "benchitems", "action": "create"}]}}}"""
+WITH_RULES = False
 
 # Areas for the by-area table: the first pattern found in a function's file
 # (or, for built-ins, its name) names its area.
@@ -159,7 +167,18 @@ def _cookie_of(headers: list[tuple[str, str]]) -> str:
 
 
 def board() -> Switchboard:
-    return Switchboard(standard_mounts(BackpackConfig(API_KEY)), system_environment())
+    switchboard = Switchboard(standard_mounts(BackpackConfig(API_KEY)), system_environment())
+    if WITH_RULES:
+        from satchel.protocol.permissions import RuleSet
+
+        switchboard.rules = RuleSet.from_json(AUDITOR_RULES)
+    return switchboard
+
+
+def _auditor(user_id: str) -> Any:
+    from satchel.protocol.operations import SetUserRole
+
+    return SetUserRole(user_id, "auditor")
 
 
 def json_request(method: str, target: str, body: Any, cookie: str | None = None) -> HttpRequest:
@@ -194,7 +213,9 @@ def core_setup() -> tuple[Callable[[HttpRequest], Any], Setup]:
             pass
         return outcome.response
 
-    handle(json_request("POST", "/register", {"email": "p@example.com", "password": PASSWORD}))
+    registered = handle(json_request("POST", "/register", {"email": "p@example.com", "password": PASSWORD}))
+    if WITH_RULES:
+        store.execute_sync(_auditor(msgspec.json.decode(registered.body)["id"]))
     response = handle(json_request("POST", "/login", {"email": "p@example.com", "password": PASSWORD}))
     cookie = _cookie_of(response.headers)
     created = handle(json_request("POST", f"/{COLLECTION}", RECORD, cookie))
@@ -229,7 +250,9 @@ async def app_setup(data_dir: Path) -> tuple[SatchelApp, SqliteStore, Setup, Hub
     runner = Runner(store, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
     app = SatchelApp(runner, LocalBus(hub, switchboard))
     await runner.run(switchboard.load_rules())
-    await app.handle_http(json_request("POST", "/register", {"email": "p@example.com", "password": PASSWORD}))
+    registered = await app.handle_http(json_request("POST", "/register", {"email": "p@example.com", "password": PASSWORD}))
+    if WITH_RULES:
+        await store.execute(_auditor(msgspec.json.decode(registered.body)["id"]))
     response = await app.handle_http(json_request("POST", "/login", {"email": "p@example.com", "password": PASSWORD}))
     cookie = _cookie_of(response.headers)
     created = await app.handle_http(json_request("POST", f"/{COLLECTION}", RECORD, cookie))
@@ -403,8 +426,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", choices=("core", "app", "wire", "server", "none"), default="wire")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--seconds", type=int, default=5, help="wrk's duration for --profile server")
+    parser.add_argument("--rules", action="store_true",
+                        help="the user reads under the permissions bench's auditor rules (filter + 3 of 4 fields)")
     parser.add_argument("--connections", type=int, default=16, help="wrk's connections for --profile server")
     options = parser.parse_args(argv)
+    global WITH_RULES
+    WITH_RULES = options.rules
     if options.profile == "server":
         profile = cProfile.Profile()
         answered = trio.run(profile_server, options.call, options.seconds, options.connections, profile)
@@ -412,7 +439,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{answered:,} requests, slowed by the profiler):")
         report(profile, answered, options.top)
         return
-    print(f"Backpack {options.call}, {options.requests:,} requests per layer, one at a time "
+    print(f"Backpack {options.call}{' under the auditor rules' if options.rules else ''}, "
+          f"{options.requests:,} requests per layer, one at a time "
           f"(Python {sys.version.split()[0]})")
     timings = {
         "core (memory store, run_sync)": time_core(options.call, options.requests, None),
