@@ -936,6 +936,12 @@ _POINT_READS: dict[type[Operation], _Handler] = {
 _Grouped = Callable[[psycopg.Connection, list[Any]], list[_Finish]]
 _GROUPED_READS: dict[type[Operation], _Grouped] = {GetRecord: _get_records, GetSession: _get_sessions, GetUser: _get_users}
 _GROUPED_WRITES: dict[type[Operation], _Grouped] = {InsertRecord: _insert_records}
+#: Writes that are one statement: alone in a batch, they are sent in
+#: autocommit (one round trip, not BEGIN, the statement and COMMIT).
+_ONE_STATEMENT: frozenset[type[Operation]] = frozenset({
+    InsertRecord, ReplaceRecord, DeleteRecord, InsertSession, DeleteSession, DeleteSessions, SetUserRole,
+    SetUserPassword, PutSetting, TakeNumber, PutDocument, PutEntry, DeleteEntry,
+})
 _SCANS: dict[type[Operation], Callable[[psycopg.Connection, Any], Any]] = {
     ListRecords: _list_records,
     ListCollections: _list_collections,
@@ -1088,6 +1094,8 @@ def _run_pipelined(db: psycopg.Connection, batch: list[_Request], handlers: dict
     a batch are concurrent: any order is one they could have had). An SQL
     error propagates with no result set (and the transaction rolled back).
     Returns the requests in the order they were applied."""
+    if transaction and len(batch) == 1 and type(batch[0].operation) in _ONE_STATEMENT:
+        transaction = False  # one statement in autocommit is its own transaction
     groups: dict[type[Operation], list[_Request]] = defaultdict(list)
     single: list[_Request] = []
     for request in batch:
