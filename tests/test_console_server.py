@@ -146,3 +146,47 @@ def test_files_are_downloaded_and_deleted_through_the_admin_api(fresh: ServerPro
     assert client.request("DELETE", f"/_/api/files/{meta['_id']}", key=None, headers=bearer(access))[0] == 200
     assert client.request("GET", f"/uploads/{meta['userId']}/notes.txt")[0] == 404
     client.close()
+
+
+def test_every_console_route_answers_over_the_wire(fresh: ServerProcess) -> None:
+    """One call of each route the API-level tests drive in depth, through the
+    real server: users, records, documents, entries."""
+    client = Http(fresh)
+    access = client.request("POST", "/auth/login", {"email": "root@example.com", "password": PASSWORD},
+                            key=None)[1]["data"]["access_token"]
+
+    def admin(method: str, path: str, body: object = None, expect: int = 200) -> object:
+        status, answer, _ = client.request(method, path, body, key=None, headers=bearer(access))
+        assert status == expect, (method, path, status, answer)
+        return answer["data"] if isinstance(answer, dict) and "data" in answer else answer
+
+    made = admin("POST", "/_/api/users", {"email": "wire@example.com", "password": "long enough"}, 201)
+    assert admin("PUT", f"/_/api/users/{made['id']}/disabled", {"disabled": True})["disabled"] is True
+    assert client.request("POST", "/auth/login", {"email": "wire@example.com", "password": "long enough"},
+                          key=None)[0] == 401
+    admin("PUT", f"/_/api/users/{made['id']}/disabled", {"disabled": False})
+    admin("PUT", f"/_/api/users/{made['id']}/password", {"password": "another one"})
+    assert client.request("POST", "/auth/login", {"email": "wire@example.com", "password": "another one"},
+                          key=None)[0] == 200
+
+    record = admin("POST", "/_/api/collections/wire/records", {"a": 1}, 201)
+    path = f"/_/api/collections/wire/records/{record['_id']}"
+    assert admin("PATCH", path, {"b": 2})["b"] == 2
+    assert "a" not in admin("PUT", path, {"c": 3})
+    assert admin("GET", path)["c"] == 3
+    assert admin("GET", "/_/api/collections/wire/records?search=3")[0]["_id"] == record["_id"]
+    admin("DELETE", path)
+    admin("GET", path, expect=404)
+
+    read = "ab" * 16
+    status, _, _ = client.request("PUT", f"/backend/documents/{read}", {"#messages": {}}, key=None,
+                                  headers={"Write-Token": "cd" * 16, "Derived-From": "0", "Revision": "1"})
+    assert status == 200
+    assert read in [d["read_token"] for d in admin("GET", "/_/api/documents")]
+    assert admin("GET", f"/_/api/documents/{read}")["inbox"] is True
+
+    assert admin("PUT", "/_/api/entries/liveConfig/theme?project=p", {"dark": True})["value"] == {"dark": True}
+    assert [e["id"] for e in admin("GET", "/_/api/entries/liveConfig?project=p")["entries"]] == ["theme"]
+    admin("DELETE", "/_/api/entries/liveConfig/theme?project=p")
+    assert "rules" in admin("GET", "/_/api/rules") and admin("GET", "/_/api/roles")
+    client.close()
