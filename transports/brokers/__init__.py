@@ -1,0 +1,338 @@
+"""Several server processes, one fan-out: the broker-backed bus.
+
+``BrokerBus`` is the ``LocalBus`` of one process plus a broker (Redis
+pub/sub, ``redis.RedisBroker``, or NATS, ``nats.NatsBroker``). It applies
+every action's events here exactly as ``LocalBus`` does - in commit order,
+through the reorder stage - and, in that same order, publishes what the
+other processes need (``topics.exported``: writes, deliveries to channels,
+users and everyone, subscription changes by audience, rule and role
+changes), each on its topic. What arrives from the broker is applied here
+the same way, minus what addresses this process's connections by id. So a
+connection's subscriptions stay in its process, and each process follows on
+the broker only the topics some connection of its own needs
+(``topics.interest``, re-derived whenever a registry changes): a process
+with nobody interested in a collection, a channel or a user is sent
+nothing about it.
+
+Order, the guarantee (README, "Running several processes"):
+
+1. Within one process: commit order, as without a broker (``ordering.py``).
+2. From one process to another: the order the sending process committed
+   its writes (it publishes in that order on one broker connection; Redis
+   and NATS keep the order of one connection's messages to a subscriber).
+3. Writes of one kv / live config entry or one inbox document made through
+   different processes: a process never delivers an older version after a
+   newer one. Each process remembers the latest version it delivered of
+   every such entry and document lately (``max_versions``) and drops one
+   that is not newer - so a subscriber may miss an intermediate version
+   that lost the race on the broker, never see them out of order.
+   Records (``Change``) carry no version, so writes of one record made
+   through two processes within the broker's latency (well under a
+   millisecond on loopback) may reach a third process's subscribers in
+   either order; every process sees each process's writes in its commit
+   order.
+
+Shared state: session revocations (a logout, an account disabled) reach the
+other processes' session caches at once (``SessionsRevoked``); Bearer
+tokens are read from the shared store on every request. The inbox's replay
+memory is shared through the broker (``DatagramSeen``): a datagram admitted
+by one process is refused by the others from the moment its notice
+arrives; see ``share_replay_guard`` for why the broker and not the store.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import secrets
+from typing import Any, Iterable, Protocol
+
+import trio
+
+from satchel.protocol.sessions import Revoked
+from satchel.protocol.switchboard import Switchboard
+
+from ..bus import LocalBus
+from ..hub import Hub
+from ..ordering import Sequencer
+from . import topics as wire
+from .topics import DatagramSeen, SessionsRevoked, Topics
+
+__all__ = ["Broker", "BrokerBus", "open_broker", "BrokerUrlError"]
+
+log = logging.getLogger("satchel.broker")
+
+
+class Broker(Protocol):
+    """What the bus needs of a broker connection."""
+
+    prefix: str
+    published: int
+    dropped: int
+
+    def publish(self, topic: str, data: bytes) -> None: ...
+
+    async def set_interest(self, topics: frozenset[str]) -> None: ...
+
+    async def run(self, deliver: Any, *, task_status: Any = ...) -> None: ...
+
+
+class BrokerUrlError(ValueError):
+    """``--broker`` is not a ``redis://`` or ``nats://`` URL."""
+
+
+def open_broker(url: str, *, name: str = "satchel") -> Broker:
+    """The broker ``url`` names: ``redis://HOST[:PORT][/DB]`` (also
+    ``rediss://``) or ``nats://HOST[:PORT]``; ``?prefix=NAME`` keeps one
+    cluster's topics apart from another's on a shared broker."""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .redis import RedisBroker
+
+        return RedisBroker(url, name=name)
+    if url.startswith("nats://"):
+        from .nats import NatsBroker
+
+        return NatsBroker(url, name=name)
+    raise BrokerUrlError(f"--broker must be a redis:// or nats:// URL, not {url[:100]!r}")
+
+
+class _Latest:
+    """The latest version delivered of each versioned thing, bounded (the
+    one remembered longest goes first)."""
+
+    __slots__ = ("_versions", "size")
+
+    def __init__(self, size: int) -> None:
+        self._versions: collections.OrderedDict[tuple[str, ...], int] = collections.OrderedDict()
+        self.size = size
+
+    def newer(self, key: tuple[str, ...], version: int) -> bool:
+        versions = self._versions
+        known = versions.get(key)
+        if known is not None and version <= known:
+            return False
+        versions[key] = version
+        versions.move_to_end(key)
+        if len(versions) > self.size:
+            versions.popitem(last=False)
+        return True
+
+
+class BrokerBus(LocalBus):
+    """Fan-out within this process and, through ``broker``, to the others
+    (module docstring). Start ``run`` beside the server:
+    ``await nursery.start(bus.run)``."""
+
+    __slots__ = ("broker", "topics", "node", "received", "sent", "stale", "_latest", "_interest_changed",
+                 "_registries_seen", "_interest", "_running")
+
+    def __init__(self, hub: Hub, board: Switchboard, broker: Broker, sequencer: Sequencer | None = None,
+                 *, max_versions: int = 100_000) -> None:
+        super().__init__(hub, board, sequencer)
+        self.broker = broker
+        self.topics = Topics(broker.prefix)
+        #: this process, in every message it sends (Redis echoes a publisher's own)
+        self.node = secrets.token_bytes(8)
+        #: broker messages received / sent, by topic kind (``topics``: rec, ch, ...)
+        self.received: collections.Counter[str] = collections.Counter()
+        self.sent: collections.Counter[str] = collections.Counter()
+        #: writes dropped because a newer version had been delivered
+        self.stale = 0
+        self._latest = _Latest(max_versions)
+        self._interest_changed: trio.Event | None = None
+        self._registries_seen = -1
+        self._interest: frozenset[str] = frozenset()
+        self._running = False
+        board.sessions.listen(self._revoked)
+        share_replay_guard(board, self)
+
+    # -- this process's events -----------------------------------------------------
+
+    def _apply(self, events: Iterable[Any]) -> None:
+        events = events if type(events) is list else list(events)
+        LocalBus._apply(self, self._fresh(events))
+        self._export(events)
+        self._registries_changed()
+
+    def _export(self, events: list[Any]) -> None:
+        if not events:
+            return
+        group: list[Any] = []
+        current: str | None = None
+        for topic, event in wire.exported(self.topics, events):
+            if topic != current and group:
+                self._send(current, group)  # type: ignore[arg-type]
+                group = []
+            current = topic
+            group.append(event)
+        if group:
+            self._send(current, group)  # type: ignore[arg-type]
+
+    def _send(self, topic: str, events: list[Any]) -> None:
+        self.sent[self.topics.kind_of(topic)] += 1
+        self.broker.publish(topic, wire.encode(self.node, events))
+
+    def _revoked(self, revoked: Revoked) -> None:
+        self._send(self.topics.control, [SessionsRevoked(revoked.token_hash, revoked.user_id, revoked.kind)])
+
+    def datagram_admitted(self, tag: bytes, timestamp_ms: int) -> None:
+        """Tell the other processes that this one admitted an inbox datagram."""
+        self._send(self.topics.control, [DatagramSeen(tag, timestamp_ms)])
+
+    def _fresh(self, events: list[Any]) -> list[Any]:
+        """``events`` without the writes of entries and documents older than
+        what was already delivered here (guarantee 3)."""
+        kept = None
+        for index, event in enumerate(events):
+            key = wire.change_key(event)
+            if key is not None and not self._latest.newer(*key):
+                self.stale += 1
+                if kept is None:
+                    kept = events[:index]
+                continue
+            if kept is not None:
+                kept.append(event)
+        return events if kept is None else kept
+
+    # -- the other processes' events -------------------------------------------------
+
+    def _deliver_remote(self, topic: str, data: bytes) -> None:
+        try:
+            envelope = wire.decode(data)
+        except Exception:
+            log.warning("dropped a broker message on %s that is not Satchel's", topic)
+            return
+        if envelope.node == self.node:
+            return  # our own, echoed (Redis)
+        self.received[self.topics.kind_of(topic)] += 1
+        events: list[Any] = []
+        for event in envelope.events:
+            kind = type(event)
+            if kind is SessionsRevoked:
+                self.board.sessions.forget(Revoked(event.token_hash, event.user_id, event.kind))
+            elif kind is DatagramSeen:
+                guard = self.board.datagram_state
+                if isinstance(guard, SharedReplayGuard):
+                    guard.remember(event.tag, event.timestamp_ms, self.board.env.now_ms())
+            else:
+                events.append(event)
+        if events:
+            LocalBus._apply(self, self._fresh(events))
+            self._registries_changed()
+
+    # -- interest ------------------------------------------------------------------
+
+    def _registries_changed(self) -> None:
+        seen = sum(registry.version for registry in self.board.registries.values())
+        if seen != self._registries_seen:
+            self._registries_seen = seen
+            if self._interest_changed is not None:
+                self._interest_changed.set()
+
+    def interest(self) -> frozenset[str]:
+        """The topics this process follows now."""
+        return self._interest
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect to the broker, follow the topics local connections need and
+        apply what arrives, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.broker.run, self._deliver_remote)
+            self._interest = wire.interest(self.topics, self.board.registries)
+            await self.broker.set_interest(self._interest)
+            self._interest_changed = trio.Event()
+            nursery.start_soon(self._follow)
+            nursery.start_soon(self._report)
+            log.info("Broker %s connected (topic prefix %r)", type(self.broker).__name__, self.topics.prefix)
+            task_status.started()
+
+    async def _follow(self) -> None:
+        while True:
+            assert self._interest_changed is not None
+            await self._interest_changed.wait()
+            # Connections come in bursts: one recomputation for the burst.
+            await trio.sleep(0.002)
+            self._interest_changed = trio.Event()
+            wanted = wire.interest(self.topics, self.board.registries)
+            if wanted != self._interest:
+                try:
+                    await self.broker.set_interest(wanted)
+                except Exception:
+                    log.exception("changing the broker subscriptions failed; retrying")
+                    await trio.sleep(0.5)
+                    self._interest_changed.set()
+                    continue
+                self._interest = wanted
+
+    async def _report(self) -> None:
+        """Log the broker traffic once a second while it changes."""
+        last = None
+        try:
+            while True:
+                await trio.sleep(1)
+                now = self.traffic()
+                if now != last:
+                    log.info("broker traffic %s", _format(now))
+                    last = now
+        finally:
+            log.info("broker traffic %s", _format(self.traffic()))
+
+    def traffic(self) -> dict[str, Any]:
+        """What this process sent and received, by topic kind, and how many topics it follows."""
+        return {"received": dict(sorted(self.received.items())), "sent": dict(sorted(self.sent.items())),
+                "following": len(self._interest), "stale": self.stale, "dropped": self.broker.dropped}
+
+
+def _format(traffic: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(traffic, separators=(",", ":"))
+
+
+# -- the inbox's replay memory across processes ----------------------------------------------
+
+
+class SharedReplayGuard:
+    """A process's inbox replay guard whose admissions the other processes
+    learn through the broker, and which learns theirs.
+
+    Why the broker and not the store: the guard is consulted for every
+    authentic datagram, on the UDP hot path (one store write per batch,
+    ~5.5k merges/s); an exact shared memory would add a durable write (or a
+    read) per datagram and a table to sweep. What a replay can do is
+    bounded by the merge rule - a message merged twice is the same
+    document - except bringing back a message removed since, which needs
+    the replay to outlive its remove; the broker spreads an admission in
+    well under a millisecond on loopback, and every process's own window
+    (``replay.py``: +-30 s, and nothing older than its start) still holds.
+    A replay sent to another process within that propagation delay is
+    admitted (once per process, at most)."""
+
+    __slots__ = ("inner", "bus")
+
+    def __init__(self, inner: Any, bus: BrokerBus) -> None:
+        self.inner = inner
+        self.bus = bus
+
+    def is_fresh(self, timestamp_ms: int, now_ms: int) -> bool:
+        return self.inner.is_fresh(timestamp_ms, now_ms)
+
+    def admit(self, tag: bytes, timestamp_ms: int, now_ms: int) -> bool:
+        accepted = self.inner.admit(tag, timestamp_ms, now_ms)
+        if accepted:
+            self.bus.datagram_admitted(tag, timestamp_ms)
+        return accepted
+
+    def remember(self, tag: bytes, timestamp_ms: int, now_ms: int) -> None:
+        """Another process admitted ``tag``: refuse it here from now on."""
+        self.inner.admit(tag, timestamp_ms, now_ms)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+def share_replay_guard(board: Switchboard, bus: BrokerBus) -> None:
+    """Have ``board``'s datagram replay guard shared through ``bus``."""
+    guard = board.datagram_state
+    if guard is not None and hasattr(guard, "admit") and not isinstance(guard, SharedReplayGuard):
+        board.datagram_state = SharedReplayGuard(guard, bus)

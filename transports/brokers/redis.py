@@ -1,0 +1,128 @@
+"""Redis pub/sub as Satchel's broker (``--broker redis://HOST:PORT[/DB]``).
+
+coredis is built on anyio and runs natively under trio (STACK.md; redis-py's
+async client is asyncio-only), so nothing is bridged through a thread. Two
+connections: one publishes - the messages queued since the last round trip
+go out as one pipeline, in the order they were queued - and one holds the
+subscriptions (SUBSCRIBE per topic, PSUBSCRIBE for ``*`` patterns) and
+receives. Redis delivers the messages of one publishing connection to a
+subscriber in the order it received them, across channels, which is what
+the commit-order guarantee across processes rests on (``BrokerBus``).
+
+Redis also delivers a process's own messages back to it when it follows
+the topic; the bus drops them by the sender id in each message.
+
+Connection loss: coredis reconnects the subscriber and subscribes again by
+itself; the publisher retries its pipeline every 0.5 s, keeping what is
+queued (at most ``max_queued`` messages; beyond, the oldest are dropped and
+counted in ``dropped``). Pub/sub keeps nothing: what is published while a
+process is not connected is not delivered to it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+import coredis
+import trio
+
+__all__ = ["RedisBroker"]
+
+log = logging.getLogger("satchel.broker")
+
+
+class RedisBroker:
+    """Publishes and subscribes on the Redis at ``url``."""
+
+    def __init__(self, url: str, *, name: str = "satchel", max_queued: int = 100_000) -> None:
+        split = urlsplit(url)
+        self.url = split._replace(query="").geturl()
+        #: ``?prefix=NAME`` in the URL: the topic prefix (one cluster per prefix)
+        self.prefix = parse_qs(split.query).get("prefix", ["satchel"])[0]
+        self.name = name
+        self.max_queued = max_queued
+        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._wake = trio.Event()
+        self._pubsub: Any = None
+        self._channels: set[str] = set()
+        self._patterns: set[str] = set()
+        self._interest_lock = trio.Lock()
+        self.dropped = 0
+        self.published = 0
+
+    def publish(self, topic: str, data: bytes) -> None:
+        """Queue ``data`` for ``topic`` (never blocks; sent in queue order)."""
+        queue = self._queue
+        if len(queue) >= self.max_queued:
+            queue.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
+                log.warning("broker unreachable: %d message(s) dropped so far", self.dropped)
+        queue.append((topic, data))
+        self._wake.set()
+
+    async def run(self, deliver: Callable[[str, bytes], None], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, subscribe to what ``set_interest`` says and hand every
+        message to ``deliver(topic, data)`` until cancelled."""
+        publisher = coredis.Redis.from_url(self.url, client_name=f"{self.name}-pub")
+        subscriber = coredis.Redis.from_url(self.url, client_name=f"{self.name}-sub")
+        async with publisher, subscriber:
+            await publisher.ping()  # a broker that is not there fails the start, clearly
+            pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+            async with pubsub, trio.open_nursery() as nursery:
+                self._pubsub = pubsub
+                nursery.start_soon(self._send, publisher)
+                nursery.start_soon(self._receive, pubsub, deliver)
+                task_status.started()
+
+    async def set_interest(self, topics: frozenset[str]) -> None:
+        """Follow exactly ``topics`` (names ending in ``*`` are patterns)."""
+        async with self._interest_lock:
+            pubsub = self._pubsub
+            channels = {t for t in topics if not t.endswith("*")}
+            patterns = topics - channels
+            if channels - self._channels:
+                await pubsub.subscribe(*sorted(channels - self._channels))
+            if patterns - self._patterns:
+                await pubsub.psubscribe(*sorted(patterns - self._patterns))
+            if self._channels - channels:
+                await pubsub.unsubscribe(*sorted(self._channels - channels))
+            if self._patterns - patterns:
+                await pubsub.punsubscribe(*sorted(self._patterns - patterns))
+            self._channels, self._patterns = channels, patterns
+
+    async def _send(self, publisher: Any) -> None:
+        queue = self._queue
+        while True:
+            if not queue:
+                self._wake = trio.Event()
+                await self._wake.wait()
+            batch = [queue[i] for i in range(min(len(queue), 1000))]
+            try:
+                if len(batch) == 1:
+                    await publisher.publish(*batch[0])
+                else:
+                    async with publisher.pipeline(transaction=False) as pipe:
+                        for topic, data in batch:
+                            pipe.publish(topic, data)
+            except (OSError, ConnectionError, Exception) as error:  # coredis raises its own ConnectionError
+                log.warning("publishing to the broker failed (%s); retrying", error)
+                await trio.sleep(0.5)
+                continue
+            for _ in batch:
+                queue.popleft()
+            self.published += len(batch)
+
+    async def _receive(self, pubsub: Any, deliver: Callable[[str, bytes], None]) -> None:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True)
+            if message is None or message["type"] not in ("message", "pmessage"):
+                continue
+            channel = message["channel"]
+            try:
+                deliver(channel.decode() if isinstance(channel, bytes) else channel, message["data"])
+            except Exception:
+                log.exception("applying a broker message failed")
