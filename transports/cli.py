@@ -3,7 +3,10 @@ admin create``: an administrator in a data dir.
 
 Every option can also come from the environment (``SATCHEL_HOST``,
 ``SATCHEL_PORT``, ``SATCHEL_DATA_DIR``, ``SATCHEL_API_KEY``,
-``SATCHEL_RULES_FILE``, ``SATCHEL_STORE``); a command-line flag wins.
+``SATCHEL_RULES_FILE``, ``SATCHEL_STORE``, ``SATCHEL_BROKER``); a command-line flag wins.
+``--broker redis://...|nats://...`` shares fan-out, session revocations and
+the inbox's replay memory with the other processes on that broker
+(``satchel.transports.brokers``; README, "Running several processes").
 ``--store postgresql://HOST/DB`` keeps the data in PostgreSQL instead of
 the data dir's SQLite file (the ``postgres`` extra); the server creates and
 migrates its schema, and refuses a schema newer than it knows. Without an API key the
@@ -80,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--store", default=env.get("SATCHEL_STORE"), metavar="URL",
                            help="where the data lives: postgresql://HOST[:PORT]/DB (SATCHEL_STORE; "
                                 "default: satchel.sqlite3 in the data dir)")
+    serve_cmd.add_argument("--broker", default=env.get("SATCHEL_BROKER"), metavar="URL",
+                           help="share fan-out with the other processes on this broker: redis://HOST[:PORT][/DB] or "
+                                "nats://HOST[:PORT], ?prefix=NAME to keep clusters apart (SATCHEL_BROKER; default: "
+                                "none, this process alone)")
     serve_cmd.add_argument("--api-key", default=env.get("SATCHEL_API_KEY"),
                            help="the key clients send as 'Authorization: key <KEY>' (SATCHEL_API_KEY; "
                                 "default: generated once and kept in the data dir)")
@@ -239,6 +246,21 @@ async def admin_create(args: argparse.Namespace) -> None:
         print(f"{email} (user id {account.user.id}) is already an administrator; nothing changed.", flush=True)
 
 
+def _broker(url: str | None) -> object | None:
+    """The broker ``--broker`` names (``brokers.open_broker``), not yet connected."""
+    if not url:
+        return None
+    from .brokers import BrokerUrlError, open_broker
+
+    try:
+        return open_broker(url, name=f"satchel-{os.getpid()}")
+    except BrokerUrlError as error:
+        raise CommandError(str(error)) from None
+    except ImportError as error:  # coredis missing
+        raise CommandError(f"--broker {url.split(':', 1)[0]}:// needs the 'broker' extra "
+                           f"(pip install 'satchel[broker]'): {error}") from None
+
+
 def directus_config(args: argparse.Namespace) -> DirectusConfig:
     """The Directus protocols' settings from ``satchel serve``'s flags."""
     path = args.websocket_path
@@ -301,11 +323,17 @@ async def run_server(
         mounts = standard_mounts(config, engineio=engineio, directus=directus_config(args),
                                  first=[STATIC_FILES, *extra_mounts])
         udp = None if args.udp_port is None else args.udp_port
+        broker = _broker(getattr(args, "broker", None))
         async with trio.open_nursery() as nursery:
-            port, udp_port = await nursery.start(partial(
-                serve_mounts, mounts, args.host, args.port, store=store, files=files, env=system_environment(),
-                limits=limits, udp_port=udp, max_upload_bytes=args.max_upload_bytes,
-            ))
+            try:
+                port, udp_port = await nursery.start(partial(
+                    serve_mounts, mounts, args.host, args.port, store=store, files=files, env=system_environment(),
+                    limits=limits, udp_port=udp, max_upload_bytes=args.max_upload_bytes, broker=broker,
+                ))
+            except OSError as error:
+                if broker is None:
+                    raise
+                raise CommandError(f"cannot reach the broker {args.broker}: {error}") from None
             if udp_port >= 0:
                 log.info("Inbox datagrams on udp://%s:%d", args.host, udp_port)
             log.info("Satchel is ready at http://%s:%d (data in %s)", args.host, port, data_dir)
@@ -337,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.store and not args.store.startswith(("postgresql://", "postgres://")):
             raise CommandError(f"--store must be a postgresql:// URL, not {args.store[:100]!r}")
         directus_config(args)  # bad flags and an invalid rule file stop here, before anything starts
+        _broker(args.broker)
         if args.rules:
             load_rules_file(args.rules)
     except CommandError as error:
