@@ -44,7 +44,7 @@ from .operations import SESSION, Action, DeleteSession, DeleteSessions, GetSessi
 from .permissions.live import ROLE_CACHE_MS, ROLE_CACHE_SIZE, CurrentRules, RoleChanged, RulesChanged, UserRole
 from .permissions.rules import DEFAULT_RULES, RuleSet
 from .permissions.store import load_rules
-from .admin.live import ConnectionCounts
+from .admin.live import ConnectionCounts, UserConnections
 from .sessions import Revoked, SessionCache
 from .socketio.engineio_requests import BAD_REQUEST as ENGINEIO_BAD_REQUEST
 
@@ -134,6 +134,13 @@ class Switchboard:
         return {mount.name: len(self.registries[mount.name]) for mount in self.mounts
                 if type(mount).accept is not Mount.accept}
 
+    def user_connections(self, user_id: str) -> list[tuple[str, str]]:
+        """(mount name, connection id) of every open connection of ``user_id``
+        (what ``admin.live.UserConnections`` is answered)."""
+        audience = Audience(user_id=user_id)
+        return [(name, connection) for name, registry in self.registries.items()
+                for connection in registry.resolve(audience)]
+
     # -- the rules in force ----------------------------------------------------
 
     def load_rules(self) -> Action[RuleSet]:
@@ -155,12 +162,13 @@ class Switchboard:
                     operation = action.send(self.rules)
                 elif kind is UserRole:
                     operation = action.send((yield from self._role_of(operation.user_id)))  # type: ignore[attr-defined]
-                elif kind is ConnectionCounts:
-                    operation = action.send(self.connection_counts())
                 elif kind is GetSession:
                     operation = action.send((yield from self._session_of(operation)))  # type: ignore[arg-type]
                 elif kind is DeleteSession or kind is DeleteSessions:
                     operation = action.send((yield from self._revoke(operation)))
+                elif kind is ConnectionCounts or kind is UserConnections:  # the admin API's, rare: last
+                    operation = action.send(self.connection_counts() if kind is ConnectionCounts
+                                            else self.user_connections(operation.user_id))  # type: ignore[attr-defined]
                 else:
                     operation = action.send((yield operation))
         except StopIteration as done:

@@ -355,3 +355,24 @@ def test_the_change_stream_renders_documents(core: DirectusCore, admin: Any) -> 
     core.http("PUT", f"/backend/documents/{READ}", {"#messages": {}}, key=None,
               headers=[("write-token", WRITE), ("derived-from", "0"), ("revision", "1")])
     assert core.take("live") == [{"type": "document", "read_token": READ, "revision": 1, "origin": "inbox-http"}]
+
+
+def test_disabling_or_resetting_closes_the_users_open_websockets(core: DirectusCore, admin: Any, ann: Any) -> None:
+    backpack = core.connect(ann.cookie)
+    accepted = core.run(core.board.accept(HttpRequest("GET", f"/websocket?access_token={ann.access}", []), "d1"))
+    core.publish(accepted.events)
+    mine = core.connect(admin.cookie)
+    for connection in (backpack, "d1", mine):
+        core.take(connection)
+    core.api("PUT", f"/_/api/users/{ann.id}/disabled", {"disabled": True}, token=admin.access)
+    for connection in (backpack, "d1"):
+        [closed] = core.take(connection)
+        assert isinstance(closed, CloseConnection) and closed.code == 4403 and closed.reason == "account disabled"
+        assert core.board.opened(connection) is None
+    # Nobody else's: the admin's socket stays open, told (as Backpack tells everyone) that Ann left.
+    assert core.take(mine) == [{"action": "close", "userId": ann.id}] and core.board.opened(mine) is not None
+    core.api("PUT", f"/_/api/users/{ann.id}/disabled", {"disabled": False}, token=admin.access)
+    again = core.connect(core.http("POST", "/login", {"email": ann.email, "password": PASSWORD}).cookie)
+    core.take(again)
+    core.api("PUT", f"/_/api/users/{ann.id}/password", {"password": "a new password"}, token=admin.access)
+    assert [type(m) for m in core.take(again)] == [CloseConnection] and core.board.opened(again) is None

@@ -86,7 +86,7 @@ from ..http import HttpRequest, HttpResponse, json_response, split_path
 from ..mounts import HttpOutcome
 from ..operations import Action, GetRecord, GetSetting, GetUser, GetUserByEmail, StoredRecord, User
 from . import data, setup, users
-from .live import ConnectionCounts
+from .live import ConnectionCounts, close_connections
 from ..permissions import (
     ADMIN,
     AUTHENTICATED,
@@ -408,14 +408,19 @@ def _users(method: str, segments: list[str], request: HttpRequest, bearer: Beare
         return HttpOutcome(json_response(200, {"data": _user(msgspec.structs.replace(user, role=role))}),
                            [RoleChanged(user.id, role)])
     if rest == ["password"] and method == "PUT":
-        return _data(_user((yield from users.reset_password(user, _body(request).get("password")))))
+        reset = yield from users.reset_password(user, _body(request).get("password"))
+        # Signed out everywhere: its open websockets too.
+        closed = yield from close_connections(user.id, "password reset")
+        return HttpOutcome(json_response(200, {"data": _user(reset)}), closed)
     if rest == ["disabled"] and method == "PUT":
         disabled = _body(request).get("disabled")
         if not isinstance(disabled, bool):
             raise invalid_payload('"disabled" must be true or false')
         if disabled and user.id == bearer.user.id:
             raise invalid_payload("an administrator cannot disable its own account")
-        return _data(_user((yield from users.set_disabled(user, disabled))))
+        changed = yield from users.set_disabled(user, disabled)
+        closed = (yield from close_connections(user.id, "account disabled")) if disabled else []
+        return HttpOutcome(json_response(200, {"data": _user(changed)}), closed)
     if rest[:1] == ["tokens"]:
         return (yield from _tokens(method, rest[1:], request, user, env))
     raise route_not_found(request.path)

@@ -44,7 +44,7 @@ from ..operations import Action, Operation
 from ..permissions import ADMIN
 from ..tokens import authenticate
 
-__all__ = ["LIVE_PATH", "ConnectionCounts", "LiveState", "MAX_RECORD_BYTES", "accept", "handle_message",
+__all__ = ["LIVE_PATH", "ConnectionCounts", "UserConnections", "close_connections", "LiveState", "MAX_RECORD_BYTES", "accept", "handle_message",
            "render", "role_changed"]
 
 #: Where the change stream's websocket is.
@@ -60,6 +60,22 @@ _decode = msgspec.json.Decoder().decode
 class ConnectionCounts(Operation, frozen=True):
     """-> ``dict[str, int]``: the open connections of each mount, by its
     name. Answered by the switchboard."""
+
+
+class UserConnections(Operation, frozen=True):
+    """-> ``list[tuple[str, str]]``: (mount name, connection id) of every
+    open connection of user ``user_id`` (what a disabled account's
+    websockets are closed by). Answered by the switchboard."""
+
+    user_id: str
+
+
+def close_connections(user_id: str, reason: str) -> Action[list[Event]]:
+    """The events that close every open connection of ``user_id`` (a
+    disabled account, a password reset: signed out everywhere, websockets
+    too), with the close code 4403 where the protocol has one."""
+    found: list[tuple[str, str]] = yield UserConnections(user_id)
+    return [CloseConnection(protocol, connection, 4403, reason) for protocol, connection in found]
 
 
 class LiveState(msgspec.Struct):

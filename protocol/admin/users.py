@@ -9,10 +9,11 @@ makes it unusable: its stored hash is prefixed with ``DISABLED`` (``!``,
 as ``/etc/shadow`` locks an account), which no password verifies against
 (argon2 refuses the hash), and every token it holds - Backpack's cookie
 sessions, Bearer access and refresh tokens, static tokens - is revoked, so
-its next request is refused. Enabling removes the prefix: the old password
-works again. A new password (``reset_password``) revokes the tokens too,
-and keeps a disabled account disabled. Websockets the user has open stay
-open until they close (what they may do still follows the user's role).
+its next request is refused; the admin API also closes the websockets
+the user has open (``live.close_connections``). Enabling removes the
+prefix: the old password works again. A new password (``reset_password``)
+revokes the tokens and closes the websockets too, and keeps a disabled
+account disabled.
 """
 
 from __future__ import annotations
