@@ -316,10 +316,17 @@ class ChannelRegistry:
             return everyone
         if audience.connections is not None:
             registered = self._user_of
-            named = [c for c in dict.fromkeys(audience.connections) if c in registered]
             if (audience.connection is None and audience.include is None and audience.exclude is None
                     and audience.user_id is None and audience.channel is None):
-                return named  # the connections a renderer named (a fan-out's groups): nothing else to check
+                # The connections a renderer named (a fan-out's groups), nothing
+                # else to check: usually all registered and distinct, tested in C.
+                named_set = set(audience.connections)
+                if registered.keys() >= named_set:
+                    if len(named_set) == len(audience.connections):
+                        return list(audience.connections)
+                    return list(dict.fromkeys(audience.connections))
+                return [c for c in dict.fromkeys(audience.connections) if c in registered]
+            named = [c for c in dict.fromkeys(audience.connections) if c in registered]
             if audience.connection is not None:
                 named = [c for c in named if c == audience.connection]
             recipients = list(self._filter(named, audience))

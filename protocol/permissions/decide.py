@@ -30,7 +30,7 @@ from typing import Any, Hashable, Iterable, Literal, Union
 import msgspec
 
 from ..operations import QueryRecords
-from ..query import MATCH_NONE, Filter, Query, Variables, apply, matches, query_fields, redact, uses_variable
+from ..query import MATCH_ALL, MATCH_NONE, Filter, Query, Variables, apply, matches, query_fields, redact, uses_variable
 from ..query.evaluate import ALL_FIELDS, matches_bound
 from ..records import RESERVED_FIELDS
 from .rules import Accountability, Forbidden, PermissionAction, Rule, RuleSet
@@ -216,6 +216,7 @@ class DeliveryGroup(msgspec.Struct, frozen=True):
 
 
 _WHOLE = Query()
+_EVERY_FIELD = _WHOLE.fields
 
 
 def delivery_groups(
@@ -271,11 +272,23 @@ def _render(
     if rule is None:
         return None
     readable = _fields(rule, frozenset({"_id"}))
-    single = msgspec.structs.replace(query, limit=None, offset=0, sort=(), meta=())
-    found = apply(single, [record], variables_for(who, now_ms), rule.filter, readable).records
-    if not found:
-        return None
-    encoded = _encode(found[0])
-    renderings.setdefault(encoded, found[0])
+    if query.filter == MATCH_ALL and query.search is None and query.fields == _EVERY_FIELD:
+        # The whole item (most subscriptions): the rule's filter and fields
+        # alone, as ``apply`` would decide them, without its general machinery.
+        if rule.constant:
+            admitted = matches_bound(rule.filter, record)
+        else:
+            admitted = matches(rule.filter, record, variables_for(who, now_ms))
+        if not admitted:
+            return None
+        shown = redact(record, readable)
+    else:
+        single = msgspec.structs.replace(query, limit=None, offset=0, sort=(), meta=())
+        found = apply(single, [record], variables_for(who, now_ms), rule.filter, readable).records
+        if not found:
+            return None
+        shown = found[0]
+    encoded = _encode(shown)
+    renderings.setdefault(encoded, shown)
     return encoded
 
