@@ -60,6 +60,7 @@ from satchel.protocol.switchboard import Switchboard
 from satchel.storage_backends.base import Store
 from satchel.storage_backends.files import LocalFileStore
 
+from .ordering import Sequencer, Ticket
 from .runner import Runner
 from .static import STATIC_FILES
 from .system_environment import system_environment
@@ -104,8 +105,12 @@ class AsgiHub:
     """The live websockets of one ASGI app and the switchboard that routes to them.
 
     ``publish`` is synchronous, like the reference server's bus: the events of
-    one action are applied in order and atomically with respect to other tasks.
+    one action are applied in order and atomically with respect to other tasks,
+    and - given the action's ``Ticket`` - in commit order
+    (``satchel.transports.ordering``; ``create_app`` sets ``sequencer``).
     """
+
+    sequencer: Sequencer | None = None
 
     def __init__(self, board: Switchboard, outbox_messages: int = 10_000) -> None:
         self.board = board
@@ -127,8 +132,17 @@ class AsgiHub:
         if outbox is not None:
             outbox.send_channel.close()
 
-    def publish(self, events: Iterable[Event]) -> None:
-        """Apply ``events`` in order and queue what they deliver."""
+    def publish(self, events: Iterable[Event], ticket: Ticket | None = None) -> None:
+        """Apply ``events`` in order and queue what they deliver (in commit
+        order, given the ticket of the action that returned them)."""
+        if ticket is not None:
+            ticket.publish(lambda: self._apply(events))
+        elif self.sequencer is not None:
+            self.sequencer.publish(lambda: self._apply(events))
+        else:
+            self._apply(events)
+
+    def _apply(self, events: Iterable[Event]) -> None:
         for payload, recipients in self.board.deliveries(events):
             kind = type(payload)
             if kind is CloseConnection:
@@ -209,6 +223,7 @@ def create_asgi_app(
     core_runner = runner if runner is not None else Runner(store, files=files)
     board = Switchboard(mounts, environment)
     hub = AsgiHub(board, outbox_messages)
+    hub.sequencer = core_runner.sequencer
     connection_ids = itertools.count(1)
 
     # root_path: Quart looks for templates and static files beside the app's
@@ -226,8 +241,8 @@ def create_asgi_app(
         # The stored permission rules are in force before the first request.
         await core_runner.run(board.load_rules())
 
-    async def respond(core_request: HttpRequest, outcome: HttpOutcome) -> Response:
-        hub.publish(outcome.changes)
+    async def respond(core_request: HttpRequest, outcome: HttpOutcome, ticket: Ticket) -> Response:
+        hub.publish(outcome.changes, ticket)
         if outcome.file is None or core_runner.files is None:
             return _quart_response(outcome.response)
         path = core_runner.files.path(outcome.file.owner, outcome.file.file_id)
@@ -240,26 +255,27 @@ def create_asgi_app(
 
     async def http_endpoint(path: str = "") -> Response:
         core_request = _core_request(request.method, request.scope, request.headers.items(), b"")
-        try:
-            sink = _upload_sink(core_request, board, core_runner.files, max_upload_bytes)
-            if sink is not None:
-                try:
-                    form = await _read_form(sink, max_upload_bytes)
-                    if isinstance(form, tuple):
-                        return _quart_response(board.error_response(core_request, *form))
-                    outcome = await core_runner.run(board.handle_request(core_request, form))
-                finally:
-                    sink.close()
-                return await respond(core_request, outcome)
-            body = await _read_body(max_body_bytes)
-            if body is None:
-                return _quart_response(board.error_response(core_request, 413, "Request body too large"))
-            core_request = HttpRequest(core_request.method, core_request.target, core_request.headers, body)
-            outcome = await core_runner.run(board.handle_request(core_request))
-        except Exception:
-            log.exception("request %s %s failed", core_request.method, core_request.loggable)
-            return _quart_response(board.error_response(core_request, 500, "Internal server error"))
-        return await respond(core_request, outcome)
+        with core_runner.ticket() as ticket:
+            try:
+                sink = _upload_sink(core_request, board, core_runner.files, max_upload_bytes)
+                if sink is not None:
+                    try:
+                        form = await _read_form(sink, max_upload_bytes)
+                        if isinstance(form, tuple):
+                            return _quart_response(board.error_response(core_request, *form))
+                        outcome = await core_runner.run(board.handle_request(core_request, form), ticket)
+                    finally:
+                        sink.close()
+                    return await respond(core_request, outcome, ticket)
+                body = await _read_body(max_body_bytes)
+                if body is None:
+                    return _quart_response(board.error_response(core_request, 413, "Request body too large"))
+                core_request = HttpRequest(core_request.method, core_request.target, core_request.headers, body)
+                outcome = await core_runner.run(board.handle_request(core_request), ticket)
+            except Exception:
+                log.exception("request %s %s failed", core_request.method, core_request.loggable)
+                return _quart_response(board.error_response(core_request, 500, "Internal server error"))
+            return await respond(core_request, outcome, ticket)
 
     app.add_url_rule(
         "/<everything:path>", "satchel_http", http_endpoint, methods=_METHODS, provide_automatic_options=False
@@ -281,25 +297,31 @@ def create_asgi_app(
     async def websocket_endpoint(path: str = "") -> Response | None:
         connection = f"asgi-{next(connection_ids)}"
         core_request = _core_request("GET", websocket.scope, websocket.headers.items(), b"")
+        upgrade = core_runner.ticket()  # released on every way out (ordering.py)
         try:
-            accepted = await core_runner.run(board.accept(core_request, connection))
-        except Exception:
+            accepted = await core_runner.run(board.accept(core_request, connection), upgrade)
+        except BaseException as exc:
+            upgrade.__exit__(None, None, None)
+            if not isinstance(exc, Exception):
+                raise
             # Logged here, not by Quart, whose line would carry the path's tokens.
             log.exception("websocket upgrade %s failed", core_request.loggable)
             return _quart_response(board.error_response(core_request, 500, "Internal server error"))
         if isinstance(accepted, HttpResponse):
+            upgrade.__exit__(None, None, None)
             # Sent as an HTTP response when the server supports ASGI's
             # websocket denial extension (hypercorn does); otherwise a close.
             return _quart_response(accepted)
         try:
             await websocket.accept(headers=Headers(accepted.headers), subprotocol=accepted.subprotocol)
         except BaseException:
+            upgrade.__exit__(None, None, None)
             board.closed(connection)
             raise
         ws = websocket._get_current_object()
         outbox = hub.open(connection)
         try:
-            hub.publish(accepted.events)
+            hub.publish(accepted.events, upgrade)
             # The writer runs in the app's nursery, not under this handler:
             # hypercorn shields every socket write, so a writer stuck on a
             # peer that does not read cannot be cancelled - and this handler
@@ -313,17 +335,20 @@ def create_asgi_app(
                     if len(message) > max_message_bytes // 4 and _size(message) > max_message_bytes:
                         await ws.close(_MESSAGE_TOO_BIG, "message too big")
                         break
-                    try:
-                        events = await core_runner.run(board.handle_message(connection, message))
-                    except Exception:
-                        log.exception("websocket action failed on connection %s", connection)
-                        payload = board.internal_error(connection)
-                        if payload is not None:
-                            await ws.send(payload.decode("utf-8"))
-                        continue
-                    hub.publish(events)
+                    with core_runner.ticket() as ticket:
+                        try:
+                            events = await core_runner.run(board.handle_message(connection, message), ticket)
+                        except Exception:
+                            log.exception("websocket action failed on connection %s", connection)
+                            ticket.__exit__(None, None, None)
+                            payload = board.internal_error(connection)
+                            if payload is not None:
+                                await ws.send(payload.decode("utf-8"))
+                            continue
+                        hub.publish(events, ticket)
                 nursery.cancel_scope.cancel()
         finally:
+            upgrade.__exit__(None, None, None)  # the upgrade's stamps, if nothing published them
             hub.close(connection)
             hub.publish(board.closed(connection))
         if outbox.overflowed.is_set():
