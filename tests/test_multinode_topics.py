@@ -1,0 +1,136 @@
+"""The broker's routing, without a broker (``satchel.transports.brokers``):
+which events cross and how they are rewritten, which topics a process
+follows, the newest-version rule, the wire codec, and the NATS parser fed
+whole and one byte at a time."""
+
+from __future__ import annotations
+
+import pytest
+
+from satchel.protocol.changes import Change, DocumentChange, EntryChange
+from satchel.protocol.channels import (
+    Audience,
+    Channel,
+    ChannelRegistry,
+    CloseChannel,
+    CloseConnection,
+    Deliver,
+    Subscribe,
+    SubscribeAudience,
+)
+from satchel.protocol.permissions.live import RoleChanged
+from satchel.transports.brokers import _Latest, open_broker, BrokerUrlError
+from satchel.transports.brokers import topics as wire
+from satchel.transports.brokers.nats import NatsParser, NatsProtocolError
+
+T = wire.Topics("p")
+ROOM = Channel("asnity-room", "/socket/commu-1#c1")
+
+
+def test_what_crosses_and_how_it_is_rewritten() -> None:
+    change = Change("notes", "create", {"_id": "1"}, "u1", "backpack-ws", connection="c7")
+    events = [
+        change,
+        EntryChange("kvStore", "o", "p", "k", "put", b"1", 5, "u1", "resources-http"),
+        DocumentChange("r" * 32, 2, b"{}", "inbox-udp"),
+        Deliver("backpack", b"hi", Audience(exclude="c7")),  # a broadcast: everyone but its sender
+        Deliver("asnity", b"m", Audience(channel=ROOM, exclude="c7")),
+        Deliver("backpack", b"reply", Audience(connection="c7")),  # a reply: stays
+        Deliver("directus", b"g", Audience(connections=("c1", "c2"))),  # rendered groups: stay
+        SubscribeAudience("asnity", Audience(user_id="u2", channel=Channel("asnity-namespace", "/n")), ROOM),
+        Subscribe("asnity", "c7", ROOM),  # one connection: stays
+        CloseConnection("backpack", "c7"),
+        CloseChannel("backpack", Channel("rooms", "r1")),
+        RoleChanged("u2", "admin"),
+    ]
+    crossed = list(wire.exported(T, events))
+    assert [topic for topic, _ in crossed] == [
+        T.collection("notes"), T.entry("kvStore", "o", "p", "k"), T.document("r" * 32), T.everyone("backpack"),
+        T.channel("asnity", ROOM), T.channel("asnity", Channel("asnity-namespace", "/n")),
+        T.channel("backpack", Channel("rooms", "r1")), T.control,
+    ]
+    assert crossed[0][1].connection is None  # c7 names nothing elsewhere
+    assert crossed[3][1].audience == Audience() and crossed[4][1].audience == Audience(channel=ROOM)
+    envelope = wire.decode(wire.encode(b"node", [event for _, event in crossed]))
+    assert envelope.node == b"node" and envelope.events == [event for _, event in crossed]
+
+
+def test_topic_names_are_safe_subjects_whatever_the_names() -> None:
+    for topic in (T.collection("a b.c*>"), T.channel("x", Channel("t\x00", "\r\n#")), T.user("p", "ü")):
+        assert all(c not in topic for c in " \t\r\n*>") and topic.count(".") == 2
+    with pytest.raises(ValueError):
+        wire.Topics("bad prefix")
+
+
+def _registry(*members: tuple[str, str | None, list[Channel]]) -> ChannelRegistry:
+    registry = ChannelRegistry()
+    for connection, user, channels in members:
+        registry.add_connection(connection, user)
+        for channel in channels:
+            registry.subscribe(connection, channel)
+    return registry
+
+
+def test_a_process_follows_only_what_its_connections_need() -> None:
+    empty = {"backpack": ChannelRegistry(), "directus": ChannelRegistry()}
+    assert wire.interest(T, empty) == {T.control}
+    directus = _registry(("d1", "u1", [Channel("directus-collection", "notes")]))
+    got = wire.interest(T, {"backpack": ChannelRegistry(), "directus": directus})
+    assert got == {T.control, T.collection("notes"), T.everyone("directus"), T.user("directus", "u1"),
+                   T.channel("directus", Channel("directus-collection", "notes"))}
+    entry = Channel("kvStore", '["o", "p", "k"]')
+    resources = _registry(("r1", None, [entry, Channel("document", "r" * 32)]))
+    got = wire.interest(T, {"resources": resources})
+    assert T.entry("kvStore", "o", "p", "k") in got and T.document("r" * 32) in got
+    assert T.collection("notes") not in got
+
+
+def test_a_pattern_covers_the_topics_it_matches() -> None:
+    """Backpack shows every collection: one pattern, and no topic it covers
+    subscribed again (the broker would deliver such a message twice)."""
+    registries = {"backpack": _registry(("b1", "u1", [])),
+                  "directus": _registry(("d1", "u1", [Channel("directus-collection", "notes")]))}
+    got = wire.interest(T, registries)
+    assert T.every("rec") in got and T.collection("notes") not in got
+    assert T.user("backpack", "u1") in got  # other kinds are not covered
+
+
+def test_an_unknown_mount_is_given_everything_once_it_has_a_connection() -> None:
+    got = wire.interest(T, {"echo": _registry(("e1", None, []))})
+    assert {T.every("rec"), T.every("ent"), T.every("doc"), T.everyone("echo")} <= got
+
+
+def test_the_newest_version_wins_and_memory_is_bounded() -> None:
+    latest = _Latest(2)
+    key = ("ent", "kvStore", "o", "p", "k")
+    assert latest.newer(key, 5) and latest.newer(key, 7)
+    assert not latest.newer(key, 6) and not latest.newer(key, 7)  # older, or the same write again
+    latest.newer(("doc", "a"), 1)
+    latest.newer(("doc", "b"), 1)  # the entry is forgotten: the bound holds
+    assert latest.newer(key, 1)
+
+
+def test_broker_urls() -> None:
+    assert type(open_broker("nats://127.0.0.1:4222?prefix=x")).__name__ == "NatsBroker"
+    assert open_broker("redis://127.0.0.1:6379/0?prefix=x").prefix == "x"
+    with pytest.raises(BrokerUrlError):
+        open_broker("amqp://localhost")
+
+
+NATS_BYTES = (b'INFO {"server_id":"x","max_payload":1048576}\r\n+OK\r\nPING\r\n'
+              b"MSG p.rec.1 3 5\r\nhello\r\nMSG p.ch.2 4 reply.to 0\r\n\r\nMSG p.x 5 7\r\na\r\nb\r\nc\r\nPONG\r\n"
+              b"-ERR 'Unknown Subject'\r\n")
+NATS_OPS = [("INFO", {"server_id": "x", "max_payload": 1048576}), ("OK",), ("PING",),
+            ("MSG", "p.rec.1", "3", b"hello"), ("MSG", "p.ch.2", "4", b""), ("MSG", "p.x", "5", b"a\r\nb\r\nc"),
+            ("PONG",), ("ERR", "'Unknown Subject'")]
+
+
+def test_the_nats_parser_whole_and_byte_by_byte() -> None:
+    assert NatsParser().feed(NATS_BYTES) == NATS_OPS
+    parser = NatsParser()
+    ops = []
+    for i in range(len(NATS_BYTES)):
+        ops += parser.feed(NATS_BYTES[i:i + 1])
+    assert ops == NATS_OPS
+    with pytest.raises(NatsProtocolError):
+        NatsParser().feed(b"HELLO\r\n")
