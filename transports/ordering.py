@@ -25,10 +25,10 @@ events are published together, as one, at the place of its LAST write
 (every stamp it holds is released then). So an action's events never
 overtake a write committed before any of its own, but the changes of its
 earlier writes wait for everything committed before its last one. Every
-protocol's single-write actions (REST and websocket writes of records,
-entries, live config and documents, inbox messages over HTTP or UDP) are
-exact; the multi-write ones are Backpack's channel bookkeeping and Asnity's
-invitations.
+protocol's single-write actions (REST and websocket writes of one record,
+entry, live config or document, inbox messages over HTTP or UDP) are
+exact; the multi-write ones are Directus batches of items, Backpack's
+channel bookkeeping and Asnity's community and channel management.
 
 Events of actions that wrote nothing (a subscribe's answer, a broadcast, a
 closed connection) hold no stamp; they are published at once unless some
