@@ -622,6 +622,8 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     median["rounds"] = [run["requests_per_s"] for run in runs]
     median["requests_all_rounds"] = sum(run["requests"] for run in runs)
     median["non_2xx_all_rounds"] = sum(run["non_2xx"] for run in runs)
+    costs = sorted(run.get("cpu_us_per_request", 0.0) for run in runs)
+    median["cpu_us_per_request_median"] = costs[len(costs) // 2]
     return median
 
 
@@ -659,8 +661,12 @@ def bench_rest(options: argparse.Namespace) -> dict[str, Any]:
                     for name, server, env in order:
                         log(f"REST round {round_number + 1}/{options.rest_rounds}: {name} {call} ...")
                         script = WRK_SCRIPTS / ("create.lua" if call == "create" else "get.lua")
+                        cpu = server.cpu_seconds()
                         result = wrk(wrk_bin, f"http://{HOST}:{server.port}", script, options, env)
-                        log(f"  {result['requests_per_s']:,.0f}/s")
+                        # The server's CPU time per request: a cost, where the rate
+                        # also depends on the share of the machine it was given.
+                        result["cpu_us_per_request"] = (server.cpu_seconds() - cpu) / max(result["requests"], 1) * 1e6
+                        log(f"  {result['requests_per_s']:,.0f}/s, {result['cpu_us_per_request']:.0f} us of CPU a request")
                         runs.setdefault((name, call), []).append(result)
         except Exception as error:
             log(f"REST bench failed: {error}")
@@ -1405,6 +1411,15 @@ def table(report: dict[str, Any]) -> str:
                                      for name, result in (("Satchel", satchel), ("PocketBase", pocketbase),
                                                           ("PocketBase public", public))
                                      for call in ("create", "get") if result.get(call, {}).get("rounds"))
+                         + ".")
+            lines.append("")
+            lines.append("Server CPU time per request (all its threads, median round; what a request costs, "
+                         "whatever share of a busy machine the server got): "
+                         + "; ".join(f"{name} {call} {result[call]['cpu_us_per_request_median']:.0f} us"
+                                     for name, result in (("Satchel", satchel), ("PocketBase", pocketbase),
+                                                          ("PocketBase public", public))
+                                     for call in ("create", "get")
+                                     if result.get(call, {}).get("cpu_us_per_request_median") is not None)
                          + ".")
             for name, result in (("Satchel", satchel), ("PocketBase", pocketbase)):
                 if "acknowledged_creates" in result:
