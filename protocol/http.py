@@ -17,8 +17,12 @@ __all__ = ["HttpRequest", "HttpResponse", "json_response", "normalize_path", "sp
 _json_encode = msgspec.json.Encoder().encode
 
 
-class HttpRequest(msgspec.Struct, frozen=True):
-    """One request: ``target`` is the raw request-target (path and query)."""
+class HttpRequest(msgspec.Struct, frozen=True, dict=True):
+    """One request: ``target`` is the raw request-target (path and query).
+
+    (``dict=True`` gives each request a ``__dict__`` beside its fields, where
+    ``path`` keeps what it worked out; fields, equality, hashing and
+    encoding are unchanged.)"""
 
     method: str
     target: str
@@ -37,13 +41,12 @@ class HttpRequest(msgspec.Struct, frozen=True):
         """The path without the query string, doubled slashes collapsed.
 
         Every mount's ``claims_request`` and the chosen mount's router ask
-        for it, several times per request: it is worked out once per
-        request-target (``_PATHS``), not once per question."""
-        target = self.target
-        path = _PATHS.get(target)
+        for it, several times per request: it is worked out once, kept on
+        the request and gone with it."""
+        memo = self.__dict__
+        path = memo.get("path")
         if path is None:
-            path = normalize_path(target.split("?", 1)[0])
-            _remember(_PATHS, target, path)
+            path = memo["path"] = normalize_path(self.target.split("?", 1)[0])
         return path
 
     @property
@@ -86,32 +89,8 @@ def normalize_path(path: str) -> str:
 
 
 def split_path(path: str) -> list[str]:
-    """The percent-decoded segments of a normalized path (a new list each
-    call: the caller may change it)."""
-    segments = _SEGMENTS.get(path)
-    if segments is None:
-        segments = tuple([unquote(segment) for segment in path.strip("/").split("/") if segment])
-        _remember(_SEGMENTS, path, segments)
-    return list(segments)
-
-
-#: The paths and segments of the request-targets seen last: a server sees
-#: the same few targets again and again, and each request asks for them
-#: several times. Bounded: at most ``_REMEMBERED`` keys of at most
-#: ``_LONGEST`` characters, emptied when full (plain dict operations, so any
-#: thread may use them).
-_PATHS: dict[str, str] = {}
-_SEGMENTS: dict[str, tuple[str, ...]] = {}
-_REMEMBERED = 1024
-_LONGEST = 256
-
-
-def _remember(memo: dict[str, Any], key: str, value: Any) -> None:
-    if len(key) > _LONGEST:
-        return
-    if len(memo) >= _REMEMBERED:
-        memo.clear()
-    memo[key] = value
+    """The percent-decoded segments of a normalized path."""
+    return [unquote(segment) for segment in path.strip("/").split("/") if segment]
 
 
 #: Path segments at least this long are redacted from log lines: the inbox
