@@ -3,8 +3,9 @@ broker - Redis, then NATS (issue 15 parts 2 and 3; README, "Running several
 processes").
 
 A client of node A sees what is written or broadcast through node B - over
-Backpack (REST writes, websocket broadcasts) and resource subscriptions (kv
-entries) - in order, once; two nodes writing one entry at once never make a
+Backpack (REST writes, websocket broadcasts), resource subscriptions (kv
+entries) and Socket.IO (Asnity chats posted over REST, in the channel's
+room) - in order, once; two nodes writing one entry at once never make a
 subscriber see an older version after a newer one, and each node's writes
 reach the other's subscribers in its commit order; a node with no interested
 connection is sent nothing of a topic (the traffic each node logs); a logout
@@ -404,6 +405,72 @@ def test_a_socketio_polling_session_of_a_is_unknown_to_b(cluster: Cluster) -> No
     sid = json.loads(text[text.index("{"):])["sid"]
     status, body, _ = Http(b).request("GET", f"/socket.io/?EIO=4&transport=polling&sid={sid}", key=None)
     assert status == 400 and body == {"code": 1, "message": "Session ID unknown"}
+
+
+# -- Socket.IO rooms across nodes -----------------------------------------------------------------
+
+
+def _asnity(node: Node, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    http = Http(node)
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        status, value, _ = http.request(method, path, body, key=None, headers=headers)
+    finally:
+        http.close()
+    assert status in (200, 201), (status, value)
+    return value["result"]
+
+
+def test_chats_written_through_b_reach_a_socketio_room_in_order_once(cluster: Cluster) -> None:
+    """A Socket.IO client (websocket transport) in a channel's room on A; chats
+    posted through B's REST API reach it as ``new-chat``, in order, once."""
+    a, b = cluster.nodes
+    email = f"chat{secrets.token_hex(3)}@example.com"
+    _asnity(a, "POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": "chatter"})
+    token = _asnity(a, "POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})["accessToken"]
+    community = _asnity(a, "POST", "/api/community", {"name": "multi"}, token)["_id"]
+    channel = _asnity(a, "POST", "/api/channel", {"communityId": community, "name": "general", "isPrivate": False,
+                                                  "type": "Channel"}, token)["_id"]
+    namespace = f"/socket/commu-{community}"
+    ws = connect(f"ws://127.0.0.1:{a.port}/socket.io/?EIO=4&transport=websocket", open_timeout=10)
+    try:
+        assert ws.recv(timeout=10).startswith("0")  # the Engine.IO open packet
+        ws.send(f"40{namespace}," + json.dumps({"token": f"Bearer {token}"}))
+        assert ws.recv(timeout=10).startswith(f"40{namespace},")
+        ws.send(f"42{namespace}," + json.dumps(["join", {"channels": [channel]}]))
+        prefix = f'42{namespace},["new-chat",'
+
+        def chats(timeout: float) -> list[Any]:
+            got, deadline = [], time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    packet = ws.recv(timeout=left)
+                except TimeoutError:
+                    break
+                if packet == "2":
+                    ws.send("3")  # Engine.IO ping
+                elif isinstance(packet, str) and packet.startswith(prefix):
+                    got.append(json.loads(packet[len(f"42{namespace},"):])[1])
+                    if timeout > 1:
+                        return got
+            return got
+
+        deadline = time.monotonic() + 15
+        while not chats(0.3):  # until A follows the room's chats on the broker
+            assert time.monotonic() < deadline, "A never followed the room"
+            _asnity(b, "POST", f"/api/channels/{channel}/chat", {"type": "TEXT", "content": "warm"}, token)
+        chats(0.3)
+        for n in range(10):
+            _asnity(b, "POST", f"/api/channels/{channel}/chat", {"type": "TEXT", "content": f"chat {n}"}, token)
+        got: list[Any] = []
+        while len(got) < 10:
+            more = chats(10)
+            assert more, "a chat did not arrive"
+            got += [chat for chat in more if chat["content"] != "warm"]
+        assert [chat["content"] for chat in got] == [f"chat {n}" for n in range(10)]
+        assert [chat for chat in chats(0.3) if chat["content"] != "warm"] == []  # once
+    finally:
+        ws.close()
 
 
 # -- faults --------------------------------------------------------------------------------------
