@@ -13,7 +13,21 @@ that made the store apply messages itself (``ApplyMessage``) instead of
 the core writing with a compare-and-swap, under which concurrent senders
 to one inbox retried and, at 256 tasks, starved.
 
-Run: python benches/bench_inbox.py
+Two more measurements (issue 13):
+
+- batches: the same datagrams handed to ``handle_datagrams`` in batches of
+  1, 16 and 256, as the UDP endpoint reads them - one ``ApplyMessages``
+  (one group commit) per batch - with the CPU time per merge (all threads
+  of the process: the SQLite writer's too), which a shared machine's load
+  distorts less than the wall clock;
+- merge cost as an inbox grows: one inbox holding 10, 1,000 and 10,000
+  messages, each merge replacing one of them with a higher revision, by
+  the store (ApplyMessage one at a time, and ApplyMessages in batches of
+  256), beside what the whole-document merge that messages-as-rows replaced
+  costs on the same document (``apply_message``, the definition).
+
+Run: python benches/bench_inbox.py             (everything, ~1 min)
+     python benches/bench_inbox.py --only growth
 """
 
 from __future__ import annotations
@@ -81,7 +95,7 @@ def _datagrams(layout: int, inboxes: int, senders: int, count: int) -> list[tupl
 async def _rate(runner: Runner, datagrams: list[tuple[str, bytes]], tasks: int) -> tuple[float, int]:
     """(merges/s, datagrams not answered "M") for ``datagrams`` shared by ``tasks`` tasks."""
     env, config = _environment(), inbox.InboxConfig()
-    guard = inbox.new_replay_guard(config, env.now_ms() - 1000)
+    guard = inbox.new_replay_guard(config, env.now_ms() - 30_000)  # the datagrams were signed before it
     failed = 0
 
     async def run(task: int) -> None:
@@ -98,7 +112,74 @@ async def _rate(runner: Runner, datagrams: list[tuple[str, bytes]], tasks: int) 
     return len(datagrams) / (time.perf_counter() - started), failed
 
 
+def _cpu() -> float:
+    return time.process_time()
+
+
+async def _batches(runner: Runner, name: str) -> None:
+    env, config = _environment(), inbox.InboxConfig()
+    layout = 7
+    await _create_inboxes(runner, layout, 64)
+    for size in (1, 16, 256):
+        datagrams = [d for _, d in _datagrams(layout, 64, 8, 2_000 if size == 1 else 12_000)]
+        guard = inbox.new_replay_guard(config, env.now_ms() - 30_000)  # the datagrams were signed before it
+        started, cpu = time.perf_counter(), _cpu()
+        for start in range(0, len(datagrams), size):
+            outcomes = await runner.run(inbox.handle_datagrams(datagrams[start : start + size], guard, config, env))
+            assert all(outcome.answer is not None for outcome in outcomes)
+        wall, cpu = time.perf_counter() - started, _cpu() - cpu
+        print(f"{name:<13}{size:>7}{len(datagrams) / wall:>11,.0f}{cpu / len(datagrams) * 1e6:>13.1f}")
+
+
+GROWTH = (10, 1_000, 10_000)
+
+
+async def _growth(runner: Runner, name: str, layout: int) -> None:
+    from satchel.protocol.inbox.documents import apply_message
+    from satchel.protocol.operations import ApplyMessage, ApplyMessages, GetDocument, MessageEdit
+
+    env, config = _environment(), inbox.InboxConfig(max_document_bytes=64 * 1024 * 1024)
+    for n, size in enumerate(GROWTH):
+        read, write = _tokens(layout, n)
+        headers = [("write-token", write), ("derived-from", "0"), ("revision", "1")]
+        request = HttpRequest("PUT", f"/backend/documents/{read}", headers, b'{"title": "one inbox", "#messages": {}}')
+        assert (await runner.run(inbox.handle_request(request, config, env))).response.status == 200
+        write_key = inbox.tokens.document_id(bytes.fromhex(write)).hex()
+        ids = [f"{i:016x}" for i in range(size)]
+
+        def edit(i: int) -> MessageEdit:
+            return MessageEdit(write_key, ids[i % size], b'{"#": %d, "type": "temperature", "value": 21.1}' % next(_revisions))
+
+        for start in range(0, size, 1000):
+            await runner.store.execute(ApplyMessages(tuple(edit(i) for i in range(start, min(size, start + 1000))), 0, config.max_document_bytes))
+        document = await runner.store.execute(GetDocument(read))
+        count = 2_000
+        started, cpu = time.perf_counter(), _cpu()
+        for i in range(count):
+            e = edit(i * 7919)
+            written = await runner.store.execute(ApplyMessage(write_key, e.message_id, e.message, 0, config.max_document_bytes))
+            assert written.document is not None
+        one = (time.perf_counter() - started) / count * 1e6, (_cpu() - cpu) / count * 1e6
+        started, cpu = time.perf_counter(), _cpu()
+        for start in range(0, 10 * 256, 256):
+            await runner.store.execute(ApplyMessages(tuple(edit(i * 7919) for i in range(start, start + 256)), 0, config.max_document_bytes))
+        batched = (time.perf_counter() - started) / 2560 * 1e6, (_cpu() - cpu) / 2560 * 1e6
+        rounds = max(3, 3000 // size)
+        started = _cpu()
+        for i in range(rounds):
+            e = edit(i * 7919)
+            assert apply_message(document, e.message_id, e.message, 0, config.max_document_bytes).document is not None
+        whole = (_cpu() - started) / rounds * 1e6
+        print(f"{name:<13}{size:>9,}{len(document.content) / 1024:>9,.0f} KB"
+              f"{one[0]:>9.1f}{one[1]:>9.1f}{batched[0]:>9.1f}{batched[1]:>9.1f}{whole:>11.1f}")
+
+
 async def main() -> None:
+    only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else ["rates", "batches", "growth"]
+    if "batches" in only or "growth" in only:
+        await _more(only)
+    if "rates" not in only:
+        return
     print(
         f"inbox merges from UDP datagrams, in process: trio {trio.__version__}, Python {sys.version.split()[0]}, "
         f"SQLite {sqlite3.sqlite_version} (WAL, synchronous=NORMAL)"
@@ -124,6 +205,27 @@ async def main() -> None:
 
 async def _memory_store() -> Store:
     return MemoryStore()
+
+
+async def _more(only: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        opens: list[tuple[str, Callable[[], Awaitable[Store]]]] = [
+            ("MemoryStore", _memory_store),
+            ("SqliteStore", lambda: SqliteStore.open(Path(directory) / "more.db")),
+        ]
+        if "batches" in only:
+            print("UDP datagrams handed to handle_datagrams in batches (64 inboxes x 8 senders), in process")
+            print(f"{'store':<13}{'batch':>7}{'merges/s':>11}{'cpu us/merge':>13}")
+            for name, open_store in opens:
+                async with await open_store() as store:
+                    await _batches(Runner(store), name)
+        if "growth" in only:
+            print("one inbox of N messages, one message replaced per merge: us per merge (wall, cpu),")
+            print("by the store one at a time and in batches of 256, and the whole-document merge it replaced (cpu)")
+            print(f"{'store':<13}{'messages':>9}{'document':>12}{'one':>9}{'cpu':>9}{'batch':>9}{'cpu':>9}{'whole doc':>11}")
+            for layout, (name, open_store) in enumerate(opens):
+                async with await open_store() as store:
+                    await _growth(Runner(store), name, 20 + layout)
 
 
 if __name__ == "__main__":

@@ -250,10 +250,12 @@ class DocumentKeys(msgspec.Struct, frozen=True):
 
 class MessageWrite(msgspec.Struct, frozen=True):
     """The result of ``ApplyMessage``: what happened and, when the document
-    was written, the document after the write."""
+    was written, the document after the write and its ``revision`` (0:
+    nothing was written)."""
 
     result: MessageResult
     document: Document | None = None
+    revision: int = 0
 
 
 # -- collections and records ------------------------------------------------
@@ -686,9 +688,12 @@ class ApplyMessages(Operation, frozen=True):
     it, several may name one inbox or one message), all in one write - one
     group commit for a batch of datagrams.
 
-    Each edit's ``MessageWrite.document`` is the document just after that
-    edit. If any message is not JSON with a numeric ``"#"`` the store raises
-    ``satchel.protocol.inbox.merge.InvalidMessage`` and writes nothing.
+    Each edit's ``MessageWrite`` is as ``ApplyMessage`` answers it: its
+    ``document`` and ``revision`` are the document just after that edit
+    (every write is one change event, even when a batch holds several
+    into one inbox). If any message is not JSON with a numeric ``"#"`` the
+    store raises ``satchel.protocol.inbox.merge.InvalidMessage`` and writes
+    nothing.
     """
 
     edits: tuple[MessageEdit, ...]

@@ -757,6 +757,7 @@ async def check_apply_messages(make_store: MakeStore) -> None:
         written = await store.execute(ApplyMessages(edits, 50, 150))
         results = [w.result for w in written]
         assert results == ["done", "not-inbox", "unknown", "done", "done", "done", "done", "too-large", "done", "done"]
+        assert [w.revision for w in written] == [101, 0, 0, 102, 0, 50, 103, 0, 104, 0]
         revisions = [w.document.revision if w.document else None for w in written]
         assert revisions == [101, None, None, 102, None, 50, 103, None, 104, None]
         contents = [w.document.content if w.document else None for w in written]

@@ -9,7 +9,7 @@ trying Satchel out, never for data anyone wants back.
 Documents (seed 001) are immutable values (``Document`` is frozen and its
 content is ``bytes``), so they are stored as they come. An inbox that has
 taken a message is also held as a ``MessageTable`` (its messages apart, the
-content materialized and spliced), so a merge costs one message, as it does
+content joined from runs of them), so a merge costs one message, as it does
 in the SQLite store's rows.
 
 Records are kept as their JSON encoding: storing bytes copies a record in,
@@ -430,7 +430,7 @@ class MemoryStore(Store):
                 continue
             document = msgspec.structs.replace(document, revision=written.revision, content=table.content)
             self._documents[read_token] = document
-            writes.append(MessageWrite(written.result, document))
+            writes.append(MessageWrite(written.result, document, written.revision))
         return writes
 
     # -- entries (seed 004) ---------------------------------------------------

@@ -868,7 +868,7 @@ def _apply_messages(db: psycopg.Connection, op: ApplyMessages, inboxes: "_Inboxe
         changed[(keys.read_token, edit.message_id)] = (
             None if written.body is None else (_revision_text(written.message_revision), written.body))
         document = Document(keys.read_token, keys.write_key, keys.write_hash, keys.mac_key, written.revision, table.content)
-        writes.append(MessageWrite(written.result, document))
+        writes.append(MessageWrite(written.result, document, written.revision))
     upserts = [(key, row) for key, row in changed.items() if row is not None]
     if upserts:
         db.execute(

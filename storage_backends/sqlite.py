@@ -747,7 +747,7 @@ def _apply_messages(db: sqlite3.Connection, op: ApplyMessages) -> list[MessageWr
                 None if written.body is None else (_revision_column(written.message_revision), written.body)
             )
             document = Document(read_token, keys.write_key, keys.write_hash, keys.mac_key, written.revision, table.content)
-            writes.append(MessageWrite(written.result, document))
+            writes.append(MessageWrite(written.result, document, written.revision))
         db.executemany(
             "INSERT OR REPLACE INTO inbox_messages (read_token, message_id, revision, body) VALUES (?, ?, ?, ?)",
             [(read_token, message_id, row[0], row[1]) for (read_token, message_id), row in rows.items() if row is not None],

@@ -443,6 +443,7 @@ def test_a_batch_is_answered_as_each_datagram_alone_with_one_store_write() -> No
     assert together.content() == alone.content() == {"#messages": {MESSAGE_ID: {"#": 7, "v": 2}}}
     revisions = [change.revision for outcome in outcomes for change in outcome.changes]
     assert revisions == [revisions[0] + n for n in range(4)]  # one change per write, each at its own revision
+    assert outcomes[8].changes[0].content == together.get().body
 
 
 @settings(max_examples=200, deadline=None)

@@ -54,6 +54,29 @@ def test_a_table_writes_what_the_whole_document_merge_writes(content: bytes, wri
         assert MessageTable.from_rows(table.head, table.tail, rows).content == table.content
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.booleans(), st.integers(0, 5)), max_size=120))
+def test_runs_split_and_empty_as_messages_come_and_go(writes: list) -> None:
+    """With runs of 2 (at most 4 before a split), many ids: the same bytes."""
+    saved = MessageTable.RUN
+    MessageTable.RUN = 2
+    try:
+        document = _document(b'{"#messages": {"0000000000000010": 1, "0000000000000020": 2, "0000000000000030": 3}}')
+        table = MessageTable.from_content(document.content)
+        for n, remove, revision in writes:
+            message_id = f"{n:016x}"
+            message = None if remove else b'{"#": %d, "n": %d}' % (revision, n)
+            expected = apply_message(document, message_id, message, 0, 1 << 20)
+            written = apply_to_table(table, document.revision, message_id, message, 0, 1 << 20)
+            assert written.result == expected.result and (written.revision is None) == (expected.document is None)
+            if expected.document is not None:
+                document = expected.document
+                assert table.content == document.content and table.size == len(document.content)
+        assert table.ids == sorted(table.bodies)
+    finally:
+        MessageTable.RUN = saved
+
+
 def test_a_table_refuses_what_is_not_an_inbox_and_messages_without_a_revision() -> None:
     for content in (b'{"messages": {}}', b"[1]", b'{"#messages": []}'):
         try:

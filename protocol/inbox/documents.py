@@ -13,8 +13,8 @@ revision, not the whole document (seed 001's inboxes fill up: rewriting a
 38 KB ``#messages`` object cost ~145 us a merge). ``MessageTable`` is that
 bookkeeping as a pure object every store shares: the bytes before and after
 the ``#messages`` object (``head``, ``tail``), the messages by id in sorted
-order, and the document's content kept materialized, updated in place by
-splicing one message's bytes in or out. ``apply_to_table`` is
+order in runs whose bytes stay joined, so that a write re-joins one run
+and the content is one join of the runs. ``apply_to_table`` is
 ``apply_message`` on a table; both give byte for byte the same document
 (``merge_into`` and ``remove_from`` are the definition; the tests hold the
 table to them).
@@ -36,7 +36,7 @@ batch applies them one after another.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from typing import Any, Iterable
 
 import msgspec
@@ -169,7 +169,7 @@ def apply_message(
     if message is not None and len(content) > max_document_bytes:
         return MessageWrite("too-large")
     written = msgspec.structs.replace(document, revision=max(document.revision + 1, now_ms), content=content)
-    return MessageWrite("done", written)
+    return MessageWrite("done", written, written.revision)
 
 
 _MESSAGES_NAME = _encode(MESSAGES_KEY)
@@ -184,12 +184,17 @@ class MessageTable:
     ``merge_into`` writes. ``revisions`` and ``bodies`` hold each message's
     revision (``None``: its ``"#"`` is not a number) and raw JSON. A store
     persists the same pieces (a row per message) and rebuilds a table from
-    them with ``from_rows``; ``content`` is kept materialized and updated
-    by splicing, so one write costs a copy of the bytes, never a decode or
-    an encode of the other messages.
+    them with ``from_rows``.
+
+    The ids are kept in sorted runs of at most ``2 * RUN`` (the layout of
+    ``sortedcontainers``), each with its entries' bytes joined once, so a
+    write re-joins one run and ``content`` joins the runs: no decode or
+    encode of the other messages, one copy of the document's bytes.
     """
 
-    __slots__ = ("head", "tail", "ids", "lengths", "revisions", "bodies", "size", "_content")
+    RUN = 64
+
+    __slots__ = ("head", "tail", "revisions", "bodies", "size", "_runs", "_maxes", "_joined", "_content")
 
     def __init__(self, head: bytes, tail: bytes, rows: Iterable[tuple[str, merge.Revision | None, bytes]] = ()) -> None:
         self.head = head
@@ -199,9 +204,12 @@ class MessageTable:
         for message_id, revision, body in rows:
             self.revisions[message_id] = revision
             self.bodies[message_id] = body
-        self.ids = sorted(self.bodies)
-        self.lengths = [len(_encode(message_id)) + 1 + len(self.bodies[message_id]) for message_id in self.ids]
-        self.size = len(head) + 2 + sum(self.lengths) + max(len(self.ids) - 1, 0) + len(tail)
+        ids = sorted(self.bodies)
+        self._runs: list[list[str]] = [ids[start : start + self.RUN] for start in range(0, len(ids), self.RUN)]
+        self._maxes: list[str] = [run[-1] for run in self._runs]
+        self._joined: list[bytes | None] = [None] * len(self._runs)
+        entries = sum(len(_encode(message_id)) + 1 + len(body) for message_id, body in self.bodies.items())
+        self.size = len(head) + 2 + entries + max(len(ids) - 1, 0) + len(tail)
         self._content: bytes | None = None
 
     @classmethod
@@ -225,68 +233,76 @@ class MessageTable:
         return cls(head, tail, rows)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.bodies)
+
+    @property
+    def ids(self) -> list[str]:
+        """The message ids, sorted."""
+        return [message_id for run in self._runs for message_id in run]
 
     @property
     def content(self) -> bytes:
         """The document's content, as ``merge_into`` would have written it."""
         if self._content is None:
-            entries = b",".join(_encode(message_id) + b":" + self.bodies[message_id] for message_id in self.ids)
-            self._content = self.head + b"{" + entries + b"}" + self.tail
+            joined = self._joined
+            bodies = self.bodies
+            for index, run in enumerate(self._runs):
+                if joined[index] is None:
+                    joined[index] = b",".join([_encode(message_id) + b":" + bodies[message_id] for message_id in run])
+            self._content = b"".join((self.head, b"{", b",".join(joined), b"}", self.tail))  # type: ignore[arg-type]
         return self._content
 
-    def _start(self, index: int) -> int:
-        # Where entry ``index`` begins: after the head, its "{", the
-        # entries before it and their commas.
-        return len(self.head) + 1 + sum(self.lengths[:index]) + index
+    def _run_of(self, message_id: str) -> int:
+        index = bisect_left(self._maxes, message_id)
+        return min(index, len(self._runs) - 1)
 
     def put(self, message_id: str, revision: merge.Revision | None, body: bytes, key: bytes | None = None) -> None:
         """Store ``body`` under ``message_id`` (added, or replacing it);
         ``key`` is ``message_id`` JSON-encoded, if the caller has it."""
-        index = bisect_left(self.ids, message_id)
-        entry = (key or _encode(message_id)) + b":" + body
-        count = len(self.ids)
-        exists = index < count and self.ids[index] == message_id
-        content = self._content
-        if content is not None:
-            start = self._start(index)
-            if exists:
-                content = content[:start] + entry + content[start + self.lengths[index] :]
-            elif count == 0:
-                content = content[:start] + entry + content[start:]
-            elif index < count:
-                content = content[:start] + entry + b"," + content[start:]
-            else:
-                content = content[: start - 1] + b"," + entry + content[start - 1 :]
-            self._content = content
-        if exists:
-            self.size += len(entry) - self.lengths[index]
-            self.lengths[index] = len(entry)
+        stored = self.bodies.get(message_id)
+        if stored is not None:
+            self.size += len(body) - len(stored)
+            self._joined[self._run_of(message_id)] = None
         else:
-            self.size += len(entry) + (1 if count else 0)
-            self.ids.insert(index, message_id)
-            self.lengths.insert(index, len(entry))
+            self.size += len(key or _encode(message_id)) + 1 + len(body) + (1 if self.bodies else 0)
+            if not self._runs:
+                self._runs.append([message_id])
+                self._maxes.append(message_id)
+                self._joined.append(None)
+            else:
+                index = self._run_of(message_id)
+                run = self._runs[index]
+                insort(run, message_id)
+                self._maxes[index] = run[-1]
+                self._joined[index] = None
+                if len(run) > 2 * self.RUN:
+                    # Split a run grown too long in two.
+                    half = run[self.RUN :]
+                    del run[self.RUN :]
+                    self._maxes[index] = run[-1]
+                    self._runs.insert(index + 1, half)
+                    self._maxes.insert(index + 1, half[-1])
+                    self._joined.insert(index + 1, None)
         self.revisions[message_id] = revision
         self.bodies[message_id] = body
+        self._content = None
 
     def remove(self, message_id: str) -> bool:
         """Drop ``message_id``; whether there was such a message."""
-        if message_id not in self.bodies:
+        stored = self.bodies.pop(message_id, None)
+        if stored is None:
             return False
-        index = bisect_left(self.ids, message_id)
-        length, count = self.lengths[index], len(self.ids)
-        content = self._content
-        if content is not None:
-            start = self._start(index)
-            if count == 1:
-                content = content[:start] + content[start + length :]
-            elif index < count - 1:
-                content = content[:start] + content[start + length + 1 :]
-            else:
-                content = content[: start - 1] + content[start + length :]
-            self._content = content
-        self.size -= length + (1 if count > 1 else 0)
-        del self.ids[index], self.lengths[index], self.revisions[message_id], self.bodies[message_id]
+        del self.revisions[message_id]
+        self.size -= len(_encode(message_id)) + 1 + len(stored) + (1 if self.bodies else 0)
+        index = self._run_of(message_id)
+        run = self._runs[index]
+        run.remove(message_id)
+        if run:
+            self._maxes[index] = run[-1]
+            self._joined[index] = None
+        else:
+            del self._runs[index], self._maxes[index], self._joined[index]
+        self._content = None
         return True
 
     def size_with(self, message_id: str, body: bytes, key: bytes | None = None) -> int:
@@ -294,7 +310,7 @@ class MessageTable:
         stored = self.bodies.get(message_id)
         if stored is not None:
             return self.size + len(body) - len(stored)
-        return self.size + len(key or _encode(message_id)) + 1 + len(body) + (1 if self.ids else 0)
+        return self.size + len(key or _encode(message_id)) + 1 + len(body) + (1 if self.bodies else 0)
 
 
 class TableWrite(msgspec.Struct, frozen=True):
@@ -372,7 +388,8 @@ def write_messages(
     edits: list[MessageEdit], origin: str, config: InboxConfig, env: Environment
 ) -> Action[list[tuple[MessageResult, DocumentChange | None]]]:
     """``write_message`` for a batch of edits, in one ``ApplyMessages``
-    (one store write, one group commit): what each did and its change event."""
+    (one store write, one group commit): what each did and its change
+    event, if it wrote."""
     if not edits:
         return []
     written: list[MessageWrite] = yield ApplyMessages(tuple(edits), env.now_ms(), config.max_document_bytes)
