@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="unsent bytes a websocket may queue before it is closed as a slow consumer (1008)")
     serve_cmd.add_argument("--websocket-outbox-messages", type=int, default=defaults.websocket_outbox_messages,
                            help="unsent messages a websocket may queue before it is closed as a slow consumer")
+    _limit_flags(serve_cmd, defaults)
     engineio = EngineIoConfig()
     serve_cmd.add_argument("--socketio-ping-interval-ms", type=int,
                            default=int(env.get("SATCHEL_SOCKETIO_PING_INTERVAL_MS", engineio.ping_interval_ms)),
@@ -246,6 +247,54 @@ async def admin_create(args: argparse.Namespace) -> None:
         print(f"{email} (user id {account.user.id}) is already an administrator; nothing changed.", flush=True)
 
 
+def _bound(text: str) -> int | None:
+    value = int(text)
+    return None if value <= 0 else value
+
+
+def _rate(text: str) -> float | None:
+    value = float(text)
+    return None if value <= 0 else value
+
+
+# What one peer may cost (issue 14): flag, ServerLimits field, parser, help.
+_LIMIT_FLAGS = (
+    ("--max-connections-per-address", "max_connections_per_address", _bound,
+     "open connections from one address; the next is answered 429 (0: no bound)"),
+    ("--max-connections-per-user", "max_connections_per_user", _bound,
+     "open websockets of one user over every protocol; the next upgrade is answered 429 (0: no bound)"),
+    ("--max-channels-per-connection", "max_channels_per_connection", _bound,
+     "channels, rooms or subscriptions one connection may hold; past it a subscription is ignored (0: no bound)"),
+    ("--websocket-message-rate", "websocket_message_rate", float,
+     "messages per second one websocket may send; past it its reader waits (TCP backpressure)"),
+    ("--websocket-message-burst", "websocket_message_burst", int, "messages a websocket may send at once, saved up"),
+    ("--websocket-abuse-seconds", "websocket_abuse_seconds", float,
+     "a websocket held back at every message this long is closed with 1008"),
+    ("--http-request-rate", "http_request_rate", _rate,
+     "HTTP requests per second from one address, burst twice that; past it 429 with Retry-After (0: no bound)"),
+    ("--datagram-rate", "datagram_rate", _rate,
+     "UDP datagrams per second from one source, burst twice that; past it dropped and counted (0: no bound)"),
+    ("--descriptor-reserve", "descriptor_reserve", int,
+     "descriptors kept free; near the limit the busiest address's oldest idle connections are closed"),
+)
+
+
+def _limit_flags(command: argparse.ArgumentParser, defaults: ServerLimits) -> None:
+    for flag, field, parse, text in _LIMIT_FLAGS:
+        default = getattr(defaults, field)
+        command.add_argument(flag, type=parse, default=default, dest=field,
+                             help=f"{text} (default {default if default is not None else 'none'})")
+    command.add_argument("--limit-loopback", action="store_true",
+                         help="apply the per-address bounds to loopback clients too (default: not; behind a proxy on "
+                              "the same host every client is 127.0.0.1)")
+
+
+def _limits_from(args: argparse.Namespace) -> dict[str, object]:
+    found: dict[str, object] = {field: getattr(args, field) for _, field, _, _ in _LIMIT_FLAGS if hasattr(args, field)}
+    found["limit_loopback"] = getattr(args, "limit_loopback", False)
+    return found
+
+
 def _broker(url: str | None) -> object | None:
     """The broker ``--broker`` names (``brokers.open_broker``), not yet connected."""
     if not url:
@@ -296,6 +345,7 @@ async def run_server(
         max_body_bytes=args.max_body_bytes,
         websocket_outbox_bytes=args.websocket_outbox_bytes,
         websocket_outbox_messages=args.websocket_outbox_messages,
+        **_limits_from(args),
     )
     rules = load_rules_file(args.rules) if getattr(args, "rules", None) else None
     store = await open_store(getattr(args, "store", None), data_dir)

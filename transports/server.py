@@ -239,6 +239,7 @@ class Server:
                 listener.close()
 
     async def _accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
+        accepted = 0
         while True:
             if self._vacancies is not None:
                 await self._vacancies.acquire()
@@ -248,7 +249,33 @@ class Server:
                 if self._vacancies is not None:
                     self._vacancies.release()
                 raise
-            nursery.start_soon(self._connection, sock)
+            if self._refused_at_once(sock):
+                sock.close()
+                if self._vacancies is not None:
+                    self._vacancies.release()
+            else:
+                nursery.start_soon(self._connection, sock)
+            accepted += 1
+            if accepted % 64 == 0:
+                # A flood of connections must not keep the accepted ones,
+                # and everyone else, from running.
+                await trio.lowlevel.checkpoint()
+
+    def _refused_at_once(self, sock: socket.socket) -> bool:
+        """An address over its bound while refusals are at their cap: closed
+        here, without a task (an idle flood must not fill the accept queue)."""
+        bound = self.limits.max_connections_per_address
+        if bound is None or self._refusing < _MAX_REFUSING:
+            return False
+        try:
+            address = _address_of(sock)
+        except OSError:
+            return True
+        peer = self._peers.get(address)
+        if peer is None or peer.count < bound or (not self.limits.limit_loopback and is_loopback(address)):
+            return False
+        self.refused += 1
+        return True
 
     async def _accept(self, listener: socket.socket) -> socket.socket:
         while True:
