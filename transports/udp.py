@@ -62,10 +62,12 @@ async def serve_udp_batches(
     max_datagram_bytes: int = 8192,
     max_batch: int = 512,
     max_batches_in_flight: int = 8,
+    admit: Callable[[Any], bool] | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve datagrams on ``host``:``port`` (port 0 picks a free one) in
-    batches until cancelled.
+    batches until cancelled. ``admit(peer)``, when given, is asked about each
+    datagram: False drops it unanswered (a source over its rate, issue 14).
 
     Use as ``port = await nursery.start(serve_udp_batches, handle_batch, host, 0)``:
     the bound port is reported once the socket receives.
@@ -106,7 +108,7 @@ async def serve_udp_batches(
                         # systems; they concern one peer, never the endpoint.
                         logger.debug("udp receive failed: %r", error)
                         continue
-                    if len(datagram) <= max_datagram_bytes:
+                    if len(datagram) <= max_datagram_bytes and (admit is None or admit(peer)):
                         batch.append((datagram, peer))
                 if batch:
                     nursery.start_soon(_answer_batch, handle_batch, sock, batch, slots)
