@@ -296,6 +296,7 @@ async def serve_mounts(
     other processes on that broker, connected before anything is served.
     ``satchel serve`` and the protocol example servers are built on this."""
     from .server import serve
+    from .server import DatagramGate
     from .udp import serve_udp_batches
 
     hub = Hub()
@@ -317,7 +318,9 @@ async def serve_mounts(
         bound = await nursery.start(partial(serve, app, host, port, limits=limits, hub=hub))
         datagrams = bound if udp_port is None else udp_port
         if datagrams >= 0 and board.takes_datagrams:
-            datagrams = await nursery.start(serve_udp_batches, app.handle_datagrams, host, datagrams)
+            gate = DatagramGate(limits)  # datagrams per source (issue 14)
+            datagrams = await nursery.start(partial(serve_udp_batches, app.handle_datagrams, host, datagrams,
+                                                    admit=gate.admit))
         else:
             datagrams = -1
         task_status.started((bound, datagrams))

@@ -52,7 +52,7 @@ from satchel.transports.interfaces import Application, BodySink, FileResponse, S
 from satchel.transports.sockets import close_gracefully, receive_some, send_all
 from satchel.transports.websocket.connection import ClosePacer, Pressure, WebsocketConnection, open_websocket, run_websocket
 
-__all__ = ["Server", "serve", "raise_descriptor_limit"]
+__all__ = ["Server", "serve", "raise_descriptor_limit", "DatagramGate"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,33 @@ def _return_memory() -> None:
             _libc_trim = False
     if _libc_trim:
         _libc_trim(0)
+
+
+class DatagramGate:
+    """Datagrams per source address (``ServerLimits.datagram_rate``, burst
+    twice that): ``admit(peer)`` is False for one past the rate - dropped
+    unanswered, counted in ``dropped``. Loopback sources pass unless
+    ``limit_loopback``. For ``udp.serve_udp_batches(admit=...)``."""
+
+    __slots__ = ("_buckets", "_loopback", "dropped")
+
+    def __init__(self, limits: ServerLimits) -> None:
+        rate = limits.datagram_rate
+        self._buckets = BucketsByKey(rate, 2 * rate) if rate else None
+        self._loopback = limits.limit_loopback
+        self.dropped = 0
+
+    def admit(self, peer: Any) -> bool:
+        buckets = self._buckets
+        if buckets is None:
+            return True
+        address = peer[0] if isinstance(peer, tuple) else str(peer)
+        if not self._loopback and is_loopback(address):
+            return True
+        if buckets.delay(address, trio.current_time()):
+            self.dropped += 1
+            return False
+        return True
 
 
 class _Peer:
