@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import threading
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 import psycopg
 import pytest
 import trio
+import trio.testing
 
 from satchel.protocol.errors import LocalProtocolError
 from satchel.protocol.operations import GetRecord, InsertRecord, ListRecords, QueryRecords
@@ -247,3 +249,42 @@ async def test_acknowledged_writes_survive_their_connections_being_killed(prefix
     assert acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged writes lost"
     assert len(failed) < 50, failed[:3]
     print(f"{len(acknowledged)} acknowledged, {len(failed)} failed with their connection")
+
+
+async def test_cancelling_a_waiter_never_loses_or_doubles_a_write(make_store: MakeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The writer thread is held inside its first batch; a write queued behind
+    # it is withdrawn when cancelled, the taken one completes and says so.
+    entered, released = threading.Event(), threading.Event()
+    batches: list[list[str]] = []
+    run = postgres_backend._run_pipelined
+
+    def gated(db: Any, batch: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("transaction"):  # the writer's batches, not the reads
+            entered.set()
+            released.wait(timeout=30)  # a failing test must not hang the writer for ever
+            batches.append([request.operation.record["_id"] for request in batch])
+        return run(db, batch, *args, **kwargs)
+
+    monkeypatch.setattr(postgres_backend, "_run_pipelined", gated)
+    async with make_store() as store:
+        returned: dict[str, Any] = {}
+
+        async def insert(record_id: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            with trio.CancelScope() as scope:
+                task_status.started(scope)
+                returned[record_id] = await store.execute(InsertRecord("notes", {"_id": record_id}))
+
+        async with trio.open_nursery() as nursery:
+            in_progress = await nursery.start(insert, "in-progress")
+            await trio.to_thread.run_sync(entered.wait)
+            queued = await nursery.start(insert, "queued")
+            await trio.testing.wait_all_tasks_blocked()
+            in_progress.cancel()
+            queued.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert queued.cancelled_caught  # withdrawn at once
+            assert not in_progress.cancelled_caught  # taken: still awaited
+            released.set()
+        assert returned == {"in-progress": None}
+        assert [record["_id"] for record in await store.execute(ListRecords("notes"))] == ["in-progress"]
+        assert batches == [["in-progress"]]
