@@ -167,8 +167,9 @@ class NatsBroker:
                         first = False
                         task_status.started()
                     await self._receive(stream, parser, deliver)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, NatsProtocolError) as error:
-                log.warning("lost the connection to NATS (%s); reconnecting", error)
+            except* (OSError, trio.BrokenResourceError, trio.ClosedResourceError, NatsProtocolError,
+                     trio.TooSlowError) as lost:
+                log.warning("lost the connection to NATS (%s); reconnecting", lost.exceptions[0])
             finally:
                 self._stream = None
                 self._connected = trio.Event()
