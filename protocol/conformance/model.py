@@ -413,7 +413,10 @@ class BackpackModel:
     def _disconnect(self, connection: str) -> None:
         user = self.connections.pop(connection)
         self.subscriptions.pop(connection, None)
-        self._deliver({"action": "close", "userId": user}, _Audience(exclude=connection))
+        # A user's departure is announced once, when its last connection goes
+        # (a user's other tabs are still there: nobody is told anything).
+        if user not in self.connections.values():
+            self._deliver({"action": "close", "userId": user}, _Audience(exclude=connection))
 
     # -- websocket frames ---------------------------------------------------------
 
