@@ -134,3 +134,10 @@ def test_the_nats_parser_whole_and_byte_by_byte() -> None:
     assert ops == NATS_OPS
     with pytest.raises(NatsProtocolError):
         NatsParser().feed(b"HELLO\r\n")
+
+
+def test_serve_refuses_a_broker_url_it_cannot_use(capsys: pytest.CaptureFixture[str]) -> None:
+    from satchel.transports.cli import main
+
+    assert main(["serve", "--broker", "amqp://127.0.0.1"]) == 2
+    assert "--broker must be a redis:// or nats:// URL" in capsys.readouterr().err
