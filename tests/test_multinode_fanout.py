@@ -473,6 +473,73 @@ def test_chats_written_through_b_reach_a_socketio_room_in_order_once(cluster: Cl
         ws.close()
 
 
+class SocketIo:
+    """A Socket.IO client over the websocket transport, in one namespace."""
+
+    def __init__(self, node: Node, namespace: str, token: str) -> None:
+        self.namespace = namespace
+        self.ws = connect(f"ws://127.0.0.1:{node.port}/socket.io/?EIO=4&transport=websocket", open_timeout=10)
+        assert self.ws.recv(timeout=10).startswith("0")  # the Engine.IO open packet
+        self.ws.send(f"40{namespace}," + json.dumps({"token": f"Bearer {token}"}))
+        assert self.ws.recv(timeout=10).startswith(f"40{namespace},")
+
+    def emit(self, event: str, data: Any) -> None:
+        self.ws.send(f"42{self.namespace}," + json.dumps([event, data]))
+
+    def events(self, timeout: float, first: bool = False) -> list[tuple[str, Any]]:
+        """The events that arrive within ``timeout`` (with ``first``: until one does)."""
+        got: list[tuple[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        head = f"42{self.namespace},"
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                packet = self.ws.recv(timeout=left)
+            except TimeoutError:
+                break
+            if packet == "2":
+                self.ws.send("3")  # Engine.IO ping
+            elif isinstance(packet, str) and packet.startswith(head):
+                name, *args = json.loads(packet[len(head):])
+                got.append((name, args[0] if args else None))
+                if first:
+                    break
+        return got
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def test_an_invitation_made_through_a_reaches_the_invitees_socket_on_b_which_then_hears_the_room(
+        cluster: Cluster) -> None:
+    """Presence across nodes: the invitee's socket is on B; the owner invites
+    it through A's REST API; B's socket gets ``invited-to-channel``, is in the
+    room from then on, and hears the next chat posted through A."""
+    a, b = cluster.nodes
+    owner_email, guest_email = (f"{who}{secrets.token_hex(3)}@example.com" for who in ("owner", "guest"))
+    tokens = {}
+    for email in (owner_email, guest_email):
+        _asnity(a, "POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": email[:6]})
+        tokens[email] = _asnity(a, "POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})["accessToken"]
+    guest_id = _asnity(a, "GET", "/api/user/auth/me", token=tokens[guest_email])["_id"]
+    owner = tokens[owner_email]
+    community = _asnity(a, "POST", "/api/community", {"name": "invites"}, owner)["_id"]
+    _asnity(a, "POST", f"/api/communities/{community}/users", {"users": [guest_id]}, owner)
+    channel = _asnity(a, "POST", "/api/channel", {"communityId": community, "name": "later", "isPrivate": False,
+                                                  "type": "Channel"}, owner)["_id"]
+    guest = SocketIo(b, f"/socket/commu-{community}", tokens[guest_email])
+    try:
+        time.sleep(0.5)  # B follows the namespace on the broker a few ms after the socket is in it
+        _asnity(a, "POST", f"/api/channels/{channel}/users", {"community_id": community, "users": [guest_id]}, owner)
+        invited = [data for name, data in guest.events(10, first=True) if name == "invited-to-channel"]
+        assert invited and invited[0]["_id"] == channel
+        time.sleep(0.5)  # and the room's chats once the socket joined the room
+        _asnity(a, "POST", f"/api/channels/{channel}/chat", {"type": "TEXT", "content": "welcome"}, owner)
+        heard = [data for name, data in guest.events(10, first=True) if name == "new-chat"]
+        assert heard and heard[0]["content"] == "welcome"
+    finally:
+        guest.close()
+
+
 # -- faults --------------------------------------------------------------------------------------
 
 
