@@ -113,8 +113,13 @@ def handle_request(request: HttpRequest, config: InboxConfig, env: Environment) 
     return outcome
 
 
+def _segments(path: str) -> list[str]:
+    # Tokens and ids are hex: only a path with an escape needs decoding.
+    return split_path(path) if "%" in path else [segment for segment in path.split("/") if segment]
+
+
 def _route(request: HttpRequest, config: InboxConfig, env: Environment) -> Action[HttpOutcome]:
-    segments = split_path(request.path)
+    segments = _segments(request.path)
     if segments[:2] != ["backend", "documents"]:
         return HttpOutcome(_message(404, "Not found"))
     rest = segments[2:]
@@ -261,6 +266,10 @@ def _written(document: Document) -> HttpOutcome:
     return HttpOutcome(response, [DocumentChange(document.read_token, document.revision, document.content, ORIGIN_HTTP)])
 
 
+# The answers to every merge and removal, encoded once.
+_MERGED = msgspec.json.encode({"message": "Merged"})
+_REMOVED = msgspec.json.encode({"message": "Removed"})
+
 _ANSWERS: dict[MessageResult, tuple[int, str]] = {
     "not-inbox": (403, "The document is not an inbox"),
     "unknown": (404, "No document has this write token"),
@@ -296,7 +305,9 @@ def _message_route(
         return HttpOutcome(_message(404, "No document has this write token"))
     result, change = yield from write_message(document.write_key, stored_id, message, ORIGIN_HTTP, config, env)
     if result == "done":
-        return HttpOutcome(_message(200, "Merged" if method == "POST" else "Removed"), [change] if change else [])
+        body = _MERGED if method == "POST" else _REMOVED
+        return HttpOutcome(HttpResponse(200, [("content-type", "application/json; charset=utf-8")], body),
+                           [change] if change else [])
     if result == "too-large":
         return HttpOutcome(_message(413, f"The inbox would exceed {config.max_document_bytes} bytes"))
     status, text = _ANSWERS[result]
