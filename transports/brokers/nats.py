@@ -137,6 +137,13 @@ class NatsBroker:
         queue.append((topic, data))
         self._wake.set()
 
+    async def check(self) -> None:
+        """Connect once and shake hands: raises when the server cannot be reached."""
+        with trio.fail_after(5):
+            stream = await trio.open_tcp_stream(self.host, self.port)
+            async with stream:
+                await self._handshake(stream, NatsParser())
+
     async def run(self, deliver: Callable[[str, bytes], None], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Connect (again, whenever the connection is lost), follow what
         ``set_interest`` says and hand every message to ``deliver(topic,

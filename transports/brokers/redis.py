@@ -65,6 +65,19 @@ class RedisBroker:
         queue.append((topic, data))
         self._wake.set()
 
+    async def check(self) -> None:
+        """Connect once and PING: raises when the broker cannot be reached."""
+        client = coredis.Redis.from_url(self.url, client_name=f"{self.name}-check")
+        try:
+            with trio.fail_after(5):
+                async with client:
+                    await client.ping()
+        except BaseExceptionGroup as group:  # coredis's task groups: say what failed
+            leaf: BaseException = group
+            while isinstance(leaf, BaseExceptionGroup):
+                leaf = leaf.exceptions[0]
+            raise leaf from None
+
     async def run(self, deliver: Callable[[str, bytes], None], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, subscribe to what ``set_interest`` says and hand every
         message to ``deliver(topic, data)`` until cancelled."""
