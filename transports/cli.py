@@ -374,16 +374,16 @@ async def run_server(
                                  first=[STATIC_FILES, *extra_mounts])
         udp = None if args.udp_port is None else args.udp_port
         broker = _broker(getattr(args, "broker", None))
-        async with trio.open_nursery() as nursery:
+        if broker is not None:
             try:
-                port, udp_port = await nursery.start(partial(
-                    serve_mounts, mounts, args.host, args.port, store=store, files=files, env=system_environment(),
-                    limits=limits, udp_port=udp, max_upload_bytes=args.max_upload_bytes, broker=broker,
-                ))
-            except OSError as error:
-                if broker is None:
-                    raise
-                raise CommandError(f"cannot reach the broker {args.broker}: {error}") from None
+                await broker.check()  # type: ignore[attr-defined]
+            except Exception as error:
+                raise CommandError(f"cannot reach the broker {args.broker}: {error or type(error).__name__}") from None
+        async with trio.open_nursery() as nursery:
+            port, udp_port = await nursery.start(partial(
+                serve_mounts, mounts, args.host, args.port, store=store, files=files, env=system_environment(),
+                limits=limits, udp_port=udp, max_upload_bytes=args.max_upload_bytes, broker=broker,
+            ))
             if udp_port >= 0:
                 log.info("Inbox datagrams on udp://%s:%d", args.host, udp_port)
             log.info("Satchel is ready at http://%s:%d (data in %s)", args.host, port, data_dir)
