@@ -640,7 +640,7 @@ class DirectusModel:
             if conn.user == user:
                 conn.role = role
         return Outcome(200, {"data": {"id": self.user_ids[user], "email": ANY_STRING, "role": role,
-                                      "created_at": ANY_STRING}})
+                                      "created_at": ANY_STRING, "disabled": False}})
 
     def set_rules(self, roles: dict[str, Any], all_roles: dict[str, Any]) -> Outcome:
         """``PUT /_/api/rules``: ``roles`` are the kit's roles, ``all_roles``
