@@ -516,6 +516,11 @@ def _verdict_text(met: bool, judged: bool) -> str:
     return R._verdict(met) if judged else f"({R._verdict(met).lower()})"
 
 
+def _per_cpu(result: dict[str, Any]) -> str:
+    cpu = result.get("server_cpu") or 0
+    return R._fmt_rate(result["deliveries_per_s"] / cpu) if cpu else "-"
+
+
 def table(report: dict[str, Any]) -> list[str]:
     perm = report["permissions"]
     lines: list[str] = []
@@ -539,12 +544,13 @@ def table(report: dict[str, Any]) -> list[str]:
                      "reference.")
         lines.append("")
         lines.append("| in flight | server | deliveries/s | creates (messages)/s | receivers each | p50 | p99 "
-                     "| create answer p50 / p99 | lost | generator CPU | server CPU | other processes |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+                     "| create answer p50 / p99 | lost | generator CPU | server CPU | deliveries per server CPU-second "
+                     "| other processes |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for case in cases:
             ours, theirs = case.get("satchel", {}), case.get("peer", {})
             if "error" in ours:
-                lines.append(f"| {case['inflight']} | satchel | failed: {ours['error'][:80]} |  |  |  |  |  |  |  |  |  |")
+                lines.append(f"| {case['inflight']} | satchel | failed: {ours['error'][:80]} |  |  |  |  |  |  |  |  |  |  |")
             else:
                 lat, ack = ours["latency_us"], ours["create_latency_us"]
                 lines.append(
@@ -552,21 +558,23 @@ def table(report: dict[str, Any]) -> list[str]:
                     f"| {ours['creates_per_s']:,.0f} | {ours['receivers_per_create']:.0f} of {ours['subscribers']} "
                     f"| {R._fmt_us(lat['p50'])} | {R._fmt_us(lat['p99'])} "
                     f"| {R._fmt_us(ack['p50'])} / {R._fmt_us(ack['p99'])} | {ours['lost']} "
-                    f"| {ours['loadgen_cpu']:.0%} (dirgen) | {ours['server_cpu']:.0%} "
+                    f"| {ours['loadgen_cpu']:.0%} (dirgen) | {ours['server_cpu']:.0%} | {_per_cpu(ours)} "
                     f"| {ours.get('other_cpu_whole_case', 0):.0%} |")
             if "error" in theirs:
-                lines.append(f"| {case['inflight']} | {PEER} | failed: {theirs['error'][:80]} |  |  |  |  |  |  |  |  |  |")
+                lines.append(f"| {case['inflight']} | {PEER} | failed: {theirs['error'][:80]} |  |  |  |  |  |  |  |  |  |  |")
             else:
                 lat = theirs["latency_us"]
                 lines.append(
                     f"| {case['inflight']} | {PEER} `broadcast()` | {R._fmt_rate(theirs['deliveries_per_s'])} "
                     f"| {theirs['messages_per_s']:,.0f} | {theirs['receivers_per_message']} of {theirs['subscribers']} "
                     f"| {R._fmt_us(lat['p50'])} | {R._fmt_us(lat['p99'])} | - | {theirs['lost']} "
-                    f"| {theirs['loadgen_cpu']:.0%} (loadgen) | {theirs['server_cpu']:.0%} "
+                    f"| {theirs['loadgen_cpu']:.0%} (loadgen) | {theirs['server_cpu']:.0%} | {_per_cpu(theirs)} "
                     f"| {theirs.get('other_cpu_whole_case', 0):.0%} |")
         lines.append("")
         lines.append("Other processes: CPU used by everything else on the machine during the whole case (setup "
-                     "included), share of one core.")
+                     "included), share of one core. Deliveries per server CPU-second: deliveries/s over the server "
+                     "process's CPU share in the measured window - what each delivery costs the server, which other "
+                     "work on a shared machine disturbs less than the rate.")
         lines.append("")
         lines.append("| in flight | Satchel / peer (deliveries/s) | lost | deliveries as the rules say | target | verdict |")
         lines.append("|---|---|---|---|---|---|")
