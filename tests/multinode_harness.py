@@ -51,11 +51,14 @@ def require_broker(kind: str) -> str:
 
 
 def store_url(schema: str) -> str:
-    """A fresh PostgreSQL schema and the ``--store`` URL that keeps its tables there."""
+    """A fresh PostgreSQL schema and the ``--store`` URL that keeps its tables
+    there. Commits do not wait for the WAL flush: these tests never kill
+    PostgreSQL, and an fsync per commit on a disk shared by test runs is what
+    would make them slow (as ``postgres_harness.FAST_URL`` says)."""
     with psycopg.connect(POSTGRES_URL, autocommit=True) as db:
         db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     separator = "&" if "?" in POSTGRES_URL else "?"
-    return f"{POSTGRES_URL}{separator}options={quote(f'-c search_path={schema}')}"
+    return f"{POSTGRES_URL}{separator}options={quote(f'-c search_path={schema} -c synchronous_commit=off')}"
 
 
 class Node(ServerProcess):
