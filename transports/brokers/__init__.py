@@ -272,6 +272,9 @@ class BrokerBus(LocalBus):
         try:
             while True:
                 await trio.sleep(1)
+                # A registry changed without a publish after it (an upgrade
+                # refused past its user's bound): follow what is left.
+                self._registries_changed()
                 now = self.traffic()
                 if now != last:
                     log.info("broker traffic %s", _format(now))

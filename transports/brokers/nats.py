@@ -125,6 +125,9 @@ class NatsBroker:
         self._interest_lock = trio.Lock()
         self.dropped = 0
         self.published = 0
+        #: the server's limit on one message (its INFO says; NATS closes a
+        #: connection that sends more, so such a message is dropped here)
+        self.max_payload = 1024 * 1024
 
     def publish(self, topic: str, data: bytes) -> None:
         """Queue ``data`` for ``topic`` (never blocks; sent in queue order)."""
@@ -195,6 +198,7 @@ class NatsBroker:
                 for op in parser.feed(data):
                     if op[0] == "INFO":
                         info = op[1]
+                        self.max_payload = int(info.get("max_payload", self.max_payload))
             options: dict[str, Any] = {"verbose": False, "pedantic": False, "no_echo": True, "name": self.name,
                                        "lang": "python-trio", "version": "satchel", "protocol": 1, "headers": False}
             if self.user is not None:
@@ -259,6 +263,11 @@ class NatsBroker:
             chunks = []
             for i in range(count):
                 topic, data = queue[i]
+                if len(data) > self.max_payload:
+                    self.dropped += 1
+                    log.warning("a %d-byte message on %s exceeds the NATS server's max_payload (%d): not sent",
+                                len(data), topic, self.max_payload)
+                    continue
                 chunks.append(b"PUB %s %d\r\n%s\r\n" % (topic.encode(), len(data), data))
             await self._write(b"".join(chunks))
             for _ in range(count):
