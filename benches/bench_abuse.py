@@ -44,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench  # noqa: E402  (the shared helpers of benches/run.py)
 
+from satchel.transports.interfaces import ServerLimits  # noqa: E402
+
 HOST = bench.HOST
 
 
@@ -153,8 +155,10 @@ def fanout(server: bench.Server, cookie: str, subs: int, duration: float) -> dic
 
 def flood_case(options: argparse.Namespace) -> dict[str, Any]:
     bench.build_loadgen()
+    # The server's own default budget per sender, as a deployment runs it.
+    rate = ServerLimits().websocket_message_rate
     with tempfile.TemporaryDirectory(prefix="satchel-abuse-") as tmp:
-        server = bench.start_satchel(Path(tmp), options.server_args)
+        server = bench.start_satchel(Path(tmp), ["--websocket-message-rate", str(rate or 0), *options.server_args])
         try:
             client = bench.satchel_login(server.port)
             cookie = client.cookie

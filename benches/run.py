@@ -170,8 +170,10 @@ def start_satchel(data_dir: Path, extra: list[str] | None = None) -> Server:
         "satchel",
         [sys.executable, "-m", "satchel.transports", "serve", "--host", HOST, "--port", "0",
          "--data-dir", str(data_dir), "--api-key", API_KEY,
-         # The benches hold thousands of websockets of one user.
-         "--max-connections-per-user", "0", *(extra or [])],
+         # The benches hold thousands of websockets of one user, and measure
+         # the transport at full speed: per-peer policy off (bench_abuse.py
+         # turns it back on).
+         "--max-connections-per-user", "0", "--websocket-message-rate", "0", *(extra or [])],
         r"ready at http://[\d.]+:(\d+)",
     )
 

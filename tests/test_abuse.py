@@ -303,6 +303,10 @@ def test_connections_past_an_addresss_bound_are_refused_in_the_protocols_format(
         assert json.loads(body) == {"message": "Too many connections from your address"}  # Backpack's format
         status, _, body = _get(server.port, "/backend/documents/" + "0" * 32, source="127.0.0.2")
         assert status == 429
+        status, _, body = _get(server.port, "/items/notes", source="127.0.0.2")  # Directus REST
+        assert status == 429 and json.loads(body)["errors"][0]["extensions"]["code"] == "REQUESTS_EXCEEDED"
+        status, _, body = _get(server.port, "/api/communities", source="127.0.0.2")  # Asnity
+        assert status == 429 and json.loads(body)["statusCode"] == 429
         # Another address is not counted with it.
         assert _get(server.port, "/collections", headers=key)[0] == 200
         for sock in idle:

@@ -108,7 +108,10 @@ class RawWebsocket:
 
 @pytest.fixture
 def server(tmp_path: Path):
-    process = ServerProcess(tmp_path / "data")
+    # The publisher sends 10,000 messages as fast as the reader takes them:
+    # no per-sender budget here (tests/test_abuse.py tests that), only the
+    # slow-consumer rule.
+    process = ServerProcess(tmp_path / "data", extra=["--websocket-message-rate", "0"])
     try:
         yield process
     finally:

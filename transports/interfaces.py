@@ -179,8 +179,8 @@ class ServerLimits:
     # Messages one websocket may send per second, with a burst of saved-up
     # ones; beyond the rate its reader waits (the sender feels TCP
     # backpressure), and a sender held back for websocket_abuse_seconds
-    # without a pause is closed with 1008.
-    websocket_message_rate: float = 500.0
+    # at every message is closed with 1008. None: no bound.
+    websocket_message_rate: float | None = 200.0
     websocket_message_burst: int = 1000
     websocket_abuse_seconds: float = 10.0
     # HTTP requests per second from one address (burst: twice the rate);
@@ -222,6 +222,7 @@ class ServerLimits:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"ServerLimits.{name} must be positive or None")
-        if not (self.websocket_message_rate > 0 and self.websocket_message_burst >= 1
+        if not ((self.websocket_message_rate is None or self.websocket_message_rate > 0)
+                and self.websocket_message_burst >= 1
                 and self.websocket_abuse_seconds > 0 and self.descriptor_reserve >= 0):
             raise ValueError("ServerLimits: websocket message rate, burst and abuse time must be positive")

@@ -664,10 +664,15 @@ class WebsocketConnection:
         now = trio.current_time()
         if throttle is None:
             limits = self._limits
-            throttle = self._throttle = Throttle(
-                limits.websocket_message_rate, limits.websocket_message_burst, limits.websocket_abuse_seconds, now
-            )
-        wait, abusing = throttle.take(now)
+            rate = limits.websocket_message_rate
+            if rate is None:
+                wait, abusing = 0.0, False
+            else:
+                throttle = self._throttle = Throttle(
+                    rate, limits.websocket_message_burst, limits.websocket_abuse_seconds, now
+                )
+        if throttle is not None:
+            wait, abusing = throttle.take(now)
         if abusing:
             logger.info("websocket %s closed: %s", self.id, RATE_LIMIT_REASON)
             self.close(1008, RATE_LIMIT_REASON)
