@@ -128,3 +128,23 @@ async def test_logout_and_expiry_are_final_at_once_through_the_runner(tmp_path: 
         assert (await app.call("GET", "/notes")).status == 403
     finally:
         await store.aclose()
+
+
+async def test_a_filter_that_admits_every_field_passes_the_record_through_and_denies_the_rest(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "db")
+    try:
+        app = App(store, system_environment())
+        await app.sign_in("editor@example.com")
+        shown = msgspec.json.decode((await app.call("POST", "/notes", RECORD)).body)
+        hidden = msgspec.json.decode((await app.call("POST", "/notes", {**RECORD, "zebra": 2})).body)
+        reader = App(store, system_environment())
+        reader.board, reader.app = app.board, app.app
+        sally = await reader.sign_in("sally@example.com")
+        app.board.rules = RuleSet.from_json(b"""{"version": 1, "roles": {"reader": {"rules": [
+            {"collection": "notes", "action": "read", "filter": {"zebra": {"_eq": 1}}}]}}}""")
+        assert await app.runner.run(_one(SetUserRole(sally, "reader"))) is True
+        got = await reader.call("GET", f"/notes/{shown['_id']}")
+        assert got.status == 200 and got.body == json_response(200, shown).body
+        assert (await reader.call("GET", f"/notes/{hidden['_id']}")).status == 404
+    finally:
+        await store.aclose()

@@ -91,6 +91,12 @@ class Permit:
             return None
         return redact(record, self.readable)
 
+    def shows_whole(self, record: dict[str, Any]) -> bool:
+        """Whether the user may read ``record`` with every field: then what
+        it is shown is the record as stored (``shown`` would copy it whole)."""
+        return self.readable == ALL_FIELDS and can(self.rules, self.who, self.collection, "read", record,
+                                                    now_ms=self.now_ms)
+
     def guard(self, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
         """``collections``' guard: decide a write by the record before and after."""
         check_write(self.rules, self.who, self.collection, before, after, now_ms=self.now_ms)
