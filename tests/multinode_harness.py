@@ -78,6 +78,7 @@ class Cluster:
 
     def __init__(self, tmp: Path, kind: str, schema: str, count: int = 2) -> None:
         self.kind = kind
+        self.tmp = tmp
         self.prefix = f"t{secrets.token_hex(6)}"
         self.broker = f"{require_broker(kind)}?prefix={self.prefix}"
         self.store = store_url(schema)

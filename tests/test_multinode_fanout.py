@@ -540,6 +540,38 @@ def test_an_invitation_made_through_a_reaches_the_invitees_socket_on_b_which_the
         guest.close()
 
 
+def test_rules_changed_through_a_are_in_force_on_b_at_once(cluster: Cluster) -> None:
+    """The admin API on A replaces the rules; B, which loaded them at its
+    start, takes the new ones from the broker (``RulesChanged``)."""
+    import subprocess
+    import sys
+
+    a, b = cluster.nodes
+    admin = f"root{secrets.token_hex(3)}@example.com"
+    created = subprocess.run([sys.executable, "-m", "satchel.transports", "admin", "create", admin, "--store",
+                              cluster.store, "--password-file", "-", "--data-dir", str(cluster.tmp / "admin")],
+                             input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    assert created.returncode == 0, created.stderr
+    http = Http(a)
+    access = directus_login(a, admin)["access_token"]
+    collection = f"ruled{secrets.token_hex(3)}"
+    reader = session(b, "ruled@example.com")
+    assert reader.request("POST", f"/{collection}", {"x": 1})[0] == 200
+    assert reader.request("GET", f"/{collection}")[0] == 200
+    headers = {"Authorization": f"Bearer {access}"}
+    status, current, _ = http.request("GET", "/_/api/rules", key=None, headers=headers)
+    assert status == 200, current
+    rules = {"version": 1, "roles": {"authenticated": {"rules": [
+        {"collection": "*", "action": "*"}, {"collection": collection, "action": "*", "allowed": False}]}}}
+    status, body, _ = http.request("PUT", "/_/api/rules", {"revision": current["data"]["revision"], "rules": rules},
+                                   key=None, headers=headers)
+    assert status == 200, body
+    answered = time.monotonic()
+    wait_for(lambda: reader.request("GET", f"/{collection}")[0] == 403, timeout=0.5, every=0.001,
+             what="the new rules on B")
+    print(f"rules in force on B within {1000 * (time.monotonic() - answered):.1f} ms")
+
+
 # -- faults --------------------------------------------------------------------------------------
 
 
