@@ -51,6 +51,7 @@ subscription).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any, Callable, Iterable, Iterator, Union
@@ -118,7 +119,9 @@ def decode(data: bytes) -> Envelope:
     return _decoder.decode(data)
 
 
+@functools.lru_cache(maxsize=65_536)
 def _token(*parts: str) -> str:
+    # Cached: the same collections, channels and users come back with every write.
     return hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).hexdigest()
 
 
