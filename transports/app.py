@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from time import perf_counter
 
 from typing import Any, Awaitable, Callable
 
@@ -32,7 +33,9 @@ from satchel.storage_backends.files import LocalFileStore
 from .bus import LocalBus
 from .engineio import EngineIoChannel, EngineIoEndpoint
 from .hub import Hub
+from .health import OPERATIONS_PATHS, Operations
 from .interfaces import BodySink, FileResponse, ServerLimits, WebsocketAccept
+from .metrics import METRICS
 from .runner import Runner
 from .system_environment import system_environment
 from .timers import Timers
@@ -65,6 +68,8 @@ class SatchelApp:
         self._nursery: trio.Nursery | None = None
         # Connections that ended in this scheduler tick, not yet forgotten.
         self._closing: list[str] = []
+        #: ``/health``, ``/ready``, ``/metrics`` (``health.Operations``; set by ``serve_mounts``).
+        self.operations: Operations | None = None
         self.limit(ServerLimits())
 
     def limit(self, limits: ServerLimits) -> None:
@@ -129,13 +134,26 @@ class SatchelApp:
     # -- HTTP ------------------------------------------------------------------
 
     async def handle_http(self, request: HttpRequest) -> HttpResponse | FileResponse:
+        if request.path in OPERATIONS_PATHS and self.operations is not None:
+            return await self.operations.handle(request)
+        start = perf_counter()
         engineio = self.board.engineio(request)
         if engineio is not None:
-            return await self.engineio.handle_http(request, *engineio)
+            response = await self.engineio.handle_http(request, *engineio)
+            METRICS.request(engineio[0].name, request.method, response.status, perf_counter() - start)
+            return response
         with self.runner.ticket() as ticket:
             outcome = await self.runner.run(self.board.handle_request(request), ticket)
             self.bus.publish(outcome.changes, ticket)
-        return self._respond(request, outcome)
+        response = self._respond(request, outcome)
+        self._count(request, response, start)
+        return response
+
+    def _count(self, request: HttpRequest, response: HttpResponse | FileResponse, start: float) -> None:
+        """One answered request in the metrics, under its mount's name (bounded: never the path)."""
+        mount = self.board.mount_for(request)
+        METRICS.request(mount.name if mount is not None else "none", request.method, response.status,
+                        perf_counter() - start)
 
     def error_response(self, request: HttpRequest | None, status: int, message: str) -> HttpResponse:
         """The transport's own errors, in the format of the mount that claims the path."""
@@ -169,10 +187,13 @@ class SatchelApp:
             form = sink.form()
         except ValueError as error:
             return self.board.error_response(request, 400, f"Malformed multipart body: {error}")
+        start = perf_counter()
         with self.runner.ticket() as ticket:
             outcome = await self.runner.run(self.board.handle_request(request, form), ticket)
             self.bus.publish(outcome.changes, ticket)
-        return self._respond(request, outcome)
+        response = self._respond(request, outcome)
+        self._count(request, response, start)
+        return response
 
     # -- datagrams ---------------------------------------------------------------
 
@@ -189,7 +210,10 @@ class SatchelApp:
         with self.runner.ticket() as ticket:
             outcomes = await self.runner.run(self.board.handle_datagrams([datagram for datagram, _ in batch]), ticket)
             self.bus.publish([change for outcome in outcomes for change in outcome.changes], ticket)
-        return [outcome.answer for outcome in outcomes]
+        answers = [outcome.answer for outcome in outcomes]
+        METRICS.datagrams_accepted += len(answers)
+        METRICS.datagrams_unanswered += answers.count(None)
+        return answers
 
     # -- websockets ----------------------------------------------------------------
 
@@ -219,9 +243,13 @@ class SatchelApp:
         return WebsocketAccept(subprotocol=accepted.subprotocol, headers=list(accepted.headers))
 
     async def on_websocket_message(self, connection: WebsocketConnection, message: str | bytes) -> None:
-        if type(connection.app_state) is EngineIoChannel:
+        state = connection.app_state
+        if type(state) is EngineIoChannel:
+            METRICS.message_in(state.mount.name)
             await self.engineio.on_websocket_message(connection, message)
             return
+        if state is not None:
+            METRICS.message_in(state.mount.name)
         with self.runner.ticket() as ticket:
             try:
                 events = await self.runner.run(self.board.handle_message(connection.id, message), ticket)
@@ -284,6 +312,8 @@ async def serve_mounts(
     udp_port: int | None = -1,
     max_upload_bytes: int = 50 * 1024 * 1024,
     broker: Any = None,
+    metrics_access: str = "admin",
+    metrics_listen: tuple[str, int] | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``mounts`` on ``host``:``port`` with the reference transport
@@ -294,9 +324,15 @@ async def serve_mounts(
     ``(port, udp_port)``. With ``broker`` (``brokers.open_broker``) the bus
     is a ``BrokerBus``: this process shares fan-out and revocations with the
     other processes on that broker, connected before anything is served.
-    ``satchel serve`` and the protocol example servers are built on this."""
-    from .server import serve
-    from .server import DatagramGate
+    ``/health``, ``/ready`` and ``/metrics`` are answered on the port
+    (``health.py``; ``metrics_access``: who may read ``/metrics`` there);
+    with ``metrics_listen`` (host, port) the three are also served, without
+    credentials, on a listener of their own, and the port's ``/metrics``
+    answers 404. ``satchel serve`` and the protocol example servers are
+    built on this."""
+    from .health import OperationsApp
+    from .metrics import Watched
+    from .server import DatagramGate, Server
     from .udp import serve_udp_batches
 
     hub = Hub()
@@ -309,16 +345,26 @@ async def serve_mounts(
         bus = BrokerBus(hub, board, broker)
     app = SatchelApp(Runner(store, files=files), bus, max_upload_bytes=max_upload_bytes)
     app.limit(limits)
+    if hasattr(store, "observe_batch"):
+        store.observe_batch = METRICS.commit_batches.observe  # group-commit sizes, from its writer thread
     # The stored rules are in force before the first request is answered.
     await app.runner.run(board.load_rules())
     async with trio.open_nursery() as nursery:
         if broker is not None:
             await nursery.start(bus.run)  # type: ignore[attr-defined]
         await nursery.start(app.run)
-        bound = await nursery.start(partial(serve, app, host, port, limits=limits, hub=hub))
+        server = Server(app, limits=limits, hub=hub)
+        gate = DatagramGate(limits)  # datagrams per source (issue 14)
+        watched = Watched(board=board, hub=hub, server=server, gate=gate, broker=broker)
+        app.operations = Operations(app.runner, board, watched, broker=broker, spawn=app._spawn,
+                                    access="off" if metrics_listen is not None else metrics_access)
+        bound = await nursery.start(server.serve, host, port)
+        if metrics_listen is not None:
+            metrics_port = await nursery.start(Server(OperationsApp(app.operations), limits=limits).serve,
+                                               *metrics_listen)
+            log.info("Health and metrics on http://%s:%d/metrics", metrics_listen[0], metrics_port)
         datagrams = bound if udp_port is None else udp_port
         if datagrams >= 0 and board.takes_datagrams:
-            gate = DatagramGate(limits)  # datagrams per source (issue 14)
             datagrams = await nursery.start(partial(serve_udp_batches, app.handle_datagrams, host, datagrams,
                                                     admit=gate.admit))
         else:

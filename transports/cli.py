@@ -135,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--rules", metavar="FILE", default=env.get("SATCHEL_RULES_FILE"),
                            help="a rule file (JSON: roles and their rules) that replaces the stored rules at start "
                                 "(SATCHEL_RULES_FILE; default: keep the stored rules, or the defaults)")
+    serve_cmd.add_argument("--metrics-access", choices=("admin", "public"),
+                           default=env.get("SATCHEL_METRICS_ACCESS", "admin"),
+                           help="who may read /metrics on the main port: an administrator's Bearer token, or anyone "
+                                "(SATCHEL_METRICS_ACCESS; default admin)")
+    serve_cmd.add_argument("--metrics-listen", metavar="HOST:PORT", type=_listen_address,
+                           default=env.get("SATCHEL_METRICS_LISTEN"),
+                           help="also serve /health, /ready and /metrics on this address, /metrics without credentials; "
+                                "the main port's /metrics then answers 404 (SATCHEL_METRICS_LISTEN; default: none)")
     serve_cmd.add_argument("--log-level", default=env.get("SATCHEL_LOG_LEVEL", "INFO"))
     admin_cmd = commands.add_parser("admin", help="administer a data dir (satchel admin create EMAIL)")
     admin_commands = admin_cmd.add_subparsers(dest="admin_command", required=True)
@@ -245,6 +253,17 @@ async def admin_create(args: argparse.Namespace) -> None:
         print(f"{email} (user id {account.user.id}) is now an administrator; its password is unchanged.", flush=True)
     else:
         print(f"{email} (user id {account.user.id}) is already an administrator; nothing changed.", flush=True)
+
+
+def _listen_address(text: str | tuple[str, int]) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port)."""
+    if isinstance(text, tuple):
+        return text
+    host, colon, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, not {text[:100]!r}")
+    return host, int(port)
 
 
 def _bound(text: str) -> int | None:
@@ -383,6 +402,8 @@ async def run_server(
             port, udp_port = await nursery.start(partial(
                 serve_mounts, mounts, args.host, args.port, store=store, files=files, env=system_environment(),
                 limits=limits, udp_port=udp, max_upload_bytes=args.max_upload_bytes, broker=broker,
+                metrics_access=getattr(args, "metrics_access", "admin"),
+                metrics_listen=_listen_address(args.metrics_listen) if getattr(args, "metrics_listen", None) else None,
             ))
             if udp_port >= 0:
                 log.info("Inbox datagrams on udp://%s:%d", args.host, udp_port)
