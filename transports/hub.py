@@ -70,6 +70,7 @@ import trio.testing
 
 from satchel.protocol.channels import Binary, CloseConnection
 from satchel.transports.framing import Framing
+from satchel.transports.metrics import METRICS
 
 __all__ = ["Hub", "Target", "SETTLE_LIMIT", "SETTLE_MAX_S"]
 
@@ -154,6 +155,7 @@ class Hub:
         is: do not change it afterwards).
         """
         recipients = connection_ids if type(connection_ids) is list else list(connection_ids)
+        METRICS.deliveries += len(recipients)
         batch = self._batch
         batch.append((payload, recipients))  # type: ignore[arg-type]
         if len(batch) == 1:
