@@ -17,6 +17,7 @@ The usual shape::
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any, TypeVar
 
 import trio
@@ -29,6 +30,7 @@ from satchel.storage_backends.base import Store
 from satchel.storage_backends.files import LocalFileStore
 
 from .ordering import Sequencer, Ticket, sequencer_for
+from .metrics import METRICS
 
 __all__ = ["Runner"]
 
@@ -87,7 +89,9 @@ class Runner:
             if self.files is None:
                 raise TypeError("this runner has no file store")
             return await self.files.execute(operation)
+        start = perf_counter()
         result, stamp = await self.store.execute_stamped(operation)
+        METRICS.store_operation(type(operation), perf_counter() - start)
         if stamp is not None:
             if ticket is None:
                 self.sequencer.release(stamp)
