@@ -1149,6 +1149,9 @@ class PostgresStore(Store):
     PostgresStore.open(conninfo)``.
     """
 
+    #: Called in the writer thread with each batch's size (a metric, ``transports.metrics``).
+    observe_batch: Callable[[int], None] | None = None
+
     def __init__(self, conninfo: str, *, schema: str | None = None, readers: int = 2, max_connections: int = 8) -> None:
         self._conninfo = conninfo
         self._schema = schema
@@ -1284,6 +1287,8 @@ class PostgresStore(Store):
                 if request.result is None:
                     request.result = outcome.Error(exc)
         self._stamp(applied)
+        if self.observe_batch is not None:
+            self.observe_batch(len(batch))
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:

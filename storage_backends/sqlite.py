@@ -978,6 +978,9 @@ class SqliteStore(Store):
     ``await SqliteStore.open(path)``.
     """
 
+    #: Called in the writer thread with each group commit's size (a metric, ``transports.metrics``).
+    observe_batch: Callable[[int], None] | None = None
+
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
@@ -1133,6 +1136,8 @@ class SqliteStore(Store):
                     _apply_batch(db, batch)
                     self._stamp(batch)
                     _wake(batch)
+                    if self.observe_batch is not None:
+                        self.observe_batch(len(batch))
                     with self._checkpoint_due:
                         self._uncheckpointed += 1
                         if self._uncheckpointed == 1 or self._uncheckpointed >= CHECKPOINT_COMMITS:
