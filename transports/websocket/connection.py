@@ -49,6 +49,7 @@ from satchel.transports.http.parser import UpgradeRequested
 from satchel.transports.http.connection import application_error
 from satchel.transports.http.responses import format_response
 from satchel.transports.interfaces import Application, ServerLimits, WebsocketAccept
+from satchel.transports.metrics import METRICS
 from satchel.transports.sockets import RECEIVE_SIZE, close_gracefully, send_all
 
 from .frames import (
@@ -372,6 +373,7 @@ class WebsocketConnection:
     def _send(self, data: bytes, frames: int) -> None:
         """Write ``data`` - ``frames`` whole frames - now if the kernel takes
         it, else queue what it did not take. Never blocks, never awaits."""
+        METRICS.messages_out += frames
         if self._state is OPEN:
             if not self._outbox:
                 try:
@@ -527,6 +529,7 @@ class WebsocketConnection:
         if self._state is CLOSED:
             return
         logger.info("websocket %s closed: %s", self.id, SLOW_CONSUMER_REASON)
+        METRICS.slow_consumer_closes += 1
         if self._state is OPEN:
             # One non-blocking attempt: finish the frame the peer is in the
             # middle of (so the close frame is not read as its payload), then
