@@ -249,7 +249,14 @@ class MessageTable:
             for index, run in enumerate(self._runs):
                 if joined[index] is None:
                     joined[index] = b",".join([_encode(message_id) + b":" + bodies[message_id] for message_id in run])
-            self._content = b"".join((self.head, b"{", b",".join(joined), b"}", self.tail))  # type: ignore[arg-type]
+            # One join, one copy of the document's bytes.
+            parts: list[bytes] = [self.head, b"{"]
+            for index, run_bytes in enumerate(joined):
+                if index:
+                    parts.append(b",")
+                parts.append(run_bytes)  # type: ignore[arg-type]
+            parts += (b"}", self.tail)
+            self._content = b"".join(parts)
         return self._content
 
     def _run_of(self, message_id: str) -> int:
