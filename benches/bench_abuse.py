@@ -452,7 +452,7 @@ def run_cases(names: list[str], argv: list[str] | None = None) -> list[dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    results = run_cases(options.only, argv)
+    results = run_cases(options.only, sys.argv[1:] if argv is None else argv)
     Path(options.output).parent.mkdir(parents=True, exist_ok=True)
     Path(options.output).write_text(json.dumps(results, indent=1))
     return 0

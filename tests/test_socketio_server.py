@@ -32,7 +32,10 @@ from server_process import Launched, ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = Path(__file__).parent / "node_clients"
-HEARTBEAT = ["--socketio-ping-interval-ms", "400", "--socketio-ping-timeout-ms", "300", "--socketio-max-payload", "20000"]
+HEARTBEAT = ["--socketio-ping-interval-ms", "400", "--socketio-ping-timeout-ms", "300", "--socketio-max-payload", "20000",
+             # A 700 ms heartbeat: a pong held back by the per-sender budget
+             # (tests/test_abuse.py) behind a 2,000-frame flood would miss it.
+             "--websocket-message-rate", "0"]
 
 needs_node_client = pytest.mark.skipif(
     not os.environ.get("CI") and (shutil.which("node") is None or not (CLIENTS / "node_modules" / "socket.io-client").exists()),

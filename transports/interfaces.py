@@ -180,7 +180,7 @@ class ServerLimits:
     # ones; beyond the rate its reader waits (the sender feels TCP
     # backpressure), and a sender held back for websocket_abuse_seconds
     # at every message is closed with 1008. None: no bound.
-    websocket_message_rate: float | None = 200.0
+    websocket_message_rate: float | None = 100.0
     websocket_message_burst: int = 1000
     websocket_abuse_seconds: float = 10.0
     # HTTP requests per second from one address (burst: twice the rate);

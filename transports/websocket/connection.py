@@ -124,6 +124,11 @@ class ClosePacer:
         self._parked = False
         self._gc_held = False
 
+    @property
+    def idle(self) -> bool:
+        """Whether no connection waits its turn."""
+        return not self._waiting
+
     def _wake(self) -> None:
         if self._parked:
             self._parked = False
