@@ -317,6 +317,10 @@ class Server:
                 continue
             except OSError as error:
                 if error.errno in _RESOURCE_ERRORS:
+                    # Out of descriptors although under budget (the process
+                    # holds more than connections): make room the same way.
+                    if error.errno in (errno.EMFILE, errno.ENFILE) and self._shed():
+                        continue
                     logger.error("accept failed, pausing: %s", error)
                     await trio.sleep(0.1)
                 # Otherwise the peer gave up before we accepted (ECONNABORTED
@@ -328,18 +332,20 @@ class Server:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
 
-    def _shed(self) -> None:
+    def _shed(self) -> bool:
         """Near the descriptor limit: close the oldest connection that has not
-        sent a whole request yet, of the address holding the most."""
+        sent a whole request yet, of the address holding the most; whether
+        there was one."""
         busiest = max(self._peers.values(), key=lambda peer: len(peer.fresh), default=None)
         if busiest is None or not busiest.fresh:
-            return
+            return False
         victim = next(iter(busiest.fresh))
         del busiest.fresh[victim]
         self.shed += 1
         if victim.fileno() != -1:
             trio.lowlevel.notify_closing(victim)
             victim.close()
+        return True
 
     async def _reclaim(self) -> None:
         """Once a second: after many connections ended, return the memory."""
