@@ -200,16 +200,21 @@ class Pressure:
 
     ``wait`` holds a sender back while any of them, other than itself, has
     made progress in the last ``stall`` seconds: they are readers that keep
-    up, only slower than the senders. One that has stalled is left to the
-    slow-consumer rule instead of holding everyone back.
+    up, only slower than the senders. Progress means ``min_progress`` bytes
+    taken since the last: a reader that trickles a few bytes a second would
+    otherwise hold every sender of the server back. One that has stalled is
+    left to the slow-consumer rule instead of holding everyone back.
     """
 
-    __slots__ = ("congested", "stall", "_relieved", "waits")
+    __slots__ = ("congested", "stall", "min_progress", "_credit", "_relieved", "waits")
 
-    def __init__(self, stall: float = 1.0) -> None:
+    def __init__(self, stall: float = 1.0, min_progress: int = 64 * 1024) -> None:
         # connection -> when it last made progress (trio.current_time()).
         self.congested: dict[WebsocketConnection, float] = {}
         self.stall = stall
+        self.min_progress = min_progress
+        # connection -> bytes taken since its last progress.
+        self._credit: dict[WebsocketConnection, int] = {}
         self._relieved: trio.Event | None = None
         #: How many times a sender was held back (a counter for benches).
         self.waits = 0
@@ -218,10 +223,15 @@ class Pressure:
         if connection not in self.congested:
             self.congested[connection] = trio.current_time()
 
-    def progress(self, connection: WebsocketConnection) -> None:
-        self.congested[connection] = trio.current_time()
+    def progress(self, connection: WebsocketConnection, written: int) -> None:
+        credit = self._credit.get(connection, 0) + written
+        if credit >= self.min_progress:
+            self.congested[connection] = trio.current_time()
+            credit = 0
+        self._credit[connection] = credit
 
     def relieve(self, connection: WebsocketConnection) -> None:
+        self._credit.pop(connection, None)
         if self.congested.pop(connection, None) is not None and self._relieved is not None:
             self._relieved.set()
             self._relieved = None
@@ -462,6 +472,7 @@ class WebsocketConnection:
             self._lost()
             return
         self._outbox_bytes -= sent
+        taken = sent
         written = 0
         for chunk in outbox:
             if sent < len(chunk):
@@ -485,7 +496,7 @@ class WebsocketConnection:
                     and self._queued_frames <= limits.websocket_outbox_messages // 8):
                 pressure.relieve(self)
             else:
-                pressure.progress(self)
+                pressure.progress(self, taken)
 
     async def _write_outbox(self) -> None:
         """The writer task: runs while the outbox is not empty."""
