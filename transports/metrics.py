@@ -64,14 +64,17 @@ class Histogram:
 class Metrics:
     """The process's counters (one instance, ``METRICS``)."""
 
-    __slots__ = ("deliveries", "messages_out", "slow_consumer_closes", "messages_in", "requests", "store",
+    __slots__ = ("deliveries", "direct_frames", "slow_consumer_closes", "messages_in", "requests", "store",
                  "commit_batches", "datagrams_accepted", "datagrams_unanswered")
 
     def __init__(self) -> None:
         #: Messages handed to the hub for fan-out, one per recipient.
         self.deliveries = 0
-        #: Websocket messages written or queued to a connection (fan-out and replies).
-        self.messages_out = 0
+        #: Frames sent to one websocket directly (replies, greetings: ``send_frame``),
+        #: not through the hub. Messages out = ``deliveries`` + this: counting
+        #: in the hub once per delivery, rather than in each connection's
+        #: write, keeps the per-recipient fan-out path free of any counting.
+        self.direct_frames = 0
         #: Websockets closed 1008 for an outbox past its bound.
         self.slow_consumer_closes = 0
         #: Websocket messages received, by protocol (mount name).
@@ -210,8 +213,9 @@ def exposition(watched: Watched | None = None, metrics: Metrics = METRICS) -> by
     out.family("satchel_messages_in_total", "counter", "Websocket messages received, by protocol.")
     for protocol, count in sorted(metrics.messages_in.items()):
         out.sample("satchel_messages_in_total", count, (("protocol", protocol),))
-    out.family("satchel_messages_out_total", "counter", "Websocket messages written or queued to connections.")
-    out.sample("satchel_messages_out_total", metrics.messages_out)
+    out.family("satchel_messages_out_total", "counter",
+               "Messages sent or queued to connections: fan-out deliveries plus frames sent to one connection directly.")
+    out.sample("satchel_messages_out_total", metrics.deliveries + metrics.direct_frames)
     out.family("satchel_deliveries_total", "counter", "Messages handed to the hub for fan-out, one per recipient.")
     out.sample("satchel_deliveries_total", metrics.deliveries)
     out.family("satchel_slow_consumer_closes_total", "counter",

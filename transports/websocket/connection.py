@@ -378,6 +378,7 @@ class WebsocketConnection:
         hub = self._hub
         if hub is not None and hub._batch:
             hub.flush()
+        METRICS.direct_frames += 1
         self._send(frame, 1)
 
     @property
@@ -388,7 +389,6 @@ class WebsocketConnection:
     def _send(self, data: bytes, frames: int) -> None:
         """Write ``data`` - ``frames`` whole frames - now if the kernel takes
         it, else queue what it did not take. Never blocks, never awaits."""
-        METRICS.messages_out += frames
         if self._state is OPEN:
             if not self._outbox:
                 try:
