@@ -22,6 +22,11 @@ change them while it runs, and those changes last until the next start with
 account with the role ``admin`` - or gives an existing account that role,
 leaving its password - and prints a generated password once when no file
 gives one (``-`` reads it from standard input).
+
+``/health``, ``/ready`` and ``/metrics`` (``health.py``): ``--metrics-access
+admin|public`` says who reads ``/metrics`` on the main port (default: an
+administrator's Bearer token); ``--metrics-listen HOST:PORT`` serves the
+three on a listener of their own, ``/metrics`` there without credentials.
 """
 
 from __future__ import annotations
