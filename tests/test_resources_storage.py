@@ -27,7 +27,7 @@ async def test_a_version_4_database_is_migrated_to_entries(tmp_path: Path) -> No
         assert (await store.execute(GetRecord("notes", "n1"))).record == {"_id": "n1"}  # type: ignore[union-attr]
         assert await store.execute(PutEntry("kvStore", "o", "p", "k", b"1", 10, 0))
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (5,)
+    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)  # every later migration ran too
     db.close()
 
 
