@@ -18,7 +18,7 @@ function assert(condition, message) {
   if (!condition) throw new Error(message);
 }
 
-function once(socket, event, ms = 3000) {
+function once(socket, event, ms = 10000) {  // generous: CI machines are shared
   return Promise.race([
     new Promise((resolve) => socket.once(event, (...args) => resolve(args))),
     new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${event}`)), ms)),
