@@ -155,6 +155,22 @@ class SatchelApp:
         METRICS.request(mount.name if mount is not None else "none", request.method, response.status,
                         perf_counter() - start)
 
+    def route_of(self, request: HttpRequest) -> str:
+        """The route a log line names for ``request`` (a request or an
+        upgrade): the name of the mount serving it, as the metrics' route
+        label - bounded, never the path."""
+        if request.path in OPERATIONS_PATHS:
+            return "operations"
+        engineio = self.board.engineio(request)
+        if engineio is not None:
+            return engineio[0].name
+        if request.header("upgrade") is not None:
+            mount = self.board.mounts.for_upgrade(request)
+            if mount is not None:
+                return mount.name
+        mount = self.board.mount_for(request)
+        return mount.name if mount is not None else "none"
+
     def error_response(self, request: HttpRequest | None, status: int, message: str) -> HttpResponse:
         """The transport's own errors, in the format of the mount that claims the path."""
         return self.board.error_response(request, status, message)

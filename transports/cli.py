@@ -27,6 +27,8 @@ gives one (``-`` reads it from standard input).
 admin|public`` says who reads ``/metrics`` on the main port (default: an
 administrator's Bearer token); ``--metrics-listen HOST:PORT`` serves the
 three on a listener of their own, ``/metrics`` there without credentials.
+``--log-format text|json`` and ``--access-log/--no-access-log``: the log
+lines, and whether each request and connection gets one (``access_log.py``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from satchel.storage_backends.files import LocalFileStore
 from satchel.storage_backends.base import Store
 from satchel.storage_backends.sqlite import SqliteStore
 
+from .access_log import configure_logging
 from .app import serve_mounts
 from .extras import MissingExtra
 from .interfaces import ServerLimits
@@ -149,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
                            help="also serve /health, /ready and /metrics on this address, /metrics without credentials; "
                                 "the main port's /metrics then answers 404 (SATCHEL_METRICS_LISTEN; default: none)")
     serve_cmd.add_argument("--log-level", default=env.get("SATCHEL_LOG_LEVEL", "INFO"))
+    serve_cmd.add_argument("--log-format", choices=("text", "json"), default=env.get("SATCHEL_LOG_FORMAT", "text"),
+                           help="log lines as text, or one JSON object per line (SATCHEL_LOG_FORMAT; default text)")
+    serve_cmd.add_argument("--access-log", action=argparse.BooleanOptionalAction,
+                           default=env.get("SATCHEL_ACCESS_LOG", "1") not in ("0", "false"),
+                           help="a line per request and per websocket or Engine.IO session opened and closed, and an "
+                                "X-Request-Id on every answer (SATCHEL_ACCESS_LOG=0 turns it off; default on)")
     admin_cmd = commands.add_parser("admin", help="administer a data dir (satchel admin create EMAIL)")
     admin_commands = admin_cmd.add_subparsers(dest="admin_command", required=True)
     create_cmd = admin_commands.add_parser(
@@ -447,12 +456,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         print(f"satchel {args.command}: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    configure_logging(args.log_level, args.log_format, args.access_log, stream=sys.stderr)
     try:
         trio.run(run_server, args)
     except KeyboardInterrupt:
         pass
+    except BaseExceptionGroup as group:
+        # Ctrl-C (SIGINT) lands in a task of run_server's nursery, which
+        # wraps it: a stop, not a traceback in the log (a JSON log's lines
+        # must each be JSON).
+        if group.split(KeyboardInterrupt)[1] is not None:
+            raise
     except CommandError as error:  # found as it started (rules that drop a held role)
         print(f"satchel {args.command}: {error}", file=sys.stderr)
         return 2

@@ -47,6 +47,7 @@ from satchel.protocol.socketio.engineio_session import (
 from satchel.transports.framing import Framing
 from satchel.transports.websocket.frames import encode_binary_frame, encode_text_frame
 
+from .access_log import enabled as access_logged, log_event, peer_of
 from .interfaces import WebsocketAccept
 from .timers import Timers
 
@@ -109,7 +110,7 @@ class EngineIoChannel:
 
     __slots__ = (
         "id", "session", "mount", "websockets", "websocket", "framing", "released", "pending", "in_flight",
-        "slot_free", "handling", "finished", "_hub", "_endpoint",
+        "slot_free", "handling", "finished", "_hub", "_endpoint", "logged",
     )
 
     def __init__(self, session: EngineIoSession, mount: Mount, endpoint: EngineIoEndpoint) -> None:
@@ -133,6 +134,9 @@ class EngineIoChannel:
         self.finished = False
         self._hub: Hub | None = None
         self._endpoint = endpoint
+        #: While the access log is on: the opening request's id, the peer and
+        #: the opening time, for the line of the session's close.
+        self.logged: tuple[str, str, float] | None = None
 
     def _send(self, data: bytes, count: int) -> None:
         """Payloads from the hub (framed by ``framing``)."""
@@ -310,6 +314,12 @@ class EngineIoEndpoint:
             if isinstance(accepted, HttpResponse):
                 return accepted
             channel = EngineIoChannel(session, mount, self)
+            if access_logged():
+                # Named by the request that opened it: the session id is a
+                # credential of its own (?sid= lets anyone poll it).
+                rid = request.__dict__.get("request_id", "-")
+                channel.logged = (rid, peer_of(request), trio.current_time())
+                log_event("engineio open", rid, mount.name, channel.logged[1])
             self.sessions[session.sid] = session
             self.channels[session.sid] = channel
             self.hub.add(channel)
@@ -439,7 +449,10 @@ class EngineIoEndpoint:
         if channel.finished:
             return
         channel.finished = True
-        log.debug("Engine.IO session %s closed: %s", channel.id, reason)
+        logged = channel.logged
+        if logged is not None:
+            log_event("engineio close", logged[0], channel.mount.name, logged[1], trio.current_time() - logged[2],
+                      reason=reason)
         self.channels.pop(channel.id, None)
         if channel.session.has_late_poll:
             # Kept for the one late GET it may still owe, then forgotten.

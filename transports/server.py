@@ -45,6 +45,7 @@ import trio
 
 from satchel.protocol.http import HttpRequest, HttpResponse
 from satchel.protocol.limits import BucketsByKey, is_loopback, retry_after_seconds
+from satchel.transports.access_log import enabled as access_logged, log_event, request_id
 from satchel.transports.http.connection import Deadlines, HttpConnection, application_error
 from satchel.transports.http.parser import RequestParser
 from satchel.transports.http.responses import format_response
@@ -382,10 +383,16 @@ class Server:
                 self.refused += 1
                 await self._refuse(sock, 429, TOO_MANY_CONNECTIONS)
                 return
-            websocket = await self._start(sock, _PeerApp(self, sock, peer, address, limited))
+            websocket, opened = await self._start(sock, _PeerApp(self, sock, peer, address, limited), address)
             peer.fresh.pop(sock, None)
             if websocket is not None:
-                await run_websocket(websocket, self.app, self.hub)
+                try:
+                    await run_websocket(websocket, self.app, self.hub)
+                finally:
+                    if opened is not None:
+                        rid, route, since = opened
+                        log_event("websocket close", rid, route, address, trio.current_time() - since,
+                                  websocket.close_code)
         except Exception as error:
             logger.error("unexpected error in a connection: %r", error, exc_info=error)
         except BaseExceptionGroup as group:
@@ -406,14 +413,29 @@ class Server:
             if self._vacancies is not None:
                 self._vacancies.release()
 
-    async def _start(self, sock: socket.socket, app: _PeerApp) -> WebsocketConnection | None:
+    async def _start(
+        self, sock: socket.socket, app: _PeerApp, address: str
+    ) -> tuple[WebsocketConnection | None, tuple[str, str, float] | None]:
         """HTTP until the connection ends or upgrades, then the opening
         handshake. A function of its own so that the handshake request is
-        freed before the websocket's long life begins."""
-        upgrade = await HttpConnection(sock, app, self.limits, self._deadlines).run()  # type: ignore[arg-type]
+        freed before the websocket's long life begins. Returns the open
+        websocket, if any, and - while the access log is on - its request
+        id, route and opening time, for the line of its close."""
+        upgrade = await HttpConnection(sock, app, self.limits, self._deadlines, address).run()  # type: ignore[arg-type]
         if upgrade is None:
-            return None
-        return await open_websocket(sock, upgrade, self.app, self.hub, self.limits, self._spawn, self.pressure, self.pacer)
+            return None, None
+        if not access_logged():
+            websocket = await open_websocket(sock, upgrade, self.app, self.hub, self.limits, self._spawn,
+                                             self.pressure, self.pacer)
+            return websocket, None
+        request = upgrade.request
+        rid = request_id(request, address)  # before the application sees it: it may log it too
+        websocket = await open_websocket(sock, upgrade, self.app, self.hub, self.limits, self._spawn, self.pressure,
+                                         self.pacer)
+        route_of = getattr(self.app, "route_of", None)
+        route = route_of(request) if route_of is not None else "none"
+        log_event("websocket open" if websocket is not None else "websocket refused", rid, route, address)
+        return websocket, (rid, route, trio.current_time())
 
     async def _refuse(self, sock: socket.socket, status: int, message: str) -> None:
         """Answer the connection's first request ``status`` in its protocol's

@@ -13,10 +13,12 @@ import logging
 import math
 import os
 import socket
+from time import perf_counter
 
 import trio
 
 from satchel.protocol.http import HttpRequest, HttpResponse
+from satchel.transports.access_log import enabled as access_logged, log_request, request_id
 from satchel.transports.interfaces import Application, BodySink, FileResponse, ServerLimits
 from satchel.transports.sockets import close_gracefully, receive_some, send_all
 
@@ -94,17 +96,33 @@ class HttpConnection:
 
     ``deadline`` is when the current read times out (``math.inf`` while the
     application works or a response is written); ``deadlines`` enforces it.
+
+    While the access log is on (``access_log.py``) every answered or
+    rejected request gets a line, and its answer an ``x-request-id``
+    header; ``peer`` is the address the line names, the route the
+    application's ``route_of(request)`` when it has one.
     """
 
-    __slots__ = ("deadline", "_sock", "_app", "_limits", "_deadlines", "_scope")
+    __slots__ = ("deadline", "_sock", "_app", "_limits", "_deadlines", "_scope", "_peer")
 
-    def __init__(self, sock: socket.socket, app: Application, limits: ServerLimits, deadlines: Deadlines) -> None:
+    def __init__(self, sock: socket.socket, app: Application, limits: ServerLimits, deadlines: Deadlines,
+                 peer: str = "") -> None:
         self.deadline = math.inf
         self._sock = sock
         self._app = app
         self._limits = limits
         self._deadlines = deadlines
         self._scope: trio.CancelScope | None = None
+        self._peer = peer
+
+    def _route(self, request: HttpRequest | None) -> str:
+        route_of = getattr(self._app, "route_of", None)
+        if request is None or route_of is None:
+            return "none"
+        try:
+            return route_of(request)
+        except Exception:
+            return "none"
 
     def expire(self) -> None:
         """The read deadline passed: end the connection."""
@@ -179,8 +197,14 @@ class HttpConnection:
                             await close_gracefully(sock, limits.close_timeout)
                             return None
                     elif type(item) is Rejected:
+                        rejected = item.request
+                        extra = ""
+                        if rejected is not None and access_logged():
+                            extra = f"x-request-id: {request_id(rejected, self._peer)}\r\n"
+                            log_request(rejected, self._route(rejected), item.status, 0.0, self._peer)
                         data = format_response(
-                            self._error(item.request, item.status, item.message), head_only=False, connection="close"
+                            self._error(rejected, item.status, item.message), head_only=False, connection="close",
+                            extra=extra,
                         )
                         await send_all(sock, data, limits.write_timeout)
                         await close_gracefully(sock, limits.close_timeout)
@@ -221,6 +245,13 @@ class HttpConnection:
             connection = "close"
         head_only = request.method == "HEAD"
         sink = item.sink
+        logged = access_logged()
+        if logged:
+            start = perf_counter()
+            extra = f"x-request-id: {request_id(request, self._peer)}\r\n"
+        else:
+            extra = ""
+        status = 500
         try:
             if sink is None:
                 response = await self._app.handle_http(request)
@@ -229,19 +260,29 @@ class HttpConnection:
                     response = await self._app.handle_http_streamed(request, sink)
                 finally:
                     sink.close()
+            status = response.status
             if type(response) is FileResponse:
-                await self._send_file(response, head_only, connection)
+                await self._send_file(response, head_only, connection, extra)
+                if logged:
+                    log_request(request, self._route(request), status, perf_counter() - start, self._peer)
                 return keep_alive
-            data = format_response(response, head_only=head_only, connection=connection)
+            data = format_response(response, head_only=head_only, connection=connection, extra=extra)
         except Exception:
             logger.exception("Unhandled error answering %s %s", request.method, request.loggable)
-            data = format_response(self._error(request, 500, "Internal server error"), head_only=head_only, connection=connection)
-        await send_all(self._sock, data, self._limits.write_timeout)
+            status = 500
+            data = format_response(self._error(request, 500, "Internal server error"), head_only=head_only,
+                                   connection=connection, extra=extra)
+        try:
+            await send_all(self._sock, data, self._limits.write_timeout)
+        finally:
+            if logged:
+                log_request(request, self._route(request), status, perf_counter() - start, self._peer)
         return keep_alive
 
-    async def _send_file(self, response: FileResponse, head_only: bool, connection: str) -> None:
+    async def _send_file(self, response: FileResponse, head_only: bool, connection: str, extra: str = "") -> None:
         """The head, then the file straight from the page cache (sendfile)."""
-        head = format_response(HttpResponse(response.status, response.headers), head_only=True, connection=connection)
+        head = format_response(HttpResponse(response.status, response.headers), head_only=True, connection=connection,
+                               extra=extra)
         head = head.replace(b"content-length: 0\r\n", f"content-length: {response.size}\r\n".encode(), 1)
         await send_all(self._sock, head, self._limits.write_timeout)
         if head_only:

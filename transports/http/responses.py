@@ -54,10 +54,12 @@ def format_header_lines(headers: list[tuple[str, str]]) -> str:
     return text
 
 
-def format_response(response: HttpResponse, *, head_only: bool, connection: str = "") -> bytes:
+def format_response(response: HttpResponse, *, head_only: bool, connection: str = "", extra: str = "") -> bytes:
     """The bytes of ``response``: status line, headers, Content-Length, body.
 
-    ``connection`` is the Connection header value to send ("" for none).
+    ``connection`` is the Connection header value to send ("" for none);
+    ``extra`` header lines the transport adds (``x-request-id: ...\\r\\n``),
+    without touching ``response`` (answers may be shared, cached objects).
     Headers the transport owns (Content-Length, Transfer-Encoding,
     Connection, Date) are dropped from ``response.headers``. ``head_only``
     answers a HEAD request: the length of the body, not the body.
@@ -69,6 +71,7 @@ def format_response(response: HttpResponse, *, head_only: bool, connection: str 
         (_STATUS_LINES.get(status) or f"HTTP/1.1 {status} {_reason(status)}\r\n")
         + _date_line()
         + format_header_lines(headers)
+        + extra
     )
     if connection:
         head = f"{head}connection: {connection}\r\n"
