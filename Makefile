@@ -1,5 +1,5 @@
 # The two commands a fresh machine needs (README):
-#   make serve   - install into .venv if needed, then run the server on embedded SQLite
+#   make serve   - install into .venv if needed, then run the server on embedded SQLite, access log on
 #   make test    - install into .venv if needed, then run the whole test suite
 #   make bench   - the benchmarks (benches/README.md), with their peers, in one run
 # Pass extra arguments with ARGS="..." (serve) or PYTEST_ARGS="..." (test).
@@ -35,7 +35,7 @@ chromium:
 	  else echo "chromium is not installed and this is not root: the browser tests will be skipped"; fi; }
 
 serve: $(INSTALLED)
-	$(BIN)/satchel serve $(ARGS)
+	$(BIN)/satchel serve --access-log $(ARGS)
 
 test: $(INSTALLED) $(BROWSER_DEPS) $(NODE_CLIENT_DEPS) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
