@@ -1,9 +1,10 @@
 """The admin console in headless Chromium (issue 16 part 2 and part 5's
 console steps), against a fresh ``satchel serve``: first-run setup with the
 printed token, sign-in, the live view, a record created in the console
-reaching a Backpack websocket in another browser, and a permission rule
+reaching a Backpack websocket in another browser, a permission rule
 edited in the console that stops that subscriber being sent a hidden
-record. Screenshots land in tests/artifacts/ for the README."""
+record, and a file uploaded through Backpack deleted in the console.
+Screenshots land in tests/artifacts/ for the README."""
 
 from __future__ import annotations
 
@@ -37,9 +38,11 @@ def test_the_console_from_first_run_to_a_rule_change(tmp_path: Path) -> None:
         titles = [r["title"] for r in client.request("GET", "/_/api/collections/notes/records", key=None,
                                                      headers=bearer(access))[1]["data"]]
         assert titles == ["still public", "hidden by the rule", "made in the console", "written through Backpack"]
+        files = client.request("GET", "/_/api/files", key=None, headers=bearer(access))[1]["data"]
+        assert not any(file["filename"] == "console-delete-me.txt" for file in files), files
         client.close()
     finally:
         server.stop()
-    for name in ("console-overview.png", "console-records.png", "console-rules.png"):
+    for name in ("console-overview.png", "console-records.png", "console-rules.png", "console-files.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000, name
     assert json and PASSWORD

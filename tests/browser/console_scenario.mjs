@@ -4,7 +4,9 @@
 // connection counts, a write through Backpack in the change stream), a
 // record created in the console reaching that Backpack subscriber, a
 // permission rule edited in the console and the subscriber no longer sent
-// what the rule hides. Exits non-zero on the first failed expectation.
+// what the rule hides, and a file uploaded through Backpack deleted in
+// the console's file list (gone from the list and from Backpack's
+// download). Exits non-zero on the first failed expectation.
 // usage: node console_scenario.mjs API_URL SETUP_TOKEN API_KEY ARTIFACTS_DIR
 import { chromium } from "playwright-core";
 import path from "node:path";
@@ -58,6 +60,7 @@ try {
     await post("/register", { email: "ann@example.com", password: "ann's password" });
     const login = await post("/login", { email: "ann@example.com", password: "ann's password" });
     if (!login.ok) throw new Error(`login: ${login.status}`);
+    window.userId = (await login.json()).id;
     window.received = [];
     window.post = post;
     await new Promise((resolve, reject) => {
@@ -109,6 +112,32 @@ try {
   await other.waitForFunction(() => window.received.some((m) => m.response && m.response.title === "still public"),
     null, { timeout: 5000 });
   if (await seen("hidden by the rule")) throw new Error("the rule did not stop the hidden note");
+
+  // A file uploaded through Backpack, deleted in the console's file list.
+  const FILE = "console-delete-me.txt";
+  const uploaded = await other.evaluate(async ([key, name]) => {
+    const form = new FormData();
+    form.append("bucket", "docs");
+    form.append("filename", name);
+    form.append("file", new Blob(["bytes to delete"], { type: "text/plain" }), name);
+    const response = await fetch("/uploads", { method: "POST", headers: { Authorization: `key ${key}` }, body: form });
+    const download = await fetch(`/uploads/${window.userId}/${encodeURIComponent(name)}`,
+      { headers: { Authorization: `key ${key}` } });
+    return [response.status, download.status];
+  }, [apiKey, FILE]);
+  if (uploaded[0] !== 200 || uploaded[1] !== 200) throw new Error(`upload, then download: ${uploaded}`);
+  await console_.click("nav button[data-view=files]");
+  await waitText(console_, "#files", FILE);
+  await console_.screenshot({ path: path.join(artifacts, "console-files.png"), fullPage: true });
+  console_.once("dialog", (dialog) => dialog.accept());
+  await console_.click(`#files tr:has(td:text-is("${FILE}")) button.danger`);
+  await console_.waitForFunction((name) => { const table = document.querySelector("#files");
+    return table && !table.textContent.includes(name); }, FILE, { timeout: 5000 });
+  const after = await other.evaluate(async ([key, name]) => (await fetch(
+    `/uploads/${window.userId}/${encodeURIComponent(name)}`, { headers: { Authorization: `key ${key}` } })).status,
+    [apiKey, FILE]);
+  if (after !== 404) throw new Error(`the deleted file still downloads: ${after}`);
+
   await console_.click("nav button[data-view=overview]");
   await waitText(console_, "#changes", "still public");
   if (errors.length) throw errors[0];
