@@ -8,6 +8,7 @@
     python benches/run.py --only permissions   # Directus fan-out under roles' rules; rule-check cost on get-by-id
     python benches/run.py --only resources     # resource fan-out, cross-protocol fan-out, UDP -> document latency
     python benches/run.py --only abuse         # a flooder, a mass disconnect, an idle flood (bench_abuse.py)
+    python benches/run.py --only soak          # 10 minutes of mixed load, sampled, then kill -9 (bench_soak.py)
 
 Every server runs in its own process; the load comes from other processes
 (the C load generators in benches/loadgen/, wrk for REST and inbox posts),
@@ -1558,7 +1559,8 @@ def fanout_verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="fanout,idle,rest,inbox,socketio,permissions,resources",
-                        help="comma-separated: fanout,idle,rest,inbox,socketio,permissions,resources,abuse")
+                        help="comma-separated: fanout,idle,rest,inbox,socketio,permissions,resources,abuse,soak")
+    parser.add_argument("--soak-minutes", type=float, default=10.0, help="length of the soak (--only soak)")
     parser.add_argument("--quick", action="store_true", help="short runs, 1000 subscribers only")
     parser.add_argument("--peers", default="websockets,node", help="comma-separated peers for fan-out and idle")
     parser.add_argument("--subs", default="1000,5000", help="subscriber counts for fan-out")
@@ -1696,6 +1698,10 @@ def main(argv: list[str] | None = None) -> int:
         import bench_abuse  # benches/bench_abuse.py: flood, mass drop, idle flood (issue 14)
 
         report["abuse"] = bench_abuse.run_cases(["flood", "drop", "idle"])
+    if "soak" in options.only:
+        import bench_soak  # benches/bench_soak.py: mixed load, samples and a plot, kill -9 (issue 14)
+
+        report["soak"] = bench_soak.run_soak(["--minutes", str(options.soak_minutes)])
     output = Path(options.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
