@@ -330,6 +330,7 @@ async def serve_mounts(
     broker: Any = None,
     metrics_access: str = "admin",
     metrics_listen: tuple[str, int] | None = None,
+    reuse_port: bool = False,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``mounts`` on ``host``:``port`` with the reference transport
@@ -344,7 +345,9 @@ async def serve_mounts(
     (``health.py``; ``metrics_access``: who may read ``/metrics`` there);
     with ``metrics_listen`` (host, port) the three are also served, without
     credentials, on a listener of their own, and the port's ``/metrics``
-    answers 404. ``satchel serve`` and the protocol example servers are
+    answers 404. ``reuse_port``: the port and the datagram port are bound
+    with ``SO_REUSEPORT``, beside the other workers of ``satchel serve
+    --workers N``. ``satchel serve`` and the protocol example servers are
     built on this."""
     from .health import OperationsApp
     from .metrics import Watched
@@ -374,7 +377,7 @@ async def serve_mounts(
         watched = Watched(board=board, hub=hub, server=server, gate=gate, broker=broker)
         app.operations = Operations(app.runner, board, watched, broker=broker, spawn=app._spawn,
                                     access="off" if metrics_listen is not None else metrics_access)
-        bound = await nursery.start(server.serve, host, port)
+        bound = await nursery.start(partial(server.serve, host, port, reuse_port=reuse_port))
         if metrics_listen is not None:
             metrics_port = await nursery.start(Server(OperationsApp(app.operations), limits=limits).serve,
                                                *metrics_listen)
@@ -382,7 +385,7 @@ async def serve_mounts(
         datagrams = bound if udp_port is None else udp_port
         if datagrams >= 0 and board.takes_datagrams:
             datagrams = await nursery.start(partial(serve_udp_batches, app.handle_datagrams, host, datagrams,
-                                                    admit=gate.admit))
+                                                    admit=gate.admit, reuse_port=reuse_port))
         else:
             datagrams = -1
         task_status.started((bound, datagrams))

@@ -245,11 +245,14 @@ class Server:
         self.refused = 0
         self.shed = 0
 
-    async def serve(self, host: str | None, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, host: str | None, port: int, *, reuse_port: bool = False,
+                    task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Bind ``host``:``port`` (port 0 picks a free one), report the bound
-        port through ``task_status.started``, and serve until cancelled."""
+        port through ``task_status.started``, and serve until cancelled.
+        ``reuse_port``: bind with ``SO_REUSEPORT``, beside the other workers
+        of ``satchel serve --workers N`` (``workers.py``)."""
         limit = raise_descriptor_limit()
-        listener = _bind(host, port)
+        listener = _bind(host, port, reuse_port=reuse_port)
         try:
             self.port = listener.getsockname()[1]
             self._budget = max(16, limit - self.limits.descriptor_reserve - _open_descriptors())
@@ -494,13 +497,17 @@ def _name(async_fn: Callable[..., Any]) -> str:
     return getattr(async_fn, "__qualname__", repr(async_fn))
 
 
-def _bind(host: str | None, port: int) -> socket.socket:
+def _bind(host: str | None, port: int, *, reuse_port: bool = False) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     listener = socket.socket(family, kind, proto)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            # Each worker has its own listener and accept queue; the kernel
+            # spreads new connections over them (workers.py says why).
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         listener.bind(address)
         listener.listen(_LISTEN_BACKLOG)
         listener.setblocking(False)

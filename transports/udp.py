@@ -63,11 +63,14 @@ async def serve_udp_batches(
     max_batch: int = 512,
     max_batches_in_flight: int = 8,
     admit: Callable[[Any], bool] | None = None,
+    reuse_port: bool = False,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve datagrams on ``host``:``port`` (port 0 picks a free one) in
     batches until cancelled. ``admit(peer)``, when given, is asked about each
     datagram: False drops it unanswered (a source over its rate, issue 14).
+    ``reuse_port``: bind with ``SO_REUSEPORT`` beside the other workers of
+    ``satchel serve --workers N``; the kernel spreads sources over them.
 
     Use as ``port = await nursery.start(serve_udp_batches, handle_batch, host, 0)``:
     the bound port is reported once the socket receives.
@@ -84,6 +87,8 @@ async def serve_udp_batches(
         # overflowed with 512 senders in benches/run.py. Ask for more; the
         # kernel caps it at net.core.rmem_max.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         slots = trio.Semaphore(max_batches_in_flight)
         limit = max_datagram_bytes + 1  # one byte more tells an oversize datagram from one of exactly the limit
