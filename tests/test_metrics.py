@@ -92,7 +92,7 @@ def admin(server: ServerProcess) -> str:
 
 def test_health_and_ready_answer_without_credentials(server: ServerProcess) -> None:
     status, body, headers = get(server.port, "/health")
-    assert status == 200 and json.loads(body) == {"status": "ok"} and headers["cache-control"] == "no-store"
+    assert status == 200 and json.loads(body) == {"status": "ok", "pid": server.process.pid} and headers["cache-control"] == "no-store"
     status, body, _ = get(server.port, "/ready")
     assert status == 200 and json.loads(body) == {"status": "ready", "checks": {"store": "ok"}}
     assert get(server.port, "/health", method="HEAD")[:2] == (200, b"")

@@ -1,8 +1,9 @@
 """``/health``, ``/ready`` and ``/metrics``: what operators and load
 balancers ask the reference server (issue 16 part 3).
 
-- ``GET /health`` - liveness: 200 ``{"status": "ok"}`` while the process
-  serves. Asks nothing of the store.
+- ``GET /health`` - liveness: 200 ``{"status": "ok", "pid": PID}`` while the
+  process serves. Asks nothing of the store; the pid says which process of
+  ``satchel serve --workers N`` answered.
 - ``GET /ready`` - readiness: 200 when the store answers a read and the
   broker (with ``--broker``) accepts a connection, else 503; the body names
   each check's result. Each check runs in a task of its own and is given
@@ -22,6 +23,7 @@ is not reachable at ``/{c}`` on the main port.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Awaitable, Callable
 
 import trio
@@ -82,7 +84,7 @@ class Operations:
             response.headers.append(("allow", "GET, HEAD"))
             return response
         if path == "/health":
-            response = json_response(200, {"status": "ok"})
+            response = json_response(200, {"status": "ok", "pid": os.getpid()})
         elif path == "/ready":
             response = await self.ready()
         else:
