@@ -3,7 +3,9 @@ admin create``: an administrator in a data dir.
 
 Every option can also come from the environment (``SATCHEL_HOST``,
 ``SATCHEL_PORT``, ``SATCHEL_DATA_DIR``, ``SATCHEL_API_KEY``,
-``SATCHEL_RULES_FILE``, ``SATCHEL_STORE``, ``SATCHEL_BROKER``); a command-line flag wins.
+``SATCHEL_RULES_FILE``, ``SATCHEL_STORE``, ``SATCHEL_BROKER``, ``SATCHEL_WORKERS``); a command-line flag wins.
+``--workers N`` runs N server processes on the port, supervised by this one
+(``workers.py``); they need ``--store postgresql://...`` and ``--broker``.
 ``--broker redis://...|nats://...`` shares fan-out, session revocations and
 the inbox's replay memory with the other processes on that broker
 (``satchel.transports.brokers``; README, "Running several processes").
@@ -66,6 +68,7 @@ from .interfaces import ServerLimits
 from .runner import Runner
 from .static import STATIC_FILES
 from .system_environment import system_environment
+from .workers import worker_role
 
 __all__ = ["main", "build_parser", "run_server", "admin_create", "load_rules_file", "CommandError"]
 
@@ -95,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="share fan-out with the other processes on this broker: redis://HOST[:PORT][/DB] or "
                                 "nats://HOST[:PORT], ?prefix=NAME to keep clusters apart (SATCHEL_BROKER; default: "
                                 "none, this process alone)")
+    serve_cmd.add_argument("--workers", type=int, default=int(env.get("SATCHEL_WORKERS", 1)), metavar="N",
+                           help="server processes on the port (SO_REUSEPORT), supervised by this one; more than 1 "
+                                "needs --store postgresql://... and --broker (SATCHEL_WORKERS; default 1)")
     serve_cmd.add_argument("--api-key", default=env.get("SATCHEL_API_KEY"),
                            help="the key clients send as 'Authorization: key <KEY>' (SATCHEL_API_KEY; "
                                 "default: generated once and kept in the data dir)")
@@ -344,6 +350,17 @@ def _broker(url: str | None) -> object | None:
                            f"(pip install 'satchel[broker]'): {error}") from None
 
 
+def _check_workers(args: argparse.Namespace) -> None:
+    """``--workers N``: at least 1; more needs a store and a broker every process shares."""
+    if args.workers < 1:
+        raise CommandError(f"--workers must be at least 1, not {args.workers}")
+    if args.workers > 1 and not (args.store and args.broker):
+        raise CommandError(
+            f"--workers {args.workers} needs a store and a broker the processes share: --store postgresql://HOST/DB "
+            "and --broker redis://HOST[:PORT] or nats://HOST[:PORT] (SATCHEL_STORE, SATCHEL_BROKER). The embedded "
+            "SQLite store and the in-process bus serve one process; run without --workers to use them")
+
+
 def directus_config(args: argparse.Namespace) -> DirectusConfig:
     """The Directus protocols' settings from ``satchel serve``'s flags."""
     path = args.websocket_path
@@ -382,6 +399,7 @@ async def run_server(
         **_limits_from(args),
     )
     rules = load_rules_file(args.rules) if getattr(args, "rules", None) else None
+    role = worker_role()
     store = await open_store(getattr(args, "store", None), data_dir)
     async with store:
         if rules is not None:
@@ -396,7 +414,8 @@ async def run_server(
         # A crash can leave staged uploads and files whose record never got
         # written (or was already deleted): remove them before serving.
         known = {(r["userId"], r["_id"]) for r in await store.execute(ListRecords(UPLOADS))}
-        swept = await trio.to_thread.run_sync(files.sweep, known)
+        # Of --workers N, worker 0's first start alone (the others may be serving uploads).
+        swept = await trio.to_thread.run_sync(files.sweep, known) if role is None or role.housekeeping else 0
         if swept:
             log.info("Removed %d unfinished or orphaned upload file(s)", swept)
         engineio = EngineIoConfig(
@@ -419,17 +438,25 @@ async def run_server(
                 limits=limits, udp_port=udp, max_upload_bytes=args.max_upload_bytes, broker=broker,
                 metrics_access=getattr(args, "metrics_access", "admin"),
                 metrics_listen=_listen_address(args.metrics_listen) if getattr(args, "metrics_listen", None) else None,
+                reuse_port=role is not None,
             ))
             if udp_port >= 0:
                 log.info("Inbox datagrams on udp://%s:%d", args.host, udp_port)
-            log.info("Satchel is ready at http://%s:%d (data in %s)", args.host, port, data_dir)
+            if role is not None:
+                log.info("Worker %d (pid %d) serves http://%s:%d", role.index, os.getpid(), args.host, port)
+            else:
+                log.info("Satchel is ready at http://%s:%d (data in %s)", args.host, port, data_dir)
             # First run: no administrator yet. The one-time setup token is
             # printed once, in the console URL's fragment (never sent in a
             # request line); `satchel admin create EMAIL` works as well.
-            setup_token = await Runner(store).run(prepare_setup(system_environment()))
+            setup_token = None
+            if role is None or role.housekeeping:
+                setup_token = await Runner(store).run(prepare_setup(system_environment()))
             if setup_token is not None:
                 log.warning("No administrator yet. Create one at http://%s:%d/_/#setup=%s "
                             "(or run: satchel admin create EMAIL)", args.host, port, setup_token)
+            if role is not None:
+                role.ready()
             task_status.started(port)
 
 
@@ -452,12 +479,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CommandError(f"--store must be a postgresql:// URL, not {args.store[:100]!r}")
         directus_config(args)  # bad flags and an invalid rule file stop here, before anything starts
         _broker(args.broker)
+        _check_workers(args)
         if args.rules:
             load_rules_file(args.rules)
     except CommandError as error:
         print(f"satchel {args.command}: {error}", file=sys.stderr)
         return 2
     configure_logging(args.log_level, args.log_format, args.access_log, stream=sys.stderr)
+    if args.workers > 1:
+        from .workers import supervise
+
+        data_dir = Path(args.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return supervise(args.workers, arguments[1:], args.host, args.port, api_key=_api_key(data_dir, args.api_key),
+                         metrics_listen=_listen_address(args.metrics_listen) if args.metrics_listen else None,
+                         data_dir=str(data_dir))
     try:
         trio.run(run_server, args)
     except KeyboardInterrupt:
