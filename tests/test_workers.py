@@ -4,7 +4,8 @@
 Two workers on one port, on a PostgreSQL schema of their own and Redis:
 fresh connections are answered by both (``/health`` says which pid
 answered); a REST write through one worker reaches a websocket held by the
-other; kill -9 of a worker leaves the port serving, and the supervisor
+other; both workers hold the datagram port and every inbox datagram from
+many sources is answered and stored; kill -9 of a worker leaves the port serving, and the supervisor
 starts a new one; SIGTERM to the supervisor stops every worker. On the
 embedded SQLite store (or without a broker) the command refuses, naming
 what it needs.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +26,8 @@ from typing import Iterator
 
 import pytest
 from websockets.sync.client import connect
+
+from satchel.protocol.inbox.datagrams import decode_answer, encode_request
 
 from multinode_harness import require_broker, store_url, wait_for
 from postgres_harness import drop_schemas, require_postgres, schema_prefix
@@ -163,6 +167,50 @@ def test_a_write_through_one_worker_reaches_a_websocket_on_the_other(workers: Se
         assert writer.request("GET", "/health", key=None)[1]["pid"] == body["pid"] != on
         writer.close()
     reader.close()
+
+
+def _sockets_on(port: int, table: str) -> set[str]:
+    """The inodes of the sockets bound to ``port`` in /proc/net/``table``."""
+    inodes = set()
+    for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(fields[9])
+    return inodes
+
+
+def _owners(inodes: set[str], pids: set[int]) -> set[int]:
+    owners = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd).removeprefix("socket:[").rstrip("]") in inodes:
+                    owners.add(pid)
+            except OSError:
+                continue
+    return owners
+
+
+def test_every_worker_answers_inbox_datagrams_on_the_port(workers: ServerProcess) -> None:
+    """Each worker binds the datagram port with SO_REUSEPORT; datagrams from
+    many sources are all answered, and every message is stored once."""
+    pids = children(workers.process.pid)
+    assert _owners(_sockets_on(workers.port, "udp"), pids) == pids
+    read_token, write_token = os.urandom(16).hex(), os.urandom(16).hex()
+    status, body, _ = Http(workers).request("PUT", f"/backend/documents/{read_token}", {"#messages": {}}, key=None,
+                                            headers={"Write-Token": write_token, "Derived-From": "0", "Revision": "1"})
+    assert status == 200, body
+    ids = [f"{n:016x}" for n in range(1, 21)]
+    for message_id in ids:  # one socket each: 20 source ports, spread over the workers by the kernel
+        datagram = encode_request(write_token, message_id, {"#": 1, "t": 1}, timestamp_ms=time.time_ns() // 1_000_000,
+                                  nonce=os.urandom(8))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(3)
+            sock.sendto(datagram, ("127.0.0.1", workers.port))
+            assert decode_answer(sock.recv(64), write_token, datagram) == "M"
+    status, document, _ = Http(workers).request("GET", f"/backend/documents/{read_token}", key=None)
+    assert status == 200, document
+    assert sorted(document["#messages"]) == ids, document
 
 
 def test_kill_9_of_a_worker_leaves_the_port_serving_and_it_is_restarted(workers: ServerProcess) -> None:
