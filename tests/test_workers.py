@@ -124,6 +124,19 @@ def test_without_postgresql_and_a_broker_the_command_refuses_and_says_what_it_ne
     assert done.returncode == 2 and "at least 1" in done.stderr
 
 
+def test_a_port_another_process_holds_is_refused_before_any_worker_starts(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "satchel.transports", "serve", "--data-dir", str(tmp_path), "--port", str(port),
+             "--workers", "2", "--store", "postgresql://127.0.0.1/none", "--broker", "redis://127.0.0.1:6379"],
+            capture_output=True, text=True, timeout=20)
+    assert done.returncode == 2, done
+    assert f"cannot bind 127.0.0.1:{port}" in done.stderr and "Worker" not in done.stderr
+
+
 def test_fresh_connections_are_answered_by_both_workers(workers: ServerProcess) -> None:
     pids = {health_pid(workers.port) for _ in range(40)}
     assert len(pids) == 2, pids

@@ -230,7 +230,11 @@ def supervise(count: int, serve_arguments: Sequence[str], host: str, port: int, 
     ``host``:``port`` until SIGTERM or SIGINT; the exit status.
     ``metrics_listen`` (host, port): worker i serves its own metrics on
     port + i (one scrape target per worker; port 0: each picks one)."""
-    held = _hold_port(host, port)
+    try:
+        held = _hold_port(host, port)
+    except OSError as error:
+        print(f"satchel serve: cannot bind {host}:{port}: {error.strerror or error}", file=sys.stderr)
+        return 2
     port = held.getsockname()[1]
     base = [sys.executable, "-m", "satchel.transports", "serve", *serve_arguments,
             "--port", str(port), "--workers", "1"]
