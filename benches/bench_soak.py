@@ -427,7 +427,7 @@ async def _load(setup: dict[str, Any], options: argparse.Namespace) -> int:  # n
         while True:
             try:
                 async with open_websocket_url(url, max_message_size=8 << 20, message_queue_size=64,
-                                              connect_timeout=10, disconnect_timeout=2, **extra) as ws:
+                                              connect_timeout=10, disconnect_timeout=5, **extra) as ws:
                     await greet(kind, ws)
                     count(f"connected.{kind}")
                     while True:
@@ -551,7 +551,7 @@ async def _load(setup: dict[str, Any], options: argparse.Namespace) -> int:  # n
             pending: dict[str, float] = {}
             try:
                 async with open_websocket_url(f"{ws_base}/", extra_headers=cookie_header, connect_timeout=10,
-                                              disconnect_timeout=2, max_message_size=8 << 20) as ws:
+                                              disconnect_timeout=5, max_message_size=8 << 20) as ws:
                     await greet("backpack", ws)
 
                     async def reader() -> None:
@@ -588,7 +588,7 @@ async def _load(setup: dict[str, Any], options: argparse.Namespace) -> int:  # n
         while True:
             pending: dict[int, tuple[float, int]] = {}
             try:
-                async with open_websocket_url(url, connect_timeout=10, disconnect_timeout=2) as ws:
+                async with open_websocket_url(url, connect_timeout=10, disconnect_timeout=5) as ws:
                     await greet("socketio", ws)
 
                     async def reader() -> None:
@@ -656,7 +656,7 @@ async def _load(setup: dict[str, Any], options: argparse.Namespace) -> int:  # n
                 with trio.fail_after(15):
                     if polite:
                         url, extra = url_and_options(kind)
-                        async with open_websocket_url(url, connect_timeout=10, disconnect_timeout=2,
+                        async with open_websocket_url(url, connect_timeout=10, disconnect_timeout=5,
                                                       max_message_size=8 << 20, **extra) as ws:
                             await greet(kind, ws)
                             with trio.move_on_after(rng.uniform(0.2, 3.0)):
@@ -702,7 +702,7 @@ async def _load(setup: dict[str, Any], options: argparse.Namespace) -> int:  # n
             url += f"?access_token={setup['token']}"  # the extension's latest format
         try:
             with trio.fail_after(15):
-                async with open_websocket_url(url, connect_timeout=10, disconnect_timeout=2,
+                async with open_websocket_url(url, connect_timeout=10, disconnect_timeout=5,
                                               max_message_size=8 << 20, **extra) as ws:
                     if kind in ("backpack", "socketio"):
                         await ws.get_message()  # the greeting / Engine.IO open packet
@@ -757,7 +757,7 @@ async def _load(setup: dict[str, Any], options: argparse.Namespace) -> int:  # n
         while True:
             try:
                 async with open_websocket_url(f"{ws_base}/", extra_headers=cookie_header, connect_timeout=10,
-                                              disconnect_timeout=2, max_message_size=8 << 20) as ws:
+                                              disconnect_timeout=5, max_message_size=8 << 20) as ws:
                     await greet("backpack", ws)
                     count("flood.connections")
 
@@ -887,6 +887,23 @@ def _cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine() -> tuple[float, float, float]:
+    """(busy CPU seconds of every process on the machine, wall-clock seconds of
+    I/O stall of some task - /proc/pressure/io - and of CPU stall), for the
+    disturbance others cause on a shared machine."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+    stalls = []
+    for name in ("io", "cpu"):
+        try:
+            with open(f"/proc/pressure/{name}") as pressure:
+                stalls.append(int(pressure.readline().rsplit("total=", 1)[1]) / 1e6)
+        except (OSError, IndexError, ValueError):
+            stalls.append(0.0)
+    return busy, stalls[0], stalls[1]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -1053,6 +1070,11 @@ def plot(samples: list[dict[str, Any]], warmup: float, trend: dict[str, Any], ti
         axis.plot(t, values, linewidth=0.9, label=names[0] if second else None)
         if second:
             axis.plot(t, second, linewidth=0.7, label=names[1])
+            if label.startswith("CPU"):
+                axis.plot(t, [s.get("other_cpu_percent", 0) for s in samples], linewidth=0.7, color="grey",
+                          label="other processes")
+                axis.plot(t, [s.get("io_stall_percent", 0) for s in samples], linewidth=0.7, color="tab:red",
+                          linestyle=":", label="I/O stall (PSI some)")
             if label.startswith("probe"):
                 axis.set_yscale("log")
             axis.legend(loc="upper right", fontsize=7)
@@ -1103,6 +1125,7 @@ def soak(options: argparse.Namespace) -> dict[str, Any]:
     wall_started = time.time()
     cpu_before, at_before = server.cpu_seconds(), started
     load_cpu_before = _cpu_seconds(load.process.pid)
+    machine_before = _machine()
     errors_seen = 0
     next_tick = started + 1
     try:
@@ -1114,6 +1137,8 @@ def soak(options: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError("the server died: " + log_path.read_text(errors="replace")[-2000:])
             cpu = server.cpu_seconds()
             load_cpu_now = _cpu_seconds(load.process.pid)
+            machine_now = _machine()
+            span = now - at_before
             latencies, failures = probe.take()
             counters, errors = load.snapshot()
             fresh = errors[errors_seen:]
@@ -1123,6 +1148,12 @@ def soak(options: argparse.Namespace) -> dict[str, Any]:
                 "rss_kb": server.rss_kb(),
                 "cpu_percent": round(100 * (cpu - cpu_before) / (now - at_before), 1),
                 "load_cpu_percent": round(100 * (load_cpu_now - load_cpu_before) / (now - at_before), 1),
+                # Everything else on the machine (this process included), and how much of
+                # the second some task waited on I/O / for a CPU.
+                "other_cpu_percent": round(100 * ((machine_now[0] - machine_before[0]) - (cpu - cpu_before)
+                                                  - (load_cpu_now - load_cpu_before)) / span, 1),
+                "io_stall_percent": round(100 * (machine_now[1] - machine_before[1]) / span, 1),
+                "cpu_stall_percent": round(100 * (machine_now[2] - machine_before[2]) / span, 1),
                 "descriptors": server.descriptors(),
                 "probes": len(latencies),
                 "probe_p50_ms": round((_quantile(latencies, 0.5) or 0) * 1000, 2),
@@ -1138,7 +1169,7 @@ def soak(options: argparse.Namespace) -> dict[str, Any]:
             if failures:
                 sample["probe_failure_examples"] = failures[:3]
             samples.append(sample)
-            cpu_before, at_before, load_cpu_before = cpu, now, load_cpu_now
+            cpu_before, at_before, load_cpu_before, machine_before = cpu, now, load_cpu_now, machine_now
             if len(samples) % 30 == 0:
                 bench.log(f"  {sample['t']:.0f} s: RSS {sample['rss_kb'] / 1024:.1f} MB, CPU {sample['cpu_percent']:.0f}%,"
                           f" {sample['descriptors']} fds, probe p99 {sample['probe_p99_ms']:.1f} ms, errors so far "
@@ -1187,11 +1218,14 @@ def soak(options: argparse.Namespace) -> dict[str, Any]:
                   "failures": sum(s["probe_failures"] for s in samples),
                   "p99_ms_worst_window": max(all_latencies, default=None),
                   "p99_ms_median_window_after_warmup": _quantile([s["probe_p99_ms"] for s in post], 0.5),
+                  "windows_over_100ms": sum(1 for s in samples if s["probe_p99_ms"] > 100),
                   "p50_ms_median_window_after_warmup": _quantile([s["probe_p50_ms"] for s in post], 0.5)},
         "load_counters": acked_file["counters"],
         "acknowledged_writes": found,
         "cpu_percent_mean": {"server": _mean([s["cpu_percent"] for s in post]),
-                             "load": _mean([s["load_cpu_percent"] for s in post])},
+                             "load": _mean([s["load_cpu_percent"] for s in post]),
+                             "other_processes": _mean([s["other_cpu_percent"] for s in post]),
+                             "io_stall": _mean([s["io_stall_percent"] for s in post])},
         "descriptors": {"first": samples[0]["descriptors"] if samples else None,
                         "last": samples[-1]["descriptors"] if samples else None,
                         "max": max((s["descriptors"] for s in samples), default=None)},
@@ -1233,7 +1267,8 @@ def summary(result: dict[str, Any]) -> str:
         f"| acknowledged writes lost after kill -9 | {found['lost_total']} (acknowledged: {writes}; kv checked as "
         f"the last per key, inbox as the highest revision per message) | 0 | {verdict(found['lost_total'] == 0)} |",
         f"| probe p99 (GET /collections every {result['options']['probe_ms']:g} ms) | median window "
-        f"{probe['p99_ms_median_window_after_warmup']} ms, worst window {probe['p99_ms_worst_window']} ms; "
+        f"{probe['p99_ms_median_window_after_warmup']} ms, worst window {probe['p99_ms_worst_window']} ms, "
+        f"{probe['windows_over_100ms']} of {len(result['samples'])} windows over 100 ms; "
         f"{probe['failures']} failures of {probe['samples']:,} | - | - |",
         f"| client-side errors | {result['client_errors']['total']} {result['client_errors']['by_kind'] or ''} "
         f"| - | - |",
@@ -1248,7 +1283,8 @@ def summary(result: dict[str, Any]) -> str:
         f"the server; UDP unanswered {c.get('udp.unanswered', 0)}; received "
         + ", ".join(f"{k.split('.', 1)[1]} {v:,}" for k, v in c.items() if k.startswith("received.")),
         f"CPU after warm-up (mean, % of a core): server {result['cpu_percent_mean']['server']}, load process "
-        f"{result['cpu_percent_mean']['load']}. "
+        f"{result['cpu_percent_mean']['load']}, other processes {result['cpu_percent_mean']['other_processes']}; "
+        f"I/O stall (PSI some) {result['cpu_percent_mean']['io_stall']}% of the time. "
         f"Descriptors: {result['descriptors']['first']} -> {result['descriptors']['last']} (max "
         f"{result['descriptors']['max']}).",
     ]
