@@ -242,9 +242,14 @@ def test_kill_9_of_a_worker_leaves_the_port_serving_and_it_is_restarted(workers:
                    10, "a new worker")
     newcomer = (now - {survivor}).pop()
     wait_for(lambda: newcomer in {health_pid(workers.port) for _ in range(20)}, 15, "the new worker answering")
+    assert any("exited with signal 9" in line and "restarting in 0.1 s" in line for line in workers.output)
+    # Dead again within 10 s of its start: the next restart waits twice as long.
+    os.kill(newcomer, signal.SIGKILL)
+    wait_for(lambda: any("restarting in 0.2 s" in line for line in workers.output), 5, "the doubled delay")
 
 
 def test_sigterm_to_the_supervisor_stops_every_worker(workers: ServerProcess) -> None:
+    wait_for(lambda: len(children(workers.process.pid)) == 2, 10, "two workers")
     pids = children(workers.process.pid)
     workers.process.send_signal(signal.SIGTERM)
     assert workers.process.wait(15) == 0
