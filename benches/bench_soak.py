@@ -434,9 +434,12 @@ async def _load(setup: dict[str, Any], options: argparse.Namespace) -> int:  # n
                         message = await ws.get_message()
                         if not await answer_heartbeat(kind, ws, message):
                             count(f"received.{kind}")
-                            if kind == "directus" and '"status":"error"' in message:
-                                error(f"{kind} error frame", message)
-                            elif kind == "resources" and '"error"' in message[:20]:
+                            # An error in its protocol's format, to a client that sent nothing wrong.
+                            if (kind == "directus" and '"status":"error"' in message
+                                    or kind == "resources" and '"error"' in message[:20]
+                                    or kind == "backpack" and message.startswith('{"action":"error"')
+                                    or kind == "socketio" and (message.startswith("44")
+                                                               or "failed-to-send-message" in message[:80])):
                                 error(f"{kind} error frame", message)
             except (*net, RuntimeError, AssertionError, ValueError) as failure:
                 reason = getattr(failure, "reason", None)
