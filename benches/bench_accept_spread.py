@@ -9,7 +9,7 @@ once, and counts the answers per pid and the connections per second.
 
 Run: python benches/bench_accept_spread.py shared|reuseport
 """
-import os, socket, sys, time, select, threading, collections
+import os, socket, sys, time, select, collections
 from concurrent.futures import ThreadPoolExecutor
 
 def child(listener, busy):

@@ -406,7 +406,7 @@ def report(profile: cProfile.Profile, requests: int, top: int) -> None:
     by_area: dict[str, float] = defaultdict(float)
     for key, (_, _, own, _, _) in entries.items():
         by_area[area_of(key)] += own
-    print(f"\nBy area (own time; cProfile inflates call-heavy code, compare shares):")
+    print("\nBy area (own time; cProfile inflates call-heavy code, compare shares):")
     print(f"{'area':44} {'us/request':>10} {'share':>7}")
     for area, own in sorted(by_area.items(), key=lambda item: -item[1]):
         print(f"{area:44} {own / requests * 1e6:10.2f} {own / total:7.1%}")

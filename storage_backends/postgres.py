@@ -821,7 +821,6 @@ def _apply_messages(db: psycopg.Connection, op: ApplyMessages, inboxes: "_Inboxe
         " WHERE write_key = ANY(%s) ORDER BY read_token FOR UPDATE",
         (write_keys,),
     ).fetchall()
-    documents = {row[1]: row for row in rows}
     tables: dict[str, tuple[int, MessageTable] | None] = {}
     keys_of: dict[str, DocumentKeys] = {}
     to_rows: list[str] = []  # inboxes still as PUT, moved to rows now

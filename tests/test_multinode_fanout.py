@@ -24,7 +24,6 @@ import secrets
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
