@@ -52,7 +52,8 @@ from satchel.transports.http.responses import format_response
 from satchel.transports.hub import Hub
 from satchel.transports.interfaces import Application, BodySink, FileResponse, ServerLimits
 from satchel.transports.sockets import close_gracefully, receive_some, send_all
-from satchel.transports.websocket.connection import ClosePacer, Pressure, WebsocketConnection, open_websocket, run_websocket
+from satchel.transports.websocket.connection import WebsocketConnection, open_websocket, run_websocket
+from satchel.transports.websocket.pacing import ClosePacer, Pressure
 
 __all__ = ["Server", "serve", "raise_descriptor_limit", "DatagramGate"]
 
