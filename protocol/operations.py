@@ -50,7 +50,8 @@ id, in a ``space`` (one of the two), scoped by ``(organization, project)``
 and apart from collections. Each has a ``version`` in milliseconds that the
 core computes and that strictly grows with every write of the entry;
 ``PutEntry`` and ``DeleteEntry`` are compare-and-swaps on it, so two writers
-can never store equal or decreasing versions. A delete leaves a tombstone
+can never store equal or decreasing versions; ``OverwriteEntry`` lets the
+store pick the next version itself, for writers that need not read first. A delete leaves a tombstone
 (``Entry.value is None``) that keeps the entry's last version, so that a
 value written again later still gets a greater one. ``GetEntry`` reads one
 (tombstones included) and ``ListEntries`` a page of the live ones by id
@@ -114,6 +115,7 @@ __all__ = [
     "Entry",
     "GetEntry",
     "PutEntry",
+    "OverwriteEntry",
     "DeleteEntry",
     "ListEntries",
     "GetDocument",
@@ -564,6 +566,28 @@ class PutEntry(Operation, frozen=True):
     value: bytes
     version: int
     expected_version: int
+    user_id: str | None = None
+
+
+class OverwriteEntry(Operation, frozen=True):
+    """-> ``int``: stores ``value`` (JSON bytes) as the entry whatever is
+    stored, written by ``user_id``, at its next version: ``at_least`` when
+    that is greater than the stored version (of a value or a tombstone),
+    else the stored version + 1; the version written. ``at_least`` must be
+    positive and ``value`` bytes, else ``LocalProtocolError``.
+
+    The write for a caller whose permission does not depend on what is
+    stored (``PutEntry`` needs the stored version, read first): with no read
+    before it, writers of one entry do not take turns, so a burst of them
+    commits in one batch, each still at a greater version than the last.
+    """
+
+    space: str
+    organization: str
+    project: str
+    id: str
+    value: bytes
+    at_least: int
     user_id: str | None = None
 
 

@@ -1,10 +1,11 @@
 """The conformance checks of entries (seed 004): the key-value store and
-live configuration (``GetEntry``, ``PutEntry``, ``DeleteEntry``,
-``ListEntries``), run by ``conformance.check_store`` with the rest.
+live configuration (``GetEntry``, ``PutEntry``, ``OverwriteEntry``,
+``DeleteEntry``, ``ListEntries``), run by ``conformance.check_store`` with the rest.
 
 They hold a backend to the operations' docstrings: spaces and scopes are
 apart, writes are compare-and-swaps on the version, a delete leaves a
-tombstone that keeps its version, listing is by prefix in code point order
+tombstone that keeps its version, an overwrite picks the next version
+itself, listing is by prefix in code point order
 without tombstones, and concurrent writers of one entry never store equal
 or decreasing versions.
 """
@@ -16,7 +17,7 @@ from typing import Any, AsyncContextManager, Callable
 import trio
 
 from satchel.protocol.errors import LocalProtocolError
-from satchel.protocol.operations import DeleteEntry, Entry, GetEntry, ListEntries, PutEntry
+from satchel.protocol.operations import DeleteEntry, Entry, GetEntry, ListEntries, OverwriteEntry, PutEntry
 
 from .base import Store
 
@@ -28,6 +29,8 @@ __all__ = [
     "check_entry_tombstones",
     "check_entry_listing",
     "check_concurrent_entry_writers",
+    "check_entry_overwrites",
+    "check_concurrent_entry_overwriters",
 ]
 
 MakeStore = Callable[[], AsyncContextManager[Store]]
@@ -177,6 +180,56 @@ async def check_concurrent_entry_writers(make_store: MakeStore) -> None:
         assert final.version == max(won)
 
 
+def _overwrite(id: str, value: bytes, at_least: int, *, user_id: str | None = None) -> OverwriteEntry:
+    return OverwriteEntry(KV, "", "", id, value, at_least, user_id)
+
+
+async def check_entry_overwrites(make_store: MakeStore) -> None:
+    """``OverwriteEntry`` stores its value whatever is there (nothing, a
+    value, a tombstone) at ``at_least`` or one past the stored version,
+    whichever is greater, and answers the version it wrote."""
+    async with make_store() as store:
+        assert await store.execute(_overwrite("k", b"1", 100, user_id="u1")) == 100
+        assert await store.execute(_get("k")) == Entry("k", b"1", 100, "u1")
+        assert await store.execute(_overwrite("k", b"2", 100)) == 101  # the clock did not move
+        assert await store.execute(_overwrite("k", b"3", 50)) == 102  # the clock stepped back
+        assert await store.execute(_overwrite("k", b"4", 500)) == 500
+        assert await store.execute(_get("k")) == Entry("k", b"4", 500)
+        assert await store.execute(DeleteEntry(KV, "", "", "k", 501, 500))
+        assert await store.execute(_overwrite("k", b"5", 10)) == 502  # past the tombstone
+        assert await store.execute(_get("k")) == Entry("k", b"5", 502)
+        assert not await store.execute(_put("k", b"6", 600, 501))  # compare-and-swaps see it
+        assert await store.execute(_put("k", b"6", 600, 502))
+        assert await store.execute(ListEntries(KV, "", "")) == [Entry("k", b"6", 600)]
+        other = OverwriteEntry(LIVE, "org", "proj", "k", b"7", 5)
+        assert await store.execute(other) == 5  # another space and scope: its own versions
+        await _raises(store, _overwrite("x", "text", 5))  # type: ignore[arg-type]
+        await _raises(store, _overwrite("x", b"1", 0))
+        assert await store.execute(_get("x")) is None
+
+
+async def check_concurrent_entry_overwriters(make_store: MakeStore) -> None:
+    """Overwriters racing on one entry, all with the same clock: each write
+    lands once at a version of its own, and the entry ends at the greatest
+    with the value written there."""
+    async with make_store() as store:
+        written: dict[int, bytes] = {}
+
+        async def writer(n: int) -> None:
+            for round in range(5):
+                value = f"{n}.{round}".encode()
+                version = await store.execute(_overwrite("hot", value, 1000))
+                assert version not in written
+                written[version] = value
+
+        async with trio.open_nursery() as nursery:
+            for n in range(12):
+                nursery.start_soon(writer, n)
+        assert sorted(written) == list(range(1000, 1060))
+        final = await store.execute(_get("hot"))
+        assert final == Entry("hot", written[1059], 1059)
+
+
 #: The entry checks, in the order ``check_store`` runs them.
 ENTRY_CHECKS = (
     check_entries,
@@ -185,4 +238,6 @@ ENTRY_CHECKS = (
     check_entry_tombstones,
     check_entry_listing,
     check_concurrent_entry_writers,
+    check_entry_overwrites,
+    check_concurrent_entry_overwriters,
 )

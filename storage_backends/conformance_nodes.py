@@ -34,6 +34,7 @@ from satchel.protocol.operations import (
     MessageEdit,
     PutDocument,
     PutEntry,
+    OverwriteEntry,
     ReplaceRecord,
     Session,
     TakeNumber,
@@ -133,6 +134,17 @@ async def check_nodes_read_each_others_writes(make_nodes: MakeNodes) -> None:
         assert await b.execute(PutEntry(*scope, b"2", 11, 10)) is True
         assert await a.execute(PutEntry(*scope, b"3", 12, 10)) is False  # stale
         assert (await a.execute(GetEntry(*scope))).value == b"2"
+        # Overwrites from both nodes at once: one version each, all past the last.
+        versions: list[int] = []
+
+        async def overwrite(store: Store, n: int) -> None:
+            versions.append(await store.execute(OverwriteEntry(*scope, str(n).encode(), 5)))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(20):
+                nursery.start_soon(overwrite, a if n % 2 else b, n)
+        assert sorted(versions) == list(range(12, 32))
+        assert (await b.execute(GetEntry(*scope))).version == 31
 
 
 def _inbox() -> Document:

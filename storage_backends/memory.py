@@ -50,6 +50,7 @@ from satchel.protocol.operations import (
     GetEntry,
     ListEntries,
     PutEntry,
+    OverwriteEntry,
     GetDocument,
     GetDocumentByWriteKey,
     GetRecord,
@@ -167,6 +168,7 @@ class MemoryStore(Store):
             GetDocumentKeys: self._get_document_keys,
             GetEntry: self._get_entry,
             PutEntry: self._put_entry,
+            OverwriteEntry: self._overwrite_entry,
             DeleteEntry: self._delete_entry,
             ListEntries: self._list_entries,
         }
@@ -447,6 +449,14 @@ class MemoryStore(Store):
         entries[op.id] = Entry(op.id, op.value, op.version, op.user_id)
         return True
 
+    def _overwrite_entry(self, op: OverwriteEntry) -> int:
+        check_entry_write(op)
+        entries = self._entries.setdefault((op.space, op.organization, op.project), {})
+        stored = entries.get(op.id)
+        version = op.at_least if stored is None or stored.version < op.at_least else stored.version + 1
+        entries[op.id] = Entry(op.id, op.value, version, op.user_id)
+        return version
+
     def _delete_entry(self, op: DeleteEntry) -> bool:
         check_entry_write(op)
         entries = self._entries.get((op.space, op.organization, op.project), {})
@@ -505,10 +515,13 @@ def _changed(operation: Operation, result: Any) -> bool:
     return bool(result)
 
 
-def check_entry_write(op: PutEntry | DeleteEntry) -> None:
+def check_entry_write(op: PutEntry | OverwriteEntry | DeleteEntry) -> None:
     """Refuse a write of an entry that breaks the operation's contract (a
     caller's bug): versions only grow, values are bytes."""
-    if op.expected_version < 0 or op.version <= op.expected_version:
+    if type(op) is OverwriteEntry:
+        if op.at_least <= 0:
+            raise LocalProtocolError("an entry's version is positive")
+    elif op.expected_version < 0 or op.version <= op.expected_version:
         raise LocalProtocolError("an entry's version must grow with every write")
-    if type(op) is PutEntry and not isinstance(op.value, bytes):
+    if type(op) is not DeleteEntry and not isinstance(op.value, bytes):
         raise LocalProtocolError("an entry's value is bytes")

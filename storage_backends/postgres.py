@@ -129,6 +129,7 @@ from satchel.protocol.operations import (
     Operation,
     PutDocument,
     PutEntry,
+    OverwriteEntry,
     PutSetting,
     QueryRecords,
     QueryResult,
@@ -923,6 +924,17 @@ def _put_entry(db: psycopg.Connection, op: PutEntry) -> _Finish:
     return _rowcount_is_one(cursor)
 
 
+def _overwrite_entry(db: psycopg.Connection, op: OverwriteEntry) -> _Finish:
+    cursor = db.execute(
+        "INSERT INTO entries (space, organization, project, id, value, version, user_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (space, organization, project, id) DO UPDATE"
+        " SET value = excluded.value, user_id = excluded.user_id,"
+        " version = GREATEST(excluded.version, entries.version + 1) RETURNING version",
+        (*_entry_key(op), op.value, op.at_least, op.user_id),
+    )
+    return lambda: cursor.fetchone()[0]  # type: ignore[index]
+
+
 def _delete_entry(db: psycopg.Connection, op: DeleteEntry) -> _Finish:
     cursor = db.execute(
         f"UPDATE entries SET value = NULL, version = %s, user_id = %s WHERE {_ENTRY_KEY} AND version = %s AND value IS NOT NULL",
@@ -950,7 +962,7 @@ _GROUPED_WRITES: dict[type[Operation], _Grouped] = {InsertRecord: _insert_record
 #: autocommit (one round trip, not BEGIN, the statement and COMMIT).
 _ONE_STATEMENT: frozenset[type[Operation]] = frozenset({
     InsertRecord, ReplaceRecord, DeleteRecord, InsertSession, DeleteSession, DeleteSessions, SetUserRole,
-    SetUserPassword, PutSetting, TakeNumber, PutDocument, PutEntry, DeleteEntry,
+    SetUserPassword, PutSetting, TakeNumber, PutDocument, PutEntry, OverwriteEntry, DeleteEntry,
 })
 _SCANS: dict[type[Operation], Callable[[psycopg.Connection, Any], Any]] = {
     ListRecords: _list_records,
@@ -980,6 +992,7 @@ _WRITES: dict[type[Operation], _Handler] = {
     InsertNumbered: _insert_numbered,
     PutDocument: _put_document,
     PutEntry: _put_entry,
+    OverwriteEntry: _overwrite_entry,
     DeleteEntry: _delete_entry,
 }
 
@@ -994,7 +1007,7 @@ def _check_write(op: Operation) -> None:
             raise LocalProtocolError("a document's content is bytes")
     elif kind is PutSetting and not isinstance(op.value, bytes):
         raise LocalProtocolError("a setting's value is bytes")
-    elif kind is PutEntry or kind is DeleteEntry:
+    elif kind is PutEntry or kind is OverwriteEntry or kind is DeleteEntry:
         check_entry_write(op)
 
 

@@ -106,6 +106,7 @@ from satchel.protocol.operations import (
     GetEntry,
     ListEntries,
     PutEntry,
+    OverwriteEntry,
     GetDocument,
     GetDocumentByWriteKey,
     GetRecord,
@@ -808,6 +809,16 @@ def _put_entry(db: sqlite3.Connection, op: PutEntry) -> bool:
     return cursor.rowcount == 1
 
 
+def _overwrite_entry(db: sqlite3.Connection, op: OverwriteEntry) -> int:
+    (version,) = db.execute(
+        "INSERT INTO entries (space, organization, project, id, value, version, user_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO UPDATE SET value = excluded.value, user_id = excluded.user_id,"
+        " version = MAX(excluded.version, entries.version + 1) RETURNING version",
+        (op.space, op.organization, op.project, op.id, op.value, op.at_least, op.user_id),
+    ).fetchone()
+    return version
+
+
 def _delete_entry(db: sqlite3.Connection, op: DeleteEntry) -> bool:
     cursor = db.execute(
         "UPDATE entries SET value = NULL, version = ?, user_id = ?"
@@ -889,6 +900,7 @@ _WRITES: dict[type[Operation], _Handler] = {
     ApplyMessage: _apply_message,
     ApplyMessages: _apply_messages,
     PutEntry: _put_entry,
+    OverwriteEntry: _overwrite_entry,
     DeleteEntry: _delete_entry,
 }
 
@@ -1081,7 +1093,7 @@ class SqliteStore(Store):
             _check_put_document(operation)  # a bug of the caller: refuse before queueing
         if kind is PutSetting and not isinstance(operation.value, bytes):
             raise LocalProtocolError("a setting's value is bytes")
-        if kind is PutEntry or kind is DeleteEntry:
+        if kind is PutEntry or kind is OverwriteEntry or kind is DeleteEntry:
             check_entry_write(operation)  # a bug of the caller: refuse before queueing
         if kind in _WRITES:
             return await self._write(operation, stamped)

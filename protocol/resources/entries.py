@@ -18,7 +18,12 @@ Versions (``versions``). A write reads the entry, computes the next version
 from ``env.now_ms()`` (the clock, or the last version + 1 ms when the clock
 has not moved past it) and writes by compare-and-swap on the version it
 read, retrying when another writer got there first: concurrent writers can
-never store equal or decreasing versions. A delete leaves a tombstone with
+never store equal or decreasing versions. When the writer's rules allow
+any value whether the entry exists or not (the default rules do), the read
+is needless and so is the turn-taking: the write is one ``OverwriteEntry``
+and the store picks the same next version itself, so a burst of writers of
+one hot entry commits in one batch (the kv fan-out bench: 8 writers in
+flight had committed one per batch). A delete leaves a tombstone with
 its version, so a value written after it gets a greater one still; a
 subscriber of a deleted entry keeps its subscription.
 
@@ -42,7 +47,7 @@ import msgspec
 from ..changes import EntryChange
 from ..environment import Environment
 from ..errors import RemoteProtocolError
-from ..operations import Action, DeleteEntry, Entry, GetEntry, ListEntries, PutEntry
+from ..operations import Action, DeleteEntry, Entry, GetEntry, ListEntries, OverwriteEntry, PutEntry
 from ..permissions import Accountability, Forbidden, RuleSet, variables_for
 from ..query import MATCH_ALL, matches
 from ..query.evaluate import ALL_FIELDS
@@ -169,6 +174,17 @@ def _check_write(rules: RuleSet, who: Accountability, space: str, scope: Scope, 
         raise Forbidden('You don\'t have permission to write field "data".')
 
 
+def _may_write_whatever_is_stored(rules: RuleSet, who: Accountability, space: str) -> bool:
+    """Whether ``who`` may write every value of ``space`` whether the entry
+    is new or not (both rules allow every entry and the value): then what is
+    stored cannot change the answer of ``_check_write``."""
+    for action in ("create", "update"):
+        rule = rules.rule(who, space, action)  # type: ignore[arg-type]
+        if rule is None or rule.filter != MATCH_ALL or (rule.fields != ALL_FIELDS and "data" not in rule.fields):
+            return False
+    return True
+
+
 def check_value(value: bytes, config: ResourcesConfig) -> bytes:
     """``value`` if it is one JSON value of at most ``max_value_bytes``."""
     if len(value) > config.max_value_bytes:
@@ -201,6 +217,14 @@ def put_entry(space: str, scope: Scope, entry_id: str, value: bytes, who: Accoun
               env: Environment, origin: str = ORIGIN_HTTP) -> Action[tuple[Entry, EntryChange]]:
     """Store ``value`` (checked JSON bytes) as the entry, at its next
     version; the entry written and its one change."""
+    if _may_write_whatever_is_stored(rules, who, space):
+        # No read first: the store picks the next version itself, so writers
+        # of one entry commit together instead of taking turns.
+        version = yield OverwriteEntry(space, scope.organization, scope.project, entry_id, value, env.now_ms(),
+                                       who.user)
+        change = EntryChange(space, scope.organization, scope.project, entry_id, "put", value, version, who.user,
+                             origin)
+        return Entry(entry_id, value, version, who.user), change
     for _ in range(_MAX_ATTEMPTS):
         before: Entry | None = yield GetEntry(space, scope.organization, scope.project, entry_id)
         now = env.now_ms()
