@@ -202,6 +202,23 @@ def test_the_one_rule_set_governs_entries(core: ResourcesCore) -> None:
     assert error_of(core.rest("GET", "/realtime/kv/shared")) == (403, "forbidden")
 
 
+def test_a_writer_who_may_create_but_not_update_cannot_overwrite(core: ResourcesCore) -> None:
+    # With both rules open a write needs no read first (OverwriteEntry); a
+    # rule set where what is stored matters must still read it.
+    core.set_rules({"version": 1, "roles": {"player": {"rules": [
+        {"collection": "kvStore", "action": ["read", "create"]},
+    ]}}})
+    player = core.account("player@example.com", role="player")
+    assert core.rest("PUT", "/realtime/kv/once", 1, token=player.access).status == 200
+    assert error_of(core.rest("PUT", "/realtime/kv/once", 2, token=player.access)) == (403, "forbidden")
+    assert core.rest("GET", "/realtime/kv/once", token=player.access).json["data"] == 1
+    core.set_rules({"version": 1, "roles": {"player": {"rules": [
+        {"collection": "kvStore", "action": ["read", "update"]},
+    ]}}})
+    assert error_of(core.rest("PUT", "/realtime/kv/new", 1, token=player.access)) == (403, "forbidden")
+    assert core.rest("PUT", "/realtime/kv/once", 3, token=player.access).status == 200
+
+
 def test_the_entry_names_are_reserved_for_record_collections(core: ResourcesCore) -> None:
     alice = core.account("alice@example.com")
     for name in ["kvStore", "liveConfig", "KVSTORE", "liveconfig"]:
