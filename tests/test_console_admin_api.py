@@ -376,3 +376,70 @@ def test_disabling_or_resetting_closes_the_users_open_websockets(core: DirectusC
     core.take(again)
     core.api("PUT", f"/_/api/users/{ann.id}/password", {"password": "a new password"}, token=admin.access)
     assert [type(m) for m in core.take(again)] == [CloseConnection] and core.board.opened(again) is None
+
+
+def _timer(core: DirectusCore, connection: str) -> list[Any]:
+    """Move the clock to ``connection``'s deadline and run its timer, as the transport does."""
+    due = core.board.deadline_ms(connection)
+    assert due is not None, f"{connection} has no timer"
+    core.clock.now = max(core.clock.now, due)
+    core.publish(core.run(core.board.on_timer(connection)))
+    return core.take(connection)
+
+
+def _stream(core: DirectusCore, name: str, token: str) -> None:
+    core.publish(core.run(core.board.accept(HttpRequest("GET", "/_/api/live", []), name)).events)
+    core.send(name, {"type": "auth", "access_token": token})
+    assert core.take(name)[0]["status"] == "ok"
+
+
+def test_the_change_stream_closes_when_its_access_token_expires(core: DirectusCore, admin: Any) -> None:
+    from satchel.protocol.admin.live import RECHECK_MS
+
+    core.clock.advance(1000)  # the account's tokens were issued a second before the stream opens
+    _stream(core, "live", admin.access)
+    expires = core.board.opened("live").state.expires_ms
+    assert core.board.deadline_ms("live") == core.clock.now + RECHECK_MS < expires
+    # Checked again and again while the session holds: nothing sent, still open, still delivered to.
+    while core.board.deadline_ms("live") < expires:
+        assert _timer(core, "live") == []
+    assert core.board.deadline_ms("live") == expires
+    core.clock.now = expires - 1
+    core.http("POST", "/notes", {"title": "still watched"}, cookie=admin.cookie)
+    assert [m["type"] for m in core.take("live")] == ["change"]
+    [told, closed] = _timer(core, "live")
+    assert told == {"type": "auth", "status": "error", "code": "TOKEN_EXPIRED"}
+    assert isinstance(closed, CloseConnection) and (closed.code, closed.reason) == (4401, "token expired")
+    assert core.board.opened("live") is None
+
+
+def test_the_change_stream_closes_after_a_sign_out_or_a_demotion(core: DirectusCore, admin: Any) -> None:
+    from satchel.protocol.admin.live import RECHECK_MS
+
+    _stream(core, "live", admin.access)
+    other = core.account("ops@example.com", role="admin")
+    _stream(core, "ops", other.access)
+    # The console's sign-out: the refresh token in the body, the access token as the Bearer.
+    assert core.api("POST", "/auth/logout", {"refresh_token": admin.refresh}, token=admin.access).status == 204
+    start = core.clock.now
+    [told, closed] = _timer(core, "live")
+    assert core.clock.now - start <= RECHECK_MS
+    assert told == {"type": "auth", "status": "error", "code": "INVALID_CREDENTIALS"}
+    assert isinstance(closed, CloseConnection) and (closed.code, closed.reason) == (4401, "session revoked")
+    assert core.board.opened("live") is None
+    # A demoted admin's stream: sent nothing at once, closed at its next check.
+    root = core.login("root@example.com")["access_token"]
+    core.api("PUT", f"/_/api/users/{other.id}/role", {"role": "authenticated"}, token=root)
+    assert core.take("ops") == []
+    [told, closed] = _timer(core, "ops")
+    assert told["code"] == "FORBIDDEN" and (closed.code, closed.reason) == (4403, "not an administrator")
+
+
+def test_a_static_tokens_stream_lives_until_the_token_is_revoked(core: DirectusCore, admin: Any) -> None:
+    token_id, token = core.static_token(admin.id)
+    _stream(core, "live", token)
+    for _ in range(3):
+        assert _timer(core, "live") == [] and core.board.opened("live") is not None
+    assert core.api("DELETE", f"/_/api/users/{admin.id}/tokens/{token_id}", token=admin.access).status in (200, 204)
+    [told, closed] = _timer(core, "live")
+    assert told["code"] == "INVALID_CREDENTIALS" and closed.code == 4401

@@ -199,3 +199,30 @@ def test_every_console_route_answers_over_the_wire(fresh: ServerProcess) -> None
     admin("DELETE", "/_/api/entries/liveConfig/theme?project=p")
     assert "rules" in admin("GET", "/_/api/rules") and admin("GET", "/_/api/roles")
     client.close()
+
+
+async def test_the_change_stream_closes_after_its_admin_signs_out(fresh: ServerProcess) -> None:
+    """The server's timer re-checks an open stream's session: a sign-out as the
+    console makes it (both tokens revoked) closes the stream within
+    ``RECHECK_MS``, with a last message saying why - it does not stream on."""
+    from satchel.protocol.admin.live import RECHECK_MS
+    from trio_websocket import ConnectionClosed
+
+    client = Http(fresh)
+    tokens = client.request("POST", "/auth/login", {"email": "root@example.com", "password": PASSWORD},
+                            key=None)[1]["data"]
+    async with open_websocket_url(f"ws://127.0.0.1:{fresh.port}/_/api/live") as live:
+        await live.send_message(json.dumps({"type": "auth", "access_token": tokens["access_token"]}))
+        assert json.loads(await live.get_message())["status"] == "ok"
+        status, _, _ = client.request("POST", "/auth/logout", {"refresh_token": tokens["refresh_token"]}, key=None,
+                                      headers=bearer(tokens["access_token"]))
+        assert status == 204
+        signed_out = trio.current_time()
+        with trio.fail_after(RECHECK_MS / 1000 + 3):
+            told = json.loads(await live.get_message())
+            assert told == {"type": "auth", "status": "error", "code": "INVALID_CREDENTIALS"}
+            with pytest.raises(ConnectionClosed) as closed:
+                await live.get_message()
+        assert trio.current_time() - signed_out <= RECHECK_MS / 1000 + 1
+    assert (closed.value.reason.code, closed.value.reason.reason) == (4401, "session revoked")
+    client.close()

@@ -54,5 +54,11 @@ class AdminMount(Mount):
     def role_changed(self, state: Any, role: str) -> Any:
         return live.role_changed(state, role)
 
+    def deadline_ms(self, state: Any) -> int | None:
+        return live.deadline_ms(state)
+
+    def on_timer(self, state: Any, env: Environment) -> Action[list[Event]]:
+        return (yield from live.on_timer(PROTOCOL, state, env))
+
     def render(self, change: Change | DocumentChange | EntryChange, context: RenderContext) -> Sequence[Deliver]:
         return live.render(PROTOCOL, change, context)

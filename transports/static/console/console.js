@@ -163,11 +163,19 @@ function signInPage(email = "", note = "", setupOpen = false) {
   show(form);
 }
 
+// Both tokens are revoked: the refresh token in the body, the access token
+// as the Bearer (a copy of it elsewhere stops working, and the server closes
+// a change stream it opened at its next re-check).
 function signOut() {
   const refresh = tokens.refresh;
+  const access = tokens.access;
   tokens.clear();
   live.close();
-  if (refresh) request("POST", "/auth/logout", { refresh_token: refresh }, { auth: false }).catch(() => {});
+  if (refresh) {
+    fetch("/auth/logout", { method: "POST", credentials: "omit", body: JSON.stringify({ refresh_token: refresh }),
+                            headers: { "Content-Type": "application/json", ...(access ? { Authorization: `Bearer ${access}` } : {}) } })
+      .catch(() => {});
+  }
   signInPage();
 }
 document.getElementById("signout").addEventListener("click", signOut);
@@ -191,10 +199,19 @@ const live = {
       this.changes.length = Math.min(this.changes.length, 200);
       for (const listener of this.listeners) listener(message);
     });
-    socket.addEventListener("close", async () => {
-      this.socket = null;
-      // The access token expired (or the server restarted): refresh and reconnect.
-      if (tokens.access) setTimeout(async () => { if (tokens.access && await refreshed()) this.open(); }, 2000);
+    socket.addEventListener("close", (event) => {
+      if (this.socket === socket) this.socket = null;
+      if (!tokens.access) return;  // signed out here
+      // 4403: no longer an administrator. 4401: the session ended (the access
+      // token expired - refresh it - or was revoked: then the refresh fails
+      // too and this tab signs out). Anything else (a server restart):
+      // reconnect after a pause.
+      if (event.code === 4403) { signOut(); return; }
+      setTimeout(async () => {
+        if (!tokens.access) return;
+        if (await refreshed()) this.open();
+        else if (event.code === 4401) signOut();
+      }, event.code === 4401 ? 0 : 2000);
     });
   },
   close() { if (this.socket) { const s = this.socket; this.socket = null; s.close(); } },
