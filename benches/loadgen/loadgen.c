@@ -18,6 +18,9 @@
  *                              ({"ready":N,...}), hold them open until stdin
  *                              closes or --hold seconds pass
  *
+ * With --port2, every other subscriber connects to a second server (two
+ * nodes sharing a broker); the publisher stays on --port.
+ *
  * Everything is bounded: connection count, run time, every wait.
  * The result is one JSON object on stdout. Build: cc -O2 -o loadgen loadgen.c
  */
@@ -54,6 +57,7 @@ typedef struct {
     int state;
     int is_pub;
     int joiner;
+    int port;           /* the server this connection goes to (--port or --port2) */
     uint8_t *hs;        /* handshake response buffer, freed once open */
     size_t hs_len;
     uint64_t skip;      /* payload bytes of the current frame still to skip */
@@ -67,6 +71,7 @@ typedef struct {
 /* options */
 static const char *opt_host = "127.0.0.1";
 static int opt_port = 0;
+static int opt_port2 = 0;              /* a second server: odd subscribers go there (two nodes) */
 static const char *opt_path = "/";
 static const char *opt_cookie = NULL;
 static int opt_subs = 1000;
@@ -83,6 +88,7 @@ static double opt_setup_timeout = 60.0;
 static double opt_stall = 5.0;
 static double opt_hold = 60.0;
 static int opt_server_pid = 0;
+static int opt_server_pid2 = 0;
 static int opt_concurrent_handshakes = 128;
 
 static conn_t *conns;
@@ -101,6 +107,7 @@ static uint64_t expected_per_msg = 0;
 /* counters */
 static int measuring = 0;
 static uint64_t window_deliveries = 0, window_messages = 0;
+static uint64_t port2_deliveries = 0; /* of total_deliveries, to subscribers of --port2 */
 static uint64_t total_deliveries = 0, misrouted = 0, other_frames = 0, closes_seen = 0;
 static uint32_t *hist;
 static uint64_t hist_n = 0, lat_max_ns = 0;
@@ -126,10 +133,10 @@ static double cpu_seconds(void) {
     return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
-static double server_cpu_seconds(void) {
-    if (!opt_server_pid) return 0;
+static double pid_cpu_seconds(int pid) {
+    if (!pid) return 0;
     char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/stat", opt_server_pid);
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
@@ -149,6 +156,8 @@ static double server_cpu_seconds(void) {
     }
     return (double)(utime + stime) / sysconf(_SC_CLK_TCK);
 }
+
+static double server_cpu_seconds(void) { return pid_cpu_seconds(opt_server_pid); }
 
 static void die(const char *what) {
     fprintf(stderr, "loadgen: %s: %s\n", what, strerror(errno));
@@ -195,7 +204,7 @@ static void ep_mod(conn_t *c, uint32_t events) {
 }
 
 static void start_connect(conn_t *c) {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(opt_port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->port)};
     inet_pton(AF_INET, opt_host, &sa.sin_addr);
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (c->fd < 0) die("socket");
@@ -241,7 +250,7 @@ static void send_handshake(conn_t *c) {
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
-                     opt_path, opt_host, opt_port, opt_cookie ? "Cookie: " : "", opt_cookie ? opt_cookie : "",
+                     opt_path, opt_host, c->port, opt_cookie ? "Cookie: " : "", opt_cookie ? opt_cookie : "",
                      opt_cookie ? "\r\n" : "");
     if (write_all_small(c->fd, req, n) < 0) die("handshake write");
     c->state = S_HANDSHAKE;
@@ -283,6 +292,7 @@ static void on_sequenced(conn_t *c, uint64_t seq, uint64_t now) {
     c->last_seq = seq;
     c->received++;
     total_deliveries++;
+    if (c->port != opt_port) port2_deliveries++;
     uint32_t slot = seq & (SLOTS - 1);
     if (measuring) {
         window_deliveries++;
@@ -510,7 +520,7 @@ static void setup(void) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: loadgen fanout|idle --port P [--host H] [--path /] [--cookie C] [--subs N]\n"
+            "usage: loadgen fanout|idle --port P [--port2 P2 --server-pid2 PID2] [--host H] [--path /] [--cookie C] [--subs N]\n"
             "  [--joiners J --join-frame JSON --join-ack SUBSTR] [--channel] [--extra ',\"k\":\"v\"']\n"
             "  [--size BYTES] [--inflight K] [--warmup S] [--duration S] [--server-pid PID] [--hold S]\n");
     exit(2);
@@ -525,6 +535,7 @@ int main(int argc, char **argv) {
 #define OPT(name) (strcmp(a, name) == 0 && v && (i++, 1))
         if (OPT("--host")) opt_host = v;
         else if (OPT("--port")) opt_port = atoi(v);
+        else if (OPT("--port2")) opt_port2 = atoi(v);
         else if (OPT("--path")) opt_path = v;
         else if (OPT("--cookie")) opt_cookie = v;
         else if (OPT("--subs")) opt_subs = atoi(v);
@@ -540,6 +551,7 @@ int main(int argc, char **argv) {
         else if (OPT("--stall")) opt_stall = atof(v);
         else if (OPT("--hold")) opt_hold = atof(v);
         else if (OPT("--server-pid")) opt_server_pid = atoi(v);
+        else if (OPT("--server-pid2")) opt_server_pid2 = atoi(v);
         else if (strcmp(a, "--channel") == 0) opt_channel = 1;
         else usage();
     }
@@ -564,6 +576,9 @@ int main(int argc, char **argv) {
 
     nconns = opt_subs + (is_fanout ? 1 : 0);
     conns = calloc(nconns, sizeof *conns);
+    for (int i = 0; i < nconns; i++) conns[i].port = opt_port;
+    /* Two nodes: every other subscriber on the second, the publisher on the first. */
+    for (int i = 1; opt_port2 && i < opt_subs; i += 2) conns[i].port = opt_port2;
     for (int i = 0; i < opt_subs; i++) conns[i].joiner = i < opt_joiners;
     if (is_fanout) {
         pub = &conns[opt_subs];
@@ -604,7 +619,7 @@ int main(int argc, char **argv) {
     last_progress_ns = t0;
     uint64_t t_measure = t0 + (uint64_t)(opt_warmup * 1e9);
     uint64_t t_end = t_measure + (uint64_t)(opt_duration * 1e9);
-    double cpu0 = 0, scpu0 = 0;
+    double cpu0 = 0, scpu0 = 0, s2cpu0 = 0, s2cpu1 = 0;
     uint64_t tm0 = 0, tm1 = 0;
     double cpu1 = 0, scpu1 = 0;
     int stalled = 0;
@@ -617,12 +632,14 @@ int main(int argc, char **argv) {
             tm0 = now;
             cpu0 = cpu_seconds();
             scpu0 = server_cpu_seconds();
+            s2cpu0 = pid_cpu_seconds(opt_server_pid2);
         }
         if (measuring && now >= t_end) {
             measuring = 0;
             tm1 = now;
             cpu1 = cpu_seconds();
             scpu1 = server_cpu_seconds();
+            s2cpu1 = pid_cpu_seconds(opt_server_pid2);
             break;
         }
         if (now - last_progress_ns > (uint64_t)(opt_stall * 1e9)) {
@@ -636,6 +653,7 @@ int main(int argc, char **argv) {
         tm1 = now_ns();
         cpu1 = cpu_seconds();
         scpu1 = server_cpu_seconds();
+        s2cpu1 = pid_cpu_seconds(opt_server_pid2);
     }
     sending = 0;
     uint64_t drain_end = now_ns() + 3000000000ull;
@@ -658,12 +676,13 @@ int main(int argc, char **argv) {
            "\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},"
            "\"sent\":%llu,\"delivered\":%llu,\"lost\":%llu,\"misrouted\":%llu,\"reordered\":%llu,"
            "\"closed_by_server\":%llu,\"open_subscribers\":%d,\"stalled\":%s,"
-           "\"loadgen_cpu\":%.3f,\"server_cpu\":%.3f}\n",
+           "\"loadgen_cpu\":%.3f,\"server_cpu\":%.3f,\"server2_cpu\":%.3f,\"delivered_port2\":%llu}\n",
            opt_subs, (unsigned long long)expected_per_msg, opt_inflight, message_len, setup_s, wall,
            wall ? window_messages / wall : 0, wall ? window_deliveries / wall : 0, hist_percentile(0.50),
            hist_percentile(0.99), lat_max_ns / 1000.0, (unsigned long long)hist_n, (unsigned long long)sent,
            (unsigned long long)total_deliveries, (unsigned long long)lost, (unsigned long long)misrouted,
            (unsigned long long)reordered, (unsigned long long)closes_seen, open_subs, stalled ? "true" : "false",
-           wall ? (cpu1 - cpu0) / wall : 0, wall && opt_server_pid ? (scpu1 - scpu0) / wall : -1);
+           wall ? (cpu1 - cpu0) / wall : 0, wall && opt_server_pid ? (scpu1 - scpu0) / wall : -1,
+           wall && opt_server_pid2 ? (s2cpu1 - s2cpu0) / wall : -1, (unsigned long long)port2_deliveries);
     return 0;
 }
