@@ -9,6 +9,9 @@
     python benches/run.py --only resources     # resource fan-out, cross-protocol fan-out, UDP -> document latency
     python benches/run.py --only abuse         # a flooder, a mass disconnect, an idle flood (bench_abuse.py)
     python benches/run.py --only soak          # 10 minutes of mixed load, sampled, then kill -9 (bench_soak.py)
+    python benches/run.py --only nodes         # fan-out over 2 nodes vs 1, broker traffic per delivery (bench_scaleout.py)
+    python benches/run.py --only pgrest        # REST on the PostgreSQL store vs PocketBase (bench_scaleout.py)
+    python benches/run.py --only workers       # --workers 2 vs 1 vs the SQLite default (bench_workers.py)
 
 Every server runs in its own process; the load comes from other processes
 (the C load generators in benches/loadgen/, wrk for REST and inbox posts),
@@ -36,7 +39,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -327,6 +330,12 @@ def run_loadgen(args: list[str], timeout: float) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
+def fanout_load(subscribers: int, inflight: int, options: argparse.Namespace) -> list[str]:
+    """The load generator's fan-out arguments but the servers' (one case's load, for every server)."""
+    return ["fanout", "--subs", str(subscribers), "--size", str(options.size), "--inflight", str(inflight),
+            "--warmup", str(options.warmup), "--duration", str(options.duration)]
+
+
 def fanout_case(server_name: str, subscribers: int, channel: bool, inflight: int, options: argparse.Namespace
                 ) -> dict[str, Any]:
     tmp = tempfile.TemporaryDirectory(prefix="satchel-bench-")
@@ -355,9 +364,8 @@ def fanout_case(server_name: str, subscribers: int, channel: bool, inflight: int
                       "--extra", f',"channelType":"{CHANNEL_TYPE}","channelId":"{CHANNEL_ID}"']
         try:
             result = run_loadgen(
-                ["fanout", "--port", str(server.port), "--subs", str(subscribers), "--size", str(options.size),
-                 "--inflight", str(inflight), "--warmup", str(options.warmup),
-                 "--duration", str(options.duration), "--server-pid", str(server.pid), *extra],
+                [*fanout_load(subscribers, inflight, options), "--port", str(server.port),
+                 "--server-pid", str(server.pid), *extra],
                 timeout=120 + options.duration,
             )
         finally:
@@ -539,9 +547,9 @@ def _satchel_rest_setup(server: Server) -> dict[str, str]:
             "BENCH_GET_PATH": f"/benchitems/{record['_id']}"}
 
 
-def _satchel_stored(data_dir: Path) -> int:
+def _satchel_stored(data_dir: Path, satchel_args: Sequence[str] = ()) -> int:
     """Records in benchitems after a restart on ``data_dir``, less the setup's one."""
-    server = start_satchel(data_dir)
+    server = start_satchel(data_dir, list(satchel_args))
     try:
         client = satchel_login(server.port)
         status, records = client.request("GET", "/benchitems")
@@ -630,12 +638,14 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return median
 
 
-def bench_rest(options: argparse.Namespace) -> dict[str, Any]:
+def bench_rest(options: argparse.Namespace, satchel_args: Sequence[str] = ()) -> dict[str, Any]:
     """Satchel and PocketBase side by side, both running throughout: each
     round runs every (server, call) once, in an order that flips from one
     round to the next, so a machine whose load drifts weighs on both alike;
     each figure is the median round. Then kill -9 of both, a restart, and a
-    count of what each acknowledged create left stored."""
+    count of what each acknowledged create left stored. ``satchel_args``:
+    more ``satchel serve`` flags (``--store postgresql://...``:
+    bench_scaleout.py)."""
     wrk_bin = ensure_wrk()
     if wrk_bin is None:
         return {"skipped": "wrk is not installed"}
@@ -645,7 +655,7 @@ def bench_rest(options: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         satchel_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="satchel-bench-")))
         targets: list[tuple[str, Server, dict[str, str]]] = []
-        satchel = start_satchel(satchel_dir)
+        satchel = start_satchel(satchel_dir, list(satchel_args))
         servers = [satchel]
         try:
             targets.append(("satchel", satchel, _satchel_rest_setup(satchel)))
@@ -684,7 +694,7 @@ def bench_rest(options: argparse.Namespace) -> dict[str, Any]:
             if name == "pocketbase_public":
                 results["pocketbase"]["public_collection"] = summary
                 continue
-            stored = _satchel_stored(satchel_dir) if name == "satchel" else _pocketbase_stored(pocketbase, pb_dir)
+            stored = _satchel_stored(satchel_dir, satchel_args) if name == "satchel" else _pocketbase_stored(pocketbase, pb_dir)
             acknowledged = summary["create"]["requests_all_rounds"] - summary["create"]["non_2xx_all_rounds"]
             results[name] = {**summary, "acknowledged_creates": acknowledged, "stored_after_kill_9": stored,
                              "durable": stored >= acknowledged}
@@ -1443,6 +1453,10 @@ def table(report: dict[str, Any]) -> str:
         import bench_resources  # benches/bench_resources.py
 
         lines.extend(bench_resources.table(report))
+    if report.get("nodes") or report.get("pgrest") or report.get("workers"):
+        import bench_scaleout  # benches/bench_scaleout.py
+
+        lines.extend(bench_scaleout.table(report))
     return "\n".join(lines)
 
 
@@ -1559,7 +1573,8 @@ def fanout_verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="fanout,idle,rest,inbox,socketio,permissions,resources",
-                        help="comma-separated: fanout,idle,rest,inbox,socketio,permissions,resources,abuse,soak")
+                        help="comma-separated: fanout,idle,rest,inbox,socketio,permissions,resources,abuse,soak,"
+                             "nodes,pgrest,workers")
     parser.add_argument("--soak-minutes", type=float, default=10.0, help="length of the soak (--only soak)")
     parser.add_argument("--quick", action="store_true", help="short runs, 1000 subscribers only")
     parser.add_argument("--peers", default="websockets,node", help="comma-separated peers for fan-out and idle")
@@ -1622,6 +1637,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="resource websockets subscribed to the inbox document in the UDP latency case")
     parser.add_argument("--res-udp-rate", type=float, default=1000.0, help="UDP inbox messages per second")
     parser.add_argument("--res-udp-seconds", type=float, default=5.0, help="seconds of UDP messages")
+    parser.add_argument("--nodes-subs", type=int, default=1000,
+                        help="subscribers of the fan-out over nodes (split evenly over 2 nodes)")
+    parser.add_argument("--nodes-brokers", default="redis,nats", help="brokers of the fan-out over nodes")
+    parser.add_argument("--nodes-rounds", type=int, default=2,
+                        help="rounds of every fan-out-over-nodes case, order flipping; the median round is shown")
+    parser.add_argument("--workers-rounds", type=int, default=3)
+    parser.add_argument("--workers-seconds", type=int, default=5)
+    parser.add_argument("--workers-connections", type=int, default=64)
     parser.add_argument("--output", default=str(RESULTS / "latest.json"))
     options = parser.parse_args(argv)
     options.only = {part.strip() for part in options.only.split(",") if part.strip()}
@@ -1630,6 +1653,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     options.inflight = [int(part) for part in options.inflight.split(",")]
     options.perm_inflight = [int(part) for part in options.perm_inflight.split(",")]
     options.res_inflight = [int(part) for part in options.res_inflight.split(",")]
+    options.nodes_brokers = [part.strip() for part in options.nodes_brokers.split(",") if part.strip()]
     options.inbox_layouts = [tuple(int(n) for n in part.lower().split("x", 1))
                              for part in options.inbox_layouts.split(",") if part.strip()]
     if options.quick:
@@ -1650,6 +1674,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         options.res_inflight = options.res_inflight[:1]
         options.res_rounds = 1
         options.res_udp_seconds = min(options.res_udp_seconds, 3.0)
+        options.nodes_rounds = 1
+        options.workers_rounds = 1
+        options.workers_seconds = min(options.workers_seconds, 3)
     return options
 
 
@@ -1658,7 +1685,7 @@ def main(argv: list[str] | None = None) -> int:
     _raise_fd_limit()
     RESULTS.mkdir(parents=True, exist_ok=True)
     peers = list(options.peers)
-    if "node" in peers and options.only & {"fanout", "idle"} and not ensure_node_peer():
+    if "node" in peers and options.only & {"fanout", "idle", "nodes"} and not ensure_node_peer():
         peers.remove("node")
     report: dict[str, Any] = {
         "command": " ".join(["python benches/run.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -1667,7 +1694,7 @@ def main(argv: list[str] | None = None) -> int:
         "options": {key: (sorted(value) if isinstance(value, set) else value) for key, value in vars(options).items()},
         "targets": TARGETS,
     }
-    if options.only & {"fanout", "idle", "inbox", "socketio"}:
+    if options.only & {"fanout", "idle", "inbox", "socketio", "nodes"}:
         build_loadgen()
     if "fanout" in options.only:
         report["fanout"] = bench_fanout(options, peers)
@@ -1702,6 +1729,19 @@ def main(argv: list[str] | None = None) -> int:
         import bench_soak  # benches/bench_soak.py: mixed load, samples and a plot, kill -9 (issue 14)
 
         report["soak"] = bench_soak.run_soak(["--minutes", str(options.soak_minutes)])
+    if options.only & {"nodes", "pgrest"}:
+        import bench_scaleout  # benches/bench_scaleout.py: fan-out over nodes, REST on PostgreSQL (issue 15)
+
+        if "nodes" in options.only:
+            report["nodes"] = bench_scaleout.bench_nodes(options, peers)
+        if "pgrest" in options.only:
+            report["pgrest"] = bench_scaleout.bench_pgrest(options)
+    if "workers" in options.only:
+        import bench_workers  # benches/bench_workers.py: --workers 2 vs 1 vs SQLite (issue 15)
+
+        report["workers"] = bench_workers.run_workers(
+            ["--rounds", str(options.workers_rounds), "--seconds", str(options.workers_seconds),
+             "--connections", str(options.workers_connections)])
     output = Path(options.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
