@@ -69,6 +69,8 @@ def node_fanout_case(nodes: int, broker: str, subscribers: int, inflight: int, o
             traffic = []
             for server, messages, before in zip(servers, messages_before, bytes_before):
                 after = cluster.broker_messages(server.output)
+                if not after:  # run.Server keeps a log's first 2000 lines: say so rather than count 0
+                    raise RuntimeError("no 'broker traffic' line in a node's log")
                 traffic.append({
                     "sent": cluster.total(after.get("sent")) - cluster.total(messages.get("sent")),
                     "received": cluster.total(after.get("received")) - cluster.total(messages.get("received")),
