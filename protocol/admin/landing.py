@@ -65,7 +65,7 @@ def render_landing(mounts: Iterable[Mount]) -> bytes:
     readme = f'<h2>The README</h2><ul class="sections">{"".join(documents)}</ul>' if documents else ""
     page = (
         "<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content='width=device-width'>"
-        f"<title>Satchel</title><style>{_STYLE}</style>"
+        f"<title>Satchel</title><link rel=icon href='data:,'><style>{_STYLE}</style>"
         "<h1>Satchel</h1><p>A self-hosted realtime backend: accounts, JSON collections, files, websockets with "
         "channels and inbox documents, spoken in five protocols over one data model.</p>"
         "<p>This page is for browsers. API clients calling <code>/</code> get the Backpack API's answer "

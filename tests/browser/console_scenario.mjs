@@ -33,8 +33,18 @@ try {
   const console_ = await (await browser.newContext({ viewport: { width: 1280, height: 860 } })).newPage();
   const errors = [];
   console_.on("pageerror", (error) => errors.push(error));
+  // A failed load is an error a newcomer sees in the devtools (the browser's
+  // own /favicon.ico once answered Backpack's 401 on every page).
+  console_.on("console", (message) => {
+    if (message.type() === "error") errors.push(new Error(`console error: ${message.text()} ${JSON.stringify(message.location())}`));
+  });
 
-  // First run: the setup page, from the URL the server printed.
+  // A newcomer opens the server's URL, follows the console link and is told
+  // where the setup link is; then pastes the printed setup URL into that same
+  // tab - only the fragment changes, so no page load: the console must react.
+  await console_.goto(apiUrl);
+  await console_.click('a[href="/_/"]');
+  await waitText(console_, "#signin-form", "No administrator exists yet");
   await console_.goto(`${apiUrl}/_/#setup=${setupToken}`);
   await console_.waitForSelector("#setup-form");
   await console_.fill("#setup-email", EMAIL);

@@ -134,11 +134,12 @@ function setupPage(token) {
   show(form);
 }
 
-function signInPage(email = "", note = "", setupOpen = false) {
+function signInPage(email = "", note = "", setupOpen = false, refusal = "") {
   nav.hidden = true;
   document.getElementById("signout").hidden = true;
   document.getElementById("who").textContent = "";
   const error = errorLine();
+  error.textContent = refusal;
   const form = h("form", { class: "card narrow", id: "signin-form", onsubmit: async (event) => {
     event.preventDefault();
     const data = Object.fromEntries(new FormData(form));
@@ -557,7 +558,7 @@ async function start() {
   }
   if (!me.admin) {
     tokens.clear();
-    return signInPage(me.email, "");
+    return signInPage(me.email, "", false, `${me.email} is not an administrator: the console is for accounts with the role admin.`);
   }
   document.getElementById("who").textContent = me.email;
   document.getElementById("signout").hidden = false;
@@ -580,3 +581,7 @@ async function boot() {
 }
 
 boot();
+// The setup URL pasted into a tab that shows the console already changes only
+// the fragment: no page load, so boot again (the views' own "#name" are set
+// with replaceState, which fires no hashchange).
+window.addEventListener("hashchange", () => { stopView(); stopView = () => {}; boot(); });
