@@ -170,3 +170,108 @@ async def test_a_slow_consumer_is_dropped_and_the_others_carry_on() -> None:
         finally:
             stuck.close()
         nursery.cancel_scope.cancel()
+
+
+def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    connection = HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+async def test_health_ready_and_metrics_are_the_reference_servers() -> None:
+    """``/health``, ``/ready`` and ``/metrics`` through the ASGI app: the same
+    ``health.Operations`` (no API key for the first two; ``/metrics`` an
+    administrator's, or anyone's with ``metrics_access="public"``), requests
+    counted by mount, and a store that fails makes ``/ready`` 503."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from satchel.protocol.operations import GetUser
+
+    store = MemoryStore()
+    guarded = create_asgi_app(store, BackpackConfig(api_key=API_KEY))
+    public = create_asgi_app(store, BackpackConfig(api_key=API_KEY), metrics_access="public")
+    async with trio.open_nursery() as nursery:
+        ports = []
+        for app in (guarded, public):
+            binds = await nursery.start(serve_asgi, app, hypercorn_config("127.0.0.1", 0))
+            ports.append(int(binds[0].rsplit(":", 1)[1]))
+        get = partial(trio.to_thread.run_sync)
+        status, body = await get(partial(_get, ports[0], "/health"))
+        assert status == 200 and json.loads(body) == {"status": "ok", "pid": os.getpid()}
+        status, body = await get(partial(_get, ports[0], "/ready"))
+        assert status == 200 and json.loads(body) == {"status": "ready", "checks": {"store": "ok"}}
+        assert (await get(partial(_get, ports[0], "/metrics")))[0] == 401
+        assert (await get(partial(_get, ports[0], "/metrics", {"Authorization": "Bearer nope"})))[0] == 401
+        assert await _get_collections(ports[1]) == 200
+        status, body = await get(partial(_get, ports[1], "/metrics"))
+        assert status == 200
+        families = {family.name: family for family in text_string_to_metric_families(body.decode())}
+        routes = {(s.labels["route"], s.labels["status"]) for s in families["satchel_http_request_duration_seconds"].samples}
+        assert ("backpack", "200") in routes
+        assert {s.labels["protocol"] for s in families["satchel_connections"].samples} >= {"backpack", "admin"}
+
+        real_execute = store.execute
+
+        async def failing(operation: object) -> object:
+            if isinstance(operation, GetUser):
+                raise ConnectionRefusedError("the store went away")
+            return await real_execute(operation)
+
+        store.execute = failing  # type: ignore[method-assign]
+        await trio.sleep(1.1)  # past the cached result (PROBE_CACHE)
+        status, body = await get(partial(_get, ports[1], "/ready"))
+        assert status == 503 and json.loads(body)["checks"] == {"store": "ConnectionRefusedError: the store went away"}
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_mounts_timer_runs_on_asgi_websockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's change stream re-checks its session on the mount's timer
+    (``Mount.deadline_ms``), which the ASGI app runs beside each websocket:
+    a sign-out closes the stream, 4401, within ``RECHECK_MS``."""
+    from trio_websocket import ConnectionClosed, open_websocket_url
+
+    from satchel.protocol.admin import bootstrap, live
+    from satchel.transports.runner import Runner
+    from satchel.transports.system_environment import system_environment
+
+    monkeypatch.setattr(live, "RECHECK_MS", 200)
+    store = MemoryStore()
+    await Runner(store).run(bootstrap.create_admin("root@example.com", "a long password", system_environment()))
+    app = create_asgi_app(store, BackpackConfig(api_key=API_KEY))
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(serve_asgi, app, hypercorn_config("127.0.0.1", 0))
+        port = int(binds[0].rsplit(":", 1)[1])
+
+        def post(path: str, body: dict[str, str], token: str | None = None) -> tuple[int, bytes]:
+            connection = HTTPConnection("127.0.0.1", port, timeout=5)
+            headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+            try:
+                connection.request("POST", path, json.dumps(body), headers)
+                response = connection.getresponse()
+                return response.status, response.read()
+            finally:
+                connection.close()
+
+        status, body = await trio.to_thread.run_sync(post, "/auth/login", {"email": "root@example.com",
+                                                                           "password": "a long password"})
+        assert status == 200, body
+        tokens = json.loads(body)["data"]
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/_/api/live") as ws:
+            await ws.send_message(json.dumps({"type": "auth", "access_token": tokens["access_token"]}))
+            assert json.loads(await ws.get_message())["status"] == "ok"
+            await trio.sleep(0.5)  # re-checked twice already, still open
+            await ws.send_message(json.dumps({"type": "ping"}))
+            assert json.loads(await ws.get_message()) == {"type": "pong"}
+            status, _ = await trio.to_thread.run_sync(post, "/auth/logout", {"refresh_token": tokens["refresh_token"]},
+                                                      tokens["access_token"])
+            assert status == 204
+            with trio.fail_after(3):
+                assert json.loads(await ws.get_message())["code"] == "INVALID_CREDENTIALS"
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.get_message()
+        assert closed.value.reason.code == 4401
+        nursery.cancel_scope.cancel()

@@ -20,6 +20,16 @@ at once (the others hear that its user left) and a 1008 close is attempted.
 Hypercorn shields every socket write, so a writer stuck on a peer that never
 reads cannot be cancelled; it holds one message until the peer goes away.
 
+Operations: ``/health``, ``/ready`` and ``/metrics`` are answered as the
+reference server answers them - by the same ``health.Operations``, before
+any mount sees the request (``metrics_access``: who reads ``/metrics``,
+an administrator's Bearer by default). The requests are counted in the same
+``METRICS`` by mount name; the gauges are the connections per protocol
+(hypercorn owns the sockets, so there are no outbox or TCP gauges). A
+mount's connection timer (``Mount.deadline_ms``: the Directus websocket's
+token expiry, the console stream's session re-check) runs in a task beside
+each websocket.
+
 ``serve_asgi`` runs the app on hypercorn's trio worker with each connection in
 a guard of its own. Hypercorn bug #225 (STACK.md) lets one request - an
 ``Upgrade: websocket`` with bytes after its head - raise out of a connection's
@@ -36,6 +46,7 @@ import itertools
 import logging
 from functools import partial
 from pathlib import Path
+from time import perf_counter
 from typing import Any, Awaitable, Callable, Iterable
 
 import trio
@@ -60,6 +71,8 @@ from satchel.protocol.switchboard import Switchboard
 from satchel.storage_backends.base import Store
 from satchel.storage_backends.files import LocalFileStore
 
+from .health import OPERATIONS_PATHS, Operations
+from .metrics import METRICS, Watched
 from .ordering import Sequencer, Ticket
 from .runner import Runner
 from .static import STATIC_FILES
@@ -199,6 +212,7 @@ def create_asgi_app(
     max_upload_bytes: int = 50 * 1024 * 1024,
     max_message_bytes: int = 1024 * 1024,
     outbox_messages: int = 10_000,
+    metrics_access: str = "admin",
     name: str = __name__,
 ) -> QuartTrio:
     """A quart-trio app serving what the reference server serves over HTTP.
@@ -213,7 +227,8 @@ def create_asgi_app(
     close it. ``env`` defaults to the system clock and entropy. The app's
     ``satchel_hub`` attribute is its ``AsgiHub``; serve it with
     ``serve_asgi`` (or any ASGI server that runs trio, keeping hypercorn bug
-    #225 in mind).
+    #225 in mind). ``metrics_access`` (``"admin"`` or ``"public"``) says who
+    may read ``/metrics``, as ``satchel serve --metrics-access``.
     """
     if mounts is None:
         if config is None:
@@ -236,6 +251,13 @@ def create_asgi_app(
     app.url_map.strict_slashes = False
     app.satchel_hub = hub  # type: ignore[attr-defined]
 
+    def spawn(async_fn: Callable[[], Awaitable[None]]) -> None:
+        # The app's nursery (quart-trio opens it at the lifespan startup).
+        app.nursery.start_soon(async_fn)
+
+    operations = Operations(core_runner, board, Watched(board=board), spawn=spawn, access=metrics_access)
+    app.satchel_operations = operations  # type: ignore[attr-defined]
+
     @app.before_serving
     async def load_rules() -> None:
         # The stored permission rules are in force before the first request.
@@ -255,6 +277,16 @@ def create_asgi_app(
 
     async def http_endpoint(path: str = "") -> Response:
         core_request = _core_request(request.method, request.scope, request.headers.items(), b"")
+        if core_request.path in OPERATIONS_PATHS:
+            return _quart_response(await operations.handle(core_request))
+        start = perf_counter()
+        response = await answer(core_request)
+        mount = board.mount_for(core_request)
+        METRICS.request(mount.name if mount is not None else "none", core_request.method, response.status_code,
+                        perf_counter() - start)
+        return response
+
+    async def answer(core_request: HttpRequest) -> Response:
         with core_runner.ticket() as ticket:
             try:
                 sink = _upload_sink(core_request, board, core_runner.files, max_upload_bytes)
@@ -327,9 +359,11 @@ def create_asgi_app(
             # peer that does not read cannot be cancelled - and this handler
             # must still end, leave the registry and tell the others.
             background = getattr(app, "nursery", None)
+            rescheduled = [trio.Event()]
             async with trio.open_nursery() as nursery:
                 (background or nursery).start_soon(_write, ws, outbox)
                 nursery.start_soon(_end_when_told, outbox, nursery.cancel_scope)
+                nursery.start_soon(mount_timer, connection, rescheduled)
                 while True:
                     message = await ws.receive()
                     if len(message) > max_message_bytes // 4 and _size(message) > max_message_bytes:
@@ -346,6 +380,7 @@ def create_asgi_app(
                                 await ws.send(payload.decode("utf-8"))
                             continue
                         hub.publish(events, ticket)
+                    rescheduled[0].set()  # the deadline may have moved
                 nursery.cancel_scope.cancel()
         finally:
             upgrade.__exit__(None, None, None)  # the upgrade's stamps, if nothing published them
@@ -359,6 +394,31 @@ def create_asgi_app(
             with trio.move_on_after(1):
                 await ws.close(outbox.close_with.code, outbox.close_with.reason)
         return None
+
+    async def mount_timer(connection: str, rescheduled: list[trio.Event]) -> None:
+        """Run the connection's mount timer when due (``SatchelApp._watch``'s
+        work, for one websocket): asked again after each message and timer."""
+        while board.opened(connection) is not None:
+            wake = rescheduled[0] = trio.Event()
+            due = board.deadline_ms(connection)
+            if due is None:
+                await wake.wait()
+                continue
+            with trio.move_on_after(max(0, due - environment.now_ms()) / 1000):
+                await wake.wait()
+            if wake.is_set():
+                continue
+            with core_runner.ticket() as ticket:
+                try:
+                    events = await core_runner.run(board.on_timer(connection), ticket)
+                except Exception:
+                    log.exception("timer action failed on connection %s", connection)
+                    ticket.__exit__(None, None, None)
+                    events = None
+                else:
+                    hub.publish(events, ticket)
+            if events is None:
+                await trio.sleep(1)  # a store that fails: its deadline is still past, do not spin on it
 
     app.add_websocket("/<everything:path>", "satchel_websocket", websocket_endpoint)
     return app
