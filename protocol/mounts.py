@@ -248,6 +248,18 @@ class Mount:
         sends nothing."""
         return None
 
+    def unavailable(self, state: Any, message: str | bytes) -> bytes | None:
+        """The payload to send a connection whose ``message`` could not be
+        answered because the store cannot be reached now
+        (``StoreUnavailable``): the protocol's 503-style error, which says
+        a retry may succeed. By default, ``internal_error``'s."""
+        return self.internal_error(state)
+
+    def unavailable_events(self, state: Any, message: str | bytes) -> list[Event]:
+        """``unavailable`` for an Engine.IO session's message: the events
+        answering it (deliveries to the connection). None by default."""
+        return []
+
     # -- Engine.IO ---------------------------------------------------------------
 
     def claims_engineio(self, request: HttpRequest) -> Any | None:

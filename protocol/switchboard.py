@@ -334,6 +334,16 @@ class Switchboard:
         opened = self._connections.get(connection)
         return opened.mount.internal_error(opened.state) if opened is not None else None
 
+    def unavailable(self, connection: str, message: str | bytes) -> bytes | None:
+        """What to tell ``connection`` when the store could not answer ``message``."""
+        opened = self._connections.get(connection)
+        return opened.mount.unavailable(opened.state, message) if opened is not None else None
+
+    def unavailable_events(self, connection: str, message: str | bytes) -> list[Event]:
+        """The events answering an Engine.IO ``message`` the store could not answer."""
+        opened = self._connections.get(connection)
+        return opened.mount.unavailable_events(opened.state, message) if opened is not None else []
+
     def closed(self, connection: str) -> list[Event]:
         """Forget ``connection`` (it ended, whatever ended it); the events to
         publish. Idempotent: a second call returns nothing."""

@@ -47,7 +47,16 @@ from typing import Any
 
 from satchel.protocol.operations import Operation
 
-__all__ = ["Store"]
+__all__ = ["Store", "StoreUnavailable"]
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached now (its database restarted, its network
+    went away): the operation was not carried out, or - a write whose
+    connection was lost during its COMMIT - its outcome is unknown, and it
+    was not acknowledged. A later operation may succeed. Each protocol
+    answers it with its own 503-style error (``satchel.transports``); what
+    was acknowledged before stays stored."""
 
 
 class Store(abc.ABC):

@@ -60,6 +60,16 @@ flight leaves the outcome unknown: the writes of that batch fail with the
 connection's error although they may have been applied (as with any
 database client).
 
+PostgreSQL away (a restart, a network cut). An operation whose connection
+is lost, or that gets no connection within the pool's wait (the URL's
+``connect_timeout``, else 5 s), raises ``StoreUnavailable``, which every
+protocol answers with its own 503; reads are first sent once more on a new
+connection, writes never (above). After one such wait, requests wait only
+``_AWAY_WAIT`` until a connection comes again, so that a queue of requests
+is answered at once rather than one pool wait per batch. The pool reconnects
+by itself, its backoff capped at 2 s, so the first requests after
+PostgreSQL is back succeed without restarting Satchel.
+
 Schema. The server creates and migrates it (``MIGRATIONS``), holding an
 advisory lock so that two nodes starting at once do not both migrate, and
 records each applied version in ``satchel_migrations``. A database whose
@@ -90,7 +100,7 @@ import psycopg
 import psycopg.errors
 import trio
 from psycopg import sql as pgsql
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from satchel.protocol.errors import LocalProtocolError
 from satchel.protocol.inbox.documents import MessageTable, NotAnInbox, apply_to_table
@@ -150,7 +160,7 @@ from satchel.protocol.query import project, redact
 from satchel.protocol.query.postgres_sql import folded_record, nul_free, order_sql, search_sql, where_sql
 from satchel.protocol.records import matches_query
 
-from .base import Store
+from .base import Store, StoreUnavailable
 from .memory import _READS, _changed, check_entry_write, check_messages
 
 __all__ = ["PostgresStore", "SchemaTooNew", "MIGRATIONS", "SCHEMA_VERSION"]
@@ -1108,6 +1118,31 @@ class _Batcher:
 _RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
+#: How long a request waits for a connection while PostgreSQL is known to be away.
+_AWAY_WAIT = 0.5
+
+
+def _wait(conninfo: str) -> float:
+    """How long a request waits for a pooled connection: libpq's
+    ``connect_timeout`` of ``conninfo`` (seconds), else 5."""
+    given = psycopg.conninfo.conninfo_to_dict(conninfo).get("connect_timeout")
+    try:
+        return max(1.0, float(given)) if given is not None else 5.0
+    except ValueError:
+        return 5.0
+
+
+def _unreachable(error: psycopg.OperationalError) -> bool:
+    """Whether ``error`` says PostgreSQL cannot be reached, rather than that
+    one statement failed: no SQLSTATE (libpq lost or could not open the
+    connection; ``PoolTimeout``: no connection within the pool's wait), a
+    connection exception (class 08), a server shutting down or restarting
+    (57P01-57P03, an administrator's ``pg_terminate_backend``) or out of
+    connections (53300). A deadlock or a cancelled statement is not."""
+    state = error.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03", "53300")
+
+
 def _run_pipelined(db: psycopg.Connection, batch: list[_Request], handlers: dict[type[Operation], _Handler],
                    transaction: bool, grouped: dict[type[Operation], _Grouped] | None = None) -> list[_Request]:
     """Send every request of ``batch`` (inside one transaction when
@@ -1188,10 +1223,20 @@ class PostgresStore(Store):
             kwargs["application_name"] = "satchel"
         with psycopg.connect(conninfo, **kwargs) as db:
             self._migrate(db)
-        self._pool = ConnectionPool(conninfo, kwargs=kwargs, min_size=min(2, max_connections), max_size=max_connections, timeout=10,
+        self._pool = ConnectionPool(conninfo, kwargs=kwargs, min_size=min(2, max_connections), max_size=max_connections,
+                                    # How long a request waits for a connection while PostgreSQL is
+                                    # away before it fails with StoreUnavailable (a 503): the URL's
+                                    # connect_timeout when it has one, else 5 s.
+                                    timeout=_wait(conninfo),
+                                    # psycopg_pool retries a lost connection with a backoff that doubles
+                                    # up to this: short, so that once PostgreSQL is back the next request
+                                    # opens a connection at once instead of waiting out a long backoff.
+                                    reconnect_timeout=2,
                                     name=f"satchel {schema or ''}", open=False)
         self._pool.open(wait=True, timeout=30)
         self._closing = False
+        # Set when no connection came within the pool's wait, cleared by the next one that does (_connection).
+        self._away = False
         self._inboxes = _Inboxes()
         self._write_handlers: dict[type[Operation], _Handler] = {
             **_WRITES,
@@ -1251,13 +1296,20 @@ class PostgresStore(Store):
         if self._closing:
             raise trio.ClosedResourceError("the store is closed")
         kind = type(operation)
-        if kind in self._write_handlers:
-            _check_write(operation)  # a bug of the caller: refuse before queueing
-            return await self._writer.submit(operation, stamped)
-        if kind in _POINT_READS:
-            return await self._readers.submit(operation)
-        if kind in _SCANS:
-            return await trio.to_thread.run_sync(self._scan, _SCANS[kind], operation)
+        try:
+            if kind in self._write_handlers:
+                _check_write(operation)  # a bug of the caller: refuse before queueing
+                return await self._writer.submit(operation, stamped)
+            if kind in _POINT_READS:
+                return await self._readers.submit(operation)
+            if kind in _SCANS:
+                return await trio.to_thread.run_sync(self._scan, _SCANS[kind], operation)
+        except psycopg.OperationalError as error:
+            # The one place a lost PostgreSQL becomes the store interface's
+            # error, which every protocol answers with its own 503.
+            if _unreachable(error):
+                raise StoreUnavailable(f"the {self._where()} cannot be reached: {error}") from error
+            raise
         raise TypeError(f"{kind.__name__} is not a storage operation")
 
     def _scan(self, handler: Callable[[psycopg.Connection, Any], Any], operation: Operation) -> Any:
@@ -1265,6 +1317,8 @@ class PostgresStore(Store):
             try:
                 with self._connection() as db:
                     return handler(db, operation)
+            except PoolTimeout:
+                raise  # no connection within the pool's wait: PostgreSQL is away, waiting again would double it
             except psycopg.OperationalError:
                 if attempt == 2:
                     raise  # scans only read: safe to send again on a new connection
@@ -1285,6 +1339,9 @@ class PostgresStore(Store):
                             except psycopg.Error as exc:
                                 request.result = outcome.Error(exc)
                 return
+            except PoolTimeout as exc:
+                error = exc  # no connection within the pool's wait: PostgreSQL is away
+                break
             except psycopg.OperationalError as exc:
                 # The connection was lost (PostgreSQL restarted, an idle
                 # connection was terminated): reads are safe to send again,
@@ -1320,11 +1377,20 @@ class PostgresStore(Store):
         terminated (a restart, ``pg_terminate_backend``) - it is dropped
         before anything is sent on it, for another."""
         for _ in range(self._pool.max_size + 1):
-            with self._pool.connection() as db:
-                if not db.closed and not select.select([db.fileno()], [], [], 0)[0]:
-                    yield db
-                    return
-                db.close()  # the pool discards it and opens another
+            # While PostgreSQL is known to be away, a request waits briefly,
+            # not the pool's full timeout: the threads must not spend seconds
+            # on each batch, so that the queue is answered 503 at once (a
+            # connect on loopback takes milliseconds once it is back).
+            try:
+                with self._pool.connection(timeout=_AWAY_WAIT if self._away else None) as db:
+                    self._away = False
+                    if not db.closed and not select.select([db.fileno()], [], [], 0)[0]:
+                        yield db
+                        return
+                    db.close()  # the pool discards it and opens another
+            except PoolTimeout:
+                self._away = True
+                raise
         raise psycopg.OperationalError("no usable connection to PostgreSQL")
 
     def _stamp(self, applied: list[_Request]) -> None:

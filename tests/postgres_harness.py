@@ -49,3 +49,84 @@ def drop_schemas(prefix: str) -> None:
             "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (prefix,))]
         for name in names:
             db.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own, on a free port of 127.0.0.1 with
+    its cluster in a temporary directory (removed by ``close``): what a fault test stops and starts again
+    (``stop``: ``pg_ctl -m immediate``, a crash - no shutdown checkpoint,
+    recovery from the WAL at the next start) without touching the machine's
+    shared server. Trust authentication, fsync off (the machine itself never
+    crashes in these tests: a write PostgreSQL acknowledged is in the OS
+    cache when the server process dies, as with fsync on).
+
+    ``skip_unless_available`` skips (fails on CI) when the binaries are absent.
+    Run as root, the server runs as the ``postgres`` user (PostgreSQL refuses
+    to run as root)."""
+
+    BIN = os.environ.get("SATCHEL_TEST_PG_BIN", "/usr/local/bin")
+
+    def __init__(self) -> None:
+        import pwd
+        import shutil
+        import socket
+        import subprocess
+        import tempfile
+
+        self._subprocess = subprocess
+        # Its own directory under the system's temp dir: pytest's are root's
+        # alone (0700), where the postgres user could not reach its cluster.
+        self.directory = tempfile.mkdtemp(prefix="satchel-pg-")
+        self.data = os.path.join(self.directory, "data")
+        self.log = os.path.join(self.directory, "postgres.log")
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.directory, owner.pw_uid, owner.pw_gid)
+            self._as = [runuser, "-u", "postgres", "--"]
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self._run(f"{self.BIN}/initdb", "-D", self.data, "-A", "trust", "-U", "satchel", "--no-sync", "-E", "UTF8",
+                  "--no-instructions")
+        self.start()
+        self.url = f"postgresql://satchel@127.0.0.1:{self.port}/postgres"
+
+    @classmethod
+    def skip_unless_available(cls) -> None:
+        import pwd
+
+        missing = [name for name in ("initdb", "pg_ctl", "postgres") if not os.access(f"{cls.BIN}/{name}", os.X_OK)]
+        if not missing and os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                missing = ["a postgres user to run the server as"]
+        if missing:
+            if os.environ.get("CI"):
+                raise RuntimeError(f"no {', '.join(missing)} in {cls.BIN}")
+            pytest.skip(f"no {', '.join(missing)} in {cls.BIN}: cannot run a private PostgreSQL")
+
+    def _run(self, *command: str) -> None:
+        done = self._subprocess.run([*self._as, *command], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"{command[0]} failed: {done.stdout}{done.stderr}")
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        self._run(f"{self.BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "30", "-o",
+                  f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server: ``immediate`` (default) is a crash, ``fast`` a clean shutdown."""
+        self._run(f"{self.BIN}/pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
+
+    def close(self) -> None:
+        import shutil
+
+        try:
+            self.stop()
+        except RuntimeError:
+            pass  # already stopped
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -27,7 +27,7 @@ from satchel.protocol.environment import Environment
 from satchel.protocol.http import HttpRequest, HttpResponse
 from satchel.protocol.mounts import HttpOutcome, MountTable
 from satchel.protocol.switchboard import Switchboard
-from satchel.storage_backends.base import Store
+from satchel.storage_backends.base import Store, StoreUnavailable
 from satchel.storage_backends.files import LocalFileStore
 
 from .bus import LocalBus
@@ -45,6 +45,9 @@ from .websocket.connection import WebsocketConnection
 __all__ = ["SatchelApp", "serve_mounts"]
 
 log = logging.getLogger("satchel")
+
+#: The message of every protocol's answer to ``StoreUnavailable``.
+UNAVAILABLE = "Service unavailable: the store cannot be reached now; try again"
 
 
 class SatchelApp:
@@ -138,15 +141,29 @@ class SatchelApp:
             return await self.operations.handle(request)
         start = perf_counter()
         engineio = self.board.engineio(request)
-        if engineio is not None:
-            response = await self.engineio.handle_http(request, *engineio)
-            METRICS.request(engineio[0].name, request.method, response.status, perf_counter() - start)
-            return response
-        with self.runner.ticket() as ticket:
-            outcome = await self.runner.run(self.board.handle_request(request), ticket)
-            self.bus.publish(outcome.changes, ticket)
-        response = self._respond(request, outcome)
+        try:
+            if engineio is not None:
+                response = await self.engineio.handle_http(request, *engineio)
+                METRICS.request(engineio[0].name, request.method, response.status, perf_counter() - start)
+                return response
+            with self.runner.ticket() as ticket:
+                outcome = await self.runner.run(self.board.handle_request(request), ticket)
+                self.bus.publish(outcome.changes, ticket)
+        except StoreUnavailable as error:
+            response = self.unavailable(request, error)
+        else:
+            response = self._respond(request, outcome)
         self._count(request, response, start)
+        return response
+
+    def unavailable(self, request: HttpRequest, error: StoreUnavailable) -> HttpResponse:
+        """The answer to ``request`` when the store cannot be reached: a 503
+        in the format of the protocol that owns the path (the one place every
+        protocol's HTTP answer to ``StoreUnavailable`` is made), which says
+        to retry. Nothing was acknowledged; what was, stays stored."""
+        log.warning("store unavailable answering %s %s: %s", request.method, request.loggable, error)
+        response = self.board.error_response(request, 503, UNAVAILABLE)
+        response.headers.append(("retry-after", "1"))
         return response
 
     def _count(self, request: HttpRequest, response: HttpResponse | FileResponse, start: float) -> None:
@@ -204,9 +221,12 @@ class SatchelApp:
         except ValueError as error:
             return self.board.error_response(request, 400, f"Malformed multipart body: {error}")
         start = perf_counter()
-        with self.runner.ticket() as ticket:
-            outcome = await self.runner.run(self.board.handle_request(request, form), ticket)
-            self.bus.publish(outcome.changes, ticket)
+        try:
+            with self.runner.ticket() as ticket:
+                outcome = await self.runner.run(self.board.handle_request(request, form), ticket)
+                self.bus.publish(outcome.changes, ticket)
+        except StoreUnavailable as error:
+            return self.unavailable(request, error)
         response = self._respond(request, outcome)
         self._count(request, response, start)
         return response
@@ -222,10 +242,17 @@ class SatchelApp:
 
     async def handle_datagrams(self, batch: list[tuple[bytes, object]]) -> list[bytes | None]:
         """Answer datagrams read together (``serve_udp_batches``): one action,
-        one store write for all, one answer (or ``None``) per datagram."""
-        with self.runner.ticket() as ticket:
-            outcomes = await self.runner.run(self.board.handle_datagrams([datagram for datagram, _ in batch]), ticket)
-            self.bus.publish([change for outcome in outcomes for change in outcome.changes], ticket)
+        one store write for all, one answer (or ``None``) per datagram. With
+        the store away none is answered: the datagram protocol's own way to
+        say "not stored" (its client sends it again)."""
+        try:
+            with self.runner.ticket() as ticket:
+                outcomes = await self.runner.run(self.board.handle_datagrams([datagram for datagram, _ in batch]), ticket)
+                self.bus.publish([change for outcome in outcomes for change in outcome.changes], ticket)
+        except StoreUnavailable as error:
+            log.warning("store unavailable: %d datagrams left unanswered: %s", len(batch), error)
+            METRICS.datagrams_unanswered += len(batch)
+            return [None] * len(batch)
         answers = [outcome.answer for outcome in outcomes]
         METRICS.datagrams_accepted += len(answers)
         METRICS.datagrams_unanswered += answers.count(None)
@@ -243,7 +270,10 @@ class SatchelApp:
         if engineio is not None:
             return await self.engineio.accept_websocket(request, connection, *engineio)
         with self.runner.ticket() as ticket:
-            accepted = await self.runner.run(self.board.accept(request, connection.id), ticket)
+            try:
+                accepted = await self.runner.run(self.board.accept(request, connection.id), ticket)
+            except StoreUnavailable as error:
+                return self.unavailable(request, error)
             if isinstance(accepted, HttpResponse):
                 return accepted
             if self._too_many_for_user(accepted.user_id):
@@ -269,6 +299,13 @@ class SatchelApp:
         with self.runner.ticket() as ticket:
             try:
                 events = await self.runner.run(self.board.handle_message(connection.id, message), ticket)
+            except StoreUnavailable as error:
+                # The protocol's own 503-style frame; the connection stays open for a retry.
+                log.warning("store unavailable answering a message of connection %s: %s", connection.id, error)
+                payload = self.board.unavailable(connection.id, message)
+                if payload is not None:
+                    connection.send_text(payload)
+                return
             except Exception:
                 log.exception("websocket action failed on connection %s", connection.id)
                 payload = self.board.internal_error(connection.id)

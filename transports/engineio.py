@@ -44,6 +44,7 @@ from satchel.protocol.socketio.engineio_session import (
     EngineIoSession,
     Message,
 )
+from satchel.storage_backends.base import StoreUnavailable
 from satchel.transports.framing import Framing
 from satchel.transports.websocket.frames import encode_binary_frame, encode_text_frame
 
@@ -428,12 +429,17 @@ class EngineIoEndpoint:
             log.exception("Engine.IO message failed on session %s", channel.id)
             return
         channel.in_flight += 1
-        self.spawn(lambda: self._resume(channel, action, operation))
+        self.spawn(lambda: self._resume(channel, action, operation, data))
 
-    async def _resume(self, channel: EngineIoChannel, action: Any, operation: Any) -> None:
+    async def _resume(self, channel: EngineIoChannel, action: Any, operation: Any, data: str | bytes) -> None:
         with self.runner.ticket() as ticket:
             try:
                 events = await self.runner.resume(action, operation, ticket)
+            except StoreUnavailable as error:
+                # The protocol's own failure for this packet (Socket.IO: a
+                # connect_error, or the handler's failed ack and emits).
+                log.warning("store unavailable answering a message of session %s: %s", channel.id, error)
+                events = self.board.unavailable_events(channel.id, data)
             except Exception:
                 log.exception("Engine.IO message failed on session %s", channel.id)
                 return

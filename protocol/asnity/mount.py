@@ -97,6 +97,9 @@ class AsnityMount(Mount):
     def closed(self, state: SocketIoConnection) -> list[Any]:
         return self.sockets.closed(state)
 
+    def unavailable_events(self, state: SocketIoConnection, message: str | bytes) -> list[Any]:
+        return self.sockets.unavailable(state, message)
+
     def deadline_ms(self, state: SocketIoConnection) -> int | None:
         return self.sockets.deadline_ms(state)
 

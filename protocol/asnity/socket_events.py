@@ -74,6 +74,7 @@ __all__ = [
     "Admission",
     "SocketOutcome",
     "admit",
+    "unavailable",
     "chat",
     "handle_event",
     "invite_users_to_channel",
@@ -149,6 +150,12 @@ def handle_event(
     if name == CHAT:
         return (yield from chat(user, community_id, connection, data, env))
     return (yield from invite_users_to_channel(user, community_id, connection, data, env))
+
+
+def unavailable(name: str, message: str) -> SocketOutcome:
+    """The answer to event ``name`` when the store could not be reached: the
+    original's failure for that event (an unknown event: nothing)."""
+    return _failure(name, message) if name in (JOIN, CHAT, INVITE) else SocketOutcome()
 
 
 def _failure(name: str, message: Any) -> SocketOutcome:

@@ -24,7 +24,7 @@ from ..http import HttpRequest
 from ..operations import Action
 from ..socketio.server import Admitted, NamespaceHandler, NamespaceSocket, Refused, Reply
 from .rooms import PROTOCOL, community_of_namespace, namespace_channel, room_channel
-from .socket_events import admit, handle_event
+from .socket_events import admit, handle_event, unavailable
 
 __all__ = ["AsnityNamespaces", "NamespaceState"]
 
@@ -82,3 +82,9 @@ class AsnityNamespaces(NamespaceHandler):
         # when the client asked for one: the original left such a client waiting.
         ack = [outcome.ack] if outcome.ack is not None else ([] if wants_ack else None)
         return Reply(ack=ack, emits=outcome.emits, events=outcome.events)
+
+    def unavailable(self, socket: NamespaceSocket, name: str, wants_ack: bool, message: str) -> Reply:
+        # The original's own failure: its ack (written/isSuccess false) and failed-to-send-message.
+        outcome = unavailable(name, message)
+        ack = [outcome.ack] if outcome.ack is not None else ([] if wants_ack else None)
+        return Reply(ack=ack, emits=outcome.emits)

@@ -28,6 +28,9 @@ from .rest import cors_headers, handle_request
 __all__ = ["BackpackMount"]
 
 _INTERNAL_ERROR = encode({"action": "error", "message": "Internal server error"})
+#: The store is away (``StoreUnavailable``): Backpack's error frame, with the
+#: status its REST answer would have, so a client can tell it from a refusal.
+_UNAVAILABLE = {"action": "error", "status": 503, "message": "Service unavailable: try again"}
 _STREAMED_METHODS = frozenset(("POST", "PUT", "PATCH"))
 
 
@@ -78,6 +81,14 @@ class BackpackMount(Mount):
 
     def internal_error(self, state: websocket.Socket) -> bytes:
         return _INTERNAL_ERROR
+
+    def unavailable(self, state: websocket.Socket, message: str | bytes) -> bytes:
+        # Named by the action it answers, as Backpack's other errors are (failedAction).
+        try:
+            action = msgspec.json.decode(message).get("action")
+        except (msgspec.DecodeError, AttributeError, TypeError):
+            action = None
+        return encode({**_UNAVAILABLE, "failedAction": action} if isinstance(action, str) else _UNAVAILABLE)
 
     def render(self, change: Change | DocumentChange, context: RenderContext) -> Sequence[Deliver]:
         # Token documents are not records of a collection: Backpack never shows them.

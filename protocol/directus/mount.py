@@ -81,6 +81,9 @@ class DirectusMount(Mount):
     def internal_error(self, state: Any) -> bytes | None:
         return websocket.internal_error(state)
 
+    def unavailable(self, state: Any, message: str | bytes) -> bytes | None:
+        return websocket.unavailable(state, message)
+
     def render(self, change: Change | DocumentChange, context: RenderContext) -> Sequence[Deliver]:
         if type(change) is not Change:
             return ()

@@ -87,5 +87,9 @@ class ResourcesMount(Mount):
     def internal_error(self, state: Any) -> bytes | None:
         return error_frame("Internal error", "internal_error", "the server failed to answer this message")
 
+    def unavailable(self, state: Any, message: str | bytes) -> bytes | None:
+        # The code its REST answer (503) has: a client retries either the same way.
+        return error_frame("Service unavailable", "unavailable", "the store cannot be reached now; try again")
+
     def render(self, change: Change | DocumentChange | EntryChange, context: RenderContext) -> Sequence[Deliver]:
         return websocket.render(change, context, self.config, self.versions, self.history)

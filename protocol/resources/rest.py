@@ -66,7 +66,7 @@ _TITLES = {400: ("Invalid request", "invalid_request"), 401: ("Unauthorized", "u
            403: ("Forbidden", "forbidden"), 404: ("Not found", "not_found"),
            405: ("Method not allowed", "method_not_allowed"), 409: ("Conflict", "conflict"),
            413: ("Payload too large", "too_large"), 426: ("Upgrade required", "upgrade_required"),
-           431: ("Headers too large", "too_large")}
+           431: ("Headers too large", "too_large"), 503: ("Service unavailable", "unavailable")}
 
 
 def is_resources_path(path: str) -> bool:

@@ -64,6 +64,9 @@ class SocketIoMount(Mount):
     def closed(self, state: SocketIoConnection) -> list[Any]:
         return self.server.closed(state)
 
+    def unavailable_events(self, state: SocketIoConnection, message: str | bytes) -> list[Any]:
+        return self.server.unavailable(state, message)
+
     def deadline_ms(self, state: SocketIoConnection) -> int | None:
         return self.server.deadline_ms(state)
 

@@ -89,6 +89,8 @@ __all__ = [
 
 #: ``Reply.ack`` when the event asked for no ack, or the handler gives none.
 NO_ACK = None
+#: What a client is told when the store could not answer its packet.
+UNAVAILABLE = "Service unavailable: try again"
 #: Emits awaiting a client's ack, per connection; beyond it the oldest is forgotten.
 MAX_PENDING_ACKS = 1000
 
@@ -218,6 +220,13 @@ class NamespaceHandler:
         """``Action[Reply]`` for event ``name`` with ``args`` from ``socket``."""
         return Reply()
         yield
+
+    def unavailable(self, socket: NamespaceSocket, name: str, wants_ack: bool, message: str) -> Reply:
+        """The reply to event ``name`` that could not be answered because the
+        store cannot be reached (``message`` says so). Socket.IO itself has no
+        error for an event: by default nothing is sent, as for an event the
+        server dropped."""
+        return Reply()
 
     def acked(self, socket: NamespaceSocket, key: Any, args: list[Any], env: Environment) -> Iterator[Any]:
         """``Action[Reply]`` for the client's ack of an emit that asked for
@@ -363,6 +372,28 @@ class SocketIoServer:
             reply = yield from socket.handler.acked(socket, pending[1], list(packet.args), env)
             return self._reply(state, socket, reply, None)
         return self._close(state, "parse error")  # a client never sends CONNECT_ERROR
+
+    def unavailable(self, state: SocketIoConnection, message: str | bytes) -> list[HubEvent]:
+        """The answer to ``message`` (text: a packet) whose action failed
+        because the store cannot be reached: a CONNECT is refused with
+        ``connect_error``, an event gets its handler's ``unavailable`` reply
+        (an ack, when one was asked for, and emits). Read with a decoder of
+        its own: the connection's has already taken the packet."""
+        if not isinstance(message, str) or state.closing:
+            return []
+        try:
+            packet = PacketDecoder().receive(message)
+        except SocketIoError:
+            return []
+        if isinstance(packet, Connect):
+            if packet.nsp in state.sockets:
+                return []
+            return self._to_connection(state, [encode_connect_error(UNAVAILABLE, packet.nsp)])
+        socket = state.sockets.get(packet.nsp) if packet is not None else None
+        if socket is None or not isinstance(packet, Event):
+            return []
+        reply = socket.handler.unavailable(socket, packet.name, packet.id is not None, UNAVAILABLE)
+        return self._reply(state, socket, reply, packet.id)
 
     def _reply(self, state: SocketIoConnection, socket: NamespaceSocket, reply: Reply, ack_id: int | None) -> list[HubEvent]:
         events: list[HubEvent] = []

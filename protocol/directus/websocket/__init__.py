@@ -50,6 +50,7 @@ from .connection import (
     handle_message,
     internal_error,
     on_timer,
+    unavailable,
 )
 from .core import ORIGIN_WEBSOCKET, PROTOCOL
 from .state import Connection
@@ -72,6 +73,7 @@ __all__ = [
     "deadline_ms",
     "on_timer",
     "internal_error",
+    "unavailable",
     "render",
 ]
 

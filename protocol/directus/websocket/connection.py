@@ -69,6 +69,7 @@ from . import core, extension
 from .core import PROTOCOL, SignedIn, reply
 from .frames import core_error, core_frame, extension_error
 from .frames import internal_error as internal_error_frame
+from .frames import unavailable as unavailable_frame
 from .state import (
     CLOSED,
     CORE_OPEN,
@@ -94,6 +95,7 @@ __all__ = [
     "deadline_ms",
     "on_timer",
     "internal_error",
+    "unavailable",
 ]
 
 #: The upgrade's query parameter that names the protocol, and its values.
@@ -400,3 +402,10 @@ def on_timer(state: Connection, config: DirectusConfig, env: Environment) -> Act
 def internal_error(state: Connection) -> bytes:
     """What a connection is told when its message crashed an action."""
     return internal_error_frame(state.format)
+
+
+def unavailable(state: Connection, message: str | bytes) -> bytes:
+    """What a connection is told when the store could not answer ``message``:
+    Directus's SERVICE_UNAVAILABLE, answering the message's ``type`` and
+    ``uid`` when it has them (the SDK matches an answer to its request by uid)."""
+    return unavailable_frame(state.format, message)

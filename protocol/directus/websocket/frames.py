@@ -35,6 +35,7 @@ __all__ = [
     "extension_error",
     "extension_event",
     "internal_error",
+    "unavailable",
 ]
 
 #: The three formats a connection may speak (``Subscription.format``).
@@ -141,3 +142,23 @@ def internal_error(fmt: str) -> bytes:
     """What a connection speaking ``fmt`` is told when its message crashed
     an action (a bug, or a store that failed)."""
     return _INTERNAL[fmt]
+
+
+_UNAVAILABLE_MESSAGE = "Service unavailable: the database cannot be reached. Try again."
+
+
+def unavailable(fmt: str, message: str | bytes) -> bytes:
+    """Directus's SERVICE_UNAVAILABLE (503) in ``fmt``, for ``message`` that
+    the store could not answer: with its ``type`` and ``uid`` when it is a
+    JSON object that has them."""
+    try:
+        request = msgspec.json.decode(message)
+    except (msgspec.DecodeError, TypeError):
+        request = None
+    uid = request.get("uid") if isinstance(request, dict) else None
+    if fmt == CORE:
+        kind = request.get("type") if isinstance(request, dict) else None
+        return core_error(kind if isinstance(kind, str) else "server", "SERVICE_UNAVAILABLE", _UNAVAILABLE_MESSAGE,
+                          uid)
+    return extension_error(_UNAVAILABLE_MESSAGE, uid, v1=fmt == EXTENSION_V1, code="SERVICE_UNAVAILABLE",
+                           status=503)
