@@ -148,8 +148,22 @@ try {
     [apiKey, FILE]);
   if (after !== 404) throw new Error(`the deleted file still downloads: ${after}`);
 
+  // Every other view opens without an error and shows no stray "null"; an
+  // entry written in the KV view is listed.
+  for (const view of ["users", "documents", "entries"]) {
+    await console_.click(`nav button[data-view=${view}]`);
+    await console_.waitForSelector(view === "entries" ? "#entries" : "#app table");
+    const shown = await console_.textContent("#app");
+    if (/\bnull\b/.test(shown)) throw new Error(`the ${view} view shows "null": ${shown.slice(0, 500)}`);
+  }
+  await console_.fill("#entry-id", "greeting");
+  await console_.fill("#entry-value", '{"text": "hello"}');
+  await console_.click("#entry-save");
+  await waitText(console_, "#entries", "hello");
+
   await console_.click("nav button[data-view=overview]");
   await waitText(console_, "#changes", "still public");
+  await waitText(console_, "#changes", "put kvStore greeting");
   if (errors.length) throw errors[0];
   console.log(JSON.stringify({ ok: true }));
 } finally {

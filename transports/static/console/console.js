@@ -512,7 +512,8 @@ function entriesView() {
             h("button", { class: "danger", onclick: async () => {
               try { await api("DELETE", `/_/api/entries/${state.space}/${encodeURIComponent(entry.id)}${scope()}`); await reload(); } catch (e) { fail(error, e); }
             } }, "Delete"))))),
-        data.next ? h("button", { onclick: () => { state.after = data.next; reload(); } }, "Next ›") : null);
+        // replaceChildren, unlike h(), would show a null as the text "null".
+        data.next ? h("button", { onclick: () => { state.after = data.next; reload(); } }, "Next ›") : "");
     } catch (e) { fail(error, e); }
   };
   for (const input of [space, organization, project]) input.addEventListener("change", () => { state.after = ""; reload(); });
