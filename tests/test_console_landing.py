@@ -80,3 +80,13 @@ def test_only_the_root_is_the_landing_page(table: MountTable) -> None:
     for target in ["/notes", "/index.html", "/?x=1"]:
         claimed = table.for_request(HttpRequest("GET", target, [("accept", BROWSER)]))
         assert claimed is not None and claimed.name == ("landing" if target == "/?x=1" else "backpack"), target
+
+
+def test_the_printed_urls_can_be_opened_in_a_browser() -> None:
+    """``satchel serve --host 0.0.0.0`` printed ``http://0.0.0.0:8000/_/#setup=...``,
+    which not every browser opens, and an IPv6 host without brackets; the
+    ready line and the setup link name a host a browser on this machine opens."""
+    from satchel.transports.cli import _url_host
+
+    assert [_url_host(host) for host in ("127.0.0.1", "0.0.0.0", "", "::", "::1", "example.test")] == [
+        "127.0.0.1", "127.0.0.1", "127.0.0.1", "[::1]", "[::1]", "example.test"]

@@ -276,6 +276,17 @@ async def admin_create(args: argparse.Namespace) -> None:
         print(f"{email} (user id {account.user.id}) is already an administrator; nothing changed.", flush=True)
 
 
+def _url_host(host: str) -> str:
+    """``host`` as the printed URLs name it: a browser can open neither
+    ``http://0.0.0.0:8000`` everywhere nor an IPv6 literal without brackets,
+    so a wildcard address is printed as this machine's loopback."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 def _listen_address(text: str | tuple[str, int]) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port)."""
     if isinstance(text, tuple):
@@ -440,12 +451,13 @@ async def run_server(
                 metrics_listen=_listen_address(args.metrics_listen) if getattr(args, "metrics_listen", None) else None,
                 reuse_port=role is not None,
             ))
+            host = _url_host(args.host)
             if udp_port >= 0:
-                log.info("Inbox datagrams on udp://%s:%d", args.host, udp_port)
+                log.info("Inbox datagrams on udp://%s:%d", host, udp_port)
             if role is not None:
-                log.info("Worker %d (pid %d) serves http://%s:%d", role.index, os.getpid(), args.host, port)
+                log.info("Worker %d (pid %d) serves http://%s:%d", role.index, os.getpid(), host, port)
             else:
-                log.info("Satchel is ready at http://%s:%d (data in %s)", args.host, port, data_dir)
+                log.info("Satchel is ready at http://%s:%d (data in %s)", host, port, data_dir)
             # First run: no administrator yet. The one-time setup token is
             # printed once, in the console URL's fragment (never sent in a
             # request line); `satchel admin create EMAIL` works as well.
@@ -454,7 +466,7 @@ async def run_server(
                 setup_token = await Runner(store).run(prepare_setup(system_environment()))
             if setup_token is not None:
                 log.warning("No administrator yet. Create one at http://%s:%d/_/#setup=%s "
-                            "(or run: satchel admin create EMAIL)", args.host, port, setup_token)
+                            "(or run: satchel admin create EMAIL)", host, port, setup_token)
             if role is not None:
                 role.ready()
             task_status.started(port)
