@@ -12,28 +12,19 @@ lists inside steps, while the shorter script still fails at its last step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from .. import sequences
+from ..sequences import SequenceReport, check_sequences, weighted as _weighted, world_and_steps
 from .runner import CHANNELS, CONNS, USERS, AsnityMismatch, AsnityRun, AsnityTarget, tidy
 
 __all__ = ["AsnityReport", "check_asnity_target", "minimize", "sequence_strategy", "step_strategy"]
 
 
-@dataclass
-class AsnityReport:
+class AsnityReport(SequenceReport[AsnityMismatch]):
     """The outcome of ``check_asnity_target``: ``failure`` (None: the target
     conformed) is the shortest failing script found, ``found`` the failure as
     first seen."""
-
-    examples: int
-    failure: AsnityMismatch | None = None
-    found: AsnityMismatch | None = None
-    errors: list[BaseException] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.failure is None and not self.errors
 
 
 def step_strategy(*, disconnects: bool = True) -> Any:
@@ -96,8 +87,7 @@ def step_strategy(*, disconnects: bool = True) -> Any:
     ]
     if disconnects:
         weighted.append((2, step("sio-disconnect", conn=conns, community=communities)))
-    # ``one_of`` would drop repeated branches: draw the kind by weight instead.
-    return st.sampled_from([strategy for weight, strategy in weighted for _ in range(weight)]).flatmap(lambda s: s)
+    return _weighted(*weighted)
 
 
 def sequence_strategy(steps: int = 30, *, disconnects: bool = True) -> Any:
@@ -119,10 +109,7 @@ def sequence_strategy(steps: int = 30, *, disconnects: bool = True) -> Any:
     world_of = st.builds(world, st.sampled_from([[], [[1]], [[1, 2]], [[1, 2]], [[1], [2]], [[1, 2]]]),
                          st.lists(st.tuples(st.sampled_from([0, 0, 1]), st.booleans()), min_size=1, max_size=2),
                          st.lists(st.sampled_from([True, True, False]), min_size=1, max_size=CONNS))
-    worlds = st.sampled_from([True] * 9 + [False]).flatmap(lambda made: world_of if made else st.just([]))
-    tails = st.integers(0, steps).flatmap(
-        lambda n: st.lists(step_strategy(disconnects=disconnects), min_size=n, max_size=n))
-    return st.builds(lambda head, tail: (head + tail)[:max(steps, 1)], worlds, tails)
+    return world_and_steps(world_of, step_strategy(disconnects=disconnects), steps)
 
 
 def check_asnity_target(target: AsnityTarget, *, examples: int = 50, steps: int = 30, seed: int | None = None,
@@ -137,80 +124,17 @@ def check_asnity_target(target: AsnityTarget, *, examples: int = 50, steps: int 
     for unexpected ones after each sequence; ``disconnects`` adds namespace
     DISCONNECT steps.
     """
-    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-    from hypothesis import seed as hypothesis_seed
-
     run = AsnityRun(target, token=token, timeout=timeout, quiet=quiet)
-    run.setup()
-    report = AsnityReport(0)
-    first: list[AsnityMismatch] = []
-
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck),
-              phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False, verbosity=Verbosity.quiet)
-    @given(sequence_strategy(steps, disconnects=disconnects))
-    def sequence(drawn: list[dict[str, Any]]) -> None:
-        report.examples += 1
-        try:
-            run.run(drawn)
-        except AsnityMismatch as mismatch:
-            first.append(mismatch)
-            raise
-
-    test = sequence if seed is None else hypothesis_seed(seed)(sequence)
-    try:
-        test()
-    except AsnityMismatch as mismatch:
-        report.found = first[0] if first else mismatch
-    except Exception as error:  # noqa: BLE001 - reported, not raised
-        if first:  # Hypothesis could not see it fail again (Flaky): keep the first failure
-            report.found = first[0]
-        else:
-            report.errors.append(error)
-    report.examples = min(report.examples, examples)
-    if report.found is not None:
-        report.failure = minimize(run, report.found) if minimize_failure else report.found
-    return report
+    return check_sequences(run, sequence_strategy(steps, disconnects=disconnects), AsnityMismatch, AsnityReport(0),
+                           examples=examples, seed=seed, minimize_failure=minimize_failure, simpler=_simpler,
+                           budget=400)
 
 
 def minimize(run: AsnityRun, failure: AsnityMismatch, *, budget: int = 400) -> AsnityMismatch:
     """The shortest script found that still fails at its last step: runs of
     steps deleted (halves, quarters ... single steps), then the lists in
     steps shortened; each try is a fresh sequence, at most ``budget`` of them."""
-    tries = 0
-
-    def attempt(candidate: list[dict[str, Any]]) -> AsnityMismatch | None:
-        nonlocal tries
-        if tries >= budget or not candidate:
-            return None
-        tries += 1
-        try:
-            run.run(candidate)
-        except AsnityMismatch as mismatch:
-            return mismatch if mismatch.step == len(candidate) - 1 else None
-        return None
-
-    best = attempt(list(failure.steps))
-    if best is None:
-        return failure  # it did not fail again: keep it as found
-    steps = list(best.steps)
-    size = max(1, (len(steps) - 1) // 2)
-    while size >= 1 and tries < budget:
-        start, changed = 0, False
-        while start < len(steps) - 1 and tries < budget:
-            found = attempt(steps[:start] + steps[min(start + size, len(steps) - 1):])
-            if found is not None:
-                best, steps, changed = found, list(found.steps), True
-            else:
-                start += size
-        if not changed:
-            size //= 2
-    for index in range(len(steps)):
-        for simpler in _simpler(steps[index]):
-            found = attempt(steps[:index] + [simpler] + steps[index + 1:])
-            if found is not None:
-                best, steps = found, list(found.steps)
-                break
-    return best
+    return sequences.minimize(run, failure, AsnityMismatch, _simpler, budget=budget)
 
 
 def _simpler(step: dict[str, Any]) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ from typing import Any, Protocol, Sequence
 
 from ..checker import SetupError
 from ..matching import Bindings, Mismatch, match, show
+from ..sequences import SequenceBase, StepMismatch, StepScript, run_sequence
 from ..targets import CLOSED, NOTHING
 from .model import BARRIER, MAX_SOCKET_CONTENT, AsnityModel, Expected, Outcome
 
@@ -70,38 +71,17 @@ class AsnityTarget(Protocol):
     def socketio_close(self, connection: str) -> None: ...
 
 
-class AsnityMismatch(AssertionError):
+class AsnityMismatch(StepMismatch):
     """The server differs from the model at step ``step``; ``steps`` is the
     sequence up to and including that step."""
 
-    def __init__(self, step: int, what: str, steps: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(f"step {step}: {what}")
-        self.step, self.what, self.steps = step, what, steps or []
-
-    def __str__(self) -> str:
-        return f"step {self.step}: {self.what}\n\nFailing steps ({len(self.steps)}):\n{format_steps(self.steps)}"
+    script = StepScript("an Asnity", ("do", "conn", "user", "community", "channel", "chatType", "chat", "private",
+                                      "users", "channels", "type", "content", "token"))
 
 
-_ORDER = ("do", "conn", "user", "community", "channel", "chatType", "chat", "private", "users", "channels", "type",
-          "content", "token")
-
-
-def tidy(step: dict[str, Any]) -> dict[str, Any]:
-    """``step`` with its keys in the order scripts print them."""
-    return {key: step[key] for key in sorted(step, key=lambda k: (_ORDER.index(k) if k in _ORDER else 99, k))}
-
-
-def format_steps(steps: list[dict[str, Any]]) -> str:
-    """A sequence as JSON, one step per line (``load_steps`` reads it back)."""
-    return "[\n" + ",\n".join("  " + json.dumps(tidy(step), ensure_ascii=False) for step in steps) + "\n]"
-
-
-def load_steps(text: str) -> list[dict[str, Any]]:
-    """The steps of a sequence printed by ``format_steps``."""
-    steps = json.loads(text)
-    if not isinstance(steps, list) or not all(isinstance(step, dict) and "do" in step for step in steps):
-        raise ValueError("an Asnity script is a JSON list of steps, each an object with a 'do'")
-    return steps
+tidy = AsnityMismatch.script.tidy
+format_steps = AsnityMismatch.script.format
+load_steps = AsnityMismatch.script.load
 
 
 def encode_packet(kind: int, nsp: str, data: Any = None, ack: int | None = None) -> str:
@@ -175,18 +155,7 @@ class AsnityRun:
         if not self.user_ids:
             self.setup()
         self.sequences += 1
-        sequence = _Sequence(self, f"{self.token}s{self.sequences}")
-        index = 0
-        try:
-            for index, step in enumerate(steps):
-                sequence.step(step, index)
-            sequence.settle(len(steps) - 1)
-        except AsnityMismatch as mismatch:
-            mismatch.steps = list(steps[:mismatch.step + 1])
-            raise
-        finally:
-            sequence.close()
-        return sequence.model
+        return run_sequence(_Sequence(self, f"{self.token}s{self.sequences}"), steps)
 
 
 def run_steps(target: AsnityTarget, steps: list[dict[str, Any]], *, token: str = "r0", timeout: float = 2.0,
@@ -195,7 +164,9 @@ def run_steps(target: AsnityTarget, steps: list[dict[str, Any]], *, token: str =
     return AsnityRun(target, token=token, timeout=timeout, quiet=quiet).run(steps)
 
 
-class _Sequence:
+class _Sequence(SequenceBase):
+    mismatch = AsnityMismatch
+
     def __init__(self, run: AsnityRun, label: str) -> None:
         self.run, self.target, self.label = run, run.target, label
         self.model = AsnityModel(list(run.user_ids))
@@ -203,12 +174,6 @@ class _Sequence:
         self.index = 0
 
     # -- names --------------------------------------------------------------------------
-
-    def fail(self, what: str) -> None:
-        raise AsnityMismatch(self.index, what)
-
-    def conn_name(self, k: int) -> str:
-        return f"{self.label}c{k}"
 
     def community_id(self, c: int) -> str:
         return self.bindings.values[self.model.communities[c].id]
@@ -220,14 +185,6 @@ class _Sequence:
         return BARRIER if c is None else NAMESPACE + self.community_id(c)
 
     # -- steps --------------------------------------------------------------------------
-
-    def step(self, step: dict[str, Any], index: int) -> None:
-        self.index = index
-        kind = step["do"]
-        handler = getattr(self, "_" + kind.replace("-", "_"), None)
-        if handler is None or kind.startswith("_"):
-            raise ValueError(f"unknown step {kind!r}")
-        handler(step)
 
     def _rest(self, step: dict[str, Any], outcome: Outcome, method: str, path: str, body: Any = None) -> Any:
         user = step["user"]
@@ -476,16 +433,8 @@ class _Sequence:
             self.fail(f"{what}: connection {k} received {expected.type} {show(packet['data'])}: {mismatch.describe()}")
         pending.remove(expected)
 
-    def settle(self, last: int) -> None:
-        """After the last step: nothing more arrives within ``quiet`` seconds."""
-        self.index = max(last, 0)
-        for k in sorted(self.model.conns):
-            self.nothing_more(k, self.run.quiet, "after the last step")
-
-    def close(self) -> None:
-        for k in list(self.model.conns):
-            self.target.socketio_close(self.conn_name(k))
-        self.model.conns.clear()
+    def close_conn(self, name: str) -> None:
+        self.target.socketio_close(name)
 
 
 def _content(value: Any) -> Any:

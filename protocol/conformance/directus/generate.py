@@ -15,9 +15,10 @@ steps, while the shorter script still fails at its last step.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 from typing import Any
 
+from .. import sequences
+from ..sequences import SequenceReport, check_sequences, weighted as _weighted, world_and_steps
 from .runner import ADMIN, CONNS, USERS, DirectusMismatch, DirectusRun, DirectusTarget, tidy
 
 __all__ = ["DirectusReport", "check_directus_target", "minimize", "sequence_strategy", "step_strategy",
@@ -28,32 +29,16 @@ _TEXTS = ["a", "ab", "B", "", "b", "é", "É", "Éa"]
 _USERS = [f"@u{n}" for n in range(USERS + 1)]
 
 
-@dataclass
-class DirectusReport:
+class DirectusReport(SequenceReport[DirectusMismatch]):
     """The outcome of ``check_directus_target``: ``failure`` (None: the
     target conformed) is the shortest failing script found, ``found`` the
     failure as first seen."""
-
-    examples: int
-    failure: DirectusMismatch | None = None
-    found: DirectusMismatch | None = None
-    errors: list[BaseException] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.failure is None and not self.errors
 
 
 def _st() -> Any:
     from hypothesis import strategies as st
 
     return st
-
-
-def _weighted(*choices: tuple[int, Any]) -> Any:
-    """One of the strategies, by weight (``one_of`` drops repeated branches)."""
-    st = _st()
-    return st.sampled_from([strategy for weight, strategy in choices for _ in range(weight)]).flatmap(lambda s: s)
 
 
 @functools.lru_cache(maxsize=None)
@@ -240,8 +225,7 @@ def step_strategy() -> Any:
         (1, step("reauth", conn=conns, user=users.filter(lambda u: u is not None))),
         (1, step("close", conn=conns)),
     ]
-    # ``one_of`` would drop repeated branches: draw the kind by weight instead.
-    return st.sampled_from([strategy for weight, strategy in weighted for _ in range(weight)]).flatmap(lambda s: s)
+    return _weighted(*weighted)
 
 
 def sequence_strategy(steps: int = 25) -> Any:
@@ -272,10 +256,7 @@ def sequence_strategy(steps: int = 25) -> Any:
         lambda drawn: [(k % USERS if user is None else user, proto, uid) for k, (user, proto, uid) in enumerate(drawn)])
     world_of = st.builds(world, _weighted((3, rules_strategy()), (1, st.none())), roles,
                          sockets, st.lists(_data(), min_size=1, max_size=3))
-    worlds = st.sampled_from([True] * 9 + [False]).flatmap(lambda made: world_of if made else st.just([]))
-    one = step_strategy()
-    tails = st.integers(0, steps).flatmap(lambda n: st.lists(one, min_size=n, max_size=n))
-    return st.builds(lambda head, tail: (head + tail)[:max(steps, 1)], worlds, tails)
+    return world_and_steps(world_of, step_strategy(), steps)
 
 
 def check_directus_target(target: DirectusTarget, *, examples: int = 50, steps: int = 25, seed: int | None = None,
@@ -293,43 +274,9 @@ def check_directus_target(target: DirectusTarget, *, examples: int = 50, steps: 
     sequence; ``minimize_budget`` how many sequences cutting a failure down
     may run. The stored rules and the users' roles are put back at the end.
     """
-    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-    from hypothesis import seed as hypothesis_seed
-
     run = DirectusRun(target, token=token, timeout=timeout, quiet=quiet, admin=admin, admin_token=admin_token)
-    run.setup()
-    report = DirectusReport(0)
-    first: list[DirectusMismatch] = []
-
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck),
-              phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False, verbosity=Verbosity.quiet)
-    @given(sequence_strategy(steps))
-    def sequence(drawn: list[dict[str, Any]]) -> None:
-        report.examples += 1
-        try:
-            run.run(drawn)
-        except DirectusMismatch as mismatch:
-            first.append(mismatch)
-            raise
-
-    test = sequence if seed is None else hypothesis_seed(seed)(sequence)
-    try:
-        try:
-            test()
-        except DirectusMismatch as mismatch:
-            report.found = first[0] if first else mismatch
-        except Exception as error:  # noqa: BLE001 - reported, not raised
-            if first:  # Hypothesis could not see it fail again (Flaky): keep the first failure
-                report.found = first[0]
-            else:
-                report.errors.append(error)
-        report.examples = min(report.examples, examples)
-        if report.found is not None:
-            report.failure = (minimize(run, report.found, budget=minimize_budget) if minimize_failure
-                              else report.found)
-    finally:
-        run.teardown()
-    return report
+    return check_sequences(run, sequence_strategy(steps), DirectusMismatch, DirectusReport(0), examples=examples,
+                           seed=seed, minimize_failure=minimize_failure, simpler=_simpler, budget=minimize_budget)
 
 
 def minimize(run: DirectusRun, failure: DirectusMismatch, *, budget: int = 400) -> DirectusMismatch:
@@ -337,46 +284,7 @@ def minimize(run: DirectusRun, failure: DirectusMismatch, *, budget: int = 400) 
     steps deleted (halves, quarters ... single steps), then each step made
     simpler (keys of its query, data and rules dropped, lists shortened);
     each try is a fresh sequence, at most ``budget`` of them."""
-    tries = 0
-
-    def attempt(candidate: list[dict[str, Any]]) -> DirectusMismatch | None:
-        nonlocal tries
-        if tries >= budget or not candidate:
-            return None
-        tries += 1
-        try:
-            run.run(candidate)
-        except DirectusMismatch as mismatch:
-            return mismatch if mismatch.step == len(candidate) - 1 else None
-        except Exception:  # noqa: BLE001 - a candidate the model cannot run is no simpler failure
-            return None
-        return None
-
-    best = attempt(list(failure.steps))
-    if best is None:
-        return failure  # it did not fail again: keep it as found
-    steps = list(best.steps)
-    size = max(1, (len(steps) - 1) // 2)
-    while size >= 1 and tries < budget:
-        start, changed = 0, False
-        while start < len(steps) - 1 and tries < budget:
-            found = attempt(steps[:start] + steps[min(start + size, len(steps) - 1):])
-            if found is not None:
-                best, steps, changed = found, list(found.steps), True
-            else:
-                start += size
-        if not changed:
-            size //= 2
-    improved = True
-    while improved and tries < budget:
-        improved = False
-        for index in range(len(steps)):
-            for simpler in _simpler(steps[index]):
-                found = attempt(steps[:index] + [simpler] + steps[index + 1:])
-                if found is not None:
-                    best, steps, improved = found, list(found.steps), True
-                    break
-    return best
+    return sequences.minimize(run, failure, DirectusMismatch, _simpler, budget=budget)
 
 
 _KEEP = frozenset(("collection", "action"))

@@ -52,6 +52,7 @@ from urllib.parse import quote
 
 from ..checker import SetupError
 from ..matching import ANY_STRING, EMPTY_BODY, Bindings, Mismatch, Sym, match, show
+from ..sequences import SequenceBase, StepMismatch, StepScript, run_sequence
 from ..targets import CLOSED, NOTHING
 from .model import ACTIONS, MISSING_ID, DirectusModel, Expected, Outcome, forbidden_body
 
@@ -131,34 +132,16 @@ class InProcessDirectus:
         self.target.close()
 
 
-class DirectusMismatch(AssertionError):
+class DirectusMismatch(StepMismatch):
     """The server differs from the model at step ``step``; ``steps`` is the
     sequence up to and including that step."""
 
-    def __init__(self, step: int, what: str, steps: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(f"step {step}: {what}")
-        self.step, self.what, self.steps = step, what, steps or []
-
-    def __str__(self) -> str:
-        return f"step {self.step}: {self.what}\n\nFailing steps ({len(self.steps)}):\n{format_steps(self.steps)}"
+    script = StepScript("a Directus", _ORDER)
 
 
-def tidy(step: dict[str, Any]) -> dict[str, Any]:
-    """``step`` with its keys in the order scripts print them."""
-    return {key: step[key] for key in sorted(step, key=lambda k: (_ORDER.index(k) if k in _ORDER else 99, k))}
-
-
-def format_steps(steps: list[dict[str, Any]]) -> str:
-    """A sequence as JSON, one step per line (``load_steps`` reads it back)."""
-    return "[\n" + ",\n".join("  " + json.dumps(tidy(step), ensure_ascii=False) for step in steps) + "\n]"
-
-
-def load_steps(text: str) -> list[dict[str, Any]]:
-    """The steps of a sequence printed by ``format_steps``."""
-    steps = json.loads(text)
-    if not isinstance(steps, list) or not all(isinstance(step, dict) and "do" in step for step in steps):
-        raise ValueError("a Directus script is a JSON list of steps, each an object with a 'do'")
-    return steps
+tidy = DirectusMismatch.script.tidy
+format_steps = DirectusMismatch.script.format
+load_steps = DirectusMismatch.script.load
 
 
 def _query_string(query: dict[str, Any] | None) -> str:
@@ -313,17 +296,11 @@ class DirectusRun:
             self.setup()
         self.sequences += 1
         revision = self._reset()
-        sequence = _Sequence(self, f"k{self.token}s{self.sequences}", revision)
-        try:
-            for index, step in enumerate(steps):
-                sequence.step(step, index)
-            sequence.settle(len(steps) - 1)
-        except DirectusMismatch as mismatch:
-            mismatch.steps = list(steps[:mismatch.step + 1])
-            raise
-        finally:
-            sequence.close()
-        return sequence.model
+        return run_sequence(self._sequence(f"k{self.token}s{self.sequences}", revision), steps)
+
+    def _sequence(self, label: str, revision: int) -> Any:
+        # The resources kit's runs are this run with their own sequences.
+        return _Sequence(self, label, revision)
 
 
 def run_steps(target: DirectusTarget, steps: list[dict[str, Any]], *, token: str = "r0", timeout: float = 2.0,
@@ -336,16 +313,15 @@ def run_steps(target: DirectusTarget, steps: list[dict[str, Any]], *, token: str
         run.teardown()
 
 
-class _Sequence:
+class _Sequence(SequenceBase):
+    mismatch = DirectusMismatch
+
     def __init__(self, run: DirectusRun, label: str, revision: int) -> None:
         self.run, self.target, self.label = run, run.target, label
         self.collections = {c: f"{label}{c}" for c in COLLECTIONS}
         self.model = DirectusModel(run.user_ids, run.base(), revision, admin=ADMIN)
         self.bindings = Bindings()
         self.index = 0
-
-    def fail(self, what: str) -> None:
-        raise DirectusMismatch(self.index, what)
 
     # -- names --------------------------------------------------------------------
 
@@ -391,18 +367,7 @@ class _Sequence:
     def token(self, user: Any) -> str | None:
         return None if user is None else self.run.tokens[user]
 
-    def conn_name(self, k: int) -> str:
-        return f"{self.label}c{k}"
-
     # -- steps ----------------------------------------------------------------------
-
-    def step(self, step: dict[str, Any], index: int) -> None:
-        self.index = index
-        kind = step["do"]
-        handler = getattr(self, "_" + kind.replace("-", "_"), None)
-        if handler is None or kind.startswith("_"):
-            raise ValueError(f"unknown step {kind!r}")
-        handler(step)
 
     def _check_http(self, what: str, outcome: Outcome, status: int, answer: Any) -> None:
         if status != outcome.status:
@@ -770,16 +735,8 @@ class _Sequence:
         if frame is not NOTHING:
             self.fail(f"{what}: websocket {k} received an unexpected frame {show(frame)}")
 
-    def settle(self, last: int) -> None:
-        """After the last step: nothing more arrives within ``quiet`` seconds."""
-        self.index = max(last, 0)
-        for k in sorted(self.model.conns):
-            self.nothing_more(k, self.run.quiet, "after the last step")
-
-    def close(self) -> None:
-        for k in list(self.model.conns):
-            self.target.directus_close(self.conn_name(k))
-        self.model.conns.clear()
+    def close_conn(self, name: str) -> None:
+        self.target.directus_close(name)
 
 
 _ = ACTIONS  # the model's actions, re-exported for the strategies

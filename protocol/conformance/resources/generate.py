@@ -15,10 +15,11 @@ what is inside steps, while the shorter script still fails at its last step.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..directus.generate import _data, _changes, _smaller, _weighted, filter_strategy, FIELDS
+from .. import sequences
+from ..directus.generate import _data, _changes, _smaller, filter_strategy, FIELDS
+from ..sequences import SequenceReport, check_sequences, weighted as _weighted, world_and_steps
 from .runner import ADMIN, CONNS, DOCS, KEYS, USERS, ResourcesMismatch, ResourcesRun, ResourcesTarget, tidy
 
 __all__ = ["ResourcesReport", "check_resources_target", "minimize", "sequence_strategy", "step_strategy"]
@@ -26,16 +27,8 @@ __all__ = ["ResourcesReport", "check_resources_target", "minimize", "sequence_st
 VALUES = [0, 1, 2, 3, "x", None, {"hp": 1}, [1, 2], True, 1.5]
 
 
-@dataclass
-class ResourcesReport:
-    examples: int
-    failure: ResourcesMismatch | None = None
-    found: ResourcesMismatch | None = None
-    errors: list[BaseException] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.failure is None and not self.errors
+class ResourcesReport(SequenceReport[ResourcesMismatch]):
+    """The outcome of ``check_resources_target`` (as ``DirectusReport``)."""
 
 
 def _st() -> Any:
@@ -164,7 +157,7 @@ def step_strategy() -> Any:
                  role=st.sampled_from(["r1", "r2", "r3", "authenticated", "admin"]))),
         (1, step("close", conn=conns)),
     ]
-    return st.sampled_from([s for weight, s in weighted for _ in range(weight)]).flatmap(lambda s: s)
+    return _weighted(*weighted)
 
 
 def sequence_strategy(steps: int = 25) -> Any:
@@ -192,7 +185,6 @@ def sequence_strategy(steps: int = 25) -> Any:
                          st.lists(_weighted((2, st.just({"type": "collection", "id": "a"})), (3, _resource())),
                                   min_size=CONNS, max_size=CONNS),
                          st.lists(st.tuples(st.sampled_from([1, 1, 2]), st.sampled_from(VALUES)), max_size=2))
-    worlds = st.sampled_from([True] * 9 + [False]).flatmap(lambda made: world_of if made else st.just([]))
     # Now and then a delete and a write of the same entry, one after the
     # other: the deleted entry's subscribers must hear the write.
     again = st.builds(lambda user, scope, key, value: [
@@ -200,9 +192,7 @@ def sequence_strategy(steps: int = 25) -> Any:
         tidy({"do": "put", "space": "kv", "user": user, "scope": scope, "key": key, "value": value})],
         st.sampled_from([0, 1, ADMIN]), st.sampled_from([1, 1, 2]), st.just(KEYS[0]), st.sampled_from(VALUES))
     one = _weighted((12, step_strategy().map(lambda s: [s])), (1, again))
-    tails = st.integers(0, steps).flatmap(lambda n: st.lists(one, min_size=n, max_size=n)).map(
-        lambda parts: [s for part in parts for s in part])
-    return st.builds(lambda head, tail: (head + tail)[:max(steps, 1)], worlds, tails)
+    return world_and_steps(world_of, one, steps, parts=True)
 
 
 def check_resources_target(target: ResourcesTarget, *, examples: int = 50, steps: int = 25, seed: int | None = None,
@@ -213,88 +203,15 @@ def check_resources_target(target: ResourcesTarget, *, examples: int = 50, steps
     the first difference, cut down to a short script (arguments as
     ``check_directus_target``'s). The
     stored rules and roles are put back."""
-    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-    from hypothesis import seed as hypothesis_seed
-
     run = ResourcesRun(target, token=token, timeout=timeout, quiet=quiet, admin=admin, admin_token=admin_token)
-    run.setup()
-    report = ResourcesReport(0)
-    first: list[ResourcesMismatch] = []
-
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck),
-              phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False, verbosity=Verbosity.quiet)
-    @given(sequence_strategy(steps))
-    def sequence(drawn: list[dict[str, Any]]) -> None:
-        report.examples += 1
-        try:
-            run.run(drawn)
-        except ResourcesMismatch as mismatch:
-            first.append(mismatch)
-            raise
-
-    test = sequence if seed is None else hypothesis_seed(seed)(sequence)
-    try:
-        try:
-            test()
-        except ResourcesMismatch as mismatch:
-            report.found = first[0] if first else mismatch
-        except Exception as error:  # noqa: BLE001 - reported, not raised
-            if first:
-                report.found = first[0]
-            else:
-                report.errors.append(error)
-        report.examples = min(report.examples, examples)
-        if report.found is not None:
-            report.failure = (minimize(run, report.found, budget=minimize_budget) if minimize_failure
-                              else report.found)
-    finally:
-        run.teardown()
-    return report
+    return check_sequences(run, sequence_strategy(steps), ResourcesMismatch, ResourcesReport(0), examples=examples,
+                           seed=seed, minimize_failure=minimize_failure, simpler=_simpler, budget=minimize_budget)
 
 
 def minimize(run: ResourcesRun, failure: ResourcesMismatch, *, budget: int = 300) -> ResourcesMismatch:
     """The shortest script found that still fails at its last step (as the
     Directus kit's ``minimize``)."""
-    tries = 0
-
-    def attempt(candidate: list[dict[str, Any]]) -> ResourcesMismatch | None:
-        nonlocal tries
-        if tries >= budget or not candidate:
-            return None
-        tries += 1
-        try:
-            run.run(candidate)
-        except ResourcesMismatch as mismatch:
-            return mismatch if mismatch.step == len(candidate) - 1 else None
-        except Exception:  # noqa: BLE001 - a candidate the model cannot run is no simpler failure
-            return None
-        return None
-
-    best = attempt(list(failure.steps))
-    if best is None:
-        return failure
-    steps = list(best.steps)
-    size = max(1, (len(steps) - 1) // 2)
-    while size >= 1 and tries < budget:
-        start, changed = 0, False
-        while start < len(steps) - 1 and tries < budget:
-            found = attempt(steps[:start] + steps[min(start + size, len(steps) - 1):])
-            if found is not None:
-                best, steps, changed = found, list(found.steps), True
-            else:
-                start += size
-        if not changed:
-            size //= 2
-    improved = True
-    while improved and tries < budget:
-        improved = False
-        for index in range(len(steps)):
-            for simpler in _simpler(steps[index]):
-                found = attempt(steps[:index] + [simpler] + steps[index + 1:])
-                if found is not None:
-                    best, steps, improved = found, list(found.steps), True
-                    break
-    return best
+    return sequences.minimize(run, failure, ResourcesMismatch, _simpler, budget=budget)
 
 
 def _simpler(step: dict[str, Any]) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ from urllib.parse import quote
 
 from ..directus.runner import ADMIN, KIT_ROLES, USERS, DirectusRun
 from ..matching import ANY_STRING, EMPTY_BODY, Bindings, Mismatch, Sym, match, show
+from ..sequences import SequenceBase, StepMismatch, StepScript
 from ..targets import CLOSED, NOTHING
 from .model import ANY_BODY, SCOPES, SPACES, Outcome, ResourcesModel, Version
 
@@ -128,31 +129,16 @@ class InProcessResources:
         self.target.close()
 
 
-class ResourcesMismatch(AssertionError):
+class ResourcesMismatch(StepMismatch):
     """The server differs from the model at step ``step``; ``steps`` is the
     sequence up to and including that step."""
 
-    def __init__(self, step: int, what: str, steps: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(f"step {step}: {what}")
-        self.step, self.what, self.steps = step, what, steps or []
-
-    def __str__(self) -> str:
-        return f"step {self.step}: {self.what}\n\nFailing steps ({len(self.steps)}):\n{format_steps(self.steps)}"
+    script = StepScript("a resources", _ORDER)
 
 
-def tidy(step: dict[str, Any]) -> dict[str, Any]:
-    return {key: step[key] for key in sorted(step, key=lambda k: (_ORDER.index(k) if k in _ORDER else 99, k))}
-
-
-def format_steps(steps: list[dict[str, Any]]) -> str:
-    return "[\n" + ",\n".join("  " + json.dumps(tidy(step), ensure_ascii=False) for step in steps) + "\n]"
-
-
-def load_steps(text: str) -> list[dict[str, Any]]:
-    steps = json.loads(text)
-    if not isinstance(steps, list) or not all(isinstance(step, dict) and "do" in step for step in steps):
-        raise ValueError("a resources script is a JSON list of steps, each an object with a 'do'")
-    return steps
+tidy = ResourcesMismatch.script.tidy
+format_steps = ResourcesMismatch.script.format
+load_steps = ResourcesMismatch.script.load
 
 
 class ResourcesRun(DirectusRun):
@@ -160,22 +146,8 @@ class ResourcesRun(DirectusRun):
     them: an administrator, static tokens, ``PUT /_/api/rules``) and the
     sequences run on them."""
 
-    def run(self, steps: list[dict[str, Any]]) -> ResourcesModel:  # type: ignore[override]
-        if not self.user_ids:
-            self.setup()
-        self.sequences += 1
-        revision = self._reset()
-        sequence = _Sequence(self, f"k{self.token}s{self.sequences}", revision)
-        try:
-            for index, step in enumerate(steps):
-                sequence.step(step, index)
-            sequence.settle(len(steps) - 1)
-        except ResourcesMismatch as mismatch:
-            mismatch.steps = list(steps[:mismatch.step + 1])
-            raise
-        finally:
-            sequence.close()
-        return sequence.model
+    def _sequence(self, label: str, revision: int) -> Any:
+        return _Sequence(self, label, revision)
 
 
 def run_steps(target: ResourcesTarget, steps: list[dict[str, Any]], *, token: str = "r0", timeout: float = 2.0,
@@ -195,7 +167,9 @@ def _encoded(pairs: list[tuple[str, str]]) -> str:
     return encode_headers(pairs)
 
 
-class _Sequence:
+class _Sequence(SequenceBase):
+    mismatch = ResourcesMismatch
+
     def __init__(self, run: ResourcesRun, label: str, revision: int) -> None:
         self.run, self.target, self.label = run, run.target, label
         self.collections = {c: f"{label}{c}" for c in COLLECTIONS}
@@ -204,9 +178,6 @@ class _Sequence:
         self.index = 0
         self.versions: dict[Any, str] = {}   # resource -> the last version seen
         self.fresh: dict[Any, str] = {}      # resource -> the new version of this step
-
-    def fail(self, what: str) -> None:
-        raise ResourcesMismatch(self.index, what)
 
     # -- names ---------------------------------------------------------------------
 
@@ -234,9 +205,6 @@ class _Sequence:
         digest = hashlib.sha256(f"{self.run.token}/{self.label}/{slot}".encode()).hexdigest()
         return digest[:32], digest[32:64]
 
-    def conn_name(self, k: int) -> str:
-        return f"{self.label}c{k}"
-
     def who(self, user: Any) -> str:
         return "nobody signed in" if user is None else f"user {user} ({self.model.role_of(user)})"
 
@@ -247,13 +215,8 @@ class _Sequence:
     # -- steps ----------------------------------------------------------------------
 
     def step(self, step: dict[str, Any], index: int) -> None:
-        self.index = index
         self.fresh = {}
-        kind = step["do"]
-        handler = getattr(self, "_" + kind.replace("-", "_"), None)
-        if handler is None or kind.startswith("_"):
-            raise ValueError(f"unknown step {kind!r}")
-        handler(step)
+        super().step(step, index)
 
     def version(self, marker: Version, actual: Any, where: str) -> None:
         if not isinstance(actual, str) or not _VERSION.match(actual):
@@ -566,13 +529,6 @@ class _Sequence:
             self.fail(f"{what}: websocket {k} ({self.who(conn.user)}, scope {conn.scope}) received an unexpected "
                       f"frame {show(frame)}")
 
-    def settle(self, last: int) -> None:
-        self.index = max(last, 0)
-        for k in sorted(self.model.conns):
-            self.nothing_more(k, self.run.quiet, "after the last step")
-
-    def close(self) -> None:
-        for k in list(self.model.conns):
-            self.target.directus_close(self.conn_name(k))
-        self.model.conns.clear()
+    def close_conn(self, name: str) -> None:
+        self.target.directus_close(name)
 
