@@ -32,6 +32,22 @@ Order, the guarantee (README, "Running several processes"):
    either order; every process sees each process's writes in its commit
    order.
 
+A broker restart, or any lost broker connection: the bus keeps what this
+process publishes meanwhile and sends it once connected again, but pub/sub
+keeps nothing for a process that is not subscribed, so what the others
+published while this process was away is lost to it. It is SIGNALLED, not
+replayed: once the broker says this process's subscriptions are in force
+again (``Broker.resubscribed``), every realtime connection of this process
+is closed with code 1012 "Service Restart" (RFC 6455's "reconnect" code; an
+Engine.IO session ends, so its Socket.IO client reconnects), and each
+client's reconnection subscribes afresh and reads the current state from
+the store (a Directus subscription's ``init``, a resource subscribe's data,
+Backpack's getAll). Anything committed after the resubscription is
+delivered; anything before it that a connection missed is followed by that
+connection's 1012. Replaying from the store instead would need every write
+to carry a position every protocol can resume from; no protocol here has
+one for records.
+
 Shared state: session revocations (a logout, an account disabled) reach the
 other processes' session caches at once (``SessionsRevoked``); Bearer
 tokens are read from the shared store on every request. The inbox's replay
@@ -49,6 +65,7 @@ from typing import Any, Iterable, Protocol
 
 import trio
 
+from satchel.protocol.channels import CloseConnection
 from satchel.protocol.sessions import Revoked
 from satchel.protocol.switchboard import Switchboard
 
@@ -62,6 +79,9 @@ __all__ = ["Broker", "BrokerBus", "open_broker", "BrokerUrlError"]
 
 log = logging.getLogger("satchel.broker")
 
+#: The close reason of a connection told to reconnect after the broker came back.
+RESYNC_REASON = "broker reconnected: reconnect to resynchronize"
+
 
 class Broker(Protocol):
     """What the bus needs of a broker connection."""
@@ -69,6 +89,9 @@ class Broker(Protocol):
     prefix: str
     published: int
     dropped: int
+
+    #: Set by the bus: called once the subscriptions are back after a lost connection.
+    resubscribed: Any
 
     def publish(self, topic: str, data: bytes) -> None: ...
 
@@ -126,7 +149,7 @@ class BrokerBus(LocalBus):
     ``await nursery.start(bus.run)``."""
 
     __slots__ = ("broker", "topics", "node", "received", "sent", "stale", "_latest", "_interest_changed",
-                 "_registries_seen", "_interest", "_running")
+                 "_registries_seen", "_interest", "_running", "resyncs")
 
     def __init__(self, hub: Hub, board: Switchboard, broker: Broker, sequencer: Sequencer | None = None,
                  *, max_versions: int = 100_000) -> None:
@@ -147,6 +170,9 @@ class BrokerBus(LocalBus):
         self._running = False
         board.sessions.listen(self._revoked)
         share_replay_guard(board, self)
+        broker.resubscribed = self._resubscribed
+        #: times this process's connections were told to reconnect (``_resubscribed``)
+        self.resyncs = 0
 
     # -- this process's events -----------------------------------------------------
 
@@ -221,6 +247,17 @@ class BrokerBus(LocalBus):
         if events:
             LocalBus._apply(self, self._fresh(events))
             self._registries_changed()
+
+    def _resubscribed(self) -> None:
+        """The broker follows this process's topics again after a lost
+        connection: what the others published meanwhile never arrived, so
+        every realtime connection is told to reconnect and read afresh
+        (module docstring)."""
+        connections = list(self.hub)
+        self.resyncs += 1
+        log.warning("broker connection restored: %d connection(s) closed with 1012 to resynchronize", len(connections))
+        if connections:
+            self.hub.deliver(CloseConnection("", "", 1012, RESYNC_REASON), connections)
 
     # -- interest ------------------------------------------------------------------
 

@@ -19,7 +19,10 @@ processed the subscriptions (a ``PING`` answered after them).
 
 Connection loss: the client reconnects every 0.5 s and subscribes again;
 what was queued meanwhile is kept (at most ``max_queued`` messages; beyond,
-the oldest are dropped and counted in ``dropped``).
+the oldest are dropped and counted in ``dropped``). What others published
+while this connection was down is not delivered (NATS core keeps nothing):
+once the new connection's subscriptions are in force, the owner is told
+(``resubscribed``).
 """
 
 from __future__ import annotations
@@ -123,6 +126,9 @@ class NatsBroker:
         self._pongs: collections.deque[trio.Event] = collections.deque()
         self._connected = trio.Event()
         self._interest_lock = trio.Lock()
+        #: Called (no arguments) once the subscriptions are back after a
+        #: connection loss: what was published meanwhile was not received.
+        self.resubscribed: Callable[[], None] | None = None
         self.dropped = 0
         self.published = 0
         #: the server's limit on one message (its INFO says; NATS closes a
@@ -170,9 +176,16 @@ class NatsBroker:
                     topics = list(self._subscriptions)
                     self._subscriptions.clear()
                     self._topic_of.clear()
-                    await self._write(b"".join(self._sub(topic) for topic in topics))
+                    restored = None
+                    if not first:
+                        # The server's PONG to this PING says the SUBs before it are in force.
+                        restored = trio.Event()
+                        self._pongs.append(restored)
+                    await self._write(b"".join(self._sub(topic) for topic in topics) + (b"PING\r\n" if restored is not None else b""))
                     self._connected.set()
                     nursery.start_soon(self._send)
+                    if restored is not None:
+                        nursery.start_soon(self._signal_when, restored)
                     if first:
                         first = False
                         task_status.started()
@@ -187,6 +200,18 @@ class NatsBroker:
                     waiter.set()
                 self._pongs.clear()
             await trio.sleep(0.5)
+
+    async def _signal_when(self, restored: trio.Event) -> None:
+        """Tell the owner (``resubscribed``) once the resubscription is in force."""
+        await restored.wait()
+        if self._stream is None:
+            return  # lost again before the PONG: the next connection signals
+        log.warning("broker subscriptions restored after a lost connection")
+        if self.resubscribed is not None:
+            try:
+                self.resubscribed()
+            except Exception:
+                log.exception("handling the broker's resubscription failed")
 
     async def _handshake(self, stream: trio.SocketStream, parser: NatsParser) -> None:
         with trio.fail_after(10):

@@ -16,7 +16,11 @@ Connection loss: coredis reconnects the subscriber and subscribes again by
 itself; the publisher retries its pipeline every 0.5 s, keeping what is
 queued (at most ``max_queued`` messages; beyond, the oldest are dropped and
 counted in ``dropped``). Pub/sub keeps nothing: what is published while a
-process is not connected is not delivered to it.
+process is not connected is not delivered to it. So the broker tells its
+owner when it follows its topics again after a loss (``resubscribed``): the
+subscription confirmations coredis's resubscription brings are the sign -
+a confirmation for a topic already confirmed, and not unsubscribed since,
+can only come from a resubscription on a new connection.
 """
 
 from __future__ import annotations
@@ -51,6 +55,11 @@ class RedisBroker:
         self._channels: set[str] = set()
         self._patterns: set[str] = set()
         self._interest_lock = trio.Lock()
+        # The topics Redis has confirmed on the current subscriber connection.
+        self._confirmed: set[str] = set()
+        #: Called (no arguments) once the subscriptions are back after a
+        #: connection loss: what was published meanwhile was not received.
+        self.resubscribed: Callable[[], None] | None = None
         self.dropped = 0
         self.published = 0
 
@@ -95,7 +104,8 @@ class RedisBroker:
         subscriber = coredis.Redis.from_url(self.url, client_name=f"{self.name}-sub")
         async with publisher, subscriber:
             await publisher.ping()  # a broker that is not there fails the start, clearly
-            pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+            # Subscription confirmations are read: they tell a resubscription (_confirmation).
+            pubsub = subscriber.pubsub(ignore_subscribe_messages=False)
             async with pubsub, trio.open_nursery() as nursery:
                 self._pubsub = pubsub
                 nursery.start_soon(self._send, publisher)
@@ -142,11 +152,41 @@ class RedisBroker:
 
     async def _receive(self, pubsub: Any, deliver: Callable[[str, bytes], None]) -> None:
         while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True)
-            if message is None or message["type"] not in ("message", "pmessage"):
+            message = await pubsub.get_message(ignore_subscribe_messages=False)
+            if message is None:
+                continue
+            kind = message["type"]
+            if isinstance(kind, bytes):
+                kind = kind.decode()
+            if kind in ("subscribe", "psubscribe", "unsubscribe", "punsubscribe"):
+                self._confirmation(kind, message["channel"])
+                continue
+            if kind not in ("message", "pmessage"):
                 continue
             channel = message["channel"]
             try:
                 deliver(channel.decode() if isinstance(channel, bytes) else channel, message["data"])
             except Exception:
                 log.exception("applying a broker message failed")
+
+    def _confirmation(self, kind: str, topic: Any) -> None:
+        """Track what Redis confirmed; a topic confirmed twice means coredis
+        subscribed again on a new connection (module docstring)."""
+        name = (b"p:" if kind.startswith("p") else b"c:") + (topic if isinstance(topic, bytes) else str(topic).encode())
+        key = name.decode(errors="replace")
+        if kind.endswith("unsubscribe"):
+            self._confirmed.discard(key)
+            return
+        if key in self._confirmed:
+            # The first confirmation of the new connection: start its set
+            # afresh, so that the resubscription's other confirmations (and
+            # later subscribes) signal nothing more.
+            self._confirmed = {key}
+            log.warning("broker subscriptions restored after a lost connection")
+            if self.resubscribed is not None:
+                try:
+                    self.resubscribed()
+                except Exception:
+                    log.exception("handling the broker's resubscription failed")
+            return
+        self._confirmed.add(key)
