@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 
 from satchel.protocol.operations import ApplyMessage, Document, GetDocument, GetRecord, InsertRecord, PutDocument
-from satchel.storage_backends import sqlite as sqlite_backend
+from satchel.storage_backends import sqlite_schema
 from satchel.storage_backends.sqlite import SCHEMA_VERSION, SqliteStore
 
 
@@ -18,7 +18,7 @@ async def test_a_version_1_database_migrates_and_keeps_its_records(tmp_path: Pat
     path = tmp_path / "old.db"
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
-    for statement in sqlite_backend._MIGRATIONS[0]:
+    for statement in sqlite_schema.MIGRATIONS[0]:
         db.execute(statement)
     db.execute("PRAGMA user_version = 1")
     db.close()
@@ -50,7 +50,7 @@ async def test_a_version_5_database_keeps_its_inboxes_and_moves_them_to_rows_on_
     path = tmp_path / "v5.db"
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
-    for statements in sqlite_backend._MIGRATIONS[:5]:
+    for statements in sqlite_schema.MIGRATIONS[:5]:
         for statement in statements:
             db.execute(statement)
     db.execute("PRAGMA user_version = 5")

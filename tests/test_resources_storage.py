@@ -9,14 +9,15 @@ import sqlite3
 from pathlib import Path
 
 from satchel.protocol.operations import DeleteEntry, Entry, GetEntry, GetRecord, InsertRecord, ListEntries, PutEntry
-from satchel.storage_backends import sqlite as sqlite_backend
+from satchel.storage_backends import sqlite_schema
+from satchel.storage_backends import sqlite_operations
 from satchel.storage_backends.sqlite import SCHEMA_VERSION, SqliteStore
 
 
 async def test_a_version_4_database_is_migrated_to_entries(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    for statements in sqlite_backend._MIGRATIONS[:4]:
+    for statements in sqlite_schema.MIGRATIONS[:4]:
         for statement in statements:
             db.execute(statement)
     db.execute("PRAGMA user_version = 4")
@@ -60,12 +61,12 @@ class _Recording:
 
 def test_listing_seeks_a_range_of_the_index(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "plan.db")
-    for statements in sqlite_backend._MIGRATIONS:
+    for statements in sqlite_schema.MIGRATIONS:
         for statement in statements:
             db.execute(statement)
     for prefix, after in [("a", ""), ("a", "a:5"), ("", "m"), ("", "")]:
         recording = _Recording(db)
-        sqlite_backend._list_entries(recording, ListEntries("kvStore", "", "", prefix, after, 10))  # type: ignore[arg-type]
+        sqlite_operations._list_entries(recording, ListEntries("kvStore", "", "", prefix, after, 10))  # type: ignore[arg-type]
         [(sql, params)] = recording.statements
         plan = " ".join(row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params))
         assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
@@ -74,7 +75,7 @@ def test_listing_seeks_a_range_of_the_index(tmp_path: Path) -> None:
 
 
 def test_prefix_ends() -> None:
-    end = sqlite_backend._prefix_end
+    end = sqlite_operations._prefix_end
     assert end("a:") == "a;"
     assert end("a\U0010ffff") == "b"
     assert end("\U0010ffff") is None

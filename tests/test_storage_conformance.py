@@ -47,6 +47,8 @@ from satchel.protocol.operations import (
 )
 from satchel.protocol.query import parse_filter, parse_query
 from satchel.storage_backends import sqlite as sqlite_backend
+from satchel.storage_backends import sqlite_schema
+from satchel.storage_backends import sqlite_operations
 from satchel.storage_backends.conformance import CHECKS, MakeStore
 from satchel.storage_backends.memory import MemoryStore
 from satchel.storage_backends.sqlite import SCHEMA_VERSION, SqliteStore
@@ -265,7 +267,7 @@ async def test_sequences_and_token_kinds_survive_reopen(tmp_path: Path) -> None:
 async def test_a_version_2_database_is_migrated_and_its_sessions_stay_cookie_sessions(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    for statements in sqlite_backend._MIGRATIONS[:2]:
+    for statements in sqlite_schema.MIGRATIONS[:2]:
         for statement in statements:
             db.execute(statement)
     db.execute("PRAGMA user_version = 2")
@@ -309,13 +311,13 @@ async def test_query_records_runs_in_sqlite_through_the_collection_index(tmp_pat
     await _store_with_numbers(path, 10)
     selective = QueryRecords("numbers", parse_query({"filter": {"n": {"_gte": 5}}, "limit": 3, "meta": "*"}),
                              permission=parse_filter({"tags": {"_contains": "t1"}}))
-    statements = sqlite_backend._query_sql(selective)
+    statements = sqlite_operations._query_sql(selective)
     page = _explain(path, *statements["page"])
     # Only this collection's rows, in creation order straight from the index: no
     # sort, so LIMIT stops the scan after the third match.
     assert page == ["SEARCH records USING INDEX records_in_creation_order (collection=?)", "CORRELATED SCALAR SUBQUERY 1", "SCAN e VIRTUAL TABLE INDEX 3:"]
     assert _explain(path, *statements["total_count"])[0].startswith("SEARCH records USING INDEX records_in_creation_order")
-    sorted_page = _explain(path, *sqlite_backend._query_sql(QueryRecords("numbers", parse_query({"sort": "-n", "search": "row"})))["page"])
+    sorted_page = _explain(path, *sqlite_operations._query_sql(QueryRecords("numbers", parse_query({"sort": "-n", "search": "row"})))["page"])
     assert sorted_page[0] == "SEARCH records USING INDEX records_in_creation_order (collection=?)"
     assert "USE TEMP B-TREE FOR ORDER BY" in sorted_page  # a sort is done by SQLite, not in Python
     assert not any(step.startswith("SCAN records") for step in page + sorted_page)
@@ -325,8 +327,8 @@ async def test_a_selective_query_reads_only_its_page_into_python(tmp_path: Path,
     path = tmp_path / "store.db"
     await _store_with_numbers(path, 20_000)
     decoded: list[int] = []
-    decode = sqlite_backend._decode
-    monkeypatch.setattr(sqlite_backend, "_decode", lambda body: decoded.append(1) or decode(body))
+    decode = sqlite_operations._decode
+    monkeypatch.setattr(sqlite_operations, "_decode", lambda body: decoded.append(1) or decode(body))
     async with await SqliteStore.open(path) as store:
         query = parse_query({"filter": {"_or": [{"n": {"_eq": 19_990}}, {"n": {"_in": [19_995, 19_999, 7]}}]}, "limit": 2, "fields": "n", "meta": "filter_count"})
         started = trio.current_time()
@@ -360,7 +362,7 @@ async def test_settings_and_roles_survive_reopen(tmp_path: Path) -> None:
 async def test_a_version_3_database_is_migrated_and_its_users_keep_what_they_could_do(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    for statements in sqlite_backend._MIGRATIONS[:3]:
+    for statements in sqlite_schema.MIGRATIONS[:3]:
         for statement in statements:
             db.execute(statement)
     db.execute("PRAGMA user_version = 3")
