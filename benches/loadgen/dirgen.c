@@ -5,8 +5,9 @@
  * that creates items as fast as the closed loop allows.
  *
  * One process, one thread, one epoll loop, loopback only; a sibling of
- * loadgen.c and siogen.c (same histogram); clocks, CPU counters, websocket
- * framing and small writes come from wsclient.h, shared with resgen.c.
+ * loadgen.c, siogen.c and resgen.c; websocket framing and reading come
+ * from wsclient.h, clocks, CPU, the histogram, epoll and HTTP plumbing from
+ * benchcommon.h, shared with them.
  *
  * Subscribers (--conns FILE: one line per connection, "<role index> <access
  * token>"): each opens `GET /websocket`, sends the core handshake
@@ -47,32 +48,14 @@
  * The result is one JSON object on stdout. Build: cc -O2 -o dirgen dirgen.c
  */
 #define _GNU_SOURCE
-#include "wsclient.h" /* clocks, CPU counters, websocket framing, small writes */
+#define BENCH_NAME "dirgen"
+#include "wsclient.h" /* websocket framing and reader; benchcommon.h: clocks, CPU, histogram, epoll, HTTP */
 
-#include <arpa/inet.h>
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
 
 #define MAX_EVENTS 1024
 #define READ_SIZE (256 * 1024)
 #define FRAME_MAX (256 * 1024) /* larger frames are skipped (and counted) */
-#define HIST_FINE 20000        /* 1 us buckets up to 20 ms */
-#define HIST_COARSE 100000     /* then 100 us buckets up to 10 s */
 #define MAX_ROLES 16
 #define MAX_BODIES 256
 #define MAX_SIGS 32
@@ -88,11 +71,8 @@ typedef struct {
     int role;
     const char *token;
     /* websocket */
-    uint8_t *hs;
-    size_t hs_len;
-    uint8_t *carry; /* an incomplete frame, kept between reads */
-    size_t carry_len, carry_cap;
-    uint64_t skip; /* bytes of an oversize frame still to skip */
+    ws_upgrade_t hs; /* the upgrade answer, until open */
+    ws_reader_t rd;  /* an incomplete frame, kept between reads */
     uint64_t received, duplicates, reordered, unparsed;
     int64_t last_seq;
     uint32_t sigmask;
@@ -143,92 +123,28 @@ static uint8_t *answered; /* 0 outstanding, 1 2xx, 2 other */
 static uint64_t seq_next = 1, outstanding = 0, completed = 0;
 static int sending = 0, measuring = 0;
 static uint64_t window_deliveries = 0, window_creates = 0, total_deliveries = 0, expected_total = 0;
-static uint64_t non_2xx = 0, closes_seen = 0, other_frames = 0, oversize = 0, unexpected = 0;
+static uint64_t non_2xx = 0, closes_seen = 0, other_frames = 0, unexpected = 0;
 static uint64_t last_progress_ns = 0;
-static uint32_t *hist, *ack_hist;
-static uint64_t hist_n = 0, lat_max_ns = 0, ack_n = 0, ack_max_ns = 0;
+static bench_hist_t hist, ack_hist;
 static char first_error[512] = "";
 static char first_other[256] = "";
 
 static char sigs[MAX_SIGS][SIG_MAX];
 static int nsigs = 0;
 
-static uint8_t *rbuf;
+static ws_reading_t reading;
 static int ready_count = 0, failed_count = 0;
 
-static uint64_t now_ns(void) { return ws_now_ns(); }
-
-static double cpu_seconds(void) { return ws_cpu_seconds(); }
-
-static double server_cpu_seconds(void) { return ws_process_cpu_seconds(opt_server_pid); }
-
-static double machine_busy_seconds(void) { return ws_machine_busy_seconds(); }
-
-static void die(const char *what) {
-    fprintf(stderr, "dirgen: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
-
-static void record(uint32_t *h, uint64_t *n, uint64_t *max, uint64_t ns) {
-    uint64_t us = ns / 1000;
-    size_t i;
-    if (us < HIST_FINE) i = us;
-    else {
-        uint64_t c = (us - HIST_FINE) / 100;
-        if (c >= HIST_COARSE) c = HIST_COARSE - 1;
-        i = HIST_FINE + c;
-    }
-    h[i]++;
-    (*n)++;
-    if (ns > *max) *max = ns;
-}
-
-static double percentile(const uint32_t *h, uint64_t n, double p) {
-    if (!n) return 0;
-    uint64_t target = (uint64_t)(p * n);
-    if (target >= n) target = n - 1;
-    uint64_t seen = 0;
-    for (size_t i = 0; i < HIST_FINE + HIST_COARSE; i++) {
-        seen += h[i];
-        if (seen > target) {
-            if (i < HIST_FINE) return (double)i + 0.5;
-            return HIST_FINE + (double)(i - HIST_FINE) * 100 + 50;
-        }
-    }
-    return 0;
-}
-
-static void ep_mod(conn_t *c, uint32_t events) {
-    struct epoll_event ev = {.events = events, .data.ptr = c};
-    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl mod");
-}
-
 static void start_connect(conn_t *c) {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(opt_port)};
-    inet_pton(AF_INET, opt_host, &sa.sin_addr);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (c->fd < 0) die("socket");
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) die("connect");
+    c->fd = bench_connect(epfd, opt_port, c);
     c->state = S_CONNECTING;
     c->last_seq = -1;
-    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl add");
-}
-
-static int write_all_small(int fd, const void *data, size_t len) { return ws_write_all_small(fd, data, len); }
-
-static size_t client_frame(uint8_t *out, int opcode, const uint8_t *payload, size_t len) {
-    return ws_client_frame(out, opcode, payload, len);
 }
 
 static void send_text(conn_t *c, const char *text) {
-    uint8_t frame[8192];
     size_t len = strlen(text);
-    if (len > sizeof frame - 16) { fprintf(stderr, "dirgen: frame too long\n"); exit(2); }
-    size_t n = client_frame(frame, 1, (const uint8_t *)text, len);
-    if (write_all_small(c->fd, frame, n) < 0) die("write");
+    if (len > 8192 - 16) { fprintf(stderr, "dirgen: frame too long\n"); exit(2); }
+    if (ws_send_text_n(c->fd, text, len) < 0) bench_die("write");
 }
 
 static void conn_failed(conn_t *c, const char *why) {
@@ -241,8 +157,7 @@ static void conn_failed(conn_t *c, const char *why) {
         if (closes_seen <= 3) fprintf(stderr, "dirgen: a connection closed: %s\n", why);
     }
     c->state = S_CLOSED;
-    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
+    bench_ep_close(epfd, c->fd);
 }
 
 static void became_ready(conn_t *c) {
@@ -259,11 +174,6 @@ static void maybe_complete(uint64_t seq, uint64_t now) {
         if (measuring) window_creates++;
         last_progress_ns = now;
     }
-}
-
-static int is_prefix(const uint8_t *p, size_t n, const char *s) {
-    size_t k = strlen(s);
-    return n >= k && memcmp(p, s, k) == 0;
 }
 
 /* index after a JSON string starting at p[i] == '"', or 0 if it is cut */
@@ -304,11 +214,7 @@ static int signature_id(const char *sig) {
 
 static void note_other(const uint8_t *p, size_t n) {
     other_frames++;
-    if (!first_other[0]) {
-        size_t k = n < sizeof first_other - 1 ? n : sizeof first_other - 1;
-        for (size_t i = 0; i < k; i++) first_other[i] = (p[i] == '"' || p[i] == '\\' || p[i] < 32) ? '\'' : p[i];
-        first_other[k] = 0;
-    }
+    bench_keep_first(first_other, sizeof first_other, p, n);
 }
 
 static const char EVENT_PREFIX[] = "{\"type\":\"subscription\",\"event\":\"create\",\"data\":[";
@@ -356,17 +262,17 @@ static void on_event(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
     if (masks[c->role][seq % nbodies] != '1') unexpected++;
     if (measuring) {
         window_deliveries++;
-        record(hist, &hist_n, &lat_max_ns, now - sent_ns[seq]);
+        bench_hist_record(&hist, now - sent_ns[seq]);
     }
     delivered[seq]++;
     maybe_complete(seq, now);
 }
 
 static void on_text(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
-    if (c->state == S_READY && is_prefix(p, n, EVENT_PREFIX)) { on_event(c, p, n, now); return; }
-    if (is_prefix(p, n, "{\"type\":\"ping\"")) { send_text(c, "{\"type\":\"pong\"}"); return; }
+    if (c->state == S_READY && bench_is_prefix(p, n, EVENT_PREFIX)) { on_event(c, p, n, now); return; }
+    if (bench_is_prefix(p, n, "{\"type\":\"ping\"")) { send_text(c, "{\"type\":\"pong\"}"); return; }
     if (c->state == S_AUTH) {
-        if (is_prefix(p, n, "{\"type\":\"auth\",\"status\":\"ok\"")) {
+        if (bench_is_prefix(p, n, "{\"type\":\"auth\",\"status\":\"ok\"")) {
             send_text(c, opt_subscribe);
             c->state = S_SUBSCRIBING;
         } else {
@@ -377,7 +283,7 @@ static void on_text(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
         return;
     }
     if (c->state == S_SUBSCRIBING) {
-        if (is_prefix(p, n, "{\"type\":\"subscription\",\"event\":\"init\"")) became_ready(c);
+        if (bench_is_prefix(p, n, "{\"type\":\"subscription\",\"event\":\"init\"")) became_ready(c);
         else {
             char why[200];
             snprintf(why, sizeof why, "subscribe refused: %.*s", (int)(n < 150 ? n : 150), (const char *)p);
@@ -388,99 +294,41 @@ static void on_text(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
     note_other(p, n);
 }
 
-static void on_frame(conn_t *c, int opcode, const uint8_t *p, size_t n, uint64_t now) {
-    if (opcode == 1) on_text(c, p, n, now);
+static int on_frame(void *ctx, int opcode, const uint8_t *p, size_t n, uint64_t plen) {
+    conn_t *c = ctx;
+    if (opcode == 1) on_text(c, p, n, reading.now);
     else if (opcode == 8) conn_failed(c, "server closed the websocket");
-    else if (opcode == 9 && n <= 125) {
-        uint8_t frame[256];
-        size_t k = client_frame(frame, 0xA, p, n);
-        write_all_small(c->fd, frame, k);
-    }
-}
-
-typedef struct {
-    conn_t *c;
-    uint64_t now;
-} frame_ctx_t;
-
-static int feed_frame(void *ctx, int opcode, const uint8_t *p, size_t n) {
-    frame_ctx_t *f = ctx;
-    on_frame(f->c, opcode, p, n, f->now);
-    return f->c->state == S_CLOSED;
-}
-
-/* Walk whole frames in buf; keep an incomplete one in c->carry. */
-static void feed(conn_t *c, const uint8_t *buf, size_t len, uint64_t now) {
-    frame_ctx_t ctx = {c, now};
-    size_t pos = ws_walk_frames(buf, len, FRAME_MAX, &c->skip, &oversize, feed_frame, &ctx);
-    size_t rest = len - pos;
-    if (rest > c->carry_cap) {
-        c->carry_cap = rest < 4096 ? 4096 : rest;
-        c->carry = realloc(c->carry, c->carry_cap);
-        if (!c->carry) die("realloc");
-    }
-    if (rest) memmove(c->carry, buf + pos, rest);
-    c->carry_len = rest;
+    else if (opcode == 9) ws_pong(c->fd, p, n, plen);
+    return c->state == S_CLOSED;
 }
 
 static void on_ws_readable(conn_t *c) {
     for (;;) {
-        uint8_t *start = rbuf + FRAME_MAX + 16 - c->carry_len;
-        if (c->carry_len) memcpy(start, c->carry, c->carry_len);
-        ssize_t n = read(c->fd, rbuf + FRAME_MAX + 16, READ_SIZE);
-        if (n <= 0) {
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-            conn_failed(c, "connection closed");
-            return;
-        }
-        feed(c, start, c->carry_len + n, now_ns());
+        ssize_t n = ws_reader_read(&reading, &c->rd, c->fd, on_frame, c);
+        if (n < 0) conn_failed(c, "connection closed");
         if (n < READ_SIZE || c->state == S_CLOSED) return;
     }
 }
 
 static void send_ws_handshake(conn_t *c) {
-    char req[2048];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     opt_path, opt_host, opt_port);
-    if (write_all_small(c->fd, req, n) < 0) die("handshake write");
+    if (ws_send_upgrade(c->fd, opt_path, opt_port, "") < 0) bench_die("handshake write");
     c->state = S_HANDSHAKE;
-    c->hs = malloc(16384);
-    c->hs_len = 0;
-    ep_mod(c, EPOLLIN);
+    bench_ep_mod(epfd, c->fd, c, EPOLLIN);
 }
 
-static void on_handshake_data(conn_t *c, uint64_t now) {
-    ssize_t n = read(c->fd, c->hs + c->hs_len, 16384 - c->hs_len - 1);
-    if (n <= 0) {
-        if (n < 0 && errno == EAGAIN) return;
-        conn_failed(c, "closed during the handshake");
-        return;
-    }
-    c->hs_len += n;
-    c->hs[c->hs_len] = 0;
-    char *end = strstr((char *)c->hs, "\r\n\r\n");
-    if (!end) {
-        if (c->hs_len >= 16383) conn_failed(c, "handshake response too long");
-        return;
-    }
-    if (strncmp((char *)c->hs, "HTTP/1.1 101", 12) != 0) {
-        char line[160];
-        snprintf(line, sizeof line, "refused: %.120s", (char *)c->hs);
-        conn_failed(c, line);
-        return;
-    }
+static void on_handshake_data(conn_t *c) {
+    size_t body_at;
+    char why[200];
+    int r = ws_upgrade_read(c->fd, &c->hs, &body_at, why, sizeof why);
+    if (r == WS_UPGRADE_FAILED) conn_failed(c, why);
+    if (r != WS_UPGRADE_OPEN) return;
     char auth[4096];
     snprintf(auth, sizeof auth, "{\"type\":\"auth\",\"access_token\":\"%s\"}", c->token);
     send_text(c, auth);
     c->state = S_AUTH;
-    size_t head = (uint8_t *)end + 4 - c->hs;
-    uint8_t *hs = c->hs;
-    size_t left = c->hs_len - head;
-    c->hs = NULL;
-    if (left) feed(c, hs + head, left, now);
-    free(hs);
+    reading.now = bench_now_ns();
+    ws_reader_feed(&reading, &c->rd, c->hs.buf + body_at, c->hs.len - body_at, on_frame, c);
+    ws_upgrade_done(&c->hs);
 }
 
 /* -- the HTTP publisher ------------------------------------------------------------ */
@@ -488,9 +336,7 @@ static void on_handshake_data(conn_t *c, uint64_t now) {
 static void http_send(conn_t *h, uint64_t now) {
     uint64_t seq = seq_next++;
     int b = seq % nbodies;
-    char digits[11];
-    snprintf(digits, sizeof digits, "%010llu", (unsigned long long)seq);
-    memcpy(bodies[b] + body_seq_off[b], digits, 10);
+    bench_stamp_seq(bodies[b] + body_seq_off[b], seq);
     char req[8192];
     int n = snprintf(req, sizeof req,
                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: %s\r\nContent-Type: application/json\r\n"
@@ -500,12 +346,12 @@ static void http_send(conn_t *h, uint64_t now) {
     sent_ns[seq] = now;
     outstanding++;
     expected_total += expected_by_phase[b];
-    if (write_all_small(h->fd, req, n) < 0) die("request write");
+    if (ws_write_all_small(h->fd, req, n) < 0) bench_die("request write");
 }
 
 static void publish_more(void) {
     if (!sending) return;
-    uint64_t now = now_ns();
+    uint64_t now = bench_now_ns();
     for (int i = 0; i < opt_inflight && outstanding < (uint64_t)opt_inflight; i++) {
         conn_t *h = &https[i];
         if (h->state == S_READY && h->seq == 0 && seq_next < opt_max_creates) http_send(h, now);
@@ -522,21 +368,10 @@ static void http_readable(conn_t *h) {
         }
         h->in_len += n;
         h->in[h->in_len] = 0;
-        for (;;) {
-            char *end = strstr(h->in, "\r\n\r\n");
-            if (!end) break;
-            size_t head = end + 4 - h->in;
-            size_t clen = 0;
-            for (char *q = h->in; q < end; q++) {
-                if ((q == h->in || q[-1] == '\n') && strncasecmp(q, "content-length:", 15) == 0) {
-                    clen = strtoul(q + 15, NULL, 10);
-                    break;
-                }
-            }
-            if (head + clen > HTTP_IN - 1) { fprintf(stderr, "dirgen: REST answer too long\n"); exit(2); }
-            if (h->in_len < head + clen) break;
-            int status = atoi(h->in + 9);
-            uint64_t now = now_ns();
+        int status;
+        size_t head, clen;
+        while (bench_http_answer(h->in, h->in_len, HTTP_IN, &status, &head, &clen)) {
+            uint64_t now = bench_now_ns();
             uint64_t seq = h->seq;
             if (!seq) { fprintf(stderr, "dirgen: an answer nobody asked for\n"); exit(2); }
             h->seq = 0;
@@ -550,13 +385,10 @@ static void http_readable(conn_t *h) {
                 /* nobody will receive it: do not wait for deliveries */
                 delivered[seq] = expected_by_phase[seq % nbodies];
             }
-            if (measuring) record(ack_hist, &ack_n, &ack_max_ns, now - sent_ns[seq]);
+            if (measuring) bench_hist_record(&ack_hist, now - sent_ns[seq]);
             maybe_complete(seq, now);
-            memmove(h->in, h->in + head + clen, h->in_len - head - clen);
-            h->in_len -= head + clen;
-            h->in[h->in_len] = 0;
+            bench_http_consume(h->in, &h->in_len, head + clen);
         }
-        if (h->in_len >= HTTP_IN - 1) { fprintf(stderr, "dirgen: REST header too long\n"); exit(2); }
     }
 }
 
@@ -564,25 +396,21 @@ static void http_readable(conn_t *h) {
 
 static void event_loop_once(int timeout_ms) {
     struct epoll_event events[MAX_EVENTS];
-    int n = epoll_wait(epfd, events, MAX_EVENTS, timeout_ms);
-    if (n < 0) {
-        if (errno == EINTR) return;
-        die("epoll_wait");
-    }
+    int n = bench_wait(epfd, events, MAX_EVENTS, timeout_ms);
     for (int i = 0; i < n; i++) {
         conn_t *c = events[i].data.ptr;
         if (c->state == S_CLOSED) continue;
         if (c->state == S_CONNECTING) {
             if (events[i].events & (EPOLLERR | EPOLLHUP)) { conn_failed(c, "connect failed"); continue; }
             if (events[i].events & EPOLLOUT) {
-                if (c->is_http) { c->state = S_READY; ready_count++; ep_mod(c, EPOLLIN); }
+                if (c->is_http) { c->state = S_READY; ready_count++; bench_ep_mod(epfd, c->fd, c, EPOLLIN); }
                 else send_ws_handshake(c);
             }
             continue;
         }
         if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
             if (c->is_http) http_readable(c);
-            else if (c->state == S_HANDSHAKE) on_handshake_data(c, now_ns());
+            else if (c->state == S_HANDSHAKE) on_handshake_data(c);
             else on_ws_readable(c);
         }
     }
@@ -592,7 +420,7 @@ static int in_setup(conn_t *c) { return c->state != S_READY && c->state != S_CLO
 
 static void setup(void) {
     int started = 0;
-    uint64_t deadline = now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
+    uint64_t deadline = bench_now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
     for (int i = 0; i < opt_inflight; i++) start_connect(&https[i]);
     while (ready_count + failed_count < nsubs + opt_inflight) {
         int pending = 0;
@@ -602,18 +430,12 @@ static void setup(void) {
             pending++;
         }
         event_loop_once(10);
-        if (now_ns() > deadline) {
+        if (bench_now_ns() > deadline) {
             fprintf(stderr, "dirgen: setup timed out: %d ready, %d failed of %d\n", ready_count, failed_count,
                     nsubs + opt_inflight);
             break;
         }
     }
-}
-
-static char *read_file(const char *path) {
-    char *data = ws_read_file(path);
-    if (!data) die(path);
-    return data;
 }
 
 static void usage(void) {
@@ -657,20 +479,13 @@ int main(int argc, char **argv) {
     if (!opt_port || !opt_conns_file || !opt_bodies_file || !opt_post_auth || opt_inflight < 1 || opt_inflight > 256 ||
         opt_max_creates < 2 || opt_max_creates > 10000000)
         usage();
-    if (strcmp(opt_host, "127.0.0.1") != 0 && strcmp(opt_host, "localhost") != 0) {
-        fprintf(stderr, "dirgen: loopback only\n");
-        return 2;
-    }
-    opt_host = "127.0.0.1";
+    bench_loopback_only(opt_host);
     if (opt_duration > 120 || opt_warmup > 60 || opt_drain > 60) { fprintf(stderr, "dirgen: bounded runs only\n"); return 2; }
 
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    bench_raise_nofile();
 
     /* bodies: one a line */
-    char *text = read_file(opt_bodies_file);
+    char *text = bench_read_file(opt_bodies_file);
     for (char *line = strtok(text, "\n"); line && nbodies < MAX_BODIES; line = strtok(NULL, "\n")) {
         char *mark = strstr(line, "\"seq\":\"0000000000\"");
         if (!mark) { fprintf(stderr, "dirgen: a body without \"seq\":\"0000000000\"\n"); return 2; }
@@ -684,7 +499,7 @@ int main(int argc, char **argv) {
         if ((int)strlen(masks[r]) != nbodies) { fprintf(stderr, "dirgen: mask %d is not %d long\n", r, nbodies); return 2; }
 
     /* connections: "<role> <token>" a line */
-    char *ctext = read_file(opt_conns_file);
+    char *ctext = bench_read_file(opt_conns_file);
     int cap = 0;
     for (char *q = ctext; *q; q++) cap += *q == '\n';
     subs = calloc(cap + 1, sizeof *subs);
@@ -710,14 +525,14 @@ int main(int argc, char **argv) {
     sent_ns = calloc(opt_max_creates + 1, sizeof *sent_ns);
     delivered = calloc(opt_max_creates + 1, sizeof *delivered);
     answered = calloc(opt_max_creates + 1, 1);
-    rbuf = malloc(FRAME_MAX + 16 + READ_SIZE);
-    hist = calloc(HIST_FINE + HIST_COARSE, sizeof *hist);
-    ack_hist = calloc(HIST_FINE + HIST_COARSE, sizeof *ack_hist);
+    ws_reading_init(&reading, 0, FRAME_MAX, READ_SIZE);
+    bench_hist_init(&hist);
+    bench_hist_init(&ack_hist);
     epfd = epoll_create1(0);
 
-    uint64_t t_setup = now_ns();
+    uint64_t t_setup = bench_now_ns();
     setup();
-    double setup_s = (now_ns() - t_setup) / 1e9;
+    double setup_s = (bench_now_ns() - t_setup) / 1e9;
     if (ready_count < nsubs + opt_inflight) {
         printf("{\"mode\":\"fanout\",\"error\":\"setup failed\",\"ready\":%d,\"failed\":%d,\"wanted\":%d}\n", ready_count,
                failed_count, nsubs + opt_inflight);
@@ -725,23 +540,20 @@ int main(int argc, char **argv) {
     }
 
     sending = 1;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     last_progress_ns = t0;
     uint64_t t_measure = t0 + (uint64_t)(opt_warmup * 1e9);
     uint64_t t_end = t_measure + (uint64_t)(opt_duration * 1e9);
-    double cpu0 = 0, scpu0 = 0, mcpu0 = 0, cpu1 = 0, scpu1 = 0, mcpu1 = 0;
-    uint64_t tm0 = 0, tm1 = 0, creates0 = 0, creates1 = 0;
+    bench_window_t w = {0};
+    uint64_t creates0 = 0, creates1 = 0;
     int stalled = 0;
     publish_more();
     for (;;) {
         event_loop_once(20);
-        uint64_t now = now_ns();
-        if (!measuring && now >= t_measure && tm0 == 0) {
+        uint64_t now = bench_now_ns();
+        if (!measuring && now >= t_measure && w.t0 == 0) {
             measuring = 1;
-            tm0 = now;
-            cpu0 = cpu_seconds();
-            scpu0 = server_cpu_seconds();
-            mcpu0 = machine_busy_seconds();
+            bench_window_open(&w, opt_server_pid, now);
             creates0 = seq_next;
         }
         if (measuring && now >= t_end) break;
@@ -751,17 +563,14 @@ int main(int argc, char **argv) {
     }
     if (measuring) {
         measuring = 0;
-        tm1 = now_ns();
-        cpu1 = cpu_seconds();
-        scpu1 = server_cpu_seconds();
-        mcpu1 = machine_busy_seconds();
+        bench_window_close(&w, bench_now_ns());
         creates1 = seq_next;
     }
     sending = 0;
-    uint64_t drain_end = now_ns() + (uint64_t)(opt_drain * 1e9);
-    while (outstanding && now_ns() < drain_end) event_loop_once(20);
-    uint64_t grace_end = now_ns() + 300000000ull; /* late, duplicate or unexpected events */
-    while (now_ns() < grace_end) event_loop_once(20);
+    uint64_t drain_end = bench_now_ns() + (uint64_t)(opt_drain * 1e9);
+    while (outstanding && bench_now_ns() < drain_end) event_loop_once(20);
+    uint64_t grace_end = bench_now_ns() + 300000000ull; /* late, duplicate or unexpected events */
+    while (bench_now_ns() < grace_end) event_loop_once(20);
 
     uint64_t sent = seq_next - 1;
     uint64_t answered_ok = 0;
@@ -778,46 +587,38 @@ int main(int argc, char **argv) {
         unparsed += subs[i].unparsed;
         open_subs += subs[i].state == S_READY;
     }
-    double wall = tm0 && tm1 ? (tm1 - tm0) / 1e9 : 0;
-    double server_cpu = wall && opt_server_pid ? (scpu1 - scpu0) / wall : -1;
-    double own_cpu = wall ? (cpu1 - cpu0) / wall : 0;
-    double other_cpu = wall ? (mcpu1 - mcpu0) / wall - own_cpu - (server_cpu > 0 ? server_cpu : 0) : 0;
+    double wall = bench_window_s(&w);
     printf("{\"mode\":\"fanout\",\"subscribers\":%d,\"inflight\":%d,\"setup_s\":%.3f,\"window_s\":%.3f,"
-           "\"creates_per_s\":%.1f,\"deliveries_per_s\":%.1f,\"window_creates_sent\":%llu,"
-           "\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},"
-           "\"create_latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},"
-           "\"sent\":%llu,\"answered_2xx\":%llu,\"non_2xx\":%llu,\"first_error\":\"",
+           "\"creates_per_s\":%.1f,\"deliveries_per_s\":%.1f,\"window_creates_sent\":%llu,",
            nsubs, opt_inflight, setup_s, wall, wall ? window_creates / wall : 0, wall ? window_deliveries / wall : 0,
-           (unsigned long long)(creates1 - creates0), percentile(hist, hist_n, 0.50), percentile(hist, hist_n, 0.99),
-           lat_max_ns / 1000.0, (unsigned long long)hist_n, percentile(ack_hist, ack_n, 0.50),
-           percentile(ack_hist, ack_n, 0.99), ack_max_ns / 1000.0, (unsigned long long)ack_n, (unsigned long long)sent,
+           (unsigned long long)(creates1 - creates0));
+    bench_print_latency("latency_us", &hist);
+    putchar(',');
+    bench_print_latency("create_latency_us", &ack_hist);
+    printf(",\"sent\":%llu,\"answered_2xx\":%llu,\"non_2xx\":%llu,\"first_error\":", (unsigned long long)sent,
            (unsigned long long)answered_ok, (unsigned long long)non_2xx);
-    for (char *q = first_error; *q; q++) putchar(*q == '"' || *q == '\\' || (unsigned char)*q < 32 ? '\'' : *q);
-    printf("\",\"expected_deliveries\":%llu,\"delivered\":%llu,\"lost\":%llu,\"unexpected\":%llu,\"duplicates\":%llu,"
+    bench_print_json_string(first_error);
+    printf(",\"expected_deliveries\":%llu,\"delivered\":%llu,\"lost\":%llu,\"unexpected\":%llu,\"duplicates\":%llu,"
            "\"reordered\":%llu,\"unparsed\":%llu,\"other_frames\":%llu,\"first_other_frame\":\"%s\",\"oversize\":%llu,"
            "\"closed_by_server\":%llu,\"open_subscribers\":%d,\"stalled\":%s,"
            "\"loadgen_cpu\":%.3f,\"server_cpu\":%.3f,\"other_cpu\":%.3f,\"signatures\":[",
            (unsigned long long)expected_ok, (unsigned long long)total_deliveries, (unsigned long long)lost,
            (unsigned long long)unexpected, (unsigned long long)duplicates, (unsigned long long)reordered,
-           (unsigned long long)unparsed, (unsigned long long)other_frames, first_other, (unsigned long long)oversize,
-           (unsigned long long)closes_seen, open_subs, stalled ? "true" : "false", own_cpu, server_cpu, other_cpu);
+           (unsigned long long)unparsed, (unsigned long long)other_frames, first_other,
+           (unsigned long long)reading.oversize, (unsigned long long)closes_seen, open_subs, stalled ? "true" : "false",
+           bench_own_cpu(&w), bench_server_cpu(&w), bench_other_cpu(&w));
     for (int i = 0; i < nsigs; i++) printf("%s\"%s\"", i ? "," : "", sigs[i]);
     printf("],\"connections\":[");
     size_t bytes = sent / 8 + 1;
-    static const char hex[] = "0123456789abcdef";
-    char *line = malloc(bytes * 2 + 1);
     for (int i = 0; i < nsubs; i++) {
         conn_t *c = &subs[i];
-        for (size_t b = 0; b < bytes; b++) {
-            line[2 * b] = hex[c->seen[b] >> 4];
-            line[2 * b + 1] = hex[c->seen[b] & 15];
-        }
-        line[2 * bytes] = 0;
         printf("%s{\"role\":%d,\"received\":%llu,\"duplicates\":%llu,\"reordered\":%llu,\"unparsed\":%llu,"
-               "\"open\":%s,\"signatures\":%u,\"seen\":\"%s\"}",
+               "\"open\":%s,\"signatures\":%u,\"seen\":\"",
                i ? "," : "", c->role, (unsigned long long)c->received, (unsigned long long)c->duplicates,
                (unsigned long long)c->reordered, (unsigned long long)c->unparsed, c->state == S_READY ? "true" : "false",
-               c->sigmask, line);
+               c->sigmask);
+        bench_print_hex(c->seen, bytes);
+        printf("\"}");
     }
     printf("]}\n");
     return 0;

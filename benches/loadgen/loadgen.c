@@ -25,30 +25,13 @@
  * The result is one JSON object on stdout. Build: cc -O2 -o loadgen loadgen.c
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
-#include <poll.h>
+#define BENCH_NAME "loadgen"
+#include "wsclient.h" /* websocket framing and reader; benchcommon.h: clocks, CPU, histogram, epoll */
 
 #define MAX_EVENTS 1024
 #define READ_SIZE (256 * 1024)
-#define CARRY_MAX 128   /* a partial frame header plus payload prefix */
 #define PREFIX 64       /* payload bytes looked at per frame */
 #define SLOTS 65536     /* send times / receive counts by sequence number */
-#define HIST_FINE 20000 /* 1 us buckets up to 20 ms */
-#define HIST_COARSE 100000 /* then 100 us buckets up to 10 s */
 
 enum { S_CONNECTING, S_HANDSHAKE, S_WAIT_FIRST, S_JOINING, S_READY, S_CLOSED };
 
@@ -58,11 +41,8 @@ typedef struct {
     int is_pub;
     int joiner;
     int port;           /* the server this connection goes to (--port or --port2) */
-    uint8_t *hs;        /* handshake response buffer, freed once open */
-    size_t hs_len;
-    uint64_t skip;      /* payload bytes of the current frame still to skip */
-    uint32_t carry_len;
-    uint8_t carry[CARRY_MAX];
+    ws_upgrade_t hs;    /* the upgrade answer, until open */
+    ws_reader_t rd;     /* what is left of a frame between reads */
     uint64_t received;  /* sequenced frames received */
     int64_t last_seq;
     uint64_t reordered;
@@ -109,160 +89,29 @@ static int measuring = 0;
 static uint64_t window_deliveries = 0, window_messages = 0;
 static uint64_t port2_deliveries = 0; /* of total_deliveries, to subscribers of --port2 */
 static uint64_t total_deliveries = 0, misrouted = 0, other_frames = 0, closes_seen = 0;
-static uint32_t *hist;
-static uint64_t hist_n = 0, lat_max_ns = 0;
+static bench_hist_t hist;
 static uint64_t last_progress_ns = 0;
 
-static uint8_t *rbuf;
+static ws_reading_t reading;
 static char message_template[4096];
 static size_t message_len;
 static size_t seq_offset;
-static uint8_t mask_key[4] = {0x37, 0xfa, 0x21, 0x3d};
 static uint8_t pub_out[1 << 20];
 static size_t pub_out_len = 0;
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static double cpu_seconds(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-static double pid_cpu_seconds(int pid) {
-    if (!pid) return 0;
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p) return 0;
-    unsigned long utime = 0, stime = 0;
-    /* after ") ": state(3) ... utime is field 14, stime 15 */
-    int field = 2;
-    for (char *q = p + 1; *q; q++) {
-        if (*q == ' ') {
-            field++;
-            if (field == 14) utime = strtoul(q + 1, NULL, 10);
-            if (field == 15) { stime = strtoul(q + 1, NULL, 10); break; }
-        }
-    }
-    return (double)(utime + stime) / sysconf(_SC_CLK_TCK);
-}
-
-static double server_cpu_seconds(void) { return pid_cpu_seconds(opt_server_pid); }
-
-static void die(const char *what) {
-    fprintf(stderr, "loadgen: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
-
-static void record_latency(uint64_t ns) {
-    uint64_t us = ns / 1000;
-    size_t i;
-    if (us < HIST_FINE) i = us;
-    else {
-        uint64_t c = (us - HIST_FINE) / 100;
-        if (c >= HIST_COARSE) c = HIST_COARSE - 1;
-        i = HIST_FINE + c;
-    }
-    hist[i]++;
-    hist_n++;
-    if (ns > lat_max_ns) lat_max_ns = ns;
-}
-
-static double hist_percentile(double p) {
-    if (!hist_n) return 0;
-    uint64_t target = (uint64_t)(p * hist_n);
-    if (target >= hist_n) target = hist_n - 1;
-    uint64_t seen = 0;
-    for (size_t i = 0; i < HIST_FINE + HIST_COARSE; i++) {
-        seen += hist[i];
-        if (seen > target) {
-            if (i < HIST_FINE) return (double)i + 0.5;
-            return HIST_FINE + (double)(i - HIST_FINE) * 100 + 50;
-        }
-    }
-    return 0;
-}
-
-static void set_nonblock(int fd) {
-    int flags = fcntl(fd, F_GETFL, 0);
-    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-}
-
-static void ep_mod(conn_t *c, uint32_t events) {
-    struct epoll_event ev = {.events = events, .data.ptr = c};
-    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl mod");
-}
-
 static void start_connect(conn_t *c) {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->port)};
-    inet_pton(AF_INET, opt_host, &sa.sin_addr);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (c->fd < 0) die("socket");
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) die("connect");
+    c->fd = bench_connect(epfd, c->port, c);
     c->state = S_CONNECTING;
     c->last_seq = -1;
-    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl add");
-}
-
-static int write_all_small(int fd, const void *data, size_t len) {
-    /* only for handshakes and small control frames: the kernel buffer of a
-     * fresh connection always takes them */
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) { struct pollfd pf = {fd, POLLOUT, 0}; poll(&pf, 1, 100); continue; }
-            return -1;
-        }
-        p += n;
-        len -= n;
-    }
-    return 0;
-}
-
-static size_t client_frame(uint8_t *out, int opcode, const uint8_t *payload, size_t len) {
-    size_t h = 0;
-    out[h++] = 0x80 | opcode;
-    if (len < 126) out[h++] = 0x80 | len;
-    else if (len < 65536) { out[h++] = 0x80 | 126; out[h++] = len >> 8; out[h++] = len & 0xff; }
-    else { out[h++] = 0x80 | 127; for (int i = 7; i >= 0; i--) out[h++] = (len >> (8 * i)) & 0xff; }
-    memcpy(out + h, mask_key, 4);
-    h += 4;
-    for (size_t i = 0; i < len; i++) out[h + i] = payload[i] ^ mask_key[i & 3];
-    return h + len;
 }
 
 static void send_handshake(conn_t *c) {
-    char req[8192];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
-                     opt_path, opt_host, c->port, opt_cookie ? "Cookie: " : "", opt_cookie ? opt_cookie : "",
-                     opt_cookie ? "\r\n" : "");
-    if (write_all_small(c->fd, req, n) < 0) die("handshake write");
+    char extra[8192];
+    snprintf(extra, sizeof extra, "%s%s%s", opt_cookie ? "Cookie: " : "", opt_cookie ? opt_cookie : "",
+             opt_cookie ? "\r\n" : "");
+    if (ws_send_upgrade(c->fd, opt_path, c->port, extra) < 0) bench_die("handshake write");
     c->state = S_HANDSHAKE;
-    c->hs = malloc(16384);
-    c->hs_len = 0;
-    ep_mod(c, EPOLLIN);
-}
-
-static void send_text(conn_t *c, const char *text) {
-    uint8_t frame[8192];
-    size_t n = client_frame(frame, 1, (const uint8_t *)text, strlen(text));
-    if (write_all_small(c->fd, frame, n) < 0) die("write");
+    bench_ep_mod(epfd, c->fd, c, EPOLLIN);
 }
 
 static int ready_count = 0, failed_count = 0;
@@ -281,8 +130,7 @@ static void conn_failed(conn_t *c, const char *why) {
         closes_seen++;
     }
     c->state = S_CLOSED;
-    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
+    bench_ep_close(epfd, c->fd);
 }
 
 static void on_sequenced(conn_t *c, uint64_t seq, uint64_t now) {
@@ -296,7 +144,7 @@ static void on_sequenced(conn_t *c, uint64_t seq, uint64_t now) {
     uint32_t slot = seq & (SLOTS - 1);
     if (measuring) {
         window_deliveries++;
-        record_latency(now - slot_sent_ns[slot]);
+        bench_hist_record(&hist, now - slot_sent_ns[slot]);
     }
     if (++slot_count[slot] == expected_per_msg) {
         inflight--;
@@ -306,7 +154,8 @@ static void on_sequenced(conn_t *c, uint64_t seq, uint64_t now) {
     }
 }
 
-static void on_frame(conn_t *c, int opcode, const uint8_t *prefix, size_t prefix_len, uint64_t plen, uint64_t now) {
+static int on_frame(void *ctx, int opcode, const uint8_t *prefix, size_t prefix_len, uint64_t plen) {
+    conn_t *c = ctx;
     if (opcode == 1) {
         /* the sequence marker sits at a fixed offset in our own messages;
          * look for it near there, never decode the JSON */
@@ -314,13 +163,13 @@ static void on_frame(conn_t *c, int opcode, const uint8_t *prefix, size_t prefix
             uint64_t seq = 0;
             const uint8_t *d = prefix + seq_offset;
             for (int i = 0; i < 10; i++) seq = seq * 10 + (d[i] - '0');
-            on_sequenced(c, seq, now);
-            return;
+            on_sequenced(c, seq, reading.now);
+            return 0;
         }
         other_frames++;
         if (c->state == S_WAIT_FIRST) {
             if (c->joiner && opt_join_frame) {
-                send_text(c, opt_join_frame);
+                if (ws_send_text(c->fd, opt_join_frame) < 0) bench_die("write");
                 c->state = S_JOINING;
             } else {
                 became_ready(c);
@@ -330,96 +179,29 @@ static void on_frame(conn_t *c, int opcode, const uint8_t *prefix, size_t prefix
         }
     } else if (opcode == 8) {
         conn_failed(c, "server closed the websocket");
-    } else if (opcode == 9 && plen <= prefix_len) {
-        uint8_t frame[256];
-        size_t n = client_frame(frame, 0xA, prefix, plen);
-        write_all_small(c->fd, frame, n);
+    } else if (opcode == 9) {
+        ws_pong(c->fd, prefix, prefix_len, plen);
     }
+    return c->state == S_CLOSED;
 }
 
-/* Walk frames in data; keep an incomplete header+prefix in c->carry. */
-static void feed(conn_t *c, const uint8_t *buf, size_t len, uint64_t now) {
-    size_t pos = 0;
-    if (c->skip) {
-        uint64_t take = c->skip < len ? c->skip : len;
-        pos += take;
-        c->skip -= take;
-    }
-    while (pos < len && c->state != S_CLOSED) {
-        size_t avail = len - pos;
-        if (avail < 2) break;
-        const uint8_t *p = buf + pos;
-        uint64_t plen = p[1] & 0x7f;
-        size_t hdr = 2;
-        if (plen == 126) {
-            if (avail < 4) break;
-            plen = ((uint64_t)p[2] << 8) | p[3];
-            hdr = 4;
-        } else if (plen == 127) {
-            if (avail < 10) break;
-            plen = 0;
-            for (int i = 0; i < 8; i++) plen = (plen << 8) | p[2 + i];
-            hdr = 10;
-        }
-        if (p[1] & 0x80) hdr += 4; /* a masked server frame would be a server bug; skip the key */
-        size_t want = plen < PREFIX ? plen : PREFIX;
-        if (avail < hdr + want) break;
-        on_frame(c, p[0] & 0x0f, p + hdr, want, plen, now);
-        if (avail - hdr >= plen) {
-            pos += hdr + plen;
-        } else {
-            c->skip = plen - (avail - hdr);
-            pos = len;
-        }
-    }
-    size_t rest = len - pos;
-    if (rest > CARRY_MAX) { fprintf(stderr, "loadgen: carry overflow\n"); exit(2); }
-    if (rest) memmove(c->carry, buf + pos, rest);
-    c->carry_len = rest;
-}
-
-static void on_handshake_data(conn_t *c, uint64_t now) {
-    ssize_t n = read(c->fd, c->hs + c->hs_len, 16384 - c->hs_len - 1);
-    if (n <= 0) {
-        if (n < 0 && errno == EAGAIN) return;
-        conn_failed(c, "closed during the handshake");
-        return;
-    }
-    c->hs_len += n;
-    c->hs[c->hs_len] = 0;
-    char *end = strstr((char *)c->hs, "\r\n\r\n");
-    if (!end) {
-        if (c->hs_len >= 16383) conn_failed(c, "handshake response too long");
-        return;
-    }
-    if (strncmp((char *)c->hs, "HTTP/1.1 101", 12) != 0) {
-        char line[128];
-        snprintf(line, sizeof line, "refused: %.100s", (char *)c->hs);
-        conn_failed(c, line);
-        return;
-    }
+static void on_handshake_data(conn_t *c) {
+    size_t body_at;
+    char why[200];
+    int r = ws_upgrade_read(c->fd, &c->hs, &body_at, why, sizeof why);
+    if (r == WS_UPGRADE_FAILED) conn_failed(c, why);
+    if (r != WS_UPGRADE_OPEN) return;
     c->state = S_WAIT_FIRST;
-    size_t head = (uint8_t *)end + 4 - c->hs;
-    uint8_t *hs = c->hs;
-    size_t left = c->hs_len - head;
-    c->hs = NULL;
-    if (left) feed(c, hs + head, left, now);
-    free(hs);
+    reading.now = bench_now_ns();
+    ws_reader_feed(&reading, &c->rd, c->hs.buf + body_at, c->hs.len - body_at, on_frame, c);
+    ws_upgrade_done(&c->hs);
 }
 
 static void on_readable(conn_t *c) {
     for (;;) {
-        uint8_t *start = rbuf + CARRY_MAX - c->carry_len;
-        if (c->carry_len) memcpy(start, c->carry, c->carry_len);
-        ssize_t n = read(c->fd, rbuf + CARRY_MAX, READ_SIZE);
-        if (n <= 0) {
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-            conn_failed(c, "connection closed");
-            return;
-        }
-        uint64_t now = now_ns();
-        feed(c, start, c->carry_len + n, now);
-        if (n < READ_SIZE) return;
+        ssize_t n = ws_reader_read(&reading, &c->rd, c->fd, on_frame, c);
+        if (n < 0) conn_failed(c, "connection closed");
+        if (n < READ_SIZE || c->state == S_CLOSED) return;
     }
 }
 
@@ -427,13 +209,13 @@ static void flush_pub(void) {
     while (pub_out_len) {
         ssize_t n = write(pub->fd, pub_out, pub_out_len);
         if (n < 0) {
-            if (errno == EAGAIN) { ep_mod(pub, EPOLLIN | EPOLLOUT); return; }
-            die("publisher write");
+            if (errno == EAGAIN) { bench_ep_mod(epfd, pub->fd, pub, EPOLLIN | EPOLLOUT); return; }
+            bench_die("publisher write");
         }
         memmove(pub_out, pub_out + n, pub_out_len - n);
         pub_out_len -= n;
     }
-    ep_mod(pub, EPOLLIN);
+    bench_ep_mod(epfd, pub->fd, pub, EPOLLIN);
 }
 
 static int sending = 0;
@@ -441,12 +223,10 @@ static int sending = 0;
 static void publish_more(void) {
     if (!sending || pub->state != S_READY) return;
     int wrote = 0;
-    uint64_t now = now_ns();
+    uint64_t now = bench_now_ns();
     while (inflight < (uint64_t)opt_inflight && pub_out_len + message_len + 16 < sizeof pub_out) {
         uint64_t seq = seq_next++;
-        char digits[11];
-        snprintf(digits, sizeof digits, "%010llu", (unsigned long long)(seq % 10000000000ull));
-        memcpy(message_template + seq_offset, digits, 10);
+        bench_stamp_seq(message_template + seq_offset, seq);
         uint32_t slot = seq & (SLOTS - 1);
         if (slot_count[slot] != 0 && slot_count[slot] < expected_per_msg) {
             fprintf(stderr, "loadgen: sequence window wrapped onto an incomplete message\n");
@@ -454,7 +234,7 @@ static void publish_more(void) {
         }
         slot_count[slot] = 0;
         slot_sent_ns[slot] = now;
-        pub_out_len += client_frame(pub_out + pub_out_len, 1, (uint8_t *)message_template, message_len);
+        pub_out_len += ws_client_frame(pub_out + pub_out_len, 1, (uint8_t *)message_template, message_len);
         inflight++;
         wrote = 1;
     }
@@ -476,11 +256,7 @@ static void build_template(void) {
 
 static void event_loop_once(int timeout_ms) {
     struct epoll_event events[MAX_EVENTS];
-    int n = epoll_wait(epfd, events, MAX_EVENTS, timeout_ms);
-    if (n < 0) {
-        if (errno == EINTR) return;
-        die("epoll_wait");
-    }
+    int n = bench_wait(epfd, events, MAX_EVENTS, timeout_ms);
     for (int i = 0; i < n; i++) {
         conn_t *c = events[i].data.ptr;
         if (c->state == S_CLOSED) continue;
@@ -491,7 +267,7 @@ static void event_loop_once(int timeout_ms) {
         }
         if (c == pub && (events[i].events & EPOLLOUT)) flush_pub();
         if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-            if (c->state == S_HANDSHAKE) on_handshake_data(c, now_ns());
+            if (c->state == S_HANDSHAKE) on_handshake_data(c);
             else on_readable(c);
         }
     }
@@ -502,7 +278,7 @@ static int in_setup(conn_t *c) { return c->state != S_READY && c->state != S_CLO
 static void setup(void) {
     /* subscribers first, at most opt_concurrent_handshakes in progress */
     int started = 0;
-    uint64_t deadline = now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
+    uint64_t deadline = bench_now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
     while (ready_count + failed_count < nconns) {
         int pending = 0;
         for (int i = 0; i < started; i++) pending += in_setup(&conns[i]);
@@ -511,7 +287,7 @@ static void setup(void) {
             pending++;
         }
         event_loop_once(10);
-        if (now_ns() > deadline) {
+        if (bench_now_ns() > deadline) {
             fprintf(stderr, "loadgen: setup timed out: %d ready, %d failed of %d\n", ready_count, failed_count, nconns);
             break;
         }
@@ -556,20 +332,12 @@ int main(int argc, char **argv) {
         else usage();
     }
     if (!opt_port || opt_subs < 1 || opt_subs > 60000 || opt_inflight < 1 || opt_inflight > SLOTS / 4) usage();
-    if (strcmp(opt_host, "127.0.0.1") != 0 && strcmp(opt_host, "localhost") != 0) {
-        fprintf(stderr, "loadgen: loopback only\n");
-        return 2;
-    }
-    opt_host = "127.0.0.1";
+    bench_loopback_only(opt_host);
     if (opt_duration > 120 || opt_hold > 600 || opt_warmup > 60) { fprintf(stderr, "loadgen: bounded runs only\n"); return 2; }
 
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-
-    rbuf = malloc(READ_SIZE + CARRY_MAX);
-    hist = calloc(HIST_FINE + HIST_COARSE, sizeof *hist);
+    bench_raise_nofile();
+    ws_reading_init(&reading, PREFIX, 0, READ_SIZE);
+    bench_hist_init(&hist);
     build_template();
     int is_fanout = strcmp(mode, "fanout") == 0;
     if (!is_fanout && strcmp(mode, "idle") != 0) usage();
@@ -585,24 +353,14 @@ int main(int argc, char **argv) {
         pub->is_pub = 1;
     }
     epfd = epoll_create1(0);
-    uint64_t t_setup = now_ns();
+    uint64_t t_setup = bench_now_ns();
     setup();
-    double setup_s = (now_ns() - t_setup) / 1e9;
+    double setup_s = (bench_now_ns() - t_setup) / 1e9;
 
     if (!is_fanout) {
         printf("{\"mode\":\"idle\",\"ready\":%d,\"failed\":%d,\"setup_s\":%.3f}\n", ready_count, failed_count, setup_s);
         fflush(stdout);
-        set_nonblock(0);
-        uint64_t end = now_ns() + (uint64_t)(opt_hold * 1e9);
-        while (now_ns() < end) {
-            struct pollfd pf = {0, POLLIN, 0};
-            if (poll(&pf, 1, 0) > 0) {
-                char b[64];
-                ssize_t r = read(0, b, sizeof b);
-                if (r == 0 || (r < 0 && errno != EAGAIN)) break;
-            }
-            event_loop_once(100);
-        }
+        bench_hold(opt_hold, event_loop_once);
         return 0;
     }
 
@@ -615,52 +373,40 @@ int main(int argc, char **argv) {
 
     /* warmup, then the measured window, then drain */
     sending = 1;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     last_progress_ns = t0;
     uint64_t t_measure = t0 + (uint64_t)(opt_warmup * 1e9);
     uint64_t t_end = t_measure + (uint64_t)(opt_duration * 1e9);
-    double cpu0 = 0, scpu0 = 0, s2cpu0 = 0, s2cpu1 = 0;
-    uint64_t tm0 = 0, tm1 = 0;
-    double cpu1 = 0, scpu1 = 0;
+    bench_window_t w = {0};
+    double s2cpu0 = 0, s2cpu1 = 0; /* the second node's, beside the window */
     int stalled = 0;
     publish_more();
     for (;;) {
         event_loop_once(50);
-        uint64_t now = now_ns();
-        if (!measuring && now >= t_measure && tm0 == 0) {
+        uint64_t now = bench_now_ns();
+        if (!measuring && now >= t_measure && w.t0 == 0) {
             measuring = 1;
-            tm0 = now;
-            cpu0 = cpu_seconds();
-            scpu0 = server_cpu_seconds();
-            s2cpu0 = pid_cpu_seconds(opt_server_pid2);
+            bench_window_open(&w, opt_server_pid, now);
+            s2cpu0 = bench_process_cpu_seconds(opt_server_pid2);
         }
-        if (measuring && now >= t_end) {
-            measuring = 0;
-            tm1 = now;
-            cpu1 = cpu_seconds();
-            scpu1 = server_cpu_seconds();
-            s2cpu1 = pid_cpu_seconds(opt_server_pid2);
-            break;
-        }
+        if (measuring && now >= t_end) break;
         if (now - last_progress_ns > (uint64_t)(opt_stall * 1e9)) {
             stalled = 1;
             break;
         }
         publish_more();
     }
-    if (measuring) { /* stalled inside the window */
+    if (measuring) { /* the window's end, or stalled inside it */
         measuring = 0;
-        tm1 = now_ns();
-        cpu1 = cpu_seconds();
-        scpu1 = server_cpu_seconds();
-        s2cpu1 = pid_cpu_seconds(opt_server_pid2);
+        bench_window_close(&w, bench_now_ns());
+        s2cpu1 = bench_process_cpu_seconds(opt_server_pid2);
     }
     sending = 0;
-    uint64_t drain_end = now_ns() + 3000000000ull;
-    while (inflight && now_ns() < drain_end) event_loop_once(20);
+    uint64_t drain_end = bench_now_ns() + 3000000000ull;
+    while (inflight && bench_now_ns() < drain_end) event_loop_once(20);
     /* a short grace period to see late or misrouted frames */
-    uint64_t grace_end = now_ns() + 200000000ull;
-    while (now_ns() < grace_end) event_loop_once(20);
+    uint64_t grace_end = bench_now_ns() + 200000000ull;
+    while (bench_now_ns() < grace_end) event_loop_once(20);
 
     uint64_t sent = seq_next - 1;
     uint64_t lost = sent * expected_per_msg - total_deliveries;
@@ -670,19 +416,18 @@ int main(int argc, char **argv) {
         reordered += conns[i].reordered;
         open_subs += conns[i].state == S_READY;
     }
-    double wall = tm0 && tm1 ? (tm1 - tm0) / 1e9 : 0;
+    double wall = bench_window_s(&w);
     printf("{\"mode\":\"fanout\",\"subscribers\":%d,\"receivers_per_message\":%llu,\"inflight\":%d,\"message_bytes\":%zu,"
-           "\"setup_s\":%.3f,\"window_s\":%.3f,\"messages_per_s\":%.1f,\"deliveries_per_s\":%.1f,"
-           "\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},"
-           "\"sent\":%llu,\"delivered\":%llu,\"lost\":%llu,\"misrouted\":%llu,\"reordered\":%llu,"
+           "\"setup_s\":%.3f,\"window_s\":%.3f,\"messages_per_s\":%.1f,\"deliveries_per_s\":%.1f,",
+           opt_subs, (unsigned long long)expected_per_msg, opt_inflight, message_len, setup_s, wall,
+           wall ? window_messages / wall : 0, wall ? window_deliveries / wall : 0);
+    bench_print_latency("latency_us", &hist);
+    printf(",\"sent\":%llu,\"delivered\":%llu,\"lost\":%llu,\"misrouted\":%llu,\"reordered\":%llu,"
            "\"closed_by_server\":%llu,\"open_subscribers\":%d,\"stalled\":%s,"
            "\"loadgen_cpu\":%.3f,\"server_cpu\":%.3f,\"server2_cpu\":%.3f,\"delivered_port2\":%llu}\n",
-           opt_subs, (unsigned long long)expected_per_msg, opt_inflight, message_len, setup_s, wall,
-           wall ? window_messages / wall : 0, wall ? window_deliveries / wall : 0, hist_percentile(0.50),
-           hist_percentile(0.99), lat_max_ns / 1000.0, (unsigned long long)hist_n, (unsigned long long)sent,
-           (unsigned long long)total_deliveries, (unsigned long long)lost, (unsigned long long)misrouted,
-           (unsigned long long)reordered, (unsigned long long)closes_seen, open_subs, stalled ? "true" : "false",
-           wall ? (cpu1 - cpu0) / wall : 0, wall && opt_server_pid ? (scpu1 - scpu0) / wall : -1,
+           (unsigned long long)sent, (unsigned long long)total_deliveries, (unsigned long long)lost,
+           (unsigned long long)misrouted, (unsigned long long)reordered, (unsigned long long)closes_seen, open_subs,
+           stalled ? "true" : "false", bench_own_cpu(&w), bench_server_cpu(&w),
            wall && opt_server_pid2 ? (s2cpu1 - s2cpu0) / wall : -1, (unsigned long long)port2_deliveries);
     return 0;
 }

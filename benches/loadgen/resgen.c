@@ -6,8 +6,8 @@
  * whose writes every subscriber should receive.
  *
  * One process, one thread, one epoll loop, loopback only; built on
- * wsclient.h (the framing, clocks and histogram shared with the other
- * generators). Frames are reassembled across reads; no JSON is decoded but
+ * wsclient.h and benchcommon.h (the framing, clocks, histogram, epoll and
+ * HTTP plumbing shared with the other generators). Frames are reassembled across reads; no JSON is decoded but
  * a few fixed keys found by substring.
  *
  * Subscribers (--conns FILE, one line per connection, tab-separated):
@@ -40,15 +40,8 @@
  *
  * One JSON object on stdout at the end. Build: cc -O2 -o resgen resgen.c
  */
+#define BENCH_NAME "resgen"
 #include "wsclient.h"
-
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <strings.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
 
 #define MAX_EVENTS 1024
 #define READ_SIZE (256 * 1024)
@@ -60,11 +53,8 @@ enum { S_CONNECTING, S_HANDSHAKE, S_STEP1, S_STEP2, S_READY, S_CLOSED };
 typedef struct {
     int fd, state, is_http, group, check_version;
     char *path, *header, *frame1, *ready1, *frame2, *ready2;
-    uint8_t *hs;
-    size_t hs_len;
-    uint8_t *carry;
-    size_t carry_len, carry_cap;
-    uint64_t skip;
+    ws_upgrade_t hs;
+    ws_reader_t rd;
     uint64_t received, duplicates, reordered, unparsed, hash;
     char last_version[40];
     int64_t last_revision;
@@ -98,35 +88,17 @@ static uint8_t *answered;
 static uint64_t seq_next = 1, outstanding = 0, writer_hash = 0;
 static int sending = 0, measuring = 0;
 static uint64_t window_deliveries = 0, window_writes = 0, total_deliveries = 0;
-static uint64_t non_2xx = 0, closes_seen = 0, other_frames = 0, oversize = 0, answers_without_version = 0;
+static uint64_t non_2xx = 0, closes_seen = 0, other_frames = 0, answers_without_version = 0;
 static uint64_t last_progress_ns = 0;
-static ws_hist_t hist, ack_hist;
+static bench_hist_t hist, ack_hist;
 static char first_error[512] = "", first_other[256] = "";
-static uint8_t *rbuf;
+static ws_reading_t reading;
 static int ready_count = 0, failed_count = 0;
 
-static void die(const char *what) {
-    fprintf(stderr, "resgen: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
-
-static void ep_mod(conn_t *c, uint32_t events) {
-    struct epoll_event ev = {.events = events, .data.ptr = c};
-    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl mod");
-}
-
 static void start_connect(conn_t *c) {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(opt_port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (c->fd < 0) die("socket");
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) die("connect");
+    c->fd = bench_connect(epfd, opt_port, c);
     c->state = S_CONNECTING;
     c->last_revision = -1;
-    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl add");
 }
 
 static void conn_failed(conn_t *c, const char *why) {
@@ -139,22 +111,17 @@ static void conn_failed(conn_t *c, const char *why) {
         if (closes_seen <= 3) fprintf(stderr, "resgen: a connection closed: %s\n", why);
     }
     c->state = S_CLOSED;
-    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
+    bench_ep_close(epfd, c->fd);
 }
 
 static void note_other(const uint8_t *p, size_t n) {
     other_frames++;
-    if (!first_other[0]) {
-        size_t k = n < sizeof first_other - 1 ? n : sizeof first_other - 1;
-        for (size_t i = 0; i < k; i++) first_other[i] = (p[i] == '"' || p[i] == '\\' || p[i] < 32) ? '\'' : p[i];
-        first_other[k] = 0;
-    }
+    bench_keep_first(first_other, sizeof first_other, p, n);
 }
 
 /* the string value after key (e.g. "\"version\":\""), up to its closing quote */
 static int string_after(const uint8_t *p, size_t n, const char *key, const uint8_t **value, size_t *len) {
-    const uint8_t *k = ws_find(p, n, key);
+    const uint8_t *k = bench_find(p, n, key);
     if (!k) return 0;
     const uint8_t *v = k + strlen(key), *end = p + n;
     const uint8_t *q = memchr(v, '"', end - v);
@@ -165,8 +132,8 @@ static int string_after(const uint8_t *p, size_t n, const char *key, const uint8
 }
 
 static uint64_t pair_hash(uint64_t seq, const uint8_t *version, size_t vlen) {
-    uint64_t h = ws_fnv1a(&seq, sizeof seq, 0xcbf29ce484222325ull);
-    return ws_fnv1a(version, vlen, h);
+    uint64_t h = bench_fnv1a(&seq, sizeof seq, 0xcbf29ce484222325ull);
+    return bench_fnv1a(version, vlen, h);
 }
 
 /* -- the closed loop (fanout) ------------------------------------------------------- */
@@ -181,9 +148,9 @@ static void maybe_complete(uint64_t seq, uint64_t now) {
 }
 
 static void on_delivery(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
-    const uint8_t *s = ws_find(p, n, "\"seq\":\"");
+    const uint8_t *s = bench_find(p, n, "\"seq\":\"");
     if (!s || s + 7 + 10 > p + n) { note_other(p, n); return; }
-    int64_t seq = ws_parse_uint(s + 7, s + 17);
+    int64_t seq = bench_parse_uint(s + 7, s + 17);
     if (seq <= 0 || (uint64_t)seq >= seq_next || !sent_ns[seq]) { c->unparsed++; return; }
     const uint8_t *version = NULL;
     size_t vlen = 0;
@@ -204,7 +171,7 @@ static void on_delivery(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
     total_deliveries++;
     if (measuring) {
         window_deliveries++;
-        ws_hist_record(&hist, now - sent_ns[seq]);
+        bench_hist_record(&hist, now - sent_ns[seq]);
     }
     delivered[seq]++;
     maybe_complete(seq, now);
@@ -213,25 +180,25 @@ static void on_delivery(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
 /* watch: inbox messages {"k":SEQ,"t":WALL_NS} inside document updates */
 static void on_document(conn_t *c, const uint8_t *p, size_t n, uint64_t wall) {
     const uint8_t *end = p + n;
-    const uint8_t *r = ws_find(p, n, "\"revision\":");
+    const uint8_t *r = bench_find(p, n, "\"revision\":");
     if (!r) { note_other(p, n); return; }
-    int64_t revision = ws_parse_uint(r + 11, end);
+    int64_t revision = bench_parse_uint(r + 11, end);
     if (revision <= c->last_revision) c->reordered++;
     c->last_revision = revision;
     c->received++;
     const uint8_t *q = p;
-    while ((q = ws_find(q, end - q, "\"k\":")) != NULL) {
-        int64_t seq = ws_parse_uint(q + 4, end);
+    while ((q = bench_find(q, end - q, "\"k\":")) != NULL) {
+        int64_t seq = bench_parse_uint(q + 4, end);
         q += 4;
-        const uint8_t *t = ws_find(q, end - q, "\"t\":");
+        const uint8_t *t = bench_find(q, end - q, "\"t\":");
         if (seq <= 0 || (uint64_t)seq >= opt_max_seq || !t) { c->unparsed++; continue; }
-        int64_t sent = ws_parse_uint(t + 4, end);
+        int64_t sent = bench_parse_uint(t + 4, end);
         if (c->seen[seq >> 3] & (1u << (seq & 7))) continue; /* still in the document: not new */
         c->seen[seq >> 3] |= 1u << (seq & 7);
         total_deliveries++;
         if (measuring && sent > 0) {
             window_deliveries++;
-            ws_hist_record(&hist, wall > (uint64_t)sent ? wall - (uint64_t)sent : 0);
+            bench_hist_record(&hist, wall > (uint64_t)sent ? wall - (uint64_t)sent : 0);
         }
     }
 }
@@ -248,25 +215,23 @@ static void became_ready(conn_t *c) {
     ready_count++;
 }
 
-static int on_frame(void *ctx, int opcode, const uint8_t *p, size_t n) {
+static int on_frame(void *ctx, int opcode, const uint8_t *p, size_t n, uint64_t plen) {
     conn_t *c = ctx;
-    uint64_t now = ws_now_ns();
+    uint64_t now = reading.now;
     if (opcode == 8) { conn_failed(c, "server closed the websocket"); return 1; }
-    if (opcode == 9 && n <= 125) {
-        uint8_t frame[256];
-        size_t k = ws_client_frame(frame, 0xA, p, n);
-        ws_write_all_small(c->fd, frame, k);
+    if (opcode == 9) {
+        ws_pong(c->fd, p, n, plen);
         return 0;
     }
     if (opcode != 1) return 0;
     if (n >= 14 && memcmp(p, "{\"type\":\"ping\"", 14) == 0) { ws_send_text(c->fd, "{\"type\":\"pong\"}"); return 0; }
     if (c->state == S_READY) {
-        if (strcmp(opt_mode, "watch") == 0) on_document(c, p, n, ws_wall_ns());
+        if (strcmp(opt_mode, "watch") == 0) on_document(c, p, n, bench_wall_ns());
         else on_delivery(c, p, n, now);
         return c->state == S_CLOSED;
     }
     if (c->state == S_STEP1) {
-        if (!ws_find(p, n, c->ready1)) {
+        if (!bench_find(p, n, c->ready1)) {
             char why[240];
             snprintf(why, sizeof why, "not ready (step 1): %.*s", (int)(n < 180 ? n : 180), (const char *)p);
             conn_failed(c, why);
@@ -277,7 +242,7 @@ static int on_frame(void *ctx, int opcode, const uint8_t *p, size_t n) {
         return 0;
     }
     if (c->state == S_STEP2) {
-        if (!ws_find(p, n, c->ready2)) {
+        if (!bench_find(p, n, c->ready2)) {
             char why[240];
             snprintf(why, sizeof why, "not ready (step 2): %.*s", (int)(n < 180 ? n : 180), (const char *)p);
             conn_failed(c, why);
@@ -288,84 +253,40 @@ static int on_frame(void *ctx, int opcode, const uint8_t *p, size_t n) {
     return 0;
 }
 
-static void feed(conn_t *c, const uint8_t *buf, size_t len) {
-    size_t used = ws_walk_frames(buf, len, FRAME_MAX, &c->skip, &oversize, on_frame, c);
-    if (c->state == S_CLOSED) return;
-    size_t rest = len - used;
-    if (rest > c->carry_cap) {
-        c->carry_cap = rest < 4096 ? 4096 : rest;
-        c->carry = realloc(c->carry, c->carry_cap);
-        if (!c->carry) die("realloc");
-    }
-    if (rest) memmove(c->carry, buf + used, rest);
-    c->carry_len = rest;
-}
-
 static void on_ws_readable(conn_t *c) {
     for (;;) {
-        uint8_t *start = rbuf + FRAME_MAX + 16 - c->carry_len;
-        if (c->carry_len) memcpy(start, c->carry, c->carry_len);
-        ssize_t n = read(c->fd, rbuf + FRAME_MAX + 16, READ_SIZE);
-        if (n <= 0) {
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-            conn_failed(c, "connection closed");
-            return;
-        }
-        feed(c, start, c->carry_len + n);
+        ssize_t n = ws_reader_read(&reading, &c->rd, c->fd, on_frame, c);
+        if (n < 0) conn_failed(c, "connection closed");
         if (n < READ_SIZE || c->state == S_CLOSED) return;
     }
 }
 
 static void send_ws_handshake(conn_t *c) {
-    char req[16384];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s%s\r\n",
-                     c->path, opt_port, c->header, *c->header ? "\r\n" : "");
-    if (ws_write_all_small(c->fd, req, n) < 0) die("handshake write");
+    char extra[8192];
+    snprintf(extra, sizeof extra, "%s%s", c->header, *c->header ? "\r\n" : "");
+    if (ws_send_upgrade(c->fd, c->path, opt_port, extra) < 0) bench_die("handshake write");
     c->state = S_HANDSHAKE;
-    c->hs = malloc(16384);
-    c->hs_len = 0;
-    ep_mod(c, EPOLLIN);
+    bench_ep_mod(epfd, c->fd, c, EPOLLIN);
 }
 
 static void on_handshake_data(conn_t *c) {
-    ssize_t n = read(c->fd, c->hs + c->hs_len, 16384 - c->hs_len - 1);
-    if (n <= 0) {
-        if (n < 0 && errno == EAGAIN) return;
-        conn_failed(c, "closed during the handshake");
-        return;
-    }
-    c->hs_len += n;
-    c->hs[c->hs_len] = 0;
-    char *end = strstr((char *)c->hs, "\r\n\r\n");
-    if (!end) {
-        if (c->hs_len >= 16383) conn_failed(c, "handshake response too long");
-        return;
-    }
-    if (strncmp((char *)c->hs, "HTTP/1.1 101", 12) != 0) {
-        char line[200];
-        snprintf(line, sizeof line, "refused: %.160s", (char *)c->hs);
-        conn_failed(c, line);
-        return;
-    }
+    size_t body_at;
+    char why[200];
+    int r = ws_upgrade_read(c->fd, &c->hs, &body_at, why, sizeof why);
+    if (r == WS_UPGRADE_FAILED) conn_failed(c, why);
+    if (r != WS_UPGRADE_OPEN) return;
     if (c->ready1 && *c->ready1) step(c, c->frame1, S_STEP1);
     else became_ready(c);
-    size_t head = (uint8_t *)end + 4 - c->hs;
-    uint8_t *hs = c->hs;
-    size_t left = c->hs_len - head;
-    c->hs = NULL;
-    if (left && c->state != S_CLOSED) feed(c, hs + head, left);
-    free(hs);
+    reading.now = bench_now_ns();
+    if (c->state != S_CLOSED) ws_reader_feed(&reading, &c->rd, c->hs.buf + body_at, c->hs.len - body_at, on_frame, c);
+    ws_upgrade_done(&c->hs);
 }
 
 /* -- the HTTP writer ---------------------------------------------------------------- */
 
 static void http_send(conn_t *h, uint64_t now) {
     uint64_t seq = seq_next++;
-    char digits[11];
-    snprintf(digits, sizeof digits, "%010llu", (unsigned long long)seq);
-    memcpy(opt_body + body_seq_off, digits, 10);
+    bench_stamp_seq(opt_body + body_seq_off, seq);
     char req[16384];
     int n = snprintf(req, sizeof req,
                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s%sContent-Type: application/json\r\n"
@@ -375,12 +296,12 @@ static void http_send(conn_t *h, uint64_t now) {
     h->seq = seq;
     sent_ns[seq] = now;
     outstanding++;
-    if (ws_write_all_small(h->fd, req, n) < 0) die("request write");
+    if (ws_write_all_small(h->fd, req, n) < 0) bench_die("request write");
 }
 
 static void publish_more(void) {
     if (!sending) return;
-    uint64_t now = ws_now_ns();
+    uint64_t now = bench_now_ns();
     for (int i = 0; i < opt_inflight && outstanding < (uint64_t)opt_inflight; i++) {
         conn_t *h = &https[i];
         if (h->state == S_READY && h->seq == 0 && seq_next < opt_max_seq) http_send(h, now);
@@ -397,21 +318,10 @@ static void http_readable(conn_t *h) {
         }
         h->in_len += n;
         h->in[h->in_len] = 0;
-        for (;;) {
-            char *end = strstr(h->in, "\r\n\r\n");
-            if (!end) break;
-            size_t head = end + 4 - h->in;
-            size_t clen = 0;
-            for (char *q = h->in; q < end; q++) {
-                if ((q == h->in || q[-1] == '\n') && strncasecmp(q, "content-length:", 15) == 0) {
-                    clen = strtoul(q + 15, NULL, 10);
-                    break;
-                }
-            }
-            if (head + clen > HTTP_IN - 1) { fprintf(stderr, "resgen: REST answer too long\n"); exit(2); }
-            if (h->in_len < head + clen) break;
-            int status = atoi(h->in + 9);
-            uint64_t now = ws_now_ns();
+        int status;
+        size_t head, clen;
+        while (bench_http_answer(h->in, h->in_len, HTTP_IN, &status, &head, &clen)) {
+            uint64_t now = bench_now_ns();
             uint64_t seq = h->seq;
             if (!seq) { fprintf(stderr, "resgen: an answer nobody asked for\n"); exit(2); }
             h->seq = 0;
@@ -432,13 +342,10 @@ static void http_readable(conn_t *h) {
                              h->in + head);
                 delivered[seq] = nsubs; /* nobody will receive it */
             }
-            if (measuring) ws_hist_record(&ack_hist, now - sent_ns[seq]);
+            if (measuring) bench_hist_record(&ack_hist, now - sent_ns[seq]);
             maybe_complete(seq, now);
-            memmove(h->in, h->in + head + clen, h->in_len - head - clen);
-            h->in_len -= head + clen;
-            h->in[h->in_len] = 0;
+            bench_http_consume(h->in, &h->in_len, head + clen);
         }
-        if (h->in_len >= HTTP_IN - 1) { fprintf(stderr, "resgen: REST header too long\n"); exit(2); }
     }
 }
 
@@ -446,18 +353,14 @@ static void http_readable(conn_t *h) {
 
 static void event_loop_once(int timeout_ms) {
     struct epoll_event events[MAX_EVENTS];
-    int n = epoll_wait(epfd, events, MAX_EVENTS, timeout_ms);
-    if (n < 0) {
-        if (errno == EINTR) return;
-        die("epoll_wait");
-    }
+    int n = bench_wait(epfd, events, MAX_EVENTS, timeout_ms);
     for (int i = 0; i < n; i++) {
         conn_t *c = events[i].data.ptr;
         if (c->state == S_CLOSED) continue;
         if (c->state == S_CONNECTING) {
             if (events[i].events & (EPOLLERR | EPOLLHUP)) { conn_failed(c, "connect failed"); continue; }
             if (events[i].events & EPOLLOUT) {
-                if (c->is_http) { c->state = S_READY; ready_count++; ep_mod(c, EPOLLIN); }
+                if (c->is_http) { c->state = S_READY; ready_count++; bench_ep_mod(epfd, c->fd, c, EPOLLIN); }
                 else send_ws_handshake(c);
             }
             continue;
@@ -474,7 +377,7 @@ static int in_setup(conn_t *c) { return c->state != S_READY && c->state != S_CLO
 
 static void setup(int nhttp) {
     int started = 0;
-    uint64_t deadline = ws_now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
+    uint64_t deadline = bench_now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
     for (int i = 0; i < nhttp; i++) start_connect(&https[i]);
     while (ready_count + failed_count < nsubs + nhttp) {
         int pending = 0;
@@ -484,7 +387,7 @@ static void setup(int nhttp) {
             pending++;
         }
         event_loop_once(10);
-        if (ws_now_ns() > deadline) {
+        if (bench_now_ns() > deadline) {
             fprintf(stderr, "resgen: setup timed out: %d ready, %d failed of %d\n", ready_count, failed_count,
                     nsubs + nhttp);
             break;
@@ -508,12 +411,6 @@ static void usage(void) {
             "       resgen watch --port P --conns FILE [--warmup S] [--duration S] [--max-seq N]\n"
             "  [--drain S] [--server-pid PID]\n");
     exit(2);
-}
-
-static void print_json_string(const char *s) {
-    putchar('"');
-    for (; *s; s++) putchar(*s == '"' || *s == '\\' || (unsigned char)*s < 32 ? '\'' : *s);
-    putchar('"');
 }
 
 int main(int argc, char **argv) {
@@ -552,13 +449,9 @@ int main(int argc, char **argv) {
         body_len = strlen(opt_body);
         body_seq_off = mark - opt_body + 7;
     }
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    bench_raise_nofile();
 
-    char *ctext = ws_read_file(opt_conns_file);
-    if (!ctext) die(opt_conns_file);
+    char *ctext = bench_read_file(opt_conns_file);
     int cap = 0;
     for (char *q = ctext; *q; q++) cap += *q == '\n';
     subs = calloc(cap + 1, sizeof *subs);
@@ -585,14 +478,14 @@ int main(int argc, char **argv) {
     sent_ns = calloc(opt_max_seq + 1, sizeof *sent_ns);
     delivered = calloc(opt_max_seq + 1, sizeof *delivered);
     answered = calloc(opt_max_seq + 1, 1);
-    rbuf = malloc(FRAME_MAX + 16 + READ_SIZE);
-    ws_hist_init(&hist);
-    ws_hist_init(&ack_hist);
+    ws_reading_init(&reading, 0, FRAME_MAX, READ_SIZE);
+    bench_hist_init(&hist);
+    bench_hist_init(&ack_hist);
     epfd = epoll_create1(0);
 
-    uint64_t t_setup = ws_now_ns();
+    uint64_t t_setup = bench_now_ns();
     setup(nhttp);
-    double setup_s = (ws_now_ns() - t_setup) / 1e9;
+    double setup_s = (bench_now_ns() - t_setup) / 1e9;
     if (ready_count < nsubs + nhttp) {
         printf("{\"mode\":\"%s\",\"error\":\"setup failed\",\"ready\":%d,\"failed\":%d,\"wanted\":%d}\n", opt_mode,
                ready_count, failed_count, nsubs + nhttp);
@@ -601,23 +494,20 @@ int main(int argc, char **argv) {
     if (watch) { printf("READY\n"); fflush(stdout); }
 
     sending = !watch;
-    uint64_t t0 = ws_now_ns();
+    uint64_t t0 = bench_now_ns();
     last_progress_ns = t0;
     uint64_t t_measure = t0 + (uint64_t)(opt_warmup * 1e9);
     uint64_t t_end = t_measure + (uint64_t)(opt_duration * 1e9);
-    double cpu0 = 0, scpu0 = 0, mcpu0 = 0, cpu1 = 0, scpu1 = 0, mcpu1 = 0;
-    uint64_t tm0 = 0, tm1 = 0, w0 = 0, w1 = 0;
+    bench_window_t w = {0};
+    uint64_t w0 = 0, w1 = 0;
     int stalled = 0;
     publish_more();
     for (;;) {
         event_loop_once(watch ? 5 : 20);
-        uint64_t now = ws_now_ns();
-        if (!measuring && now >= t_measure && tm0 == 0) {
+        uint64_t now = bench_now_ns();
+        if (!measuring && now >= t_measure && w.t0 == 0) {
             measuring = 1;
-            tm0 = now;
-            cpu0 = ws_cpu_seconds();
-            scpu0 = ws_process_cpu_seconds(opt_server_pid);
-            mcpu0 = ws_machine_busy_seconds();
+            bench_window_open(&w, opt_server_pid, now);
             w0 = seq_next;
         }
         if (measuring && now >= t_end) break;
@@ -627,17 +517,14 @@ int main(int argc, char **argv) {
     }
     if (measuring) {
         measuring = 0;
-        tm1 = ws_now_ns();
-        cpu1 = ws_cpu_seconds();
-        scpu1 = ws_process_cpu_seconds(opt_server_pid);
-        mcpu1 = ws_machine_busy_seconds();
+        bench_window_close(&w, bench_now_ns());
         w1 = seq_next;
     }
     sending = 0;
-    uint64_t drain_end = ws_now_ns() + (uint64_t)(opt_drain * 1e9);
-    while (!watch && outstanding && ws_now_ns() < drain_end) event_loop_once(20);
-    uint64_t grace_end = ws_now_ns() + 300000000ull;
-    while (ws_now_ns() < grace_end) event_loop_once(20);
+    uint64_t drain_end = bench_now_ns() + (uint64_t)(opt_drain * 1e9);
+    while (!watch && outstanding && bench_now_ns() < drain_end) event_loop_once(20);
+    uint64_t grace_end = bench_now_ns() + 300000000ull;
+    while (bench_now_ns() < grace_end) event_loop_once(20);
 
     uint64_t sent = watch ? 0 : seq_next - 1;
     uint64_t answered_ok = 0;
@@ -652,52 +539,43 @@ int main(int argc, char **argv) {
         unparsed += subs[i].unparsed;
         open_subs += subs[i].state == S_READY;
     }
-    double wall = tm0 && tm1 ? (tm1 - tm0) / 1e9 : 0;
-    double server_cpu = wall && opt_server_pid ? (scpu1 - scpu0) / wall : -1;
-    double own_cpu = wall ? (cpu1 - cpu0) / wall : 0;
-    double other_cpu = wall ? (mcpu1 - mcpu0) / wall - own_cpu - (server_cpu > 0 ? server_cpu : 0) : 0;
+    double wall = bench_window_s(&w);
     printf("{\"mode\":\"%s\",\"subscribers\":%d,\"inflight\":%d,\"setup_s\":%.3f,\"window_s\":%.3f,"
-           "\"writes_per_s\":%.1f,\"deliveries_per_s\":%.1f,\"window_writes_sent\":%llu,"
-           "\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},"
-           "\"write_latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},"
-           "\"sent\":%llu,\"answered_2xx\":%llu,\"non_2xx\":%llu,\"first_error\":",
+           "\"writes_per_s\":%.1f,\"deliveries_per_s\":%.1f,\"window_writes_sent\":%llu,",
            opt_mode, nsubs, nhttp, setup_s, wall, wall ? window_writes / wall : 0, wall ? window_deliveries / wall : 0,
-           (unsigned long long)(w1 - w0), ws_hist_percentile(&hist, 0.50), ws_hist_percentile(&hist, 0.99),
-           hist.max_ns / 1000.0, (unsigned long long)hist.n, ws_hist_percentile(&ack_hist, 0.50),
-           ws_hist_percentile(&ack_hist, 0.99), ack_hist.max_ns / 1000.0, (unsigned long long)ack_hist.n,
-           (unsigned long long)sent, (unsigned long long)answered_ok, (unsigned long long)non_2xx);
-    print_json_string(first_error);
+           (unsigned long long)(w1 - w0));
+    bench_print_latency("latency_us", &hist);
+    putchar(',');
+    bench_print_latency("write_latency_us", &ack_hist);
+    printf(",\"sent\":%llu,\"answered_2xx\":%llu,\"non_2xx\":%llu,\"first_error\":", (unsigned long long)sent,
+           (unsigned long long)answered_ok, (unsigned long long)non_2xx);
+    bench_print_json_string(first_error);
     printf(",\"expected_deliveries\":%llu,\"delivered\":%llu,\"lost\":%llu,\"duplicates\":%llu,\"reordered\":%llu,"
            "\"unparsed\":%llu,\"other_frames\":%llu,\"first_other_frame\":",
            (unsigned long long)expected, (unsigned long long)total_deliveries, (unsigned long long)lost,
            (unsigned long long)duplicates, (unsigned long long)reordered, (unsigned long long)unparsed,
            (unsigned long long)other_frames);
-    print_json_string(first_other);
+    bench_print_json_string(first_other);
     printf(",\"oversize\":%llu,\"closed_by_server\":%llu,\"open_subscribers\":%d,\"stalled\":%s,"
            "\"answers_without_version\":%llu,\"writer_hash\":\"%016llx\","
            "\"loadgen_cpu\":%.3f,\"server_cpu\":%.3f,\"other_cpu\":%.3f,\"connections\":[",
-           (unsigned long long)oversize, (unsigned long long)closes_seen, open_subs, stalled ? "true" : "false",
-           (unsigned long long)answers_without_version, (unsigned long long)writer_hash, own_cpu, server_cpu,
-           other_cpu);
+           (unsigned long long)reading.oversize, (unsigned long long)closes_seen, open_subs, stalled ? "true" : "false",
+           (unsigned long long)answers_without_version, (unsigned long long)writer_hash, bench_own_cpu(&w),
+           bench_server_cpu(&w), bench_other_cpu(&w));
     uint64_t top = watch ? opt_max_seq - 1 : sent;
     size_t bytes = top / 8 + 1;
-    static const char hex[] = "0123456789abcdef";
-    char *line = malloc(bytes * 2 + 1);
     for (int i = 0; i < nsubs; i++) {
         conn_t *c = &subs[i];
         size_t used = bytes;
         if (watch) /* trim trailing zero bytes */
             while (used > 1 && !c->seen[used - 1]) used--;
-        for (size_t b = 0; b < used; b++) {
-            line[2 * b] = hex[c->seen[b] >> 4];
-            line[2 * b + 1] = hex[c->seen[b] & 15];
-        }
-        line[2 * used] = 0;
         printf("%s{\"group\":%d,\"received\":%llu,\"duplicates\":%llu,\"reordered\":%llu,\"unparsed\":%llu,"
-               "\"open\":%s,\"hash\":\"%016llx\",\"seen\":\"%s\"}",
+               "\"open\":%s,\"hash\":\"%016llx\",\"seen\":\"",
                i ? "," : "", c->group, (unsigned long long)c->received, (unsigned long long)c->duplicates,
                (unsigned long long)c->reordered, (unsigned long long)c->unparsed, c->state == S_READY ? "true" : "false",
-               (unsigned long long)c->hash, line);
+               (unsigned long long)c->hash);
+        bench_print_hex(c->seen, used);
+        printf("\"}");
     }
     printf("]}\n");
     return 0;

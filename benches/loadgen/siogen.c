@@ -54,31 +54,15 @@
  * The result is one JSON object on stdout. Build: cc -O2 -o siogen siogen.c
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
+#define BENCH_NAME "siogen"
+#include "wsclient.h" /* websocket framing and reader; benchcommon.h: clocks, CPU, histogram, epoll */
+
 #include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
 
 #define MAX_EVENTS 1024
 #define READ_SIZE (256 * 1024)
 #define PREFIX 192      /* payload bytes looked at per frame */
-#define CARRY_MAX 256   /* a partial frame header plus payload prefix */
 #define SLOTS 65536     /* per sequence number: deliveries, ack, send time */
-#define HIST_FINE 20000 /* 1 us buckets up to 20 ms */
-#define HIST_COARSE 100000 /* then 100 us buckets up to 10 s */
 #define SEQ_DIGITS 10
 #define TS_DIGITS 16
 
@@ -90,11 +74,8 @@ typedef struct {
     int is_pub;
     uint8_t *out;       /* a publisher's unsent bytes */
     size_t out_len;
-    uint8_t *hs;        /* handshake response buffer, freed once open */
-    size_t hs_len;
-    uint64_t skip;      /* payload bytes of the current frame still to skip */
-    uint32_t carry_len;
-    uint8_t carry[CARRY_MAX];
+    ws_upgrade_t hs;    /* the upgrade answer, until open */
+    ws_reader_t rd;     /* what is left of a frame between reads */
     uint64_t received;  /* new-chat frames received */
     int64_t last_seq;
     uint64_t reordered;
@@ -141,174 +122,35 @@ static int measuring = 0, counting = 1;
 static uint64_t window_deliveries = 0, window_messages = 0;
 static uint64_t total_deliveries = 0, misrouted = 0, other_frames = 0, closes_seen = 0, pings_answered = 0;
 static uint64_t unparsed_deliveries = 0, acks = 0, refused = 0, bad_acks = 0;
-static uint32_t *hist, *ack_hist;
-static uint64_t hist_n = 0, lat_max_ns = 0, ack_hist_n = 0, ack_max_ns = 0;
+static bench_hist_t hist, ack_hist;
 static uint64_t last_progress_ns = 0;
 static uint64_t *acked_seqs;
 static size_t acked_len = 0, acked_cap = 0;
 
-static uint8_t *rbuf;
+static ws_reading_t reading;
 static char new_chat_prefix[512];
 static size_t new_chat_prefix_len;
 static char ack_prefix[512];
 static size_t ack_prefix_len;
 static char connect_prefix[512];
 static size_t connect_prefix_len;
-static uint8_t mask_key[4] = {0x37, 0xfa, 0x21, 0x3d};
 #define PUB_OUT (1 << 20)
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static double cpu_seconds(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-static double server_cpu_seconds(void) {
-    if (!opt_server_pid) return 0;
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/stat", opt_server_pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p) return 0;
-    unsigned long utime = 0, stime = 0;
-    int field = 2;
-    for (char *q = p + 1; *q; q++) {
-        if (*q == ' ') {
-            field++;
-            if (field == 14) utime = strtoul(q + 1, NULL, 10);
-            if (field == 15) { stime = strtoul(q + 1, NULL, 10); break; }
-        }
-    }
-    return (double)(utime + stime) / sysconf(_SC_CLK_TCK);
-}
-
-/* the machine's busy CPU time (every process), from /proc/stat, in seconds */
-static double machine_busy_seconds(void) {
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f) return 0;
-    unsigned long long v[10] = {0};
-    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
-                   &v[5], &v[6], &v[7], &v[8], &v[9]);
-    fclose(f);
-    if (n < 4) return 0;
-    /* user nice system idle iowait irq softirq steal (guest time is inside user) */
-    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    return (double)busy / sysconf(_SC_CLK_TCK);
-}
-
-static void die(const char *what) {
-    fprintf(stderr, "siogen: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
-
-static void record(uint32_t *h, uint64_t *n, uint64_t *max, uint64_t ns) {
-    uint64_t us = ns / 1000;
-    size_t i;
-    if (us < HIST_FINE) i = us;
-    else {
-        uint64_t c = (us - HIST_FINE) / 100;
-        if (c >= HIST_COARSE) c = HIST_COARSE - 1;
-        i = HIST_FINE + c;
-    }
-    h[i]++;
-    (*n)++;
-    if (ns > *max) *max = ns;
-}
-
-static double percentile(const uint32_t *h, uint64_t n, double p) {
-    if (!n) return 0;
-    uint64_t target = (uint64_t)(p * n);
-    if (target >= n) target = n - 1;
-    uint64_t seen = 0;
-    for (size_t i = 0; i < HIST_FINE + HIST_COARSE; i++) {
-        seen += h[i];
-        if (seen > target) {
-            if (i < HIST_FINE) return (double)i + 0.5;
-            return HIST_FINE + (double)(i - HIST_FINE) * 100 + 50;
-        }
-    }
-    return 0;
-}
-
-static void set_nonblock(int fd) {
-    int flags = fcntl(fd, F_GETFL, 0);
-    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-}
-
-static void ep_mod(conn_t *c, uint32_t events) {
-    struct epoll_event ev = {.events = events, .data.ptr = c};
-    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl mod");
-}
-
 static void start_connect(conn_t *c) {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(opt_port)};
-    inet_pton(AF_INET, opt_host, &sa.sin_addr);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (c->fd < 0) die("socket");
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) die("connect");
+    c->fd = bench_connect(epfd, opt_port, c);
     c->state = S_CONNECTING;
     c->last_seq = -1;
-    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl add");
-}
-
-static int write_all_small(int fd, const void *data, size_t len) {
-    /* handshakes and small control frames only */
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) { struct pollfd pf = {fd, POLLOUT, 0}; poll(&pf, 1, 100); continue; }
-            return -1;
-        }
-        p += n;
-        len -= n;
-    }
-    return 0;
-}
-
-static size_t client_frame(uint8_t *out, int opcode, const uint8_t *payload, size_t len) {
-    size_t h = 0;
-    out[h++] = 0x80 | opcode;
-    if (len < 126) out[h++] = 0x80 | len;
-    else if (len < 65536) { out[h++] = 0x80 | 126; out[h++] = len >> 8; out[h++] = len & 0xff; }
-    else { out[h++] = 0x80 | 127; for (int i = 7; i >= 0; i--) out[h++] = (len >> (8 * i)) & 0xff; }
-    memcpy(out + h, mask_key, 4);
-    h += 4;
-    for (size_t i = 0; i < len; i++) out[h + i] = payload[i] ^ mask_key[i & 3];
-    return h + len;
 }
 
 static void send_handshake(conn_t *c) {
-    char req[4096];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     opt_path, opt_host, opt_port);
-    if (write_all_small(c->fd, req, n) < 0) die("handshake write");
+    if (ws_send_upgrade(c->fd, opt_path, opt_port, "") < 0) bench_die("handshake write");
     c->state = S_HANDSHAKE;
-    c->hs = malloc(16384);
-    c->hs_len = 0;
-    ep_mod(c, EPOLLIN);
+    bench_ep_mod(epfd, c->fd, c, EPOLLIN);
 }
 
 static void send_text(conn_t *c, const char *text, size_t len) {
-    uint8_t frame[8192];
-    if (len + 14 > sizeof frame) { fprintf(stderr, "siogen: control frame too long\n"); exit(2); }
-    size_t n = client_frame(frame, 1, (const uint8_t *)text, len);
-    if (write_all_small(c->fd, frame, n) < 0 && c->state != S_CLOSED) closes_seen++;
+    if (len + 14 > 8192) { fprintf(stderr, "siogen: control frame too long\n"); exit(2); }
+    if (ws_send_text_n(c->fd, text, len) < 0 && c->state != S_CLOSED) closes_seen++;
 }
 
 /* "<type><nsp>," - the namespace part of a Socket.IO packet ("/" has none) */
@@ -333,8 +175,7 @@ static void conn_failed(conn_t *c, const char *why) {
         closes_seen++;
     }
     c->state = S_CLOSED;
-    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
+    bench_ep_close(epfd, c->fd);
 }
 
 static void send_connect(conn_t *c) {
@@ -388,7 +229,7 @@ static void on_delivery(conn_t *c, const uint8_t *marker, uint64_t now) {
     total_deliveries++;
     if (measuring) {
         window_deliveries++;
-        record(hist, &hist_n, &lat_max_ns, now - sent);
+        bench_hist_record(&hist, now - sent);
     }
     uint32_t slot = seq & (SLOTS - 1);
     slot_count[slot]++;
@@ -416,11 +257,11 @@ static void on_ack(conn_t *c, const uint8_t *p, size_t len, uint64_t now) {
     if (acked_len == acked_cap) {
         acked_cap = acked_cap ? acked_cap * 2 : 4096;
         acked_seqs = realloc(acked_seqs, acked_cap * sizeof *acked_seqs);
-        if (!acked_seqs) die("realloc");
+        if (!acked_seqs) bench_die("realloc");
     }
     acked_seqs[acked_len++] = id;
     uint32_t slot = id & (SLOTS - 1);
-    if (measuring) record(ack_hist, &ack_hist_n, &ack_max_ns, now - slot_sent_ns[slot]);
+    if (measuring) bench_hist_record(&ack_hist, now - slot_sent_ns[slot]);
     if (!counting) return;
     if (slot_acked[slot] == 0) {
         slot_acked[slot] = 1;
@@ -462,102 +303,36 @@ static void on_text(conn_t *c, const uint8_t *p, size_t len, uint64_t plen, uint
     else other_frames++;
 }
 
-static void on_frame(conn_t *c, int opcode, const uint8_t *prefix, size_t prefix_len, uint64_t plen, uint64_t now) {
+static int on_frame(void *ctx, int opcode, const uint8_t *prefix, size_t prefix_len, uint64_t plen) {
+    conn_t *c = ctx;
     if (opcode == 1) {
-        on_text(c, prefix, prefix_len, plen, now);
+        on_text(c, prefix, prefix_len, plen, reading.now);
     } else if (opcode == 8) {
         conn_failed(c, "server closed the websocket");
     } else if (opcode == 9 && plen <= prefix_len) {
-        uint8_t frame[256];
-        size_t n = client_frame(frame, 0xA, prefix, plen);
-        write_all_small(c->fd, frame, n);
+        ws_pong(c->fd, prefix, prefix_len, plen);
     } else {
         other_frames++;
     }
+    return c->state == S_CLOSED;
 }
 
-/* Walk frames in data; keep an incomplete header+prefix in c->carry. */
-static void feed(conn_t *c, const uint8_t *buf, size_t len, uint64_t now) {
-    size_t pos = 0;
-    if (c->skip) {
-        uint64_t take = c->skip < len ? c->skip : len;
-        pos += take;
-        c->skip -= take;
-    }
-    while (pos < len && c->state != S_CLOSED) {
-        size_t avail = len - pos;
-        if (avail < 2) break;
-        const uint8_t *p = buf + pos;
-        uint64_t plen = p[1] & 0x7f;
-        size_t hdr = 2;
-        if (plen == 126) {
-            if (avail < 4) break;
-            plen = ((uint64_t)p[2] << 8) | p[3];
-            hdr = 4;
-        } else if (plen == 127) {
-            if (avail < 10) break;
-            plen = 0;
-            for (int i = 0; i < 8; i++) plen = (plen << 8) | p[2 + i];
-            hdr = 10;
-        }
-        if (p[1] & 0x80) hdr += 4; /* a masked server frame would be a server bug; skip the key */
-        size_t want = plen < PREFIX ? plen : PREFIX;
-        if (avail < hdr + want) break;
-        on_frame(c, p[0] & 0x0f, p + hdr, want, plen, now);
-        if (avail - hdr >= plen) {
-            pos += hdr + plen;
-        } else {
-            c->skip = plen - (avail - hdr);
-            pos = len;
-        }
-    }
-    size_t rest = len - pos;
-    if (rest > CARRY_MAX) { fprintf(stderr, "siogen: carry overflow\n"); exit(2); }
-    if (rest) memmove(c->carry, buf + pos, rest);
-    c->carry_len = rest;
-}
-
-static void on_handshake_data(conn_t *c, uint64_t now) {
-    ssize_t n = read(c->fd, c->hs + c->hs_len, 16384 - c->hs_len - 1);
-    if (n <= 0) {
-        if (n < 0 && errno == EAGAIN) return;
-        conn_failed(c, "closed during the handshake");
-        return;
-    }
-    c->hs_len += n;
-    c->hs[c->hs_len] = 0;
-    char *end = strstr((char *)c->hs, "\r\n\r\n");
-    if (!end) {
-        if (c->hs_len >= 16383) conn_failed(c, "handshake response too long");
-        return;
-    }
-    if (strncmp((char *)c->hs, "HTTP/1.1 101", 12) != 0) {
-        char line[160];
-        snprintf(line, sizeof line, "refused: %.120s", (char *)c->hs);
-        conn_failed(c, line);
-        return;
-    }
+static void on_handshake_data(conn_t *c) {
+    size_t body_at;
+    char why[200];
+    int r = ws_upgrade_read(c->fd, &c->hs, &body_at, why, sizeof why);
+    if (r == WS_UPGRADE_FAILED) conn_failed(c, why);
+    if (r != WS_UPGRADE_OPEN) return;
     c->state = S_WAIT_OPEN;
-    size_t head = (uint8_t *)end + 4 - c->hs;
-    uint8_t *hs = c->hs;
-    size_t left = c->hs_len - head;
-    c->hs = NULL;
-    if (left) feed(c, hs + head, left, now);
-    free(hs);
+    reading.now = bench_now_ns();
+    ws_reader_feed(&reading, &c->rd, c->hs.buf + body_at, c->hs.len - body_at, on_frame, c);
+    ws_upgrade_done(&c->hs);
 }
 
 static void on_readable(conn_t *c) {
     for (;;) {
-        uint8_t *start = rbuf + CARRY_MAX - c->carry_len;
-        if (c->carry_len) memcpy(start, c->carry, c->carry_len);
-        ssize_t n = read(c->fd, rbuf + CARRY_MAX, READ_SIZE);
-        if (n <= 0) {
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-            conn_failed(c, "connection closed");
-            return;
-        }
-        uint64_t now = now_ns();
-        feed(c, start, c->carry_len + n, now);
+        ssize_t n = ws_reader_read(&reading, &c->rd, c->fd, on_frame, c);
+        if (n < 0) conn_failed(c, "connection closed");
         if (n < READ_SIZE || c->state == S_CLOSED) return;
     }
 }
@@ -566,14 +341,14 @@ static void flush_pub(conn_t *pub) {
     while (pub->out_len) {
         ssize_t n = write(pub->fd, pub->out, pub->out_len);
         if (n < 0) {
-            if (errno == EAGAIN) { ep_mod(pub, EPOLLIN | EPOLLOUT); return; }
+            if (errno == EAGAIN) { bench_ep_mod(epfd, pub->fd, pub, EPOLLIN | EPOLLOUT); return; }
             if (!counting) { pub->out_len = 0; return; } /* the server is gone (the crash phase) */
-            die("publisher write");
+            bench_die("publisher write");
         }
         memmove(pub->out, pub->out + n, pub->out_len - n);
         pub->out_len -= n;
     }
-    ep_mod(pub, EPOLLIN);
+    bench_ep_mod(epfd, pub->fd, pub, EPOLLIN);
 }
 
 static int publishers_ready(void) {
@@ -587,7 +362,7 @@ static int sending = 0;
 static void publish_more(void) {
     if (!sending || !publishers_ready()) return;
     int wrote = 0;
-    uint64_t now = now_ns();
+    uint64_t now = bench_now_ns();
     char packet[4096];
     for (;;) {
         /* round robin over the publishers */
@@ -612,7 +387,7 @@ static void publish_more(void) {
         memset(packet + n, 'x', pad);
         n += pad;
         n += snprintf(packet + n, sizeof packet - n, "\"}]");
-        pub->out_len += client_frame(pub->out + pub->out_len, 1, (uint8_t *)packet, n);
+        pub->out_len += ws_client_frame(pub->out + pub->out_len, 1, (uint8_t *)packet, n);
         inflight++;
         wrote = 1;
     }
@@ -622,11 +397,7 @@ static void publish_more(void) {
 
 static void event_loop_once(int timeout_ms) {
     struct epoll_event events[MAX_EVENTS];
-    int n = epoll_wait(epfd, events, MAX_EVENTS, timeout_ms);
-    if (n < 0) {
-        if (errno == EINTR) return;
-        die("epoll_wait");
-    }
+    int n = bench_wait(epfd, events, MAX_EVENTS, timeout_ms);
     for (int i = 0; i < n; i++) {
         conn_t *c = events[i].data.ptr;
         if (c->state == S_CLOSED) continue;
@@ -637,7 +408,7 @@ static void event_loop_once(int timeout_ms) {
         }
         if (c->is_pub && (events[i].events & EPOLLOUT)) flush_pub(c);
         if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-            if (c->state == S_HANDSHAKE) on_handshake_data(c, now_ns());
+            if (c->state == S_HANDSHAKE) on_handshake_data(c);
             else on_readable(c);
         }
     }
@@ -647,7 +418,7 @@ static int in_setup(conn_t *c) { return c->state != S_READY && c->state != S_CLO
 
 static void setup(void) {
     int started = 0, pending = 0;
-    uint64_t deadline = now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
+    uint64_t deadline = bench_now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
     while (ready_count + failed_count < nconns) {
         if (started < nconns) {
             pending = 0;
@@ -658,7 +429,7 @@ static void setup(void) {
             }
         }
         event_loop_once(10);
-        if (now_ns() > deadline) {
+        if (bench_now_ns() > deadline) {
             fprintf(stderr, "siogen: setup timed out: %d ready, %d failed of %d\n", ready_count, failed_count, nconns);
             break;
         }
@@ -709,11 +480,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (strlen(opt_nsp) > 200 || strlen(opt_room) > 200 || (opt_auth && strlen(opt_auth) > 2000)) usage();
-    if (strcmp(opt_host, "127.0.0.1") != 0 && strcmp(opt_host, "localhost") != 0) {
-        fprintf(stderr, "siogen: loopback only\n");
-        return 2;
-    }
-    opt_host = "127.0.0.1";
+    bench_loopback_only(opt_host);
     if (opt_duration > 120 || opt_hold > 600 || opt_warmup > 60 || opt_setup_timeout > 600 || opt_crash_after_ms > 10000) {
         fprintf(stderr, "siogen: bounded runs only\n");
         return 2;
@@ -724,15 +491,12 @@ int main(int argc, char **argv) {
     }
     signal(SIGPIPE, SIG_IGN);
 
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    bench_raise_nofile();
 
-    t_start = now_ns();
-    rbuf = malloc(READ_SIZE + CARRY_MAX);
-    hist = calloc(HIST_FINE + HIST_COARSE, sizeof *hist);
-    ack_hist = calloc(HIST_FINE + HIST_COARSE, sizeof *ack_hist);
+    t_start = bench_now_ns();
+    ws_reading_init(&reading, PREFIX, 0, READ_SIZE);
+    bench_hist_init(&hist);
+    bench_hist_init(&ack_hist);
     int n = packet_head(new_chat_prefix, sizeof new_chat_prefix, "42");
     n += snprintf(new_chat_prefix + n, sizeof new_chat_prefix - n, "[\"new-chat\",{\"type\":\"TEXT\",\"content\":\"#");
     new_chat_prefix_len = n;
@@ -749,28 +513,18 @@ int main(int argc, char **argv) {
         for (int i = 0; i < opt_publishers; i++) {
             pubs[i].is_pub = 1;
             pubs[i].out = malloc(PUB_OUT);
-            if (!pubs[i].out) die("malloc");
+            if (!pubs[i].out) bench_die("malloc");
         }
     }
     epfd = epoll_create1(0);
-    uint64_t t_setup = now_ns();
+    uint64_t t_setup = bench_now_ns();
     setup();
-    double setup_s = (now_ns() - t_setup) / 1e9;
+    double setup_s = (bench_now_ns() - t_setup) / 1e9;
 
     if (!is_fanout) {
         printf("{\"mode\":\"idle\",\"ready\":%d,\"failed\":%d,\"setup_s\":%.3f}\n", ready_count, failed_count, setup_s);
         fflush(stdout);
-        set_nonblock(0);
-        uint64_t end = now_ns() + (uint64_t)(opt_hold * 1e9);
-        while (now_ns() < end) {
-            struct pollfd pf = {0, POLLIN, 0};
-            if (poll(&pf, 1, 0) > 0) {
-                char b[64];
-                ssize_t r = read(0, b, sizeof b);
-                if (r == 0 || (r < 0 && errno != EAGAIN)) break;
-            }
-            event_loop_once(100);
-        }
+        bench_hold(opt_hold, event_loop_once);
         fprintf(stderr, "siogen idle: %llu pings answered, %llu closed by the server\n",
                 (unsigned long long)pings_answered, (unsigned long long)closes_seen);
         return 0;
@@ -785,50 +539,36 @@ int main(int argc, char **argv) {
 
     /* warmup, then the measured window, then drain */
     sending = 1;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     last_progress_ns = t0;
     uint64_t t_measure = t0 + (uint64_t)(opt_warmup * 1e9);
     uint64_t t_end = t_measure + (uint64_t)(opt_duration * 1e9);
-    double cpu0 = 0, scpu0 = 0, cpu1 = 0, scpu1 = 0, mcpu0 = 0, mcpu1 = 0;
-    uint64_t tm0 = 0, tm1 = 0;
+    bench_window_t w = {0};
     int stalled = 0;
     publish_more();
     for (;;) {
         event_loop_once(50);
-        uint64_t now = now_ns();
-        if (!measuring && now >= t_measure && tm0 == 0) {
+        uint64_t now = bench_now_ns();
+        if (!measuring && now >= t_measure && w.t0 == 0) {
             measuring = 1;
-            tm0 = now;
-            cpu0 = cpu_seconds();
-            scpu0 = server_cpu_seconds();
-            mcpu0 = machine_busy_seconds();
+            bench_window_open(&w, opt_server_pid, now);
         }
-        if (measuring && now >= t_end) {
-            measuring = 0;
-            tm1 = now;
-            cpu1 = cpu_seconds();
-            scpu1 = server_cpu_seconds();
-            mcpu1 = machine_busy_seconds();
-            break;
-        }
+        if (measuring && now >= t_end) break;
         if (now - last_progress_ns > (uint64_t)(opt_stall * 1e9)) {
             stalled = 1;
             break;
         }
         publish_more();
     }
-    if (measuring) { /* stalled inside the window */
+    if (measuring) { /* the window's end, or stalled inside it */
         measuring = 0;
-        tm1 = now_ns();
-        cpu1 = cpu_seconds();
-        scpu1 = server_cpu_seconds();
-        mcpu1 = machine_busy_seconds();
+        bench_window_close(&w, bench_now_ns());
     }
     sending = 0;
-    uint64_t drain_end = now_ns() + 3000000000ull;
-    while (inflight && now_ns() < drain_end) event_loop_once(20);
-    uint64_t grace_end = now_ns() + 200000000ull;
-    while (now_ns() < grace_end) event_loop_once(20);
+    uint64_t drain_end = bench_now_ns() + 3000000000ull;
+    while (inflight && bench_now_ns() < drain_end) event_loop_once(20);
+    uint64_t grace_end = bench_now_ns() + 200000000ull;
+    while (bench_now_ns() < grace_end) event_loop_once(20);
 
     uint64_t sent = seq_next - 1;
     uint64_t lost = sent * expected_per_msg - total_deliveries;
@@ -849,8 +589,8 @@ int main(int argc, char **argv) {
         counting = 0; /* deliveries and completion no longer counted; acks are recorded */
         inflight = 0;
         sending = 1;
-        uint64_t kill_at = now_ns() + (uint64_t)opt_crash_after_ms * 1000000ull;
-        while (now_ns() < kill_at) {
+        uint64_t kill_at = bench_now_ns() + (uint64_t)opt_crash_after_ms * 1000000ull;
+        while (bench_now_ns() < kill_at) {
             /* --inflight chats awaiting their acks, so that some are in flight at the kill */
             inflight = (seq_next - seq_before) - (acks - acks_before);
             publish_more();
@@ -858,40 +598,37 @@ int main(int argc, char **argv) {
         }
         if (kill(opt_server_pid, SIGKILL) == 0) crashed = 1;
         sending = 0;
-        uint64_t read_end = now_ns() + 500000000ull;
-        while (now_ns() < read_end && pubs[0].state != S_CLOSED) event_loop_once(20);
+        uint64_t read_end = bench_now_ns() + 500000000ull;
+        while (bench_now_ns() < read_end && pubs[0].state != S_CLOSED) event_loop_once(20);
         crash_sent = seq_next - seq_before;
         crash_acked = acks - acks_before;
     }
     if (opt_acked_file) {
         FILE *f = fopen(opt_acked_file, "w");
-        if (!f) die("acked file");
+        if (!f) bench_die("acked file");
         for (size_t i = 0; i < acked_len; i++) fprintf(f, "%llu\n", (unsigned long long)acked_seqs[i]);
         fclose(f);
     }
 
-    double wall = tm0 && tm1 ? (tm1 - tm0) / 1e9 : 0;
+    double wall = bench_window_s(&w);
     printf("{\"mode\":\"fanout\",\"subscribers\":%d,\"receivers_per_message\":%llu,\"inflight\":%d,\"content_bytes\":%d,"
-           "\"setup_s\":%.3f,\"window_s\":%.3f,\"messages_per_s\":%.1f,\"deliveries_per_s\":%.1f,"
-           "\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},"
-           "\"ack_latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},"
-           "\"sent\":%llu,\"acked\":%llu,\"refused\":%llu,\"bad_acks\":%llu,\"delivered\":%llu,\"lost\":%llu,"
+           "\"setup_s\":%.3f,\"window_s\":%.3f,\"messages_per_s\":%.1f,\"deliveries_per_s\":%.1f,",
+           opt_subs, (unsigned long long)expected_per_msg, opt_inflight, opt_size, setup_s, wall,
+           wall ? window_messages / wall : 0, wall ? window_deliveries / wall : 0);
+    bench_print_latency("latency_us", &hist);
+    putchar(',');
+    bench_print_latency("ack_latency_us", &ack_hist);
+    printf(",\"sent\":%llu,\"acked\":%llu,\"refused\":%llu,\"bad_acks\":%llu,\"delivered\":%llu,\"lost\":%llu,"
            "\"misrouted\":%llu,\"reordered\":%llu,\"unparsed_deliveries\":%llu,\"other_frames\":%llu,"
            "\"pings_answered\":%llu,\"closed_by_server\":%llu,\"open_subscribers\":%d,\"stalled\":%s,"
            "\"crash\":{\"killed\":%s,\"sent\":%llu,\"acked\":%llu,\"after_ms\":%d},\"acked_total\":%zu,"
            "\"loadgen_cpu\":%.3f,\"server_cpu\":%.3f,\"other_cpu\":%.3f}\n",
-           opt_subs, (unsigned long long)expected_per_msg, opt_inflight, opt_size, setup_s, wall,
-           wall ? window_messages / wall : 0, wall ? window_deliveries / wall : 0, percentile(hist, hist_n, 0.50),
-           percentile(hist, hist_n, 0.99), lat_max_ns / 1000.0, (unsigned long long)hist_n,
-           percentile(ack_hist, ack_hist_n, 0.50), percentile(ack_hist, ack_hist_n, 0.99), ack_max_ns / 1000.0,
-           (unsigned long long)ack_hist_n, (unsigned long long)sent, (unsigned long long)acks_main,
-           (unsigned long long)refused, (unsigned long long)bad_acks, (unsigned long long)total_deliveries,
-           (unsigned long long)lost, (unsigned long long)misrouted, (unsigned long long)reordered,
-           (unsigned long long)unparsed_deliveries, (unsigned long long)other_frames,
-           (unsigned long long)pings_answered, (unsigned long long)closes_main, open_subs, stalled ? "true" : "false",
-           crashed ? "true" : "false", (unsigned long long)crash_sent, (unsigned long long)crash_acked,
-           opt_crash_after_ms, acked_len, wall ? (cpu1 - cpu0) / wall : 0,
-           wall && opt_server_pid ? (scpu1 - scpu0) / wall : -1,
-           wall && opt_server_pid ? ((mcpu1 - mcpu0) - (cpu1 - cpu0) - (scpu1 - scpu0)) / wall : -1);
+           (unsigned long long)sent, (unsigned long long)acks_main, (unsigned long long)refused,
+           (unsigned long long)bad_acks, (unsigned long long)total_deliveries, (unsigned long long)lost,
+           (unsigned long long)misrouted, (unsigned long long)reordered, (unsigned long long)unparsed_deliveries,
+           (unsigned long long)other_frames, (unsigned long long)pings_answered, (unsigned long long)closes_main,
+           open_subs, stalled ? "true" : "false", crashed ? "true" : "false", (unsigned long long)crash_sent,
+           (unsigned long long)crash_acked, opt_crash_after_ms, acked_len, bench_own_cpu(&w), bench_server_cpu(&w),
+           wall && opt_server_pid ? bench_other_cpu(&w) : -1);
     return 0;
 }

@@ -28,18 +28,8 @@
  * Build: cc -O2 -o udpgen udpgen.c
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+#define BENCH_NAME "udpgen"
+#include "benchcommon.h" /* clocks, CPU, the histogram (no websocket here) */
 
 /* --- SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104) ------------------------ */
 
@@ -219,37 +209,7 @@ static size_t encode(const inbox_t *inbox, const uint8_t msg_id[8], uint64_t ts_
 
 /* --- the load ------------------------------------------------------------------ */
 
-#define HIST_FINE 20000    /* 1 us buckets up to 20 ms */
-#define HIST_COARSE 100000 /* then 100 us buckets up to 10 s */
-
-static uint32_t hist[HIST_FINE + HIST_COARSE];
-static uint64_t hist_n = 0, lat_max_ns = 0;
-
-static void record_latency(uint64_t ns) {
-    uint64_t us = ns / 1000;
-    size_t i = us < HIST_FINE ? us : HIST_FINE + (us - HIST_FINE) / 100;
-    if (i >= HIST_FINE + HIST_COARSE) i = HIST_FINE + HIST_COARSE - 1;
-    hist[i]++;
-    hist_n++;
-    if (ns > lat_max_ns) lat_max_ns = ns;
-}
-
-static double hist_percentile(double q) {
-    if (!hist_n) return 0;
-    uint64_t want = (uint64_t)(q * hist_n), seen = 0;
-    if (want == 0) want = 1;
-    for (size_t i = 0; i < HIST_FINE + HIST_COARSE; i++) {
-        seen += hist[i];
-        if (seen >= want) return i < HIST_FINE ? (double)i : HIST_FINE + (double)(i - HIST_FINE) * 100;
-    }
-    return lat_max_ns / 1000.0;
-}
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+static bench_hist_t hist;
 
 static uint64_t wall_ms(void) {
     struct timespec ts;
@@ -257,36 +217,7 @@ static uint64_t wall_ms(void) {
     return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
 }
 
-static double cpu_seconds(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
 static int opt_server_pid = 0;
-
-static double server_cpu_seconds(void) {
-    if (!opt_server_pid) return 0;
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/stat", opt_server_pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p) return 0;
-    unsigned long utime = 0, stime = 0;
-    int field = 2;
-    for (char *q = p + 1; *q; q++) {
-        if (*q == ' ') {
-            field++;
-            if (field == 14) utime = strtoul(q + 1, NULL, 10);
-            if (field == 15) { stime = strtoul(q + 1, NULL, 10); break; }
-        }
-    }
-    return (double)(utime + stime) / sysconf(_SC_CLK_TCK);
-}
 
 static uint64_t splitmix64(uint64_t x) {
     x += 0x9e3779b97f4a7c15ull;
@@ -316,7 +247,7 @@ static void send_next(sender_t *s) {
     put_be64(s->nonce, splitmix64(nonce_seed + nonce_counter++));
     size_t len = encode(&inboxes[s->inbox], s->msg_id, wall_ms(), s->nonce, body, (size_t)body_len, out);
     memcpy(s->tag, out + len - TAG, TAG);
-    s->sent_ns = now_ns();
+    s->sent_ns = bench_now_ns();
     s->outstanding = 1;
     s->in_window = measuring;
     window_sent += measuring;
@@ -341,7 +272,7 @@ static void on_answer(sender_t *s, const uint8_t *a, ssize_t n, uint64_t now) {
     if (measuring) {
         window_answered++;
         if (a[5] == 'M') window_merged++;
-        record_latency(now - s->sent_ns);
+        bench_hist_record(&hist, now - s->sent_ns);
     }
     send_next(s);
 }
@@ -372,7 +303,7 @@ static void loop_once(int wait_ms) {
     struct epoll_event events[256];
     uint8_t buf[64];
     int n = epoll_wait(epfd, events, 256, wait_ms);
-    uint64_t now = now_ns();
+    uint64_t now = bench_now_ns();
     for (int e = 0; e < n; e++) {
         sender_t *s = &senders[events[e].data.u32];
         for (;;) {
@@ -449,9 +380,10 @@ int main(int argc, char **argv) {
     }
     uint64_t seed = 0;
     FILE *urandom = fopen("/dev/urandom", "rb");
-    if (!urandom || fread(&seed, sizeof seed, 1, urandom) != 1) seed = now_ns() ^ (uint64_t)getpid() << 32;
+    if (!urandom || fread(&seed, sizeof seed, 1, urandom) != 1) seed = bench_now_ns() ^ (uint64_t)getpid() << 32;
     if (urandom) fclose(urandom);
     nonce_seed = seed;
+    bench_hist_init(&hist);
 
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
     inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
@@ -470,10 +402,10 @@ int main(int argc, char **argv) {
     }
 
     /* warmup, then the measured window, then a drain of one timeout */
-    uint64_t t0 = now_ns(), ramp_ns = (uint64_t)(ramp * 1e9);
+    uint64_t t0 = bench_now_ns(), ramp_ns = (uint64_t)(ramp * 1e9);
     uint64_t t_measure = t0 + (uint64_t)(warmup * 1e9), t_end = t_measure + (uint64_t)(duration * 1e9);
-    uint64_t tm0 = 0, tm1 = 0, last_tick = t0;
-    double cpu0 = 0, cpu1 = 0, scpu0 = 0, scpu1 = 0;
+    uint64_t last_tick = t0;
+    bench_window_t w = {0};
     int stalled = 0;
     last_answer_ns = t0;
     sending = 1;
@@ -482,14 +414,12 @@ int main(int argc, char **argv) {
     tick(t0 + 1);
     for (;;) {
         loop_once(5);
-        uint64_t now = now_ns();
-        if (!tm0 && now >= t_measure) {
+        uint64_t now = bench_now_ns();
+        if (!w.t0 && now >= t_measure) {
             measuring = 1;
-            tm0 = now;
-            cpu0 = cpu_seconds();
-            scpu0 = server_cpu_seconds();
+            bench_window_open(&w, opt_server_pid, now);
         }
-        if (tm0 && now >= t_end) break;
+        if (w.t0 && now >= t_end) break;
         if (now - last_tick > 2000000ull) {
             tick(now);
             last_tick = now;
@@ -501,17 +431,16 @@ int main(int argc, char **argv) {
             if (!any) break;
         }
     }
-    tm1 = now_ns();
-    if (!tm0) { tm0 = tm1; cpu0 = cpu_seconds(); scpu0 = server_cpu_seconds(); }
-    cpu1 = cpu_seconds();
-    scpu1 = server_cpu_seconds();
+    uint64_t stop = bench_now_ns();
+    if (!w.t0) bench_window_open(&w, opt_server_pid, stop); /* stopped before the window: an empty one */
+    bench_window_close(&w, stop);
     measuring = 0;
     sending = 0;
-    uint64_t drain_end = now_ns() + timeout_ns;
+    uint64_t drain_end = bench_now_ns() + timeout_ns;
     for (;;) {
         int any = 0;
         for (int i = 0; i < n_senders && !any; i++) any = senders[i].outstanding;
-        if (!any || now_ns() >= drain_end) break;
+        if (!any || bench_now_ns() >= drain_end) break;
         loop_once(5);
     }
     uint64_t unanswered = 0, never_answered = 0;
@@ -524,18 +453,17 @@ int main(int argc, char **argv) {
     }
     qsort(answers, n_senders, sizeof *answers, cmp_u64);
 
-    double wall = (tm1 - tm0) / 1e9;
+    double wall = bench_window_s(&w);
     printf("{\"mode\":\"udp\",\"inboxes\":%d,\"senders_per_inbox\":%d,\"senders\":%d,\"window_s\":%.3f,"
-           "\"merged_per_s\":%.1f,\"answered_per_s\":%.1f,"
-           "\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},"
-           "\"sent\":%llu,\"lost\":%llu,\"sent_total\":%llu,\"answered_total\":%llu,\"lost_total\":%llu,"
+           "\"merged_per_s\":%.1f,\"answered_per_s\":%.1f,",
+           n_inboxes, per_inbox, n_senders, wall, wall ? window_merged / wall : 0, wall ? window_answered / wall : 0);
+    bench_print_latency("latency_us", &hist);
+    printf(",\"sent\":%llu,\"lost\":%llu,\"sent_total\":%llu,\"answered_total\":%llu,\"lost_total\":%llu,"
            "\"timed_out\":%llu,\"unanswered_at_end\":%llu,"
            "\"late_answers\":%llu,\"bad_answers\":%llu,\"send_errors\":%llu,"
            "\"codes\":{\"M\":%llu,\"N\":%llu,\"B\":%llu,\"T\":%llu},\"stalled\":%s,"
            "\"senders_never_answered\":%llu,\"answers_per_sender\":{\"min\":%llu,\"median\":%llu,\"max\":%llu},"
            "\"loadgen_cpu\":%.3f,\"server_cpu\":%.3f,\"acked_revisions\":[",
-           n_inboxes, per_inbox, n_senders, wall, wall ? window_merged / wall : 0, wall ? window_answered / wall : 0,
-           hist_percentile(0.50), hist_percentile(0.99), lat_max_ns / 1000.0, (unsigned long long)hist_n,
            (unsigned long long)window_sent, (unsigned long long)window_lost, (unsigned long long)sent,
            (unsigned long long)answered, (unsigned long long)(timed_out + unanswered),
            (unsigned long long)timed_out, (unsigned long long)unanswered, (unsigned long long)late,
@@ -543,8 +471,7 @@ int main(int argc, char **argv) {
            (unsigned long long)codes[1], (unsigned long long)codes[2], (unsigned long long)codes[3],
            stalled ? "true" : "false", (unsigned long long)never_answered, (unsigned long long)answers[0],
            (unsigned long long)answers[n_senders / 2], (unsigned long long)answers[n_senders - 1],
-           wall ? (cpu1 - cpu0) / wall : 0,
-           wall && opt_server_pid ? (scpu1 - scpu0) / wall : -1);
+           bench_own_cpu(&w), bench_server_cpu(&w));
     for (int i = 0; i < n_senders; i++) printf("%s%llu", i ? "," : "", (unsigned long long)senders[i].acked_rev);
     printf("]}\n");
     return 0;

@@ -1,11 +1,14 @@
 /*
- * wsclient.h: the pieces the bench load generators share - clocks, CPU
- * counters, the latency histogram, client websocket framing (masked frames
- * out, a frame walker in), small blocking writes and a JSON skipper.
+ * wsclient.h: the websocket client the bench load generators share -
+ * masked client frames out, a frame walker and a per-connection reader in
+ * (whole frames, or only each frame's first bytes), the upgrade request
+ * and its answer, pongs, small blocking writes.
  *
- * Header-only (static functions), no state but the histogram a caller owns.
- * Used by resgen.c and dirgen.c; loadgen.c and siogen.c still carry their
- * own copies of the same code (they predate it) and may move onto it.
+ * Header-only (static functions), no state: a caller owns its
+ * ws_reading_t (the read buffer) and each connection's ws_reader_t and
+ * ws_upgrade_t. Used by loadgen.c, siogen.c, dirgen.c and resgen.c; the
+ * rest of what they share (clocks, CPU, histograms, JSON output, the
+ * epoll and HTTP plumbing) is in benchcommon.h, included here.
  */
 #ifndef SATCHEL_WSCLIENT_H
 #define SATCHEL_WSCLIENT_H
@@ -13,113 +16,9 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <errno.h>
+#include "benchcommon.h"
+
 #include <poll.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
-
-#define WS_HIST_FINE 20000    /* 1 us buckets up to 20 ms */
-#define WS_HIST_COARSE 100000 /* then 100 us buckets up to 10 s */
-
-static inline uint64_t ws_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline uint64_t ws_wall_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline double ws_cpu_seconds(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-/* user + system seconds of process pid (0: none) */
-static inline double ws_process_cpu_seconds(int pid) {
-    if (!pid) return 0;
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p) return 0;
-    unsigned long utime = 0, stime = 0;
-    int field = 2;
-    for (char *q = p + 1; *q; q++) {
-        if (*q == ' ') {
-            field++;
-            if (field == 14) utime = strtoul(q + 1, NULL, 10);
-            if (field == 15) { stime = strtoul(q + 1, NULL, 10); break; }
-        }
-    }
-    return (double)(utime + stime) / sysconf(_SC_CLK_TCK);
-}
-
-/* machine-wide busy seconds (/proc/stat) */
-static inline double ws_machine_busy_seconds(void) {
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f) return 0;
-    unsigned long long v[10] = {0};
-    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
-                   &v[5], &v[6], &v[7], &v[8], &v[9]);
-    fclose(f);
-    if (n < 4) return 0;
-    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / sysconf(_SC_CLK_TCK);
-}
-
-typedef struct {
-    uint32_t *buckets;
-    uint64_t n, max_ns;
-} ws_hist_t;
-
-static inline void ws_hist_init(ws_hist_t *h) {
-    h->buckets = calloc(WS_HIST_FINE + WS_HIST_COARSE, sizeof *h->buckets);
-    h->n = h->max_ns = 0;
-}
-
-static inline void ws_hist_record(ws_hist_t *h, uint64_t ns) {
-    uint64_t us = ns / 1000;
-    size_t i;
-    if (us < WS_HIST_FINE) i = us;
-    else {
-        uint64_t c = (us - WS_HIST_FINE) / 100;
-        if (c >= WS_HIST_COARSE) c = WS_HIST_COARSE - 1;
-        i = WS_HIST_FINE + c;
-    }
-    h->buckets[i]++;
-    h->n++;
-    if (ns > h->max_ns) h->max_ns = ns;
-}
-
-/* microseconds */
-static inline double ws_hist_percentile(const ws_hist_t *h, double p) {
-    if (!h->n) return 0;
-    uint64_t target = (uint64_t)(p * h->n);
-    if (target >= h->n) target = h->n - 1;
-    uint64_t seen = 0;
-    for (size_t i = 0; i < WS_HIST_FINE + WS_HIST_COARSE; i++) {
-        seen += h->buckets[i];
-        if (seen > target) {
-            if (i < WS_HIST_FINE) return (double)i + 0.5;
-            return WS_HIST_FINE + (double)(i - WS_HIST_FINE) * 100 + 50;
-        }
-    }
-    return 0;
-}
 
 /* handshakes, control frames and requests: small, the kernel takes them */
 static inline int ws_write_all_small(int fd, const void *data, size_t len) {
@@ -150,26 +49,36 @@ static inline size_t ws_client_frame(uint8_t *out, int opcode, const uint8_t *pa
     return h + len;
 }
 
-static inline int ws_send_text(int fd, const char *text) {
-    size_t len = strlen(text);
-    uint8_t *frame = malloc(len + 16);
+/* a text frame of text[0..len): small ones on the stack, the rest in a malloc */
+static inline int ws_send_text_n(int fd, const char *text, size_t len) {
+    uint8_t small[8192];
+    uint8_t *frame = len + 16 <= sizeof small ? small : malloc(len + 16);
     size_t n = ws_client_frame(frame, 1, (const uint8_t *)text, len);
     int r = ws_write_all_small(fd, frame, n);
-    free(frame);
+    if (frame != small) free(frame);
     return r;
 }
 
-/*
- * Walk the whole server frames in buf[0..len). For each, on_frame(ctx,
- * opcode, payload, n). Frames over frame_max are skipped (*skip holds what
- * is left of one across calls; *oversize counts them). Returns how many
- * bytes were consumed: the caller keeps the rest for the next read. Stops
- * early when on_frame returns nonzero.
- */
-typedef int (*ws_frame_fn)(void *ctx, int opcode, const uint8_t *payload, size_t n);
+static inline int ws_send_text(int fd, const char *text) { return ws_send_text_n(fd, text, strlen(text)); }
 
-static inline size_t ws_walk_frames(const uint8_t *buf, size_t len, uint64_t frame_max, uint64_t *skip,
-                                    uint64_t *oversize, ws_frame_fn on_frame, void *ctx) {
+/*
+ * Walk the server frames in buf[0..len) and call on_frame(ctx, opcode,
+ * payload, n, plen) for each. Two ways:
+ * - prefix_max 0: whole frames only (payload has all plen = n bytes);
+ *   frames over frame_max are skipped and counted in *oversize; an
+ *   incomplete frame is left for the next read.
+ * - prefix_max > 0: a frame is handed over as soon as its first
+ *   min(plen, prefix_max) bytes are here (n of them), the rest of its
+ *   payload is skipped - what loadgen and siogen need, who only look at a
+ *   message's first bytes and must not copy big frames.
+ * *skip holds what is left to skip of a frame across calls. Returns how
+ * many bytes were consumed: the caller keeps the rest for the next read.
+ * Stops early when on_frame returns nonzero (the connection is gone).
+ */
+typedef int (*ws_frame_fn)(void *ctx, int opcode, const uint8_t *payload, size_t n, uint64_t plen);
+
+static inline size_t ws_walk_frames(const uint8_t *buf, size_t len, size_t prefix_max, uint64_t frame_max,
+                                    uint64_t *skip, uint64_t *oversize, ws_frame_fn on_frame, void *ctx) {
     size_t pos = 0;
     if (*skip) {
         uint64_t take = *skip < len ? *skip : len;
@@ -192,7 +101,19 @@ static inline size_t ws_walk_frames(const uint8_t *buf, size_t len, uint64_t fra
             for (int i = 0; i < 8; i++) plen = (plen << 8) | p[2 + i];
             hdr = 10;
         }
-        if (p[1] & 0x80) hdr += 4;
+        if (p[1] & 0x80) hdr += 4; /* a masked server frame would be a server bug; skip the key */
+        if (prefix_max) {
+            size_t want = plen < prefix_max ? plen : prefix_max;
+            if (avail < hdr + want) break;
+            int stop = on_frame(ctx, p[0] & 0x0f, p + hdr, want, plen);
+            if (avail - hdr >= plen) pos += hdr + plen;
+            else {
+                *skip = plen - (avail - hdr);
+                return len;
+            }
+            if (stop) break;
+            continue;
+        }
         if (plen > frame_max) {
             (*oversize)++;
             if (avail - hdr >= plen) { pos += hdr + plen; continue; }
@@ -201,41 +122,135 @@ static inline size_t ws_walk_frames(const uint8_t *buf, size_t len, uint64_t fra
         }
         if (avail < hdr + plen) break;
         pos += hdr + plen;
-        if (on_frame(ctx, p[0] & 0x0f, p + hdr, plen)) break;
+        if (on_frame(ctx, p[0] & 0x0f, p + hdr, plen, plen)) break;
     }
     return pos;
 }
 
-/* the first occurrence of needle in p[0..n) */
-static inline const uint8_t *ws_find(const uint8_t *p, size_t n, const char *needle) {
-    return memmem(p, n, needle, strlen(needle));
+/*
+ * A connection's read side: what is left of a frame between reads. One
+ * read buffer serves every connection; the carry is copied in front of
+ * each read, so ws_reader_buffer() keeps headroom for the largest carry
+ * (a frame of frame_max, or a header and a prefix).
+ */
+typedef struct {
+    uint8_t *carry;
+    size_t carry_len, carry_cap;
+    uint64_t skip;
+} ws_reader_t;
+
+typedef struct {
+    size_t prefix_max;    /* see ws_walk_frames */
+    uint64_t frame_max;
+    size_t read_size;     /* bytes per read() */
+    uint64_t oversize;    /* frames skipped, over frame_max */
+    uint8_t *buf;
+    size_t headroom;
+    uint64_t now;         /* when the last read() returned */
+} ws_reading_t;
+
+static inline void ws_reading_init(ws_reading_t *r, size_t prefix_max, uint64_t frame_max, size_t read_size) {
+    r->prefix_max = prefix_max;
+    r->frame_max = frame_max;
+    r->read_size = read_size;
+    r->oversize = 0;
+    r->headroom = (prefix_max ? prefix_max : frame_max) + 16;
+    r->buf = malloc(r->headroom + read_size);
 }
 
-/* the unsigned decimal at p (up to end); -1 if none */
-static inline int64_t ws_parse_uint(const uint8_t *p, const uint8_t *end) {
-    int64_t v = 0;
-    int digits = 0;
-    while (p < end && *p >= '0' && *p <= '9' && digits < 19) { v = v * 10 + (*p++ - '0'); digits++; }
-    return digits ? v : -1;
+/* walk buf (what follows a carry, or the bytes after the upgrade answer); keep the rest in c */
+static inline void ws_reader_feed(ws_reading_t *r, ws_reader_t *c, const uint8_t *buf, size_t len, ws_frame_fn on_frame,
+                                  void *ctx) {
+    size_t used = ws_walk_frames(buf, len, r->prefix_max, r->frame_max, &c->skip, &r->oversize, on_frame, ctx);
+    size_t rest = len - used;
+    if (rest > c->carry_cap) {
+        c->carry_cap = rest < 4096 ? 4096 : rest;
+        c->carry = realloc(c->carry, c->carry_cap);
+        if (!c->carry) { fprintf(stderr, "websocket reader: out of memory\n"); exit(2); }
+    }
+    if (rest) memmove(c->carry, buf + used, rest);
+    c->carry_len = rest;
 }
 
-static inline uint64_t ws_fnv1a(const void *data, size_t n, uint64_t h) {
-    const uint8_t *p = data;
-    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 0x100000001b3ull; }
-    return h;
+/*
+ * One read() of fd, walked with the carry in front. r->now is the time of
+ * that read (one clock read per read(): the latency of every frame in it).
+ * Returns the bytes read, 0 when there is nothing to read (EAGAIN), -1 when
+ * the connection is closed or failed. The caller reads again while it gets
+ * a full read_size and the connection is still open.
+ */
+static inline ssize_t ws_reader_read(ws_reading_t *r, ws_reader_t *c, int fd, ws_frame_fn on_frame, void *ctx) {
+    uint8_t *start = r->buf + r->headroom - c->carry_len;
+    if (c->carry_len) memcpy(start, c->carry, c->carry_len);
+    ssize_t n = read(fd, r->buf + r->headroom, r->read_size);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    if (n <= 0) return -1;
+    r->now = bench_now_ns();
+    ws_reader_feed(r, c, start, c->carry_len + n, on_frame, ctx);
+    return n;
 }
 
-static inline char *ws_read_file(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *data = malloc(size + 1);
-    if (fread(data, 1, size, f) != (size_t)size) { fclose(f); free(data); return NULL; }
-    data[size] = 0;
-    fclose(f);
-    return data;
+/* the upgrade request; extra: header lines, each ending in \r\n (or "") */
+static inline int ws_send_upgrade(int fd, const char *path, int port, const char *extra) {
+    char req[16384];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                     path, port, extra);
+    if (n < 0 || (size_t)n >= sizeof req) return -1;
+    return ws_write_all_small(fd, req, n);
+}
+
+/* the upgrade answer, read until its blank line (buf is NULL once open) */
+typedef struct {
+    uint8_t *buf;
+    size_t len;
+} ws_upgrade_t;
+
+#define WS_UPGRADE_MAX 16384
+enum { WS_UPGRADE_MORE = 0, WS_UPGRADE_OPEN = 1, WS_UPGRADE_FAILED = -1 };
+
+/*
+ * Read what the server answered to the upgrade. WS_UPGRADE_OPEN: a 101,
+ * *body_at is where the first frames begin in u->buf (u->len - *body_at
+ * bytes of them); the caller walks them and calls ws_upgrade_done().
+ * WS_UPGRADE_FAILED: why says why.
+ */
+static inline int ws_upgrade_read(int fd, ws_upgrade_t *u, size_t *body_at, char *why, size_t why_cap) {
+    if (!u->buf) { u->buf = malloc(WS_UPGRADE_MAX); u->len = 0; }
+    ssize_t n = read(fd, u->buf + u->len, WS_UPGRADE_MAX - u->len - 1);
+    if (n <= 0) {
+        if (n < 0 && errno == EAGAIN) return WS_UPGRADE_MORE;
+        snprintf(why, why_cap, "closed during the handshake");
+        return WS_UPGRADE_FAILED;
+    }
+    u->len += n;
+    u->buf[u->len] = 0;
+    char *end = strstr((char *)u->buf, "\r\n\r\n");
+    if (!end) {
+        if (u->len >= WS_UPGRADE_MAX - 1) { snprintf(why, why_cap, "handshake response too long"); return WS_UPGRADE_FAILED; }
+        return WS_UPGRADE_MORE;
+    }
+    if (strncmp((char *)u->buf, "HTTP/1.1 101", 12) != 0) {
+        snprintf(why, why_cap, "refused: %.160s", (char *)u->buf);
+        return WS_UPGRADE_FAILED;
+    }
+    *body_at = (uint8_t *)end + 4 - u->buf;
+    return WS_UPGRADE_OPEN;
+}
+
+static inline void ws_upgrade_done(ws_upgrade_t *u) {
+    free(u->buf);
+    u->buf = NULL;
+    u->len = 0;
+}
+
+/* answer a ping (its payload is here whole: control frames are at most 125 bytes) */
+static inline void ws_pong(int fd, const uint8_t *payload, size_t n, uint64_t plen) {
+    if (plen > n || n > 125) return;
+    uint8_t frame[256];
+    size_t k = ws_client_frame(frame, 0xA, payload, n);
+    ws_write_all_small(fd, frame, k);
 }
 
 #endif
