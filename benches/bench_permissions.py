@@ -111,7 +111,7 @@ HIDDEN_RECORD = {"title": "an item the filter denies", "n": 1, "done": True}
 
 def build_dirgen() -> Path:
     DIRGEN.parent.mkdir(parents=True, exist_ok=True)
-    newest = max(DIRGEN_SOURCE.stat().st_mtime, (DIRGEN_SOURCE.parent / "wsclient.h").stat().st_mtime)
+    newest = max(DIRGEN_SOURCE.stat().st_mtime, *(h.stat().st_mtime for h in DIRGEN_SOURCE.parent.glob("*.h")))
     if not DIRGEN.exists() or DIRGEN.stat().st_mtime < newest:
         compiler = shutil.which("gcc") or shutil.which("cc")
         if compiler is None:

@@ -58,7 +58,7 @@ import run as R  # benches/run.py: servers, HTTP helpers, the fan-out peer case
 
 HERE = Path(__file__).resolve().parent
 RESGEN_SOURCE = HERE / "loadgen" / "resgen.c"
-RESGEN_HEADER = HERE / "loadgen" / "wsclient.h"
+RESGEN_HEADERS = (HERE / "loadgen" / "wsclient.h", HERE / "loadgen" / "benchcommon.h")
 RESGEN = R.RESULTS / "bin" / "resgen"
 PEER = "websockets"
 EMAIL = "resources@bench.example.com"
@@ -72,7 +72,7 @@ GROUPS = {0: "resource (kvStore)", 1: "backpack", 2: "directus core", 3: "resour
 
 def build_resgen() -> Path:
     RESGEN.parent.mkdir(parents=True, exist_ok=True)
-    newest = max(RESGEN_SOURCE.stat().st_mtime, RESGEN_HEADER.stat().st_mtime)
+    newest = max(RESGEN_SOURCE.stat().st_mtime, *(h.stat().st_mtime for h in RESGEN_HEADERS))
     if not RESGEN.exists() or RESGEN.stat().st_mtime < newest:
         compiler = shutil.which("gcc") or shutil.which("cc")
         if compiler is None:

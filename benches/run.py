@@ -271,9 +271,10 @@ def build_loadgen() -> Path:
     """Compile the load generators and the ceiling server (gcc -O2)."""
     LOADGEN.parent.mkdir(parents=True, exist_ok=True)
     compiler = shutil.which("gcc") or shutil.which("cc")
+    headers = max(h.stat().st_mtime for h in LOADGEN_SOURCE.parent.glob("*.h"))  # the generators' shared code
     for source, binary in ((LOADGEN_SOURCE, LOADGEN), (CEILING_SOURCE, CEILING), (UDPGEN_SOURCE, UDPGEN),
                            (SIOGEN_SOURCE, SIOGEN)):
-        if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+        if not binary.exists() or binary.stat().st_mtime < max(source.stat().st_mtime, headers):
             if compiler is None:
                 raise SystemExit("benches need a C compiler (gcc) for the load generator")
             subprocess.run([compiler, "-O2", "-o", str(binary), str(source)], check=True)
