@@ -11,6 +11,14 @@ The hub receives ``HubEvent``s - deliveries and subscription changes - in the
 order the core produced them. They are data (msgspec structs), so a broker
 can carry them between server processes; each process applies them to its
 own registry with ``apply``.
+
+The registry's bounds are asked by actions before they emit a ``Subscribe``
+or make a connection a user's, so that a refusal is answered in the
+protocol's own error format (the registry's silent refusal is only the last
+guard): ``yield ChannelLimit(protocol, connection, channels)`` is answered a
+``ChannelRoom``, ``yield UserRoom(protocol, connection, user_id)`` whether the
+connection may be that user's. The ``Switchboard`` answers both (as it
+answers ``CurrentRules``); the bounds are set by whoever runs it.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 from typing import Iterable, Iterator, Union
 
 import msgspec
+
+from .operations import Operation
 
 __all__ = [
     "Channel",
@@ -34,7 +44,17 @@ __all__ = [
     "CloseConnection",
     "Binary",
     "ChannelRegistry",
+    "ChannelLimit",
+    "ChannelRoom",
+    "UserRoom",
+    "TOO_MANY_CHANNELS",
+    "TOO_MANY_CONNECTIONS",
 ]
+
+#: What every protocol says, in its own format, when a connection is at its
+#: bound of channels, or a user at its bound of connections.
+TOO_MANY_CHANNELS = "Too many channels for this connection"
+TOO_MANY_CONNECTIONS = "Too many connections for this user"
 
 
 class Channel(msgspec.Struct, frozen=True):
@@ -165,6 +185,43 @@ class CloseConnection(msgspec.Struct, frozen=True, tag=True):
     connection: str
     code: int = 1000
     reason: str = ""
+
+
+class ChannelRoom(msgspec.Struct, frozen=True):
+    """The answer to ``ChannelLimit``: ``bound``, the most channels one
+    connection may hold (``None``: no bound); ``held``, how many it holds;
+    ``refused``, those of the channels asked about that it may not join
+    (past the bound, in the order asked; one it holds already always fits)."""
+
+    bound: int | None = None
+    held: int = 0
+    refused: tuple[Channel, ...] = ()
+
+    def full(self) -> bool:
+        """Whether one more channel, not held yet, would pass the bound."""
+        return self.bound is not None and self.held >= self.bound
+
+
+class ChannelLimit(Operation, frozen=True):
+    """-> ``ChannelRoom``: may ``connection`` (of ``protocol``) join ``channels``?
+    Asked before an action emits their ``Subscribe``s; a connection the
+    switchboard does not know gets ``ChannelRoom()`` (no bound: it is closing)."""
+
+    protocol: str
+    connection: str
+    channels: tuple[Channel, ...] = ()
+
+
+class UserRoom(Operation, frozen=True):
+    """-> ``bool``: whether ``connection`` (of ``protocol``) may be
+    ``user_id``'s within the bound of connections per user, over every
+    protocol (itself counted once if it is that user's already). Asked by a
+    protocol that learns a connection's user after the upgrade (a Socket.IO
+    namespace CONNECT)."""
+
+    protocol: str
+    connection: str
+    user_id: str
 
 
 HubEvent = Union[
@@ -299,6 +356,28 @@ class ChannelRegistry:
     def channel_count(self, connection: str) -> int:
         """How many channels ``connection`` is subscribed to."""
         return len(self._channels_of.get(connection, ()))
+
+    def user_of(self, connection: str) -> str | None:
+        """The user ``connection`` belongs to (``None``: nobody, or not registered)."""
+        return self._user_of.get(connection)
+
+    def room(self, connection: str, channels: Iterable[Channel] = ()) -> ChannelRoom:
+        """What ``ChannelLimit`` is answered: ``connection``'s room for ``channels``."""
+        held = self._channels_of.get(connection, ())
+        count = len(held)
+        bound = self.max_channels
+        if bound is None:
+            return ChannelRoom(None, count)
+        refused: list[Channel] = []
+        taking = count
+        for channel in dict.fromkeys(channels):
+            if channel in held:
+                continue
+            if taking >= bound:
+                refused.append(channel)
+            else:
+                taking += 1
+        return ChannelRoom(bound, count, tuple(refused))
 
     def resolve(self, audience: Audience) -> list[str]:
         """The connection ids in ``audience``, each once. The list may be

@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import msgspec
 
-from .channels import Audience, Binary, ChannelRegistry, CloseConnection, Deliver
+from .channels import Audience, Binary, ChannelLimit, ChannelRegistry, ChannelRoom, CloseConnection, Deliver, UserRoom
 from .environment import Environment
 from .errors import LocalProtocolError
 from .http import HttpRequest, HttpResponse, json_response
@@ -100,9 +100,15 @@ class Switchboard:
     the default until ``load_rules`` has run, then what the store holds, then
     each ``RulesChanged`` an action returns. Actions that ``yield
     CurrentRules()`` get it from here; renderers get it in their context.
+
+    ``max_connections_per_user`` bounds a user's open connections over every
+    mount (``None``: no bound; ``user_has_room`` is the rule, for a
+    transport's upgrade and an action's ``UserRoom`` alike); each registry's
+    ``max_channels`` the channels of one connection (``ChannelLimit``).
     """
 
-    __slots__ = ("mounts", "env", "registries", "rules", "rules_revision", "sessions", "_connections",
+    __slots__ = ("mounts", "env", "registries", "rules", "rules_revision", "sessions", "max_connections_per_user",
+                 "_connections",
                  "_datagram_state", "_contexts", "_roles", "_role_changes")
 
     def __init__(self, mounts: MountTable, env: Environment, rules: RuleSet = DEFAULT_RULES) -> None:
@@ -110,6 +116,7 @@ class Switchboard:
         self.env = env
         self.rules = rules
         self.rules_revision = 0
+        self.max_connections_per_user: int | None = None
         #: mount name -> the registry of that mount's open connections
         self.registries: dict[str, ChannelRegistry] = {mount.name: ChannelRegistry() for mount in mounts}
         self._connections: dict[str, Opened] = {}
@@ -141,6 +148,31 @@ class Switchboard:
         return [(name, connection) for name, registry in self.registries.items()
                 for connection in registry.resolve(audience)]
 
+    def user_has_room(self, protocol: str, connection: str, user_id: str | None) -> bool:
+        """Whether ``connection`` (of mount ``protocol``) may be ``user_id``'s:
+        the user's other open connections, over every mount, are fewer than
+        ``max_connections_per_user``. A connection registered as the user's
+        already (a websocket upgrade, counted as it is accepted) is not
+        counted against itself."""
+        bound = self.max_connections_per_user
+        if bound is None or user_id is None:
+            return True
+        count = sum(registry.connection_count(user_id) for registry in self.registries.values())
+        registry = self.registries.get(protocol)
+        if registry is not None and registry.user_of(connection) == user_id:
+            count -= 1
+        return count < bound
+
+    def answer_limit(self, operation: ChannelLimit | UserRoom) -> ChannelRoom | bool:
+        """What ``operation`` is answered (a harness that drives actions
+        outside the switchboard asks here too)."""
+        registry = self.registries.get(operation.protocol)
+        if type(operation) is UserRoom:
+            return self.user_has_room(operation.protocol, operation.connection, operation.user_id)
+        if registry is None or operation.connection not in registry:
+            return ChannelRoom()
+        return registry.room(operation.connection, operation.channels)  # type: ignore[union-attr]
+
     # -- the rules in force ----------------------------------------------------
 
     def load_rules(self) -> Action[RuleSet]:
@@ -166,6 +198,8 @@ class Switchboard:
                     operation = action.send((yield from self._session_of(operation)))  # type: ignore[arg-type]
                 elif kind is DeleteSession or kind is DeleteSessions:
                     operation = action.send((yield from self._revoke(operation)))
+                elif kind is ChannelLimit or kind is UserRoom:  # a subscribe's or a sign-in's: rare
+                    operation = action.send(self.answer_limit(operation))  # type: ignore[arg-type]
                 elif kind is ConnectionCounts or kind is UserConnections:  # the admin API's, rare: last
                     operation = action.send(self.connection_counts() if kind is ConnectionCounts
                                             else self.user_connections(operation.user_id))  # type: ignore[attr-defined]

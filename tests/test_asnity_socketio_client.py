@@ -67,3 +67,21 @@ def test_the_stock_socketio_client_speaks_to_asnity(tmp_path: Path) -> None:
     failures = [c for c in checks if not c["ok"]]
     assert client.returncode == 0 and not failures, "\n".join(lines)
     assert len(checks) >= 14 and restarted, "\n".join(lines)
+
+
+@needs_node_client
+def test_the_stock_client_meets_the_per_user_and_per_connection_bounds(tmp_path: Path) -> None:
+    # Socket.IO's user is known at the namespace CONNECT, not at the upgrade:
+    # the bound is answered there, as connect_error; a join past the channels
+    # bound as Asnity's failed-to-send-message (issue 14).
+    server = ServerProcess(tmp_path, extra=["--max-connections-per-user", "2", "--max-channels-per-connection", "3"])
+    try:
+        done = subprocess.run(["node", "asnity_limits_scenario.mjs", server.url], cwd=CLIENTS, capture_output=True,
+                              text=True, timeout=60)
+    finally:
+        server.stop()
+    lines = done.stdout.splitlines()
+    checks = [json.loads(line) for line in lines if line.startswith("{") and '"check"' in line]
+    output = done.stdout + done.stderr
+    assert done.returncode == 0 and all(c["ok"] for c in checks), output
+    assert len(checks) == 5, output

@@ -78,17 +78,18 @@ class SatchelApp:
     def limit(self, limits: ServerLimits) -> None:
         """Apply the bounds of ``limits`` that concern users and channels:
         websockets per user (over every protocol; the next upgrade is
-        answered 429) and channels per connection (``ChannelRegistry``)."""
-        self.max_connections_per_user = limits.max_connections_per_user
+        answered 429; a Socket.IO namespace CONNECT, ``connect_error``) and
+        channels per connection (``ChannelRegistry``; each protocol answers a
+        join past it with its own error). The switchboard keeps both: the
+        rule is its ``user_has_room``, asked by the upgrade here and by the
+        protocols' actions (``channels.UserRoom``, ``channels.ChannelLimit``)."""
+        self.board.max_connections_per_user = limits.max_connections_per_user
         for registry in self.board.registries.values():
             registry.max_channels = limits.max_channels_per_connection
 
-    def _too_many_for_user(self, user_id: str | None) -> bool:
-        bound = self.max_connections_per_user
-        if bound is None or user_id is None:
-            return False
-        # The new connection is registered already: count it.
-        return sum(registry.connection_count(user_id) for registry in self.board.registries.values()) > bound
+    def _too_many_for_user(self, mount: str, connection: str, user_id: str | None) -> bool:
+        # The new connection is registered already: not counted against itself.
+        return not self.board.user_has_room(mount, connection, user_id)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """The timers, and the tasks they start, until cancelled."""
@@ -276,7 +277,8 @@ class SatchelApp:
                 return self.unavailable(request, error)
             if isinstance(accepted, HttpResponse):
                 return accepted
-            if self._too_many_for_user(accepted.user_id):
+            opened = self.board.opened(connection.id)
+            if opened is not None and self._too_many_for_user(opened.mount.name, connection.id, accepted.user_id):
                 # Forgotten unannounced (its greeting was never sent).
                 self.board.closed(connection.id)
                 refusal = self.board.error_response(request, 429, "Too many connections for this user")

@@ -27,7 +27,10 @@ Semantics, with the bugs of section 7 fixed:
 
 - ``join {channels}`` subscribes *this* socket (bug 1) to the rooms of the
   listed channels that belong to the namespace's community and that the user
-  is in (bug 2); others are skipped silently.
+  is in (bug 2); others are skipped silently. Rooms past the connection's
+  bound of channels (issue 14) are not joined and the socket is told, as
+  of any failure: ``failed-to-send-message {message: "Too many channels for
+  this connection"}`` (the rooms that fit are joined).
 - ``chat {chatType, channelId, chatId?, content?}``: content over 300
   characters acks ``{written:false}``; otherwise the same write as the REST
   route (``chats``), only for a channel of this community (bug 2). Its
@@ -51,7 +54,7 @@ from typing import Any
 
 import msgspec
 
-from ..channels import Subscribe
+from ..channels import TOO_MANY_CHANNELS, ChannelLimit, ChannelRoom, Subscribe
 from ..environment import Environment
 from ..errors import RemoteProtocolError
 from ..mounts import Event
@@ -175,11 +178,18 @@ def join(user: AsnityUser, community_id: str, connection: str, data: Any, env: E
         return _failure(JOIN, "channels must be an array")
     if not (yield from _is_member(community_id, user.id)):
         return SocketOutcome()
-    events: list[Event] = []
+    rooms = []
     for channel_id in dict.fromkeys(c for c in channels[:_MAX_JOIN] if isinstance(c, str)):
         channel = yield from get_live(CHANNELS, channel_id)
         if channel is not None and channel["communityId"] == community_id and user.id in channel["users"]:
-            events.append(Subscribe(PROTOCOL, connection, room_channel(community_id, channel_id)))
+            rooms.append(room_channel(community_id, channel_id))
+    if not rooms:
+        return SocketOutcome()
+    room: ChannelRoom = yield ChannelLimit(PROTOCOL, connection, tuple(rooms))
+    refused = set(room.refused)
+    events: list[Event] = [Subscribe(PROTOCOL, connection, r) for r in rooms if r not in refused]
+    if refused:
+        return SocketOutcome(None, events, [(FAILED_TO_SEND, [{"message": TOO_MANY_CHANNELS}])])
     return SocketOutcome(None, events)
 
 

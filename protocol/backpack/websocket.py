@@ -26,6 +26,13 @@ Where the original server and seed 000 disagree, Satchel follows the seed
   and a mass disconnect of N sockets cost N x N frames (issue 14). The SDK
   only hands the frame to the page's ``close`` handler, so what a page
   learns is now simply true: that user is gone.
+- A connection holds at most the server's bound of channels (issue 14,
+  ``--max-channels-per-connection``): ``joinChannel`` or ``createChannel``
+  past it is answered ``{"action":"error","message":"Too many channels for
+  this connection (at most N)","failedAction":...}`` before anything is
+  written (the channel is not created, the users-information document not
+  changed); ``joinUsersChannels`` joins those that fit, replies as usual,
+  then sends that error for the rest.
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ import msgspec
 
 from .. import collections as data
 from ..changes import Change
-from ..channels import Audience, Channel, CloseChannel, Deliver, Subscribe, Unsubscribe
+from ..channels import (
+    TOO_MANY_CHANNELS, Audience, Channel, ChannelLimit, ChannelRoom, CloseChannel, Deliver, Subscribe, Unsubscribe,
+)
 from ..environment import Environment
 from ..errors import RemoteProtocolError
 from ..http import HttpRequest, HttpResponse, json_response
@@ -154,6 +163,10 @@ def _error(socket: Socket, message: str, action: str | None = None) -> Deliver:
     if action is not None:
         body["failedAction"] = action
     return _reply(socket, body)
+
+
+def _too_many(socket: Socket, room: ChannelRoom, action: str) -> Deliver:
+    return _error(socket, f"{TOO_MANY_CHANNELS} (at most {room.bound})", action)
 
 
 def _collection(name: str) -> str:
@@ -343,16 +356,25 @@ def _join_users_channels(socket: Socket, msg: _UsersChannels, env: Environment) 
     events: list[Event] = []
     info = yield from _users_information(_collection(msg.usersInformationCollection), socket.user_id, env, events)
     channels = _listed(info.get("channels"))
-    for entry in channels:
-        if isinstance(entry, dict) and isinstance(entry.get("channelType"), str) and isinstance(entry.get("channelId"), str):
-            events.append(Subscribe(PROTOCOL, socket.connection, Channel(entry["channelType"], entry["channelId"])))
+    wanted = [Channel(entry["channelType"], entry["channelId"]) for entry in channels
+              if isinstance(entry, dict) and isinstance(entry.get("channelType"), str)
+              and isinstance(entry.get("channelId"), str)]
+    room: ChannelRoom = yield ChannelLimit(PROTOCOL, socket.connection, tuple(wanted))
+    refused = set(room.refused)
+    events.extend(Subscribe(PROTOCOL, socket.connection, channel) for channel in wanted if channel not in refused)
     events.append(_reply(socket, {"action": "joinUsersChannels", "usersChannels": channels}))
+    if refused:
+        events.append(_too_many(socket, room, "joinUsersChannels"))
     return events
 
 
 def _create_channel(socket: Socket, msg: _CreateChannel, env: Environment) -> Action[list[Event]]:
     users_collection = _collection(msg.usersInformationCollection)
     channel_type = _collection(msg.channelType)
+    # The new channel is one more for this connection: refused before it is created.
+    room: ChannelRoom = yield ChannelLimit(PROTOCOL, socket.connection)
+    if room.full():
+        return [_too_many(socket, room, "createChannel")]
     events: list[Event] = []
     permit = yield from permits.permit(socket.user_id, channel_type, env, "create", "read")
     channel_doc, change = yield from data.create(
@@ -398,6 +420,9 @@ def _join_channel(socket: Socket, msg: _ChannelAction, env: Environment) -> Acti
             stored: StoredRecord | None = yield GetRecord(channel.type, channel.id)
             if stored is not None and permit.shown(stored.record) is None:
                 raise Forbidden()
+    room: ChannelRoom = yield ChannelLimit(PROTOCOL, socket.connection, (channel,))
+    if room.refused:
+        return [_too_many(socket, room, "joinChannel")]
     events: list[Event] = []
     info = yield from _update_users_information(
         users_collection, socket.user_id, _joined(channel), env, events

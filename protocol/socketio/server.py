@@ -37,6 +37,15 @@ user its first authenticated namespace names (``IdentifyConnection``); a
 later namespace that authenticates as another user is refused with
 ``connect_error`` (a stock client multiplexes the namespaces of one origin
 over one connection, with one token).
+
+Bounds (issue 14): the CONNECT that would make a connection the user's past
+the switchboard's bound of connections per user (over every protocol;
+``channels.UserRoom``) is refused with ``connect_error`` "Too many
+connections for this user" - a Socket.IO client's user is known only here,
+not at the Engine.IO upgrade. A CONNECT whose namespace channel (and the
+handler's own subscriptions) would pass the bound of channels per
+connection (``channels.ChannelLimit``) is refused with "Too many channels
+for this connection".
 """
 
 from __future__ import annotations
@@ -45,15 +54,20 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from ..channels import (
+    TOO_MANY_CHANNELS,
+    TOO_MANY_CONNECTIONS,
     Audience,
     Binary,
     Channel,
+    ChannelLimit,
+    ChannelRoom,
     CloseConnection,
     Deliver,
     IdentifyConnection,
     Subscribe,
     Unsubscribe,
     UnsubscribeMatching,
+    UserRoom,
 )
 from ..environment import Environment
 from ..http import HttpRequest
@@ -435,6 +449,15 @@ class SocketIoServer:
             return self._to_connection(
                 state, [encode_connect_error("This connection is signed in as another user", nsp)]
             )
+        if answer.user_id is not None and state.user_id is None:
+            if not (yield UserRoom(self.protocol, state.connection, answer.user_id)):
+                return self._to_connection(state, [encode_connect_error(TOO_MANY_CONNECTIONS, nsp)])
+        joining = [handler.namespace_channel(nsp)]
+        joining.extend(event.channel for event in answer.events
+                       if type(event) is Subscribe and event.connection == state.connection)
+        room: ChannelRoom = yield ChannelLimit(self.protocol, state.connection, tuple(joining))
+        if room.refused:
+            return self._to_connection(state, [encode_connect_error(TOO_MANY_CHANNELS, nsp)])
         events: list[HubEvent] = []
         if answer.user_id is not None and state.user_id is None:
             state.user_id = answer.user_id

@@ -56,7 +56,7 @@ from ..config import DirectusConfig
 from ..errors import code_for_status, invalid_credentials, invalid_payload
 from .frames import CORE, core_auth_ok, core_error, core_event, core_frame
 from .state import CORE_OPEN, PUBLIC_MODE, Connection
-from .subscriptions import remove, replace, subscription
+from .subscriptions import check_room, remove, replace, subscription
 
 __all__ = [
     "PROTOCOL",
@@ -211,6 +211,8 @@ def _subscribe(state: Connection, message: dict[str, Any], config: DirectusConfi
     item = message.get("item")
     item = None if item is None else _key(item, "item")
     query = _query(message, config) or parse_query(None, default_limit=config.query_limit_default)
+    # Refused before anything is read (the registry's silent refusal is the last guard).
+    yield from check_room(PROTOCOL, state.id, state.subscriptions, collection, CORE, uid)
     rules: RuleSet = yield CurrentRules()
     who, now = state.who, env.now_ms()
     data: Any = ...

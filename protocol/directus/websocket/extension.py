@@ -52,7 +52,7 @@ from ..errors import invalid_payload
 from .core import ORIGIN_WEBSOCKET, PROTOCOL, error_code, reply
 from .frames import EXTENSION, EXTENSION_V1, extension_error, extension_response
 from .state import CLOSED, EXTENSION_V1_OPEN, Connection
-from .subscriptions import remove, replace, subscription
+from .subscriptions import check_room, remove, replace, subscription
 
 __all__ = ["TYPES", "V1_QUERY_KEYS", "handle", "truthy"]
 
@@ -150,6 +150,7 @@ def _run(
         if state.phase == CLOSED:
             return []
         fmt = EXTENSION_V1 if v1 else EXTENSION
+        yield from check_room(PROTOCOL, state.id, state.subscriptions, name, fmt, uid)
         new = subscription(name, fmt, None if v1 else uid, None if v1 else items.stored_query(query))
         subs, hub = replace(PROTOCOL, state.id, state.subscriptions, new)
         state.set_subscriptions(subs)

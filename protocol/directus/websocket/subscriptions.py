@@ -23,6 +23,14 @@ uids (directus.md 1b and 2):
 - extension, latest format: any truthy uid is echoed as it was sent; uids
   may repeat (the original never deduplicated).
 - extension v1: events carry no uid.
+
+Bound (issue 14, ``--max-channels-per-connection``): a subscribe that would
+take the connection past it is refused with Directus's ``LIMIT_EXCEEDED``,
+in the format of the protocol that asked (core: ``{"type":"subscribe",
+"status":"error","error":{"code":"LIMIT_EXCEEDED","message"},"uid"}``;
+extension: its ``ERROR`` frame with the uid), and nothing is subscribed.
+A connection's channels are its collections, but many subscriptions can
+share one: the subscriptions themselves are bounded by the same number.
 """
 
 from __future__ import annotations
@@ -31,8 +39,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from ...channels import Channel, Subscribe, Unsubscribe
+from ...channels import TOO_MANY_CHANNELS, Channel, ChannelLimit, ChannelRoom, Subscribe, Unsubscribe
+from ...operations import Action
 from ...query import Query
+from ..errors import DirectusError
 from .frames import CORE, EXTENSION_V1, encode
 
 __all__ = [
@@ -43,7 +53,12 @@ __all__ = [
     "collection_channel",
     "replace",
     "remove",
+    "LIMIT_EXCEEDED",
+    "check_room",
 ]
+
+#: Directus's code for a bound passed (its ``LimitExceededError``).
+LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
 
 #: The channel type of "connections with a subscription on a collection".
 COLLECTION_CHANNEL = "directus-collection"
@@ -144,3 +159,23 @@ def remove(
         wanted = encode(uid)
         after = [sub for sub in subscriptions if sub.uid is None or encode(sub.uid) != wanted]
     return after, _channel_events(protocol, connection, subscriptions, after)
+
+
+def check_room(protocol: str, connection: str, subscriptions: list[Subscription], collection: str, fmt: str,
+               uid: Any) -> Action[None]:
+    """Raise ``LIMIT_EXCEEDED`` when a subscription of ``fmt`` with ``uid``
+    on ``collection`` would take the connection past its bound: one
+    collection more than it may listen to, or one subscription more (a core
+    subscribe that replaces its uid's is not one more)."""
+    room: ChannelRoom = yield ChannelLimit(protocol, connection, (collection_channel(collection),))
+    kept = subscriptions
+    if fmt == CORE and uid is not None:
+        kept = [sub for sub in subscriptions if sub.uid != uid]
+    refused = bool(room.refused)
+    if refused and len(kept) < len(subscriptions):
+        # A swap: the collection the replaced subscription leaves (its
+        # Unsubscribe goes first, ``_channel_events``) makes room for this one.
+        listened = {sub.collection for sub in kept}
+        refused = all(sub.collection in listened for sub in subscriptions if sub not in kept)
+    if refused or (room.bound is not None and len(kept) >= room.bound):
+        raise DirectusError(LIMIT_EXCEEDED, f"{TOO_MANY_CHANNELS}: at most {room.bound} subscriptions.", 400)
