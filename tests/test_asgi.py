@@ -228,6 +228,61 @@ async def test_health_ready_and_metrics_are_the_reference_servers() -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_a_store_that_cannot_be_reached_is_answered_503_in_the_protocols_format() -> None:
+    """``StoreUnavailable`` through the ASGI app, as through ``satchel
+    serve``: an HTTP request gets its protocol's 503 with ``Retry-After``, a
+    websocket message its protocol's error frame on a connection that stays
+    open, and everything works again once the store is back."""
+    from satchel.storage_backends.base import StoreUnavailable
+
+    store = MemoryStore()
+    real_execute, real_stamped = store.execute, store.execute_stamped
+    away = [False]
+
+    async def flaky(operation: object) -> object:
+        if away[0]:
+            raise StoreUnavailable("the database went away")
+        return await real_execute(operation)  # type: ignore[arg-type]
+
+    async def flaky_stamped(operation: object) -> object:
+        if away[0]:
+            raise StoreUnavailable("the database went away")
+        return await real_stamped(operation)  # type: ignore[arg-type]
+
+    store.execute, store.execute_stamped = flaky, flaky_stamped  # type: ignore[method-assign]
+    app = create_asgi_app(store, BackpackConfig(api_key=API_KEY))
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(serve_asgi, app, hypercorn_config("127.0.0.1", 0))
+        endpoint = Endpoint(int(binds[0].rsplit(":", 1)[1]), API_KEY)
+        client = await Client.create(endpoint, "writer")
+        async with client.websocket() as ws:
+            await greeted(ws)
+            away[0] = True
+
+            def get() -> tuple[int, str | None, bytes]:
+                connection = HTTPConnection("127.0.0.1", endpoint.port, timeout=5)
+                try:
+                    connection.request("GET", "/collections", headers={"Authorization": f"key {API_KEY}"})
+                    response = connection.getresponse()
+                    return response.status, response.getheader("retry-after"), response.read()
+                finally:
+                    connection.close()
+
+            status, retry_after, body = await trio.to_thread.run_sync(get)
+            assert (status, retry_after) == (503, "1")
+            assert set(json.loads(body)) == {"message"}  # Backpack's error format
+            await ws.send_message(json.dumps({"action": "create", "collection": "notes", "data": {"n": 1}}))
+            frame = await receive(ws)
+            assert frame["action"] == "error" and frame["status"] == 503 and frame["failedAction"] == "create"
+            away[0] = False
+            await ws.send_message(json.dumps({"action": "create", "collection": "notes", "data": {"n": 2}}))
+            while (frame := await receive(ws))["action"] != "create":
+                pass
+            assert frame["response"]["n"] == 2
+        assert await _get_collections(endpoint.port) == 200
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_mounts_timer_runs_on_asgi_websockets(monkeypatch: pytest.MonkeyPatch) -> None:
     """The console's change stream re-checks its session on the mount's timer
     (``Mount.deadline_ms``), which the ASGI app runs beside each websocket:

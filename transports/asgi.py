@@ -68,9 +68,10 @@ from satchel.protocol.http import HttpRequest, HttpResponse
 from satchel.protocol.mount_table import standard_mounts
 from satchel.protocol.mounts import Event, HttpOutcome, MountTable
 from satchel.protocol.switchboard import Switchboard
-from satchel.storage_backends.base import Store
+from satchel.storage_backends.base import Store, StoreUnavailable
 from satchel.storage_backends.files import LocalFileStore
 
+from .app import UNAVAILABLE
 from .health import OPERATIONS_PATHS, Operations
 from .metrics import METRICS, Watched
 from .ordering import Sequencer, Ticket
@@ -286,6 +287,13 @@ def create_asgi_app(
                         perf_counter() - start)
         return response
 
+    def unavailable(core_request: HttpRequest, error: StoreUnavailable) -> HttpResponse:
+        # The owning protocol's 503, as SatchelApp.unavailable answers it.
+        log.warning("store unavailable answering %s %s: %s", core_request.method, core_request.loggable, error)
+        response = board.error_response(core_request, 503, UNAVAILABLE)
+        response.headers.append(("retry-after", "1"))
+        return response
+
     async def answer(core_request: HttpRequest) -> Response:
         with core_runner.ticket() as ticket:
             try:
@@ -304,6 +312,8 @@ def create_asgi_app(
                     return _quart_response(board.error_response(core_request, 413, "Request body too large"))
                 core_request = HttpRequest(core_request.method, core_request.target, core_request.headers, body)
                 outcome = await core_runner.run(board.handle_request(core_request), ticket)
+            except StoreUnavailable as error:
+                return _quart_response(unavailable(core_request, error))
             except Exception:
                 log.exception("request %s %s failed", core_request.method, core_request.loggable)
                 return _quart_response(board.error_response(core_request, 500, "Internal server error"))
@@ -336,6 +346,8 @@ def create_asgi_app(
             upgrade.__exit__(None, None, None)
             if not isinstance(exc, Exception):
                 raise
+            if isinstance(exc, StoreUnavailable):
+                return _quart_response(unavailable(core_request, exc))
             # Logged here, not by Quart, whose line would carry the path's tokens.
             log.exception("websocket upgrade %s failed", core_request.loggable)
             return _quart_response(board.error_response(core_request, 500, "Internal server error"))
@@ -372,6 +384,14 @@ def create_asgi_app(
                     with core_runner.ticket() as ticket:
                         try:
                             events = await core_runner.run(board.handle_message(connection, message), ticket)
+                        except StoreUnavailable as error:
+                            # The protocol's own 503-style frame; the connection stays open for a retry.
+                            log.warning("store unavailable answering a message of connection %s: %s", connection, error)
+                            ticket.__exit__(None, None, None)
+                            payload = board.unavailable(connection, message)
+                            if payload is not None:
+                                await ws.send(payload.decode("utf-8"))
+                            continue
                         except Exception:
                             log.exception("websocket action failed on connection %s", connection)
                             ticket.__exit__(None, None, None)
