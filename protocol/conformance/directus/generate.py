@@ -118,12 +118,14 @@ def _rule(collection: str, action: str) -> Any:
 
 def _one_rule_each(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``rules`` without those that would be a role's second rule for a
-    collection and action (a rule file may not have two)."""
+    collection and action (a rule file may not have two); a rule's action
+    is one, a list of them, or ``*``."""
     from .model import ACTIONS
 
     kept, taken = [], set()
     for rule in rules:
-        actions = ACTIONS if rule["action"] == "*" else (rule["action"],)
+        action = rule["action"]
+        actions = ACTIONS if action == "*" else tuple(action) if isinstance(action, list) else (action,)
         if any((rule["collection"], a) in taken for a in actions):
             continue
         taken.update((rule["collection"], a) for a in actions)

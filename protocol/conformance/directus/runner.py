@@ -108,16 +108,20 @@ class InProcessDirectus:
         self.target._run(create_admin(email, password, self.target._env))
 
     def directus_open(self, connection: str, path: str, headers: Sequence[tuple[str, str]]) -> int:
+        return self._upgrade(connection, path, [(name.lower(), value) for name, value in headers])[0]
+
+    def _upgrade(self, connection: str, path: str, headers: list[tuple[str, str]]) -> tuple[int, Any]:
+        """A websocket upgrade handed to the core: 101 and what accepted it,
+        or the refusal's status and None."""
         from satchel.protocol.http import HttpRequest, HttpResponse
 
         target = self.target
-        request = HttpRequest("GET", path, [(name.lower(), value) for name, value in headers], b"")
-        accepted = target._run(target._board.accept(request, connection))
+        accepted = target._run(target._board.accept(HttpRequest("GET", path, headers, b""), connection))
         if isinstance(accepted, HttpResponse):
-            return accepted.status
+            return accepted.status, None
         target._open.add(connection)
         target._publish(accepted.events)
-        return 101
+        return 101, accepted
 
     def directus_send(self, connection: str, frame: str) -> None:
         self.target.send(connection, frame)

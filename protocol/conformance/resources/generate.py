@@ -18,7 +18,7 @@ import functools
 from typing import Any
 
 from .. import sequences
-from ..directus.generate import _data, _changes, _smaller, filter_strategy, FIELDS
+from ..directus.generate import _data, _changes, _one_rule_each, _smaller, filter_strategy, FIELDS
 from ..sequences import SequenceReport, check_sequences, weighted as _weighted, world_and_steps
 from .runner import ADMIN, CONNS, DOCS, KEYS, USERS, ResourcesMismatch, ResourcesRun, ResourcesTarget, tidy
 
@@ -35,21 +35,6 @@ def _st() -> Any:
     from hypothesis import strategies as st
 
     return st
-
-
-def _one_rule_each(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rules`` without those that would be a role's second rule for a
-    collection and action (a rule file may not have two)."""
-    kept, taken = [], set()
-    for rule in rules:
-        action = rule["action"]
-        actions = ("create", "read", "update", "delete") if action == "*" else (
-            tuple(action) if isinstance(action, list) else (action,))
-        if any((rule["collection"], a) in taken for a in actions):
-            continue
-        taken.update((rule["collection"], a) for a in actions)
-        kept.append(rule)
-    return kept
 
 
 @functools.lru_cache(maxsize=None)

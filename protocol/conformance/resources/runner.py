@@ -46,7 +46,7 @@ import re
 from typing import Any, Protocol, Sequence
 from urllib.parse import quote
 
-from ..directus.runner import ADMIN, KIT_ROLES, USERS, DirectusRun
+from ..directus.runner import ADMIN, KIT_ROLES, USERS, DirectusRun, InProcessDirectus
 from ..matching import ANY_STRING, EMPTY_BODY, Bindings, Mismatch, Sym, match, show
 from ..sequences import SequenceBase, StepMismatch, StepScript
 from ..targets import CLOSED, NOTHING
@@ -83,50 +83,18 @@ class ResourcesTarget(Protocol):
     def directus_close(self, connection: str) -> None: ...
 
 
-class InProcessResources:
-    """``InProcessTarget`` (the core in this process) as a ``ResourcesTarget``."""
-
-    def __init__(self, target: Any) -> None:
-        from ..directus.runner import InProcessDirectus
-
-        self.inner = InProcessDirectus(target)
-        self.target = target
-        self.api_key = target.api_key
-
-    def http(self, jar: str | None, method: str, path: str, body: bytes | None, *, key: str | None,
-             headers: Sequence[tuple[str, str]] | None = None) -> Any:
-        return self.target.http(jar, method, path, body, key=key, headers=headers)
-
-    def make_admin(self, email: str, password: str) -> None:
-        self.inner.make_admin(email, password)
+class InProcessResources(InProcessDirectus):
+    """``InProcessTarget`` (the core in this process) as a ``ResourcesTarget``:
+    the Directus kit's, with websockets opened with a subprotocol."""
 
     def resources_open(self, connection: str, path: str, headers: Sequence[tuple[str, str]],
                        subprotocol: str | None) -> tuple[int, str | None]:
-        from satchel.protocol.http import HttpRequest, HttpResponse
-
-        target = self.target
         sent = [(name.lower(), value) for name, value in headers]
         sent += [("upgrade", "websocket"), ("connection", "Upgrade"), ("sec-websocket-version", "13")]
         if subprotocol is not None:
             sent.append(("sec-websocket-protocol", subprotocol))
-        accepted = target._run(target._board.accept(HttpRequest("GET", path, sent, b""), connection))
-        if isinstance(accepted, HttpResponse):
-            return accepted.status, None
-        target._open.add(connection)
-        target._publish(accepted.events)
-        return 101, accepted.subprotocol
-
-    def directus_send(self, connection: str, frame: str) -> None:
-        self.target.send(connection, frame)
-
-    def directus_receive(self, connection: str, timeout: float) -> Any:
-        return self.target.receive(connection, timeout)
-
-    def directus_close(self, connection: str) -> None:
-        self.target.disconnect(connection)
-
-    def close(self) -> None:
-        self.target.close()
+        status, accepted = self._upgrade(connection, path, sent)
+        return status, None if accepted is None else accepted.subprotocol
 
 
 class ResourcesMismatch(StepMismatch):
