@@ -443,14 +443,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _target(args: argparse.Namespace) -> Any:
-    if args.in_process:
-        return InProcessTarget(MemoryStore(), args.api_key or "conformance-key")
-    if not args.api_key:
-        raise SystemExit("satchel conformance: --api-key is required with --url")
-    return UrlTarget(args.url, args.api_key, timeout=max(10.0, args.timeout))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``satchel conformance``; returns the exit status
     (0 conformed, 1 a difference was found, 2 the run could not be done)."""
@@ -481,14 +473,105 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+def _open(args: argparse.Namespace, in_process: Any = None) -> Any:
+    """The target the arguments name (``in_process`` wraps the core for a
+    kit that needs more of it); None, said on stderr, if the URL is no good."""
+    try:
+        if args.in_process:
+            core = InProcessTarget(MemoryStore(), args.api_key or "conformance-key")
+            return core if in_process is None else in_process(core)
+        return UrlTarget(args.url, args.api_key or "", timeout=max(10.0, args.timeout))
+    except ValueError as error:
+        print(f"satchel conformance: {error}", file=sys.stderr)
+        return None
+
+
+def _where(args: argparse.Namespace) -> str:
+    return "Satchel's core (in process)" if args.in_process else args.url
+
+
+def _quiet(args: argparse.Namespace) -> float:
+    return args.quiet if args.quiet is not None else (0.0 if args.in_process else 0.05)
+
+
+def _token(args: argparse.Namespace) -> str:
+    # A shared server keeps every run's accounts: name them apart.
+    return "t0" if args.in_process else secrets.token_hex(4)
+
+
+def _replay(args: argparse.Namespace, load: Any, run: Any, failed: type[Exception]) -> int:
+    """``--replay FILE``: run the saved script once; 1 if it fails."""
+    where = _where(args)
+    with open(args.replay, encoding="utf-8") as handle:
+        steps = load(handle.read())
+    try:
+        run(steps)
+    except failed as failure:
+        print(f"The script fails against {where}:\n{failure}")
+        return 1
+    print(f"The script ({len(steps)} steps) ran against {where} without a difference.")
+    return 0
+
+
+def _verdict(args: argparse.Namespace, report: Any, started: float, *, model: str, script: Any, what: str = "",
+             kind: str = "sequences", detail: str = "", replay: str = "") -> int:
+    """Print what a generated run found; the exit status. ``script`` is how
+    the failure's steps are saved, ``replay`` what follows the file's name."""
+    elapsed = time.monotonic() - started
+    where = _where(args)
+    if report.errors:
+        for error in report.errors:
+            print(f"satchel conformance: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    if report.failure is None:
+        print(f"{where} conforms{what}: {report.examples} generated {kind} passed in {elapsed:.1f} s.")
+        return 0
+    print(f"{where} differs from {model}.\n\n{report.failure}{detail}")
+    if args.save:
+        with open(args.save, "w", encoding="utf-8") as handle:
+            handle.write(script(report.failure) + "\n")
+        print(f"\nSaved to {args.save}{replay}")
+    return 1
+
+
+def _main_steps(args: argparse.Namespace, kit: Any, *, protocol: str, what: str, model: str, mismatch: type[Exception],
+                check: Any, in_process: Any = None, options: dict[str, Any] | None = None,
+                check_options: dict[str, Any] | None = None, needs: str = "") -> int:
+    """A kit of JSON step scripts (``kit``: its ``run_steps``, ``load_steps``
+    and ``format_steps``): generate and check, or replay a saved script.
+    ``options`` go to both, ``check_options`` to the generated run only;
+    ``needs`` is what the replay hint adds to the command line."""
+    target = _open(args, in_process)
+    if target is None:
+        return 2
+    options = options or {}
+    quiet, token = _quiet(args), _token(args)
+    started = time.monotonic()
+    try:
+        if args.replay:
+            return _replay(args, kit.load_steps, lambda steps: kit.run_steps(
+                target, steps, token=token, timeout=args.timeout, quiet=quiet, **options), mismatch)
+        report = check(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token,
+                       timeout=args.timeout, quiet=quiet, minimize_failure=not args.no_minimize, **options,
+                       **(check_options or {}))
+    except (SetupError, OSError, ValueError) as error:
+        print(f"satchel conformance: could not run against {_where(args)}: {error}", file=sys.stderr)
+        return 2
+    finally:
+        target.close()
+    return _verdict(args, report, started, what=f" ({what})", model=model,
+                    script=lambda failure: kit.format_steps(failure.steps),
+                    replay=f"; replay with: satchel conformance --url URL --protocol {protocol}{needs} "
+                           f"--replay {args.save}")
+
+
 def _main_resources(args: argparse.Namespace) -> int:
     """``--protocol resources``: resource subscriptions - ``/realtime`` REST and
     websockets, under random rules (``satchel.protocol.conformance.resources``)."""
     from satchel.protocol.conformance import resources as kit
 
-    return _main_with_admin(args, "resources", "resource subscriptions", "the resource-subscription model",
-                            kit.InProcessResources, kit.ResourcesMismatch, kit.check_resources_target,
-                            kit.run_steps, kit.load_steps, kit.format_steps)
+    return _main_with_admin(args, kit, "resources", "resource subscriptions", "the resource-subscription model",
+                            kit.InProcessResources, kit.ResourcesMismatch, kit.check_resources_target)
 
 
 def _main_directus(args: argparse.Namespace) -> int:
@@ -496,13 +579,12 @@ def _main_directus(args: argparse.Namespace) -> int:
     rules and roles, and both Directus websockets (``satchel.protocol.conformance.directus``)."""
     from satchel.protocol.conformance import directus as kit
 
-    return _main_with_admin(args, "directus", "Directus REST, websockets and rules", "the Directus model",
-                            kit.InProcessDirectus, kit.DirectusMismatch, kit.check_directus_target,
-                            kit.run_steps, kit.load_steps, kit.format_steps)
+    return _main_with_admin(args, kit, "directus", "Directus REST, websockets and rules", "the Directus model",
+                            kit.InProcessDirectus, kit.DirectusMismatch, kit.check_directus_target)
 
 
-def _main_with_admin(args: argparse.Namespace, protocol: str, what: str, model: str, in_process: Any,
-                     mismatch: type[Exception], check: Any, run_steps: Any, load_steps: Any, format_steps: Any) -> int:
+def _main_with_admin(args: argparse.Namespace, kit: Any, protocol: str, what: str, model: str, in_process: Any,
+                     mismatch: type[Exception], check: Any) -> int:
     """A kit that installs rules and roles through the admin API (Directus,
     resources): so over a URL it needs an administrator of the server."""
     admin = (args.admin_email, args.admin_password) if args.admin_email and args.admin_password else None
@@ -510,108 +592,18 @@ def _main_with_admin(args: argparse.Namespace, protocol: str, what: str, model: 
         print(f"satchel conformance: --protocol {protocol} needs an administrator of the server: "
               "--admin-email and --admin-password (satchel admin create EMAIL), or --admin-token", file=sys.stderr)
         return 2
-    try:
-        target: Any = (in_process(InProcessTarget(MemoryStore(), args.api_key or "conformance-key"))
-                       if args.in_process else UrlTarget(args.url, args.api_key or "", timeout=max(10.0, args.timeout)))
-    except ValueError as error:
-        print(f"satchel conformance: {error}", file=sys.stderr)
-        return 2
-    where = "Satchel's core (in process)" if args.in_process else args.url
-    quiet = args.quiet if args.quiet is not None else (0.0 if args.in_process else 0.05)
-    token = "t0" if args.in_process else secrets.token_hex(4)
-    started = time.monotonic()
-    try:
-        if args.replay:
-            with open(args.replay, encoding="utf-8") as handle:
-                steps = load_steps(handle.read())
-            try:
-                run_steps(target, steps, token=token, timeout=args.timeout, quiet=quiet, admin=admin,
-                          admin_token=args.admin_token)
-            except mismatch as failure:
-                print(f"The script fails against {where}:\n{failure}")
-                return 1
-            print(f"The script ({len(steps)} steps) ran against {where} without a difference.")
-            return 0
-        report = check(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token,
-                       timeout=args.timeout, quiet=quiet, minimize_failure=not args.no_minimize,
-                       admin=admin, admin_token=args.admin_token)
-    except (SetupError, OSError, ValueError) as error:
-        print(f"satchel conformance: could not run against {where}: {error}", file=sys.stderr)
-        return 2
-    finally:
-        target.close()
-    elapsed = time.monotonic() - started
-    if report.errors:
-        for error in report.errors:
-            print(f"satchel conformance: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
-    if report.failure is None:
-        print(f"{where} conforms ({what}): {report.examples} generated sequences passed in {elapsed:.1f} s.")
-        return 0
-    print(f"{where} differs from {model}.\n\n{report.failure}")
-    if args.save:
-        with open(args.save, "w", encoding="utf-8") as handle:
-            handle.write(format_steps(report.failure.steps) + "\n")
-        print(f"\nSaved to {args.save}; replay with: satchel conformance --url URL --protocol {protocol} "
-              f"--admin-email E --admin-password P --replay {args.save}")
-    return 1
+    return _main_steps(args, kit, protocol=protocol, what=what, model=model, mismatch=mismatch, check=check,
+                       in_process=in_process, options={"admin": admin, "admin_token": args.admin_token},
+                       needs=" --admin-email E --admin-password P")
 
 
 def _main_socketio(args: argparse.Namespace) -> int:
     """``--protocol socketio``: Asnity over REST and Socket.IO (``satchel.protocol.conformance.asnity``)."""
-    from satchel.protocol.conformance.asnity import (
-        AsnityMismatch,
-        check_asnity_target,
-        format_steps,
-        load_steps,
-        run_steps,
-    )
+    from satchel.protocol.conformance import asnity as kit
 
-    try:
-        target: Any = (InProcessTarget(MemoryStore(), args.api_key or "conformance-key") if args.in_process
-                       else UrlTarget(args.url, args.api_key or "", timeout=max(10.0, args.timeout)))
-    except ValueError as error:
-        print(f"satchel conformance: {error}", file=sys.stderr)
-        return 2
-    where = "Satchel's core (in process)" if args.in_process else args.url
-    quiet = args.quiet if args.quiet is not None else (0.0 if args.in_process else 0.05)
-    token = "t0" if args.in_process else secrets.token_hex(4)
-    started = time.monotonic()
-    try:
-        if args.replay:
-            with open(args.replay, encoding="utf-8") as handle:
-                steps = load_steps(handle.read())
-            try:
-                run_steps(target, steps, token=token, timeout=args.timeout, quiet=quiet)
-            except AsnityMismatch as failure:
-                print(f"The script fails against {where}:\n{failure}")
-                return 1
-            print(f"The script ({len(steps)} steps) ran against {where} without a difference.")
-            return 0
-        report = check_asnity_target(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token,
-                                     timeout=args.timeout, quiet=quiet, minimize_failure=not args.no_minimize,
-                                     disconnects=args.namespace_disconnects)
-    except (SetupError, OSError, ValueError) as error:
-        print(f"satchel conformance: could not run against {where}: {error}", file=sys.stderr)
-        return 2
-    finally:
-        target.close()
-    elapsed = time.monotonic() - started
-    if report.errors:
-        for error in report.errors:
-            print(f"satchel conformance: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
-    if report.failure is None:
-        print(f"{where} conforms (Asnity over REST and Socket.IO): {report.examples} generated sequences "
-              f"passed in {elapsed:.1f} s.")
-        return 0
-    print(f"{where} differs from the Asnity model.\n\n{report.failure}")
-    if args.save:
-        with open(args.save, "w", encoding="utf-8") as handle:
-            handle.write(format_steps(report.failure.steps) + "\n")
-        print(f"\nSaved to {args.save}; replay with: satchel conformance --url URL --protocol socketio "
-              f"--replay {args.save}")
-    return 1
+    return _main_steps(args, kit, protocol="socketio", what="Asnity over REST and Socket.IO",
+                       model="the Asnity model", mismatch=kit.AsnityMismatch, check=kit.check_asnity_target,
+                       check_options={"disconnects": args.namespace_disconnects})
 
 
 def _main_inbox(args: argparse.Namespace) -> int:
@@ -621,77 +613,43 @@ def _main_inbox(args: argparse.Namespace) -> int:
     if args.replay:
         print("satchel conformance: --replay runs Backpack and socketio scripts only", file=sys.stderr)
         return 2
-    try:
-        target: Any = (InProcessTarget(MemoryStore(), args.api_key or "conformance-key") if args.in_process
-                       else UrlTarget(args.url, args.api_key or "", timeout=max(10.0, args.timeout)))
-    except ValueError as error:
-        print(f"satchel conformance: {error}", file=sys.stderr)
+    target = _open(args)
+    if target is None:
         return 2
-    where = "Satchel's core (in process)" if args.in_process else args.url
-    token = "t0" if args.in_process else secrets.token_hex(4)
     started = time.monotonic()
     try:
-        report = check_inbox_target(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token)
+        report = check_inbox_target(target, examples=args.examples, steps=args.steps, seed=args.seed,
+                                    token=_token(args))
     finally:
         target.close()
-    elapsed = time.monotonic() - started
-    if report.errors:
-        for error in report.errors:
-            print(f"satchel conformance: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
-    if report.failure is None:
-        print(f"{where} conforms (inbox documents): {report.examples} generated sequences passed in {elapsed:.1f} s.")
-        return 0
-    steps = format_steps(report.failure.steps)
-    print(f"{where} differs from the inbox-document model.\n\n{report.failure}\n\nSteps:\n{steps}")
-    if args.save:
-        with open(args.save, "w", encoding="utf-8") as handle:
-            handle.write(steps + "\n")
-        print(f"\nSaved to {args.save}.")
-    return 1
+    steps = format_steps(report.failure.steps) if report.failure is not None else ""
+    return _verdict(args, report, started, what=" (inbox documents)", model="the inbox-document model",
+                    script=lambda failure: steps, detail=f"\n\nSteps:\n{steps}", replay=".")
 
 
 def _main_backpack(args: argparse.Namespace) -> int:
-    target = _target(args)
-    where = "Satchel's core (in process)" if args.in_process else args.url
-    quiet = args.quiet if args.quiet is not None else (0.0 if args.in_process else 0.05)
-    token = "t0" if args.in_process else secrets.token_hex(4)
+    if not args.in_process and not args.api_key:
+        raise SystemExit("satchel conformance: --api-key is required with --url")
+    target = _open(args)
+    if target is None:
+        return 2
+    quiet, token = _quiet(args), _token(args)
+    started = time.monotonic()
     try:
         if args.replay:
-            with open(args.replay, encoding="utf-8") as handle:
-                script = load_script(handle.read())
-            try:
-                replay(target, script, token=token, timeout=args.timeout, quiet=quiet)
-            except ConformanceFailure as failure:
-                print(f"The script fails against {where}:\n{failure}")
-                return 1
-            print(f"The script ({len(script)} steps) ran against {where} without a difference.")
-            return 0
-        started = time.monotonic()
+            return _replay(args, load_script, lambda script: replay(target, script, token=token, timeout=args.timeout,
+                                                                    quiet=quiet), ConformanceFailure)
         report = check_target(target, examples=args.examples, steps=args.steps, seed=args.seed, token=token,
                               timeout=args.timeout, quiet=quiet, minimize=not args.no_minimize)
     except (SetupError, ScriptError, OSError, ValueError) as error:
-        print(f"satchel conformance: could not run against {where}: {error}", file=sys.stderr)
+        print(f"satchel conformance: could not run against {_where(args)}: {error}", file=sys.stderr)
         return 2
     finally:
         target.close()
-    elapsed = time.monotonic() - started
-    if report.errors:
-        for error in report.errors:
-            print(f"satchel conformance: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
-    if report.failure is None:
-        print(f"{where} conforms: {report.examples} generated sessions passed in {elapsed:.1f} s.")
-        return 0
-    failure: ConformanceFailure = report.failure
-    print(f"{where} differs from the Backpack model.\n\n{failure}")
-    if report.flaky:
-        print("\n(The difference did not show every time these steps ran: it may depend on timing.)")
-    if args.save:
-        with open(args.save, "w", encoding="utf-8") as handle:
-            handle.write(format_script(failure.script) + "\n")
-        print(f"\nSaved to {args.save}; replay with: satchel conformance --url URL --api-key KEY --replay {args.save}")
-    return 1
+    flaky = "\n\n(The difference did not show every time these steps ran: it may depend on timing.)"
+    return _verdict(args, report, started, kind="sessions", model="the Backpack model",
+                    script=lambda failure: format_script(failure.script), detail=flaky if report.flaky else "",
+                    replay=f"; replay with: satchel conformance --url URL --api-key KEY --replay {args.save}")
 
 
 if __name__ == "__main__":
