@@ -24,32 +24,24 @@ from typing import Any, Callable
 
 import pytest
 
+import conformance_probe as kit_probe
+
 PROBE = Path(__file__)
 BUGS = ["echo-to-sender", "whole-namespace", "join-any-room", "ids-skip", "ids-repeat", "private-readable",
         "write-without-membership"]
 
 
 def probe(*args: str) -> tuple[dict[str, Any], str]:
-    completed = subprocess.run([sys.executable, str(PROBE), *args], capture_output=True, text=True, timeout=120)
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output
-    result = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
-    assert result, output
-    return json.loads(result[-1].removeprefix("RESULT ")), completed.stdout
+    return kit_probe.probe(PROBE, *args)
 
 
 def test_the_core_conforms_in_process() -> None:
-    result, _ = probe("core")
-    assert result["passed"], result["problem"]
-    assert result["examples"] == 300
+    kit_probe.check_core(PROBE, examples=300)
 
 
 @pytest.mark.parametrize("bug", BUGS)
 def test_a_planted_bug_is_found_as_a_short_replayable_script(bug: str) -> None:
-    result, _ = probe("planted", bug)
-    assert result["found"], f"the kit missed {bug}"
-    assert 1 <= len(result["steps"]) <= 7, result["script"]
-    assert result["replay_fails"], result["script"]  # and it passed once undone (else the probe fails)
+    kit_probe.check_planted(PROBE, bug, most=7)
 
 
 def test_the_model_applies_the_rules() -> None:
@@ -58,14 +50,8 @@ def test_the_model_applies_the_rules() -> None:
 
 def test_the_command_line_saves_and_replays_a_failing_script(tmp_path: Path) -> None:
     saved = str(tmp_path / "failure.json")
-    result, out = probe("cli", "--plant", "echo-to-sender", "--in-process", "--protocol", "socketio",
-                        "--examples", "300", "--seed", "0", "--save", saved)
-    assert result["status"] == 1 and "differs from the Asnity model" in out, out
+    out = kit_probe.check_save_and_replay(PROBE, saved, "echo-to-sender", "socketio", 300, "the Asnity model")
     assert json.loads(Path(saved).read_text())[-1]["do"] in ("sio-chat", "sio-connect", "sio-join"), out
-    result, out = probe("cli", "--plant", "echo-to-sender", "--in-process", "--protocol", "socketio", "--replay", saved)
-    assert result["status"] == 1 and "fails against" in out, out
-    result, out = probe("cli", "--in-process", "--protocol", "socketio", "--replay", saved)
-    assert result["status"] == 0 and "without a difference" in out, out
 
 
 def test_a_namespace_disconnect_leaves_the_rooms() -> None:
@@ -101,11 +87,8 @@ def plant(bug: str) -> Callable[[], None]:
     from satchel.protocol.operations import TakeNumber
     from satchel.protocol.records import new_record
 
-    saved: list[tuple[Any, str, Any]] = []
-
-    def patch(module: Any, name: str, value: Any) -> None:
-        saved.append((module, name, getattr(module, name)))
-        setattr(module, name, value)
+    plants = kit_probe.Plants()
+    patch = plants.patch
 
     if bug in ("echo-to-sender", "whole-namespace"):
         render = mount.render_change
@@ -179,11 +162,7 @@ def plant(bug: str) -> Callable[[], None]:
     else:
         raise ValueError(f"no such bug: {bug}")
 
-    def undo() -> None:
-        for module, name, value in reversed(saved):
-            setattr(module, name, value)
-
-    return undo
+    return plants.undo
 
 
 def _target() -> Any:
@@ -196,29 +175,14 @@ def _target() -> Any:
 def core() -> dict[str, Any]:
     from satchel.protocol.conformance.asnity import check_asnity_target
 
-    report = check_asnity_target(_target(), examples=300, steps=30, seed=1)
-    return {"passed": report.passed, "examples": report.examples, "problem": str(report.failure or report.errors or "")}
+    return kit_probe.core(check_asnity_target, _target(), examples=300, steps=30, seed=1)
 
 
 def planted(bug: str) -> dict[str, Any]:
-    from satchel.protocol.conformance.asnity import AsnityMismatch, check_asnity_target, format_steps, run_steps
+    from satchel.protocol.conformance import asnity as kit
 
-    undo = plant(bug)
-    try:
-        report = check_asnity_target(_target(), examples=500, steps=30, seed=0)
-        if report.failure is None:
-            return {"found": False, "errors": str(report.errors)}
-        steps = report.failure.steps
-        try:
-            run_steps(_target(), steps)
-            replay_fails = False
-        except AsnityMismatch:
-            replay_fails = True
-    finally:
-        undo()
-    run_steps(_target(), steps)  # the same steps pass against the real core
-    return {"found": True, "steps": steps, "script": format_steps(steps), "failure": str(report.failure),
-            "found_steps": len(report.found.steps) if report.found else None, "replay_fails": replay_fails}
+    return kit_probe.planted(plant(bug), kit, kit.check_asnity_target, kit.AsnityMismatch, _target,
+                             examples=500, steps=30, seed=0)
 
 
 def model() -> dict[str, Any]:
@@ -287,13 +251,8 @@ def codec() -> dict[str, Any]:
     return {"ok": True}
 
 
-def cli(argv: list[str]) -> dict[str, Any]:
-    from satchel.transports.conformance_runner import main
-
-    if argv and argv[0] == "--plant":
-        plant(argv[1])
-        argv = argv[2:]
-    return {"status": main(argv)}
+def cli(*argv: str) -> dict[str, Any]:
+    return kit_probe.cli(plant, list(argv))
 
 
 def test_the_packets_the_kit_speaks() -> None:
@@ -301,7 +260,4 @@ def test_the_packets_the_kit_speaks() -> None:
 
 
 if __name__ == "__main__":
-    mode, rest = sys.argv[1], sys.argv[2:]
-    result = {"core": lambda: core(), "planted": lambda: planted(rest[0]), "model": lambda: model(),
-              "codec": lambda: codec(), "cli": lambda: cli(rest)}[mode]()
-    print("RESULT " + json.dumps(result, ensure_ascii=False))
+    kit_probe.serve({"core": core, "planted": planted, "model": model, "codec": codec, "cli": cli})

@@ -17,13 +17,12 @@ loaded modules, the sequences other kits' seeded tests generate.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+
+import conformance_probe as kit_probe
 
 PROBE = Path(__file__)
 BUGS = ["delivery-ignores-read-rule", "delivery-decided-per-role", "rest-reads-every-field", "update-ignores-filter",
@@ -31,26 +30,16 @@ BUGS = ["delivery-ignores-read-rule", "delivery-decided-per-role", "rest-reads-e
 
 
 def probe(*args: str) -> tuple[dict[str, Any], str]:
-    completed = subprocess.run([sys.executable, str(PROBE), *args], capture_output=True, text=True, timeout=120)
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output
-    result = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
-    assert result, output
-    return json.loads(result[-1].removeprefix("RESULT ")), completed.stdout
+    return kit_probe.probe(PROBE, *args)
 
 
 def test_the_core_conforms_in_process() -> None:
-    result, _ = probe("core")
-    assert result["passed"], result["problem"]
-    assert result["examples"] == 300
+    kit_probe.check_core(PROBE, examples=300)
 
 
 @pytest.mark.parametrize("bug", BUGS)
 def test_a_planted_bug_is_found_as_a_short_replayable_script(bug: str) -> None:
-    result, _ = probe("planted", bug)
-    assert result["found"], f"the kit missed {bug}"
-    assert 1 <= len(result["steps"]) <= 10, result["script"]
-    assert result["replay_fails"], result["script"]  # and it passed once undone (else the probe fails)
+    kit_probe.check_planted(PROBE, bug, most=10)
 
 
 def test_the_model_reads_filters_and_rules_as_documented() -> None:
@@ -59,15 +48,9 @@ def test_the_model_reads_filters_and_rules_as_documented() -> None:
 
 def test_the_command_line_saves_and_replays_a_failing_script(tmp_path: Path) -> None:
     saved = str(tmp_path / "failure.json")
-    result, out = probe("cli", "--plant", "delivery-ignores-read-rule", "--in-process", "--protocol", "directus",
-                        "--examples", "1000", "--seed", "0", "--save", saved)
-    assert result["status"] == 1 and "differs from the Directus model" in out, out
+    out = kit_probe.check_save_and_replay(PROBE, saved, "delivery-ignores-read-rule", "directus", 1000,
+                                          "the Directus model")
     assert "websocket" in out and "received" in out, out  # a delivery the rules (or the query) do not admit
-    result, out = probe("cli", "--plant", "delivery-ignores-read-rule", "--in-process", "--protocol", "directus",
-                        "--replay", saved)
-    assert result["status"] == 1 and "fails against" in out, out
-    result, out = probe("cli", "--in-process", "--protocol", "directus", "--replay", saved)
-    assert result["status"] == 0 and "without a difference" in out, out
 
 
 def test_the_reference_server_conforms(tmp_path: Path) -> None:
@@ -75,25 +58,8 @@ def test_the_reference_server_conforms(tmp_path: Path) -> None:
     with an administrator made by ``satchel admin create``: REST over HTTP (Directus
     and, with the API key, Backpack writes), both websockets over real websockets;
     the stored rules are put back afterwards."""
-    from server_process import ServerProcess
-
-    data = tmp_path / "data"
-    (tmp_path / "password").write_text("kit-admin-password\n")
-    subprocess.run([sys.executable, "-m", "satchel.transports", "admin", "create", "kit-admin@example.com",
-                    "--data-dir", str(data), "--password-file", str(tmp_path / "password")],
-                   check=True, capture_output=True, timeout=60)
-    server = ServerProcess(data)
-    try:
-        completed = subprocess.run(
-            [sys.executable, "-m", "satchel.transports", "conformance", "--url", server.url, "--protocol", "directus",
-             "--admin-email", "kit-admin@example.com", "--admin-password", "kit-admin-password",
-             "--api-key", str(server.api_key),  # Backpack writes too
-             "--examples", "40", "--steps", "25", "--seed", "3"],
-            capture_output=True, text=True, timeout=120,
-        )
-    finally:
-        server.stop()
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    completed = kit_probe.conformance_as_admin(tmp_path, "--protocol", "directus",
+                                               "--examples", "40", "--steps", "25", "--seed", "3", api_key=True)
     assert "conforms (Directus REST, websockets and rules): 40 generated sequences" in completed.stdout
 
 
@@ -109,11 +75,8 @@ def plant(bug: str) -> Callable[[], None]:
     from satchel.protocol.permissions import DeliveryGroup, Forbidden, changed_fields
     from satchel.protocol.query import filters
 
-    saved: list[tuple[Any, str, Any]] = []
-
-    def patch(module: Any, name: str, value: Any) -> None:
-        saved.append((module, name, getattr(module, name)))
-        setattr(module, name, value)
+    plants = kit_probe.Plants()
+    patch = plants.patch
 
     if bug == "delivery-ignores-read-rule":
         def delivery_groups(rules: Any, collection: str, record: Any, subscribers: Any, *, now_ms: Any = None) -> Any:
@@ -148,19 +111,10 @@ def plant(bug: str) -> Callable[[], None]:
 
         patch(items, "check_write", lax)
     elif bug == "neq-as-eq":
-        saved.append((None, "_neq", filters.OPERATORS["_neq"]))
-        filters.OPERATORS["_neq"] = ("eq", False)
+        plants.patch_item(filters.OPERATORS, "_neq", ("eq", False))
     else:
         raise ValueError(f"no such bug: {bug}")
-
-    def undo() -> None:
-        for module, name, value in reversed(saved):
-            if module is None:
-                filters.OPERATORS[name] = value
-            else:
-                setattr(module, name, value)
-
-    return undo
+    return plants.undo
 
 
 def _target() -> Any:
@@ -174,29 +128,14 @@ def _target() -> Any:
 def core() -> dict[str, Any]:
     from satchel.protocol.conformance.directus import check_directus_target
 
-    report = check_directus_target(_target(), examples=300, steps=25, seed=1)
-    return {"passed": report.passed, "examples": report.examples, "problem": str(report.failure or report.errors or "")}
+    return kit_probe.core(check_directus_target, _target(), examples=300, steps=25, seed=1)
 
 
 def planted(bug: str) -> dict[str, Any]:
-    from satchel.protocol.conformance.directus import DirectusMismatch, check_directus_target, format_steps, run_steps
+    from satchel.protocol.conformance import directus as kit
 
-    undo = plant(bug)
-    try:
-        report = check_directus_target(_target(), examples=1000, steps=25, seed=0)
-        if report.failure is None:
-            return {"found": False, "errors": str(report.errors)}
-        steps = report.failure.steps
-        try:
-            run_steps(_target(), steps)
-            replay_fails = False
-        except DirectusMismatch:
-            replay_fails = True
-    finally:
-        undo()
-    run_steps(_target(), steps)  # the same steps pass against the real core
-    return {"found": True, "steps": steps, "script": format_steps(steps), "failure": str(report.failure),
-            "found_steps": len(report.found.steps) if report.found else None, "replay_fails": replay_fails}
+    return kit_probe.planted(plant(bug), kit, kit.check_directus_target, kit.DirectusMismatch, _target,
+                             examples=1000, steps=25, seed=0)
 
 
 def model() -> dict[str, Any]:
@@ -246,17 +185,9 @@ def model() -> dict[str, Any]:
     return {"ok": True}
 
 
-def cli(argv: list[str]) -> dict[str, Any]:
-    from satchel.transports.conformance_runner import main
-
-    if argv and argv[0] == "--plant":
-        plant(argv[1])
-        argv = argv[2:]
-    return {"status": main(argv)}
+def cli(*argv: str) -> dict[str, Any]:
+    return kit_probe.cli(plant, list(argv))
 
 
 if __name__ == "__main__":
-    mode, rest = sys.argv[1], sys.argv[2:]
-    result = {"core": lambda: core(), "planted": lambda: planted(rest[0]), "model": lambda: model(),
-              "cli": lambda: cli(rest)}[mode]()
-    print("RESULT " + json.dumps(result, ensure_ascii=False))
+    kit_probe.serve({"core": core, "planted": planted, "model": model, "cli": cli})

@@ -16,39 +16,28 @@ the sequences other kits' seeded tests generate.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+
+import conformance_probe as kit_probe
 
 PROBE = Path(__file__)
 BUGS = ["scope-ignored-on-delivery", "collection-read-rule-ignored", "equal-versions", "delete-drops-listeners"]
 
 
 def probe(*args: str) -> tuple[dict[str, Any], str]:
-    completed = subprocess.run([sys.executable, str(PROBE), *args], capture_output=True, text=True, timeout=120)
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output
-    result = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
-    assert result, output
-    return json.loads(result[-1].removeprefix("RESULT ")), completed.stdout
+    return kit_probe.probe(PROBE, *args)
 
 
 def test_the_core_conforms_in_process() -> None:
-    result, _ = probe("core")
-    assert result["passed"], result["problem"]
-    assert result["examples"] == 200
+    kit_probe.check_core(PROBE, examples=200)
 
 
 @pytest.mark.parametrize("bug", BUGS)
 def test_a_planted_bug_is_found_as_a_short_replayable_script(bug: str) -> None:
-    result, _ = probe("planted", bug)
-    assert result["found"], f"the kit missed {bug}"
-    assert 1 <= len(result["steps"]) <= 8, result["script"]
-    assert result["replay_fails"], result["script"]  # and it passed once undone (else the probe fails)
+    kit_probe.check_planted(PROBE, bug, most=8)
 
 
 # Two server bugs the kit found, fixed since; their scripts must keep passing.
@@ -80,38 +69,16 @@ def test_the_bugs_the_kit_found_stay_fixed(name: str) -> None:
 
 def test_the_command_line_saves_and_replays_a_failing_script(tmp_path: Path) -> None:
     saved = str(tmp_path / "failure.json")
-    result, out = probe("cli", "--plant", "scope-ignored-on-delivery", "--in-process", "--protocol", "resources",
-                        "--examples", "300", "--seed", "0", "--save", saved)
-    assert result["status"] == 1 and "differs from the resource-subscription model" in out, out
-    result, out = probe("cli", "--plant", "scope-ignored-on-delivery", "--in-process", "--protocol", "resources",
-                        "--replay", saved)
-    assert result["status"] == 1 and "fails against" in out, out
-    result, out = probe("cli", "--in-process", "--protocol", "resources", "--replay", saved)
-    assert result["status"] == 0 and "without a difference" in out, out
+    kit_probe.check_save_and_replay(PROBE, saved, "scope-ignored-on-delivery", "resources", 300,
+                                    "the resource-subscription model")
 
 
 def test_the_reference_server_conforms(tmp_path: Path) -> None:
     """``satchel conformance --protocol resources`` against the real server
     process: REST over HTTP, resource websockets over real websockets with
     base58 subprotocol headers; the stored rules are put back afterwards."""
-    from server_process import ServerProcess
-
-    data = tmp_path / "data"
-    (tmp_path / "password").write_text("kit-admin-password\n")
-    subprocess.run([sys.executable, "-m", "satchel.transports", "admin", "create", "kit-admin@example.com",
-                    "--data-dir", str(data), "--password-file", str(tmp_path / "password")],
-                   check=True, capture_output=True, timeout=60)
-    server = ServerProcess(data)
-    try:
-        completed = subprocess.run(
-            [sys.executable, "-m", "satchel.transports", "conformance", "--url", server.url, "--protocol", "resources",
-             "--admin-email", "kit-admin@example.com", "--admin-password", "kit-admin-password",
-             "--examples", "25", "--steps", "25", "--seed", "3"],
-            capture_output=True, text=True, timeout=120,
-        )
-    finally:
-        server.stop()
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    completed = kit_probe.conformance_as_admin(tmp_path, "--protocol", "resources",
+                                               "--examples", "25", "--steps", "25", "--seed", "3")
     assert "conforms (resource subscriptions): 25 generated sequences" in completed.stdout
 
 
@@ -125,11 +92,8 @@ def plant(bug: str) -> Callable[[], None]:
     from satchel.protocol.permissions import DeliveryGroup
     from satchel.protocol.resources import versions, websocket
 
-    saved: list[tuple[Any, str, Any]] = []
-
-    def patch(module: Any, name: str, value: Any) -> None:
-        saved.append((module, name, getattr(module, name)))
-        setattr(module, name, value)
+    plants = kit_probe.Plants()
+    patch = plants.patch
 
     if bug == "scope-ignored-on-delivery":
         # An entry's channel forgets the scope: subscribers of the same id in
@@ -161,11 +125,7 @@ def plant(bug: str) -> Callable[[], None]:
     else:
         raise ValueError(f"no such bug: {bug}")
 
-    def undo() -> None:
-        for module, name, value in reversed(saved):
-            setattr(module, name, value)
-
-    return undo
+    return plants.undo
 
 
 def _target() -> Any:
@@ -179,34 +139,14 @@ def _target() -> Any:
 def core() -> dict[str, Any]:
     from satchel.protocol.conformance.resources import check_resources_target
 
-    report = check_resources_target(_target(), examples=200, steps=25, seed=1)
-    return {"passed": report.passed, "examples": report.examples, "problem": str(report.failure or report.errors or "")}
+    return kit_probe.core(check_resources_target, _target(), examples=200, steps=25, seed=1)
 
 
 def planted(bug: str) -> dict[str, Any]:
-    from satchel.protocol.conformance.resources import (
-        ResourcesMismatch,
-        check_resources_target,
-        format_steps,
-        run_steps,
-    )
+    from satchel.protocol.conformance import resources as kit
 
-    undo = plant(bug)
-    try:
-        report = check_resources_target(_target(), examples=500, steps=25, seed=0)
-        if report.failure is None:
-            return {"found": False, "errors": str(report.errors)}
-        steps = report.failure.steps
-        try:
-            run_steps(_target(), steps)
-            replay_fails = False
-        except ResourcesMismatch:
-            replay_fails = True
-    finally:
-        undo()
-    run_steps(_target(), steps)  # the same steps pass against the real core
-    return {"found": True, "steps": steps, "script": format_steps(steps), "failure": str(report.failure),
-            "examples": report.examples, "replay_fails": replay_fails}
+    return kit_probe.planted(plant(bug), kit, kit.check_resources_target, kit.ResourcesMismatch, _target,
+                             examples=500, steps=25, seed=0)
 
 
 def known(name: str) -> dict[str, Any]:
@@ -219,17 +159,9 @@ def known(name: str) -> dict[str, Any]:
     return {"passes": True, "failure": ""}
 
 
-def cli(argv: list[str]) -> dict[str, Any]:
-    from satchel.transports.conformance_runner import main
-
-    if argv and argv[0] == "--plant":
-        plant(argv[1])
-        argv = argv[2:]
-    return {"status": main(argv)}
+def cli(*argv: str) -> dict[str, Any]:
+    return kit_probe.cli(plant, list(argv))
 
 
 if __name__ == "__main__":
-    mode, rest = sys.argv[1], sys.argv[2:]
-    result = {"core": lambda: core(), "planted": lambda: planted(rest[0]), "cli": lambda: cli(rest),
-              "known": lambda: known(rest[0])}[mode]()
-    print("RESULT " + json.dumps(result, ensure_ascii=False))
+    kit_probe.serve({"core": core, "planted": planted, "cli": cli, "known": known})
