@@ -26,6 +26,7 @@ from satchel.protocol.errors import LocalProtocolError
 from satchel.protocol.operations import GetRecord, InsertRecord, ListRecords, QueryRecords
 from satchel.protocol.query import parse_filter, parse_query
 from satchel.storage_backends import postgres as postgres_backend
+from satchel.storage_backends import postgres_operations
 from satchel.storage_backends.base import StoreUnavailable
 from satchel.storage_backends.conformance import CHECKS, MakeStore, check_generated_queries
 from satchel.storage_backends.conformance_nodes import NODE_CHECKS, MakeNodes
@@ -118,8 +119,8 @@ async def test_a_selective_query_reads_only_its_page_into_python(prefix: str, mo
     async with await PostgresStore.open(POSTGRES_URL, schema=schema) as store:
         _numbers_table(schema, 10_000)
         decoded: list[int] = []
-        decode = postgres_backend._decode
-        monkeypatch.setattr(postgres_backend, "_decode", lambda body: decoded.append(1) or decode(body))
+        decode = postgres_operations._decode
+        monkeypatch.setattr(postgres_operations, "_decode", lambda body: decoded.append(1) or decode(body))
         query = parse_query({"filter": {"_or": [{"n": {"_eq": 9_990}}, {"n": {"_in": [9_995, 9_999, 7]}}]},
                              "limit": 2, "fields": "n", "meta": "filter_count"})
         started = trio.current_time()
@@ -139,7 +140,7 @@ async def test_a_selective_query_reads_only_its_page_into_python(prefix: str, mo
 
         # The plan: an index scan in creation order (no sort), so LIMIT stops
         # the scan after the third match.
-        statement, params = postgres_backend.query_sql(QueryRecords(
+        statement, params = postgres_operations.query_sql(QueryRecords(
             "numbers", parse_query({"filter": {"n": {"_gte": 5}}, "limit": 3}), permission=parse_filter({"tags": {"_contains": "t1"}})))["page"]
         with _db(schema) as db:
             plan = "\n".join(row[0] for row in db.execute("EXPLAIN " + statement, params))
