@@ -177,8 +177,14 @@ def _node_verdicts(summary: dict[str, Any], options: argparse.Namespace, peers: 
 
 
 def bench_pgrest(options: argparse.Namespace) -> dict[str, Any]:
+    workers = getattr(options, "pgrest_workers", 1)
     with cluster.postgres_schema(cluster.POSTGRES, "pgrest") as store:
-        result = R.bench_rest(options, ["--store", store])
+        args = ["--store", store]
+        if workers > 1:
+            # N processes on the one port share the store and a broker (README "One machine, N workers").
+            args += ["--workers", str(workers), "--broker", cluster.broker_url(cluster.BROKERS["redis"], "pgrest")]
+        result = R.bench_rest(options, args)
+    result["workers"] = workers
     satchel, pocketbase = result.get("satchel", {}), result.get("pocketbase", {})
     ratios = {}
     for call, target in (("create", PG_CREATE_VS_PB), ("get", PG_GET_VS_PB)):
@@ -230,7 +236,9 @@ def table(report: dict[str, Any]) -> list[str]:
         lines.append("")
     rest = report.get("pgrest")
     if rest:
-        lines += [f"## REST on the PostgreSQL store vs PocketBase (token rule), wrk -c{rest.get('connections')}, "
+        workers = rest.get("workers", 1)
+        lines += [f"## REST on the PostgreSQL store{f' (--workers {workers}, Redis broker)' if workers > 1 else ''}"
+                  f" vs PocketBase (token rule), wrk -c{rest.get('connections')}, "
                   f"median of {rest.get('rounds')} round(s)", ""]
         if "error" in rest or "verdicts" not in rest:
             lines.append(f"failed or skipped: {rest.get('error') or rest.get('skipped')}")

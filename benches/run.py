@@ -142,9 +142,14 @@ class Server:
         raise RuntimeError("no VmRSS")
 
     def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the server and of its child
+        processes while they run (``satchel serve --workers N``'s workers)."""
+        import cluster  # benches/cluster.py
+
         with open(f"/proc/{self.pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return own + cluster.workers_cpu(self.pid)
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -1643,6 +1648,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nodes-brokers", default="redis,nats", help="brokers of the fan-out over nodes")
     parser.add_argument("--nodes-rounds", type=int, default=2,
                         help="rounds of every fan-out-over-nodes case, order flipping; the median round is shown")
+    parser.add_argument("--pgrest-workers", type=int, default=1,
+                        help="satchel serve --workers N for --only pgrest (N > 1 adds a Redis broker)")
     parser.add_argument("--workers-rounds", type=int, default=3)
     parser.add_argument("--workers-seconds", type=int, default=5)
     parser.add_argument("--workers-connections", type=int, default=64)
