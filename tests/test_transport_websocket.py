@@ -286,7 +286,9 @@ BAD_FRAMES = [
 ]
 
 
-@pytest.mark.parametrize(("data", "code"), BAD_FRAMES)
+# Ids by position: the frames carry random masks, and test ids must be the
+# same in every pytest-xdist worker's collection.
+@pytest.mark.parametrize(("data", "code"), BAD_FRAMES, ids=[f"frame{n}-{code}" for n, (_, code) in enumerate(BAD_FRAMES)])
 async def test_protocol_errors_close_with_their_code(data, code, transport_errors):
     app = TestApp()
     async with running(app, FAST_CLOSE) as port:
