@@ -254,6 +254,13 @@ def table(report: dict[str, Any]) -> list[str]:
                                  f"{run.get('cpu_us_per_request_median', 0):.0f} us CPU/request")
                 lines.append(f"| {call} | {cells[0]} | {cells[1]} | {ratio} | >= {verdict['target']}x | "
                              f"{R._verdict(verdict['met'])} |")
+            public = rest.get("pocketbase", {}).get("public_collection", {})
+            for call in ("create", "get") if public else ():
+                mine = rest.get("satchel", {}).get(call, {}).get("requests_per_s")
+                theirs = public.get(call, {}).get("requests_per_s")
+                if mine and theirs:
+                    lines.append(f"| {call}, PocketBase collection public | {R._fmt_rate(mine)}/s | "
+                                 f"{R._fmt_rate(theirs)}/s | {mine / theirs:.2f}x | (reference) | |")
             satchel = rest.get("satchel", {})
             lines.append("")
             lines.append(f"Satchel: {satchel.get('acknowledged_creates')} creates acknowledged, "
