@@ -62,17 +62,13 @@
 #define SIG_MAX 1024
 #define HTTP_IN 65536
 
-enum { S_CONNECTING, S_HANDSHAKE, S_AUTH, S_SUBSCRIBING, S_READY, S_CLOSED };
+enum { S_AUTH = WS_OWN_STATES, S_SUBSCRIBING };
 
 typedef struct {
-    int fd;
-    int state;
-    int is_http;
+    ws_conn_t ws; /* ws.is_http: one of the REST publisher's connections */
     int role;
     const char *token;
     /* websocket */
-    ws_upgrade_t hs; /* the upgrade answer, until open */
-    ws_reader_t rd;  /* an incomplete frame, kept between reads */
     uint64_t received, duplicates, reordered, unparsed;
     int64_t last_seq;
     uint32_t sigmask;
@@ -105,7 +101,7 @@ static uint64_t opt_max_creates = 200000;
 static conn_t *subs;
 static int nsubs;
 static conn_t *https;
-static int epfd;
+static ws_net_t net;
 
 static char *bodies[MAX_BODIES];
 static size_t body_len[MAX_BODIES], body_seq_off[MAX_BODIES];
@@ -123,7 +119,7 @@ static uint8_t *answered; /* 0 outstanding, 1 2xx, 2 other */
 static uint64_t seq_next = 1, outstanding = 0, completed = 0;
 static int sending = 0, measuring = 0;
 static uint64_t window_deliveries = 0, window_creates = 0, total_deliveries = 0, expected_total = 0;
-static uint64_t non_2xx = 0, closes_seen = 0, other_frames = 0, unexpected = 0;
+static uint64_t non_2xx = 0, other_frames = 0, unexpected = 0;
 static uint64_t last_progress_ns = 0;
 static bench_hist_t hist, ack_hist;
 static char first_error[512] = "";
@@ -132,37 +128,11 @@ static char first_other[256] = "";
 static char sigs[MAX_SIGS][SIG_MAX];
 static int nsigs = 0;
 
-static ws_reading_t reading;
-static int ready_count = 0, failed_count = 0;
-
-static void start_connect(conn_t *c) {
-    c->fd = bench_connect(epfd, opt_port, c);
-    c->state = S_CONNECTING;
-    c->last_seq = -1;
-}
 
 static void send_text(conn_t *c, const char *text) {
     size_t len = strlen(text);
     if (len > 8192 - 16) { fprintf(stderr, "dirgen: frame too long\n"); exit(2); }
-    if (ws_send_text_n(c->fd, text, len) < 0) bench_die("write");
-}
-
-static void conn_failed(conn_t *c, const char *why) {
-    if (c->state == S_CLOSED) return;
-    if (c->state != S_READY) {
-        failed_count++;
-        if (failed_count <= 3) fprintf(stderr, "dirgen: a connection failed during setup: %s\n", why);
-    } else {
-        closes_seen++;
-        if (closes_seen <= 3) fprintf(stderr, "dirgen: a connection closed: %s\n", why);
-    }
-    c->state = S_CLOSED;
-    bench_ep_close(epfd, c->fd);
-}
-
-static void became_ready(conn_t *c) {
-    c->state = S_READY;
-    ready_count++;
+    if (ws_send_text_n(c->ws.fd, text, len) < 0) bench_die("write");
 }
 
 /* -- the closed loop ------------------------------------------------------------- */
@@ -269,25 +239,26 @@ static void on_event(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
 }
 
 static void on_text(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
-    if (c->state == S_READY && bench_is_prefix(p, n, EVENT_PREFIX)) { on_event(c, p, n, now); return; }
+    if (c->ws.state == WS_READY && bench_is_prefix(p, n, EVENT_PREFIX)) { on_event(c, p, n, now); return; }
     if (bench_is_prefix(p, n, "{\"type\":\"ping\"")) { send_text(c, "{\"type\":\"pong\"}"); return; }
-    if (c->state == S_AUTH) {
+    if (c->ws.state == S_AUTH) {
         if (bench_is_prefix(p, n, "{\"type\":\"auth\",\"status\":\"ok\"")) {
             send_text(c, opt_subscribe);
-            c->state = S_SUBSCRIBING;
+            c->ws.state = S_SUBSCRIBING;
         } else {
             char why[200];
             snprintf(why, sizeof why, "auth refused: %.*s", (int)(n < 150 ? n : 150), (const char *)p);
-            conn_failed(c, why);
+            ws_net_fail(&net, &c->ws, why);
         }
         return;
     }
-    if (c->state == S_SUBSCRIBING) {
-        if (bench_is_prefix(p, n, "{\"type\":\"subscription\",\"event\":\"init\"")) became_ready(c);
+    if (c->ws.state == S_SUBSCRIBING) {
+        if (bench_is_prefix(p, n, "{\"type\":\"subscription\",\"event\":\"init\""))
+            ws_net_ready(&net, &c->ws);
         else {
             char why[200];
             snprintf(why, sizeof why, "subscribe refused: %.*s", (int)(n < 150 ? n : 150), (const char *)p);
-            conn_failed(c, why);
+            ws_net_fail(&net, &c->ws, why);
         }
         return;
     }
@@ -296,39 +267,19 @@ static void on_text(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
 
 static int on_frame(void *ctx, int opcode, const uint8_t *p, size_t n, uint64_t plen) {
     conn_t *c = ctx;
-    if (opcode == 1) on_text(c, p, n, reading.now);
-    else if (opcode == 8) conn_failed(c, "server closed the websocket");
-    else if (opcode == 9) ws_pong(c->fd, p, n, plen);
-    return c->state == S_CLOSED;
+    if (opcode == 1) on_text(c, p, n, net.reading.now);
+    else if (opcode == 8) ws_net_fail(&net, &c->ws, "server closed the websocket");
+    else if (opcode == 9) ws_pong(c->ws.fd, p, n, plen);
+    return c->ws.state == WS_CLOSED;
 }
 
-static void on_ws_readable(conn_t *c) {
-    for (;;) {
-        ssize_t n = ws_reader_read(&reading, &c->rd, c->fd, on_frame, c);
-        if (n < 0) conn_failed(c, "connection closed");
-        if (n < READ_SIZE || c->state == S_CLOSED) return;
-    }
-}
-
-static void send_ws_handshake(conn_t *c) {
-    if (ws_send_upgrade(c->fd, opt_path, opt_port, "") < 0) bench_die("handshake write");
-    c->state = S_HANDSHAKE;
-    bench_ep_mod(epfd, c->fd, c, EPOLLIN);
-}
-
-static void on_handshake_data(conn_t *c) {
-    size_t body_at;
-    char why[200];
-    int r = ws_upgrade_read(c->fd, &c->hs, &body_at, why, sizeof why);
-    if (r == WS_UPGRADE_FAILED) conn_failed(c, why);
-    if (r != WS_UPGRADE_OPEN) return;
+/* the upgrade is done: the core handshake's auth frame first */
+static void on_open(ws_conn_t *wc) {
+    conn_t *c = (conn_t *)wc;
     char auth[4096];
     snprintf(auth, sizeof auth, "{\"type\":\"auth\",\"access_token\":\"%s\"}", c->token);
     send_text(c, auth);
-    c->state = S_AUTH;
-    reading.now = bench_now_ns();
-    ws_reader_feed(&reading, &c->rd, c->hs.buf + body_at, c->hs.len - body_at, on_frame, c);
-    ws_upgrade_done(&c->hs);
+    c->ws.state = S_AUTH;
 }
 
 /* -- the HTTP publisher ------------------------------------------------------------ */
@@ -346,7 +297,7 @@ static void http_send(conn_t *h, uint64_t now) {
     sent_ns[seq] = now;
     outstanding++;
     expected_total += expected_by_phase[b];
-    if (ws_write_all_small(h->fd, req, n) < 0) bench_die("request write");
+    if (ws_write_all_small(h->ws.fd, req, n) < 0) bench_die("request write");
 }
 
 static void publish_more(void) {
@@ -354,16 +305,17 @@ static void publish_more(void) {
     uint64_t now = bench_now_ns();
     for (int i = 0; i < opt_inflight && outstanding < (uint64_t)opt_inflight; i++) {
         conn_t *h = &https[i];
-        if (h->state == S_READY && h->seq == 0 && seq_next < opt_max_creates) http_send(h, now);
+        if (h->ws.state == WS_READY && h->seq == 0 && seq_next < opt_max_creates) http_send(h, now);
     }
 }
 
-static void http_readable(conn_t *h) {
+static void http_readable(ws_conn_t *wc) {
+    conn_t *h = (conn_t *)wc;
     for (;;) {
-        ssize_t n = read(h->fd, h->in + h->in_len, HTTP_IN - 1 - h->in_len);
+        ssize_t n = read(h->ws.fd, h->in + h->in_len, HTTP_IN - 1 - h->in_len);
         if (n <= 0) {
             if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-            conn_failed(h, "the REST connection closed");
+            ws_net_fail(&net, &h->ws, "the REST connection closed");
             return;
         }
         h->in_len += n;
@@ -394,49 +346,7 @@ static void http_readable(conn_t *h) {
 
 /* -- the loop ---------------------------------------------------------------------- */
 
-static void event_loop_once(int timeout_ms) {
-    struct epoll_event events[MAX_EVENTS];
-    int n = bench_wait(epfd, events, MAX_EVENTS, timeout_ms);
-    for (int i = 0; i < n; i++) {
-        conn_t *c = events[i].data.ptr;
-        if (c->state == S_CLOSED) continue;
-        if (c->state == S_CONNECTING) {
-            if (events[i].events & (EPOLLERR | EPOLLHUP)) { conn_failed(c, "connect failed"); continue; }
-            if (events[i].events & EPOLLOUT) {
-                if (c->is_http) { c->state = S_READY; ready_count++; bench_ep_mod(epfd, c->fd, c, EPOLLIN); }
-                else send_ws_handshake(c);
-            }
-            continue;
-        }
-        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-            if (c->is_http) http_readable(c);
-            else if (c->state == S_HANDSHAKE) on_handshake_data(c);
-            else on_ws_readable(c);
-        }
-    }
-}
-
-static int in_setup(conn_t *c) { return c->state != S_READY && c->state != S_CLOSED; }
-
-static void setup(void) {
-    int started = 0;
-    uint64_t deadline = bench_now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
-    for (int i = 0; i < opt_inflight; i++) start_connect(&https[i]);
-    while (ready_count + failed_count < nsubs + opt_inflight) {
-        int pending = 0;
-        for (int i = 0; i < started; i++) pending += in_setup(&subs[i]);
-        while (started < nsubs && pending < opt_concurrent_handshakes) {
-            start_connect(&subs[started++]);
-            pending++;
-        }
-        event_loop_once(10);
-        if (bench_now_ns() > deadline) {
-            fprintf(stderr, "dirgen: setup timed out: %d ready, %d failed of %d\n", ready_count, failed_count,
-                    nsubs + opt_inflight);
-            break;
-        }
-    }
-}
+static void loop_once(int timeout_ms) { ws_net_loop_once(&net, timeout_ms); }
 
 static void usage(void) {
     fprintf(stderr,
@@ -513,6 +423,8 @@ int main(int argc, char **argv) {
         c->token = space + 1;
         if (c->role < 0 || c->role >= nroles) { fprintf(stderr, "dirgen: role %d has no --mask\n", c->role); return 2; }
         c->seen = calloc(seen_bytes, 1);
+        c->ws.path = opt_path;
+        c->last_seq = -1;
         role_conns[c->role]++;
     }
     if (nsubs < 1 || nsubs > 60000) usage();
@@ -520,22 +432,25 @@ int main(int argc, char **argv) {
         for (int r = 0; r < nroles; r++)
             if (masks[r][b] == '1') expected_by_phase[b] += role_conns[r];
     https = calloc(opt_inflight, sizeof *https);
-    for (int i = 0; i < opt_inflight; i++) https[i].is_http = 1;
+    for (int i = 0; i < opt_inflight; i++) https[i].ws.is_http = 1;
 
     sent_ns = calloc(opt_max_creates + 1, sizeof *sent_ns);
     delivered = calloc(opt_max_creates + 1, sizeof *delivered);
     answered = calloc(opt_max_creates + 1, 1);
-    ws_reading_init(&reading, 0, FRAME_MAX, READ_SIZE);
+    ws_net_init(&net, opt_port, 0, FRAME_MAX, READ_SIZE);
+    net.report_closes = 1;
+    net.on_open = on_open;
+    net.on_frame = on_frame;
+    net.on_http = http_readable;
     bench_hist_init(&hist);
     bench_hist_init(&ack_hist);
-    epfd = epoll_create1(0);
 
     uint64_t t_setup = bench_now_ns();
-    setup();
+    ws_net_setup(&net, https, opt_inflight, subs, nsubs, sizeof *subs, opt_concurrent_handshakes, opt_setup_timeout);
     double setup_s = (bench_now_ns() - t_setup) / 1e9;
-    if (ready_count < nsubs + opt_inflight) {
-        printf("{\"mode\":\"fanout\",\"error\":\"setup failed\",\"ready\":%d,\"failed\":%d,\"wanted\":%d}\n", ready_count,
-               failed_count, nsubs + opt_inflight);
+    if (net.ready < nsubs + opt_inflight) {
+        printf("{\"mode\":\"fanout\",\"error\":\"setup failed\",\"ready\":%d,\"failed\":%d,\"wanted\":%d}\n", net.ready,
+               net.failed, nsubs + opt_inflight);
         return 1;
     }
 
@@ -549,7 +464,7 @@ int main(int argc, char **argv) {
     int stalled = 0;
     publish_more();
     for (;;) {
-        event_loop_once(20);
+        loop_once(20);
         uint64_t now = bench_now_ns();
         if (!measuring && now >= t_measure && w.t0 == 0) {
             measuring = 1;
@@ -568,9 +483,9 @@ int main(int argc, char **argv) {
     }
     sending = 0;
     uint64_t drain_end = bench_now_ns() + (uint64_t)(opt_drain * 1e9);
-    while (outstanding && bench_now_ns() < drain_end) event_loop_once(20);
+    while (outstanding && bench_now_ns() < drain_end) loop_once(20);
     uint64_t grace_end = bench_now_ns() + 300000000ull; /* late, duplicate or unexpected events */
-    while (bench_now_ns() < grace_end) event_loop_once(20);
+    while (bench_now_ns() < grace_end) loop_once(20);
 
     uint64_t sent = seq_next - 1;
     uint64_t answered_ok = 0;
@@ -585,7 +500,7 @@ int main(int argc, char **argv) {
         duplicates += subs[i].duplicates;
         reordered += subs[i].reordered;
         unparsed += subs[i].unparsed;
-        open_subs += subs[i].state == S_READY;
+        open_subs += subs[i].ws.state == WS_READY;
     }
     double wall = bench_window_s(&w);
     printf("{\"mode\":\"fanout\",\"subscribers\":%d,\"inflight\":%d,\"setup_s\":%.3f,\"window_s\":%.3f,"
@@ -605,7 +520,7 @@ int main(int argc, char **argv) {
            (unsigned long long)expected_ok, (unsigned long long)total_deliveries, (unsigned long long)lost,
            (unsigned long long)unexpected, (unsigned long long)duplicates, (unsigned long long)reordered,
            (unsigned long long)unparsed, (unsigned long long)other_frames, first_other,
-           (unsigned long long)reading.oversize, (unsigned long long)closes_seen, open_subs, stalled ? "true" : "false",
+           (unsigned long long)net.reading.oversize, (unsigned long long)net.closed, open_subs, stalled ? "true" : "false",
            bench_own_cpu(&w), bench_server_cpu(&w), bench_other_cpu(&w));
     for (int i = 0; i < nsigs; i++) printf("%s\"%s\"", i ? "," : "", sigs[i]);
     printf("],\"connections\":[");
@@ -615,7 +530,7 @@ int main(int argc, char **argv) {
         printf("%s{\"role\":%d,\"received\":%llu,\"duplicates\":%llu,\"reordered\":%llu,\"unparsed\":%llu,"
                "\"open\":%s,\"signatures\":%u,\"seen\":\"",
                i ? "," : "", c->role, (unsigned long long)c->received, (unsigned long long)c->duplicates,
-               (unsigned long long)c->reordered, (unsigned long long)c->unparsed, c->state == S_READY ? "true" : "false",
+               (unsigned long long)c->reordered, (unsigned long long)c->unparsed, c->ws.state == WS_READY ? "true" : "false",
                c->sigmask);
         bench_print_hex(c->seen, bytes);
         printf("\"}");

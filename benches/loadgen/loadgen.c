@@ -33,16 +33,12 @@
 #define PREFIX 64       /* payload bytes looked at per frame */
 #define SLOTS 65536     /* send times / receive counts by sequence number */
 
-enum { S_CONNECTING, S_HANDSHAKE, S_WAIT_FIRST, S_JOINING, S_READY, S_CLOSED };
+enum { S_WAIT_FIRST = WS_OWN_STATES, S_JOINING };
 
 typedef struct {
-    int fd;
-    int state;
+    ws_conn_t ws;       /* ws.port: the server this connection goes to (--port or --port2) */
     int is_pub;
     int joiner;
-    int port;           /* the server this connection goes to (--port or --port2) */
-    ws_upgrade_t hs;    /* the upgrade answer, until open */
-    ws_reader_t rd;     /* what is left of a frame between reads */
     uint64_t received;  /* sequenced frames received */
     int64_t last_seq;
     uint64_t reordered;
@@ -74,7 +70,7 @@ static int opt_concurrent_handshakes = 128;
 static conn_t *conns;
 static int nconns;
 static conn_t *pub;
-static int epfd;
+static ws_net_t net;
 
 /* per sequence slot */
 static uint32_t slot_count[SLOTS];
@@ -88,50 +84,15 @@ static uint64_t expected_per_msg = 0;
 static int measuring = 0;
 static uint64_t window_deliveries = 0, window_messages = 0;
 static uint64_t port2_deliveries = 0; /* of total_deliveries, to subscribers of --port2 */
-static uint64_t total_deliveries = 0, misrouted = 0, other_frames = 0, closes_seen = 0;
+static uint64_t total_deliveries = 0, misrouted = 0, other_frames = 0;
 static bench_hist_t hist;
 static uint64_t last_progress_ns = 0;
 
-static ws_reading_t reading;
 static char message_template[4096];
 static size_t message_len;
 static size_t seq_offset;
 static uint8_t pub_out[1 << 20];
 static size_t pub_out_len = 0;
-
-static void start_connect(conn_t *c) {
-    c->fd = bench_connect(epfd, c->port, c);
-    c->state = S_CONNECTING;
-    c->last_seq = -1;
-}
-
-static void send_handshake(conn_t *c) {
-    char extra[8192];
-    snprintf(extra, sizeof extra, "%s%s%s", opt_cookie ? "Cookie: " : "", opt_cookie ? opt_cookie : "",
-             opt_cookie ? "\r\n" : "");
-    if (ws_send_upgrade(c->fd, opt_path, c->port, extra) < 0) bench_die("handshake write");
-    c->state = S_HANDSHAKE;
-    bench_ep_mod(epfd, c->fd, c, EPOLLIN);
-}
-
-static int ready_count = 0, failed_count = 0;
-
-static void became_ready(conn_t *c) {
-    c->state = S_READY;
-    ready_count++;
-}
-
-static void conn_failed(conn_t *c, const char *why) {
-    if (c->state == S_CLOSED) return;
-    if (c->state != S_READY) {
-        failed_count++;
-        if (failed_count <= 3) fprintf(stderr, "loadgen: a connection failed during setup: %s\n", why);
-    } else {
-        closes_seen++;
-    }
-    c->state = S_CLOSED;
-    bench_ep_close(epfd, c->fd);
-}
 
 static void on_sequenced(conn_t *c, uint64_t seq, uint64_t now) {
     if (c->is_pub) return;
@@ -140,7 +101,7 @@ static void on_sequenced(conn_t *c, uint64_t seq, uint64_t now) {
     c->last_seq = seq;
     c->received++;
     total_deliveries++;
-    if (c->port != opt_port) port2_deliveries++;
+    if (c->ws.port != opt_port) port2_deliveries++;
     uint32_t slot = seq & (SLOTS - 1);
     if (measuring) {
         window_deliveries++;
@@ -163,65 +124,46 @@ static int on_frame(void *ctx, int opcode, const uint8_t *prefix, size_t prefix_
             uint64_t seq = 0;
             const uint8_t *d = prefix + seq_offset;
             for (int i = 0; i < 10; i++) seq = seq * 10 + (d[i] - '0');
-            on_sequenced(c, seq, reading.now);
+            on_sequenced(c, seq, net.reading.now);
             return 0;
         }
         other_frames++;
-        if (c->state == S_WAIT_FIRST) {
+        if (c->ws.state == S_WAIT_FIRST) {
             if (c->joiner && opt_join_frame) {
-                if (ws_send_text(c->fd, opt_join_frame) < 0) bench_die("write");
-                c->state = S_JOINING;
+                if (ws_send_text(c->ws.fd, opt_join_frame) < 0) bench_die("write");
+                c->ws.state = S_JOINING;
             } else {
-                became_ready(c);
+                ws_net_ready(&net, &c->ws);
             }
-        } else if (c->state == S_JOINING) {
-            if (!opt_join_ack || memmem(prefix, prefix_len, opt_join_ack, strlen(opt_join_ack))) became_ready(c);
+        } else if (c->ws.state == S_JOINING) {
+            if (!opt_join_ack || memmem(prefix, prefix_len, opt_join_ack, strlen(opt_join_ack)))
+                ws_net_ready(&net, &c->ws);
         }
     } else if (opcode == 8) {
-        conn_failed(c, "server closed the websocket");
+        ws_net_fail(&net, &c->ws, "server closed the websocket");
     } else if (opcode == 9) {
-        ws_pong(c->fd, prefix, prefix_len, plen);
+        ws_pong(c->ws.fd, prefix, prefix_len, plen);
     }
-    return c->state == S_CLOSED;
-}
-
-static void on_handshake_data(conn_t *c) {
-    size_t body_at;
-    char why[200];
-    int r = ws_upgrade_read(c->fd, &c->hs, &body_at, why, sizeof why);
-    if (r == WS_UPGRADE_FAILED) conn_failed(c, why);
-    if (r != WS_UPGRADE_OPEN) return;
-    c->state = S_WAIT_FIRST;
-    reading.now = bench_now_ns();
-    ws_reader_feed(&reading, &c->rd, c->hs.buf + body_at, c->hs.len - body_at, on_frame, c);
-    ws_upgrade_done(&c->hs);
-}
-
-static void on_readable(conn_t *c) {
-    for (;;) {
-        ssize_t n = ws_reader_read(&reading, &c->rd, c->fd, on_frame, c);
-        if (n < 0) conn_failed(c, "connection closed");
-        if (n < READ_SIZE || c->state == S_CLOSED) return;
-    }
+    return c->ws.state == WS_CLOSED;
 }
 
 static void flush_pub(void) {
     while (pub_out_len) {
-        ssize_t n = write(pub->fd, pub_out, pub_out_len);
+        ssize_t n = write(pub->ws.fd, pub_out, pub_out_len);
         if (n < 0) {
-            if (errno == EAGAIN) { bench_ep_mod(epfd, pub->fd, pub, EPOLLIN | EPOLLOUT); return; }
+            if (errno == EAGAIN) { bench_ep_mod(net.epfd, pub->ws.fd, &pub->ws, EPOLLIN | EPOLLOUT); return; }
             bench_die("publisher write");
         }
         memmove(pub_out, pub_out + n, pub_out_len - n);
         pub_out_len -= n;
     }
-    bench_ep_mod(epfd, pub->fd, pub, EPOLLIN);
+    bench_ep_mod(net.epfd, pub->ws.fd, &pub->ws, EPOLLIN);
 }
 
 static int sending = 0;
 
 static void publish_more(void) {
-    if (!sending || pub->state != S_READY) return;
+    if (!sending || pub->ws.state != WS_READY) return;
     int wrote = 0;
     uint64_t now = bench_now_ns();
     while (inflight < (uint64_t)opt_inflight && pub_out_len + message_len + 16 < sizeof pub_out) {
@@ -254,45 +196,13 @@ static void build_template(void) {
     message_len = base + pad + 2;
 }
 
-static void event_loop_once(int timeout_ms) {
-    struct epoll_event events[MAX_EVENTS];
-    int n = bench_wait(epfd, events, MAX_EVENTS, timeout_ms);
-    for (int i = 0; i < n; i++) {
-        conn_t *c = events[i].data.ptr;
-        if (c->state == S_CLOSED) continue;
-        if (c->state == S_CONNECTING) {
-            if (events[i].events & (EPOLLERR | EPOLLHUP)) { conn_failed(c, "connect failed"); continue; }
-            if (events[i].events & EPOLLOUT) send_handshake(c);
-            continue;
-        }
-        if (c == pub && (events[i].events & EPOLLOUT)) flush_pub();
-        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-            if (c->state == S_HANDSHAKE) on_handshake_data(c);
-            else on_readable(c);
-        }
-    }
+static void on_open(ws_conn_t *c) { c->state = S_WAIT_FIRST; }
+
+static void on_writable(ws_conn_t *c) {
+    if (pub && c == &pub->ws) flush_pub();
 }
 
-static int in_setup(conn_t *c) { return c->state != S_READY && c->state != S_CLOSED; }
-
-static void setup(void) {
-    /* subscribers first, at most opt_concurrent_handshakes in progress */
-    int started = 0;
-    uint64_t deadline = bench_now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
-    while (ready_count + failed_count < nconns) {
-        int pending = 0;
-        for (int i = 0; i < started; i++) pending += in_setup(&conns[i]);
-        while (started < nconns && pending < opt_concurrent_handshakes) {
-            start_connect(&conns[started++]);
-            pending++;
-        }
-        event_loop_once(10);
-        if (bench_now_ns() > deadline) {
-            fprintf(stderr, "loadgen: setup timed out: %d ready, %d failed of %d\n", ready_count, failed_count, nconns);
-            break;
-        }
-    }
-}
+static void loop_once(int timeout_ms) { ws_net_loop_once(&net, timeout_ms); }
 
 static void usage(void) {
     fprintf(stderr,
@@ -336,37 +246,48 @@ int main(int argc, char **argv) {
     if (opt_duration > 120 || opt_hold > 600 || opt_warmup > 60) { fprintf(stderr, "loadgen: bounded runs only\n"); return 2; }
 
     bench_raise_nofile();
-    ws_reading_init(&reading, PREFIX, 0, READ_SIZE);
+    ws_net_init(&net, opt_port, PREFIX, 0, READ_SIZE);
+    net.on_open = on_open;
+    net.on_frame = on_frame;
+    net.on_writable = on_writable;
     bench_hist_init(&hist);
     build_template();
+    char cookie_header[8192];
+    snprintf(cookie_header, sizeof cookie_header, "%s%s%s", opt_cookie ? "Cookie: " : "", opt_cookie ? opt_cookie : "",
+             opt_cookie ? "\r\n" : "");
     int is_fanout = strcmp(mode, "fanout") == 0;
     if (!is_fanout && strcmp(mode, "idle") != 0) usage();
 
     nconns = opt_subs + (is_fanout ? 1 : 0);
     conns = calloc(nconns, sizeof *conns);
-    for (int i = 0; i < nconns; i++) conns[i].port = opt_port;
+    for (int i = 0; i < nconns; i++) {
+        conns[i].ws.port = opt_port;
+        conns[i].ws.path = opt_path;
+        conns[i].ws.extra = cookie_header;
+        conns[i].last_seq = -1;
+    }
     /* Two nodes: every other subscriber on the second, the publisher on the first. */
-    for (int i = 1; opt_port2 && i < opt_subs; i += 2) conns[i].port = opt_port2;
+    for (int i = 1; opt_port2 && i < opt_subs; i += 2) conns[i].ws.port = opt_port2;
     for (int i = 0; i < opt_subs; i++) conns[i].joiner = i < opt_joiners;
     if (is_fanout) {
         pub = &conns[opt_subs];
         pub->is_pub = 1;
     }
-    epfd = epoll_create1(0);
+    /* subscribers first, at most opt_concurrent_handshakes in progress */
     uint64_t t_setup = bench_now_ns();
-    setup();
+    ws_net_setup(&net, NULL, 0, conns, nconns, sizeof *conns, opt_concurrent_handshakes, opt_setup_timeout);
     double setup_s = (bench_now_ns() - t_setup) / 1e9;
 
     if (!is_fanout) {
-        printf("{\"mode\":\"idle\",\"ready\":%d,\"failed\":%d,\"setup_s\":%.3f}\n", ready_count, failed_count, setup_s);
+        printf("{\"mode\":\"idle\",\"ready\":%d,\"failed\":%d,\"setup_s\":%.3f}\n", net.ready, net.failed, setup_s);
         fflush(stdout);
-        bench_hold(opt_hold, event_loop_once);
+        bench_hold(opt_hold, loop_once);
         return 0;
     }
 
-    if (ready_count < nconns || pub->state != S_READY) {
-        printf("{\"mode\":\"fanout\",\"error\":\"setup failed\",\"ready\":%d,\"failed\":%d,\"wanted\":%d}\n", ready_count,
-               failed_count, nconns);
+    if (net.ready < nconns || pub->ws.state != WS_READY) {
+        printf("{\"mode\":\"fanout\",\"error\":\"setup failed\",\"ready\":%d,\"failed\":%d,\"wanted\":%d}\n", net.ready,
+               net.failed, nconns);
         return 1;
     }
     expected_per_msg = opt_channel ? (uint64_t)opt_joiners : (uint64_t)opt_subs;
@@ -382,7 +303,7 @@ int main(int argc, char **argv) {
     int stalled = 0;
     publish_more();
     for (;;) {
-        event_loop_once(50);
+        loop_once(50);
         uint64_t now = bench_now_ns();
         if (!measuring && now >= t_measure && w.t0 == 0) {
             measuring = 1;
@@ -403,10 +324,10 @@ int main(int argc, char **argv) {
     }
     sending = 0;
     uint64_t drain_end = bench_now_ns() + 3000000000ull;
-    while (inflight && bench_now_ns() < drain_end) event_loop_once(20);
+    while (inflight && bench_now_ns() < drain_end) loop_once(20);
     /* a short grace period to see late or misrouted frames */
     uint64_t grace_end = bench_now_ns() + 200000000ull;
-    while (bench_now_ns() < grace_end) event_loop_once(20);
+    while (bench_now_ns() < grace_end) loop_once(20);
 
     uint64_t sent = seq_next - 1;
     uint64_t lost = sent * expected_per_msg - total_deliveries;
@@ -414,7 +335,7 @@ int main(int argc, char **argv) {
     int open_subs = 0;
     for (int i = 0; i < opt_subs; i++) {
         reordered += conns[i].reordered;
-        open_subs += conns[i].state == S_READY;
+        open_subs += conns[i].ws.state == WS_READY;
     }
     double wall = bench_window_s(&w);
     printf("{\"mode\":\"fanout\",\"subscribers\":%d,\"receivers_per_message\":%llu,\"inflight\":%d,\"message_bytes\":%zu,"
@@ -426,7 +347,7 @@ int main(int argc, char **argv) {
            "\"closed_by_server\":%llu,\"open_subscribers\":%d,\"stalled\":%s,"
            "\"loadgen_cpu\":%.3f,\"server_cpu\":%.3f,\"server2_cpu\":%.3f,\"delivered_port2\":%llu}\n",
            (unsigned long long)sent, (unsigned long long)total_deliveries, (unsigned long long)lost,
-           (unsigned long long)misrouted, (unsigned long long)reordered, (unsigned long long)closes_seen, open_subs,
+           (unsigned long long)misrouted, (unsigned long long)reordered, (unsigned long long)net.closed, open_subs,
            stalled ? "true" : "false", bench_own_cpu(&w), bench_server_cpu(&w),
            wall && opt_server_pid2 ? (s2cpu1 - s2cpu0) / wall : -1, (unsigned long long)port2_deliveries);
     return 0;

@@ -48,13 +48,12 @@
 #define FRAME_MAX (1024 * 1024)
 #define HTTP_IN 65536
 
-enum { S_CONNECTING, S_HANDSHAKE, S_STEP1, S_STEP2, S_READY, S_CLOSED };
+enum { S_STEP1 = WS_OWN_STATES, S_STEP2 };
 
 typedef struct {
-    int fd, state, is_http, group, check_version;
-    char *path, *header, *frame1, *ready1, *frame2, *ready2;
-    ws_upgrade_t hs;
-    ws_reader_t rd;
+    ws_conn_t ws; /* ws.path, ws.extra: PATH and HEADER */
+    int group, check_version;
+    char *frame1, *ready1, *frame2, *ready2;
     uint64_t received, duplicates, reordered, unparsed, hash;
     char last_version[40];
     int64_t last_revision;
@@ -80,7 +79,8 @@ static int opt_concurrent_handshakes = 64;
 static uint64_t opt_max_seq = 200000;
 
 static conn_t *subs, *https;
-static int nsubs, epfd;
+static int nsubs;
+static ws_net_t net;
 static size_t body_len, body_seq_off;
 static uint64_t *sent_ns;
 static uint32_t *delivered;
@@ -88,31 +88,10 @@ static uint8_t *answered;
 static uint64_t seq_next = 1, outstanding = 0, writer_hash = 0;
 static int sending = 0, measuring = 0;
 static uint64_t window_deliveries = 0, window_writes = 0, total_deliveries = 0;
-static uint64_t non_2xx = 0, closes_seen = 0, other_frames = 0, answers_without_version = 0;
+static uint64_t non_2xx = 0, other_frames = 0, answers_without_version = 0;
 static uint64_t last_progress_ns = 0;
 static bench_hist_t hist, ack_hist;
 static char first_error[512] = "", first_other[256] = "";
-static ws_reading_t reading;
-static int ready_count = 0, failed_count = 0;
-
-static void start_connect(conn_t *c) {
-    c->fd = bench_connect(epfd, opt_port, c);
-    c->state = S_CONNECTING;
-    c->last_revision = -1;
-}
-
-static void conn_failed(conn_t *c, const char *why) {
-    if (c->state == S_CLOSED) return;
-    if (c->state != S_READY) {
-        failed_count++;
-        if (failed_count <= 3) fprintf(stderr, "resgen: a connection failed during setup: %s\n", why);
-    } else {
-        closes_seen++;
-        if (closes_seen <= 3) fprintf(stderr, "resgen: a connection closed: %s\n", why);
-    }
-    c->state = S_CLOSED;
-    bench_ep_close(epfd, c->fd);
-}
 
 static void note_other(const uint8_t *p, size_t n) {
     other_frames++;
@@ -205,81 +184,54 @@ static void on_document(conn_t *c, const uint8_t *p, size_t n, uint64_t wall) {
 
 static void step(conn_t *c, const char *frame, int next_state) {
     if (frame && *frame) {
-        if (ws_send_text(c->fd, frame) < 0) { conn_failed(c, "write failed"); return; }
-        c->state = next_state;
-    } else c->state = next_state;
-}
-
-static void became_ready(conn_t *c) {
-    c->state = S_READY;
-    ready_count++;
+        if (ws_send_text(c->ws.fd, frame) < 0) { ws_net_fail(&net, &c->ws, "write failed"); return; }
+        c->ws.state = next_state;
+    } else c->ws.state = next_state;
 }
 
 static int on_frame(void *ctx, int opcode, const uint8_t *p, size_t n, uint64_t plen) {
     conn_t *c = ctx;
-    uint64_t now = reading.now;
-    if (opcode == 8) { conn_failed(c, "server closed the websocket"); return 1; }
+    uint64_t now = net.reading.now;
+    if (opcode == 8) { ws_net_fail(&net, &c->ws, "server closed the websocket"); return 1; }
     if (opcode == 9) {
-        ws_pong(c->fd, p, n, plen);
+        ws_pong(c->ws.fd, p, n, plen);
         return 0;
     }
     if (opcode != 1) return 0;
-    if (n >= 14 && memcmp(p, "{\"type\":\"ping\"", 14) == 0) { ws_send_text(c->fd, "{\"type\":\"pong\"}"); return 0; }
-    if (c->state == S_READY) {
+    if (n >= 14 && memcmp(p, "{\"type\":\"ping\"", 14) == 0) { ws_send_text(c->ws.fd, "{\"type\":\"pong\"}"); return 0; }
+    if (c->ws.state == WS_READY) {
         if (strcmp(opt_mode, "watch") == 0) on_document(c, p, n, bench_wall_ns());
         else on_delivery(c, p, n, now);
-        return c->state == S_CLOSED;
+        return c->ws.state == WS_CLOSED;
     }
-    if (c->state == S_STEP1) {
+    if (c->ws.state == S_STEP1) {
         if (!bench_find(p, n, c->ready1)) {
             char why[240];
             snprintf(why, sizeof why, "not ready (step 1): %.*s", (int)(n < 180 ? n : 180), (const char *)p);
-            conn_failed(c, why);
+            ws_net_fail(&net, &c->ws, why);
             return 1;
         }
         if (c->ready2 && *c->ready2) step(c, c->frame2, S_STEP2);
-        else became_ready(c);
+        else ws_net_ready(&net, &c->ws);
         return 0;
     }
-    if (c->state == S_STEP2) {
+    if (c->ws.state == S_STEP2) {
         if (!bench_find(p, n, c->ready2)) {
             char why[240];
             snprintf(why, sizeof why, "not ready (step 2): %.*s", (int)(n < 180 ? n : 180), (const char *)p);
-            conn_failed(c, why);
+            ws_net_fail(&net, &c->ws, why);
             return 1;
         }
-        became_ready(c);
+        ws_net_ready(&net, &c->ws);
     }
     return 0;
 }
 
-static void on_ws_readable(conn_t *c) {
-    for (;;) {
-        ssize_t n = ws_reader_read(&reading, &c->rd, c->fd, on_frame, c);
-        if (n < 0) conn_failed(c, "connection closed");
-        if (n < READ_SIZE || c->state == S_CLOSED) return;
-    }
-}
-
-static void send_ws_handshake(conn_t *c) {
-    char extra[8192];
-    snprintf(extra, sizeof extra, "%s%s", c->header, *c->header ? "\r\n" : "");
-    if (ws_send_upgrade(c->fd, c->path, opt_port, extra) < 0) bench_die("handshake write");
-    c->state = S_HANDSHAKE;
-    bench_ep_mod(epfd, c->fd, c, EPOLLIN);
-}
-
-static void on_handshake_data(conn_t *c) {
-    size_t body_at;
-    char why[200];
-    int r = ws_upgrade_read(c->fd, &c->hs, &body_at, why, sizeof why);
-    if (r == WS_UPGRADE_FAILED) conn_failed(c, why);
-    if (r != WS_UPGRADE_OPEN) return;
+/* the upgrade is done: FRAME1 (if READY1 is to be waited for), or ready at once */
+static void on_open(ws_conn_t *wc) {
+    conn_t *c = (conn_t *)wc;
     if (c->ready1 && *c->ready1) step(c, c->frame1, S_STEP1);
-    else became_ready(c);
-    reading.now = bench_now_ns();
-    if (c->state != S_CLOSED) ws_reader_feed(&reading, &c->rd, c->hs.buf + body_at, c->hs.len - body_at, on_frame, c);
-    ws_upgrade_done(&c->hs);
+    else ws_net_ready(&net, &c->ws);
 }
 
 /* -- the HTTP writer ---------------------------------------------------------------- */
@@ -296,7 +248,7 @@ static void http_send(conn_t *h, uint64_t now) {
     h->seq = seq;
     sent_ns[seq] = now;
     outstanding++;
-    if (ws_write_all_small(h->fd, req, n) < 0) bench_die("request write");
+    if (ws_write_all_small(h->ws.fd, req, n) < 0) bench_die("request write");
 }
 
 static void publish_more(void) {
@@ -304,16 +256,17 @@ static void publish_more(void) {
     uint64_t now = bench_now_ns();
     for (int i = 0; i < opt_inflight && outstanding < (uint64_t)opt_inflight; i++) {
         conn_t *h = &https[i];
-        if (h->state == S_READY && h->seq == 0 && seq_next < opt_max_seq) http_send(h, now);
+        if (h->ws.state == WS_READY && h->seq == 0 && seq_next < opt_max_seq) http_send(h, now);
     }
 }
 
-static void http_readable(conn_t *h) {
+static void http_readable(ws_conn_t *wc) {
+    conn_t *h = (conn_t *)wc;
     for (;;) {
-        ssize_t n = read(h->fd, h->in + h->in_len, HTTP_IN - 1 - h->in_len);
+        ssize_t n = read(h->ws.fd, h->in + h->in_len, HTTP_IN - 1 - h->in_len);
         if (n <= 0) {
             if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-            conn_failed(h, "the REST connection closed");
+            ws_net_fail(&net, &h->ws, "the REST connection closed");
             return;
         }
         h->in_len += n;
@@ -351,49 +304,7 @@ static void http_readable(conn_t *h) {
 
 /* -- the loop ---------------------------------------------------------------------- */
 
-static void event_loop_once(int timeout_ms) {
-    struct epoll_event events[MAX_EVENTS];
-    int n = bench_wait(epfd, events, MAX_EVENTS, timeout_ms);
-    for (int i = 0; i < n; i++) {
-        conn_t *c = events[i].data.ptr;
-        if (c->state == S_CLOSED) continue;
-        if (c->state == S_CONNECTING) {
-            if (events[i].events & (EPOLLERR | EPOLLHUP)) { conn_failed(c, "connect failed"); continue; }
-            if (events[i].events & EPOLLOUT) {
-                if (c->is_http) { c->state = S_READY; ready_count++; bench_ep_mod(epfd, c->fd, c, EPOLLIN); }
-                else send_ws_handshake(c);
-            }
-            continue;
-        }
-        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-            if (c->is_http) http_readable(c);
-            else if (c->state == S_HANDSHAKE) on_handshake_data(c);
-            else on_ws_readable(c);
-        }
-    }
-}
-
-static int in_setup(conn_t *c) { return c->state != S_READY && c->state != S_CLOSED; }
-
-static void setup(int nhttp) {
-    int started = 0;
-    uint64_t deadline = bench_now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
-    for (int i = 0; i < nhttp; i++) start_connect(&https[i]);
-    while (ready_count + failed_count < nsubs + nhttp) {
-        int pending = 0;
-        for (int i = 0; i < started; i++) pending += in_setup(&subs[i]);
-        while (started < nsubs && pending < opt_concurrent_handshakes) {
-            start_connect(&subs[started++]);
-            pending++;
-        }
-        event_loop_once(10);
-        if (bench_now_ns() > deadline) {
-            fprintf(stderr, "resgen: setup timed out: %d ready, %d failed of %d\n", ready_count, failed_count,
-                    nsubs + nhttp);
-            break;
-        }
-    }
-}
+static void loop_once(int timeout_ms) { ws_net_loop_once(&net, timeout_ms); }
 
 /* split line at tabs into at most max fields (empty fields kept) */
 static int split_tabs(char *line, char **fields, int max) {
@@ -463,8 +374,13 @@ int main(int argc, char **argv) {
         conn_t *c = &subs[nsubs++];
         c->group = atoi(f[0]);
         c->check_version = strchr(f[0], 'v') != NULL;
-        c->path = f[1];
-        c->header = f[2];
+        c->ws.path = f[1];
+        if (*f[2]) { /* one header line */
+            char *extra = malloc(strlen(f[2]) + 3);
+            sprintf(extra, "%s\r\n", f[2]);
+            c->ws.extra = extra;
+        }
+        c->last_revision = -1;
         c->frame1 = k > 3 ? f[3] : "";
         c->ready1 = k > 4 ? f[4] : "";
         c->frame2 = k > 5 ? f[5] : "";
@@ -474,21 +390,24 @@ int main(int argc, char **argv) {
     if (nsubs < 1 || nsubs > 60000) usage();
     int nhttp = watch ? 0 : opt_inflight;
     https = calloc(nhttp + 1, sizeof *https);
-    for (int i = 0; i < nhttp; i++) https[i].is_http = 1;
+    for (int i = 0; i < nhttp; i++) https[i].ws.is_http = 1;
     sent_ns = calloc(opt_max_seq + 1, sizeof *sent_ns);
     delivered = calloc(opt_max_seq + 1, sizeof *delivered);
     answered = calloc(opt_max_seq + 1, 1);
-    ws_reading_init(&reading, 0, FRAME_MAX, READ_SIZE);
+    ws_net_init(&net, opt_port, 0, FRAME_MAX, READ_SIZE);
+    net.report_closes = 1;
+    net.on_open = on_open;
+    net.on_frame = on_frame;
+    net.on_http = http_readable;
     bench_hist_init(&hist);
     bench_hist_init(&ack_hist);
-    epfd = epoll_create1(0);
 
     uint64_t t_setup = bench_now_ns();
-    setup(nhttp);
+    ws_net_setup(&net, https, nhttp, subs, nsubs, sizeof *subs, opt_concurrent_handshakes, opt_setup_timeout);
     double setup_s = (bench_now_ns() - t_setup) / 1e9;
-    if (ready_count < nsubs + nhttp) {
+    if (net.ready < nsubs + nhttp) {
         printf("{\"mode\":\"%s\",\"error\":\"setup failed\",\"ready\":%d,\"failed\":%d,\"wanted\":%d}\n", opt_mode,
-               ready_count, failed_count, nsubs + nhttp);
+               net.ready, net.failed, nsubs + nhttp);
         return 1;
     }
     if (watch) { printf("READY\n"); fflush(stdout); }
@@ -503,7 +422,7 @@ int main(int argc, char **argv) {
     int stalled = 0;
     publish_more();
     for (;;) {
-        event_loop_once(watch ? 5 : 20);
+        loop_once(watch ? 5 : 20);
         uint64_t now = bench_now_ns();
         if (!measuring && now >= t_measure && w.t0 == 0) {
             measuring = 1;
@@ -522,9 +441,9 @@ int main(int argc, char **argv) {
     }
     sending = 0;
     uint64_t drain_end = bench_now_ns() + (uint64_t)(opt_drain * 1e9);
-    while (!watch && outstanding && bench_now_ns() < drain_end) event_loop_once(20);
+    while (!watch && outstanding && bench_now_ns() < drain_end) loop_once(20);
     uint64_t grace_end = bench_now_ns() + 300000000ull;
-    while (bench_now_ns() < grace_end) event_loop_once(20);
+    while (bench_now_ns() < grace_end) loop_once(20);
 
     uint64_t sent = watch ? 0 : seq_next - 1;
     uint64_t answered_ok = 0;
@@ -537,7 +456,7 @@ int main(int argc, char **argv) {
         duplicates += subs[i].duplicates;
         reordered += subs[i].reordered;
         unparsed += subs[i].unparsed;
-        open_subs += subs[i].state == S_READY;
+        open_subs += subs[i].ws.state == WS_READY;
     }
     double wall = bench_window_s(&w);
     printf("{\"mode\":\"%s\",\"subscribers\":%d,\"inflight\":%d,\"setup_s\":%.3f,\"window_s\":%.3f,"
@@ -559,7 +478,7 @@ int main(int argc, char **argv) {
     printf(",\"oversize\":%llu,\"closed_by_server\":%llu,\"open_subscribers\":%d,\"stalled\":%s,"
            "\"answers_without_version\":%llu,\"writer_hash\":\"%016llx\","
            "\"loadgen_cpu\":%.3f,\"server_cpu\":%.3f,\"other_cpu\":%.3f,\"connections\":[",
-           (unsigned long long)reading.oversize, (unsigned long long)closes_seen, open_subs, stalled ? "true" : "false",
+           (unsigned long long)net.reading.oversize, (unsigned long long)net.closed, open_subs, stalled ? "true" : "false",
            (unsigned long long)answers_without_version, (unsigned long long)writer_hash, bench_own_cpu(&w),
            bench_server_cpu(&w), bench_other_cpu(&w));
     uint64_t top = watch ? opt_max_seq - 1 : sent;
@@ -572,7 +491,7 @@ int main(int argc, char **argv) {
         printf("%s{\"group\":%d,\"received\":%llu,\"duplicates\":%llu,\"reordered\":%llu,\"unparsed\":%llu,"
                "\"open\":%s,\"hash\":\"%016llx\",\"seen\":\"",
                i ? "," : "", c->group, (unsigned long long)c->received, (unsigned long long)c->duplicates,
-               (unsigned long long)c->reordered, (unsigned long long)c->unparsed, c->state == S_READY ? "true" : "false",
+               (unsigned long long)c->reordered, (unsigned long long)c->unparsed, c->ws.state == WS_READY ? "true" : "false",
                (unsigned long long)c->hash);
         bench_print_hex(c->seen, used);
         printf("\"}");

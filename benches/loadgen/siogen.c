@@ -66,16 +66,13 @@
 #define SEQ_DIGITS 10
 #define TS_DIGITS 16
 
-enum { S_CONNECTING, S_HANDSHAKE, S_WAIT_OPEN, S_WAIT_CONNECT, S_JOINING, S_READY, S_CLOSED };
+enum { S_WAIT_OPEN = WS_OWN_STATES, S_WAIT_CONNECT, S_JOINING };
 
 typedef struct {
-    int fd;
-    int state;
+    ws_conn_t ws;
     int is_pub;
     uint8_t *out;       /* a publisher's unsent bytes */
     size_t out_len;
-    ws_upgrade_t hs;    /* the upgrade answer, until open */
-    ws_reader_t rd;     /* what is left of a frame between reads */
     uint64_t received;  /* new-chat frames received */
     int64_t last_seq;
     uint64_t reordered;
@@ -106,7 +103,7 @@ static int nconns;
 static conn_t *pubs;                   /* the publishers: conns[opt_subs ..] */
 static int opt_publishers = 1;
 static int next_pub = 0;
-static int epfd;
+static ws_net_t net;
 static uint64_t t_start;
 
 /* per sequence slot */
@@ -120,14 +117,13 @@ static uint64_t expected_per_msg = 0;
 /* counters */
 static int measuring = 0, counting = 1;
 static uint64_t window_deliveries = 0, window_messages = 0;
-static uint64_t total_deliveries = 0, misrouted = 0, other_frames = 0, closes_seen = 0, pings_answered = 0;
+static uint64_t total_deliveries = 0, misrouted = 0, other_frames = 0, pings_answered = 0;
 static uint64_t unparsed_deliveries = 0, acks = 0, refused = 0, bad_acks = 0;
 static bench_hist_t hist, ack_hist;
 static uint64_t last_progress_ns = 0;
 static uint64_t *acked_seqs;
 static size_t acked_len = 0, acked_cap = 0;
 
-static ws_reading_t reading;
 static char new_chat_prefix[512];
 static size_t new_chat_prefix_len;
 static char ack_prefix[512];
@@ -136,21 +132,9 @@ static char connect_prefix[512];
 static size_t connect_prefix_len;
 #define PUB_OUT (1 << 20)
 
-static void start_connect(conn_t *c) {
-    c->fd = bench_connect(epfd, opt_port, c);
-    c->state = S_CONNECTING;
-    c->last_seq = -1;
-}
-
-static void send_handshake(conn_t *c) {
-    if (ws_send_upgrade(c->fd, opt_path, opt_port, "") < 0) bench_die("handshake write");
-    c->state = S_HANDSHAKE;
-    bench_ep_mod(epfd, c->fd, c, EPOLLIN);
-}
-
 static void send_text(conn_t *c, const char *text, size_t len) {
     if (len + 14 > 8192) { fprintf(stderr, "siogen: control frame too long\n"); exit(2); }
-    if (ws_send_text_n(c->fd, text, len) < 0 && c->state != S_CLOSED) closes_seen++;
+    if (ws_send_text_n(c->ws.fd, text, len) < 0 && c->ws.state != WS_CLOSED) net.closed++;
 }
 
 /* "<type><nsp>," - the namespace part of a Socket.IO packet ("/" has none) */
@@ -159,31 +143,12 @@ static int packet_head(char *out, size_t cap, const char *type) {
     return snprintf(out, cap, "%s%s,", type, opt_nsp);
 }
 
-static int ready_count = 0, failed_count = 0;
-
-static void became_ready(conn_t *c) {
-    c->state = S_READY;
-    ready_count++;
-}
-
-static void conn_failed(conn_t *c, const char *why) {
-    if (c->state == S_CLOSED) return;
-    if (c->state != S_READY) {
-        failed_count++;
-        if (failed_count <= 3) fprintf(stderr, "siogen: a connection failed during setup: %s\n", why);
-    } else {
-        closes_seen++;
-    }
-    c->state = S_CLOSED;
-    bench_ep_close(epfd, c->fd);
-}
-
 static void send_connect(conn_t *c) {
     char packet[4096];
     int n = packet_head(packet, sizeof packet, "40");
     if (opt_auth) n += snprintf(packet + n, sizeof packet - n, "%s", opt_auth);
     send_text(c, packet, n);
-    c->state = S_WAIT_CONNECT;
+    c->ws.state = S_WAIT_CONNECT;
 }
 
 static void send_join(conn_t *c) {
@@ -199,7 +164,7 @@ static void send_join(conn_t *c) {
     n += 301;
     n += snprintf(packet + n, sizeof packet - n, "\"}]");
     send_text(c, packet, n);
-    c->state = S_JOINING;
+    c->ws.state = S_JOINING;
 }
 
 static void complete_if_done(uint32_t slot, uint64_t now) {
@@ -243,7 +208,7 @@ static void on_ack(conn_t *c, const uint8_t *p, size_t len, uint64_t now) {
     while (i < len && p[i] >= '0' && p[i] <= '9') id = id * 10 + (p[i++] - '0');
     if (i == 0) { bad_acks++; return; }
     if (!c->is_pub) {
-        if (id == 0 && c->state == S_JOINING) became_ready(c);
+        if (id == 0 && c->ws.state == S_JOINING) ws_net_ready(&net, &c->ws);
         else bad_acks++;
         return;
     }
@@ -284,19 +249,19 @@ static void on_text(conn_t *c, const uint8_t *p, size_t len, uint64_t plen, uint
         on_ack(c, p + ack_prefix_len, len - ack_prefix_len, now);
         return;
     }
-    if (c->state == S_WAIT_OPEN && len >= 2 && p[0] == '0' && p[1] == '{') {
+    if (c->ws.state == S_WAIT_OPEN && len >= 2 && p[0] == '0' && p[1] == '{') {
         send_connect(c);
         return;
     }
-    if (c->state == S_WAIT_CONNECT && len >= connect_prefix_len && memcmp(p, connect_prefix, connect_prefix_len) == 0) {
-        if (c->is_pub) became_ready(c);
+    if (c->ws.state == S_WAIT_CONNECT && len >= connect_prefix_len && memcmp(p, connect_prefix, connect_prefix_len) == 0) {
+        if (c->is_pub) ws_net_ready(&net, &c->ws);
         else send_join(c);
         return;
     }
     if (len >= 2 && p[0] == '4' && p[1] == '4') {
         char why[256];
         snprintf(why, sizeof why, "connect_error: %.*s", (int)(len < 200 ? len : 200), p);
-        conn_failed(c, why);
+        ws_net_fail(&net, &c->ws, why);
         return;
     }
     if (memmem(p, len, "\"new-chat\"", 10)) unparsed_deliveries++;
@@ -306,54 +271,34 @@ static void on_text(conn_t *c, const uint8_t *p, size_t len, uint64_t plen, uint
 static int on_frame(void *ctx, int opcode, const uint8_t *prefix, size_t prefix_len, uint64_t plen) {
     conn_t *c = ctx;
     if (opcode == 1) {
-        on_text(c, prefix, prefix_len, plen, reading.now);
+        on_text(c, prefix, prefix_len, plen, net.reading.now);
     } else if (opcode == 8) {
-        conn_failed(c, "server closed the websocket");
+        ws_net_fail(&net, &c->ws, "server closed the websocket");
     } else if (opcode == 9 && plen <= prefix_len) {
-        ws_pong(c->fd, prefix, prefix_len, plen);
+        ws_pong(c->ws.fd, prefix, prefix_len, plen);
     } else {
         other_frames++;
     }
-    return c->state == S_CLOSED;
-}
-
-static void on_handshake_data(conn_t *c) {
-    size_t body_at;
-    char why[200];
-    int r = ws_upgrade_read(c->fd, &c->hs, &body_at, why, sizeof why);
-    if (r == WS_UPGRADE_FAILED) conn_failed(c, why);
-    if (r != WS_UPGRADE_OPEN) return;
-    c->state = S_WAIT_OPEN;
-    reading.now = bench_now_ns();
-    ws_reader_feed(&reading, &c->rd, c->hs.buf + body_at, c->hs.len - body_at, on_frame, c);
-    ws_upgrade_done(&c->hs);
-}
-
-static void on_readable(conn_t *c) {
-    for (;;) {
-        ssize_t n = ws_reader_read(&reading, &c->rd, c->fd, on_frame, c);
-        if (n < 0) conn_failed(c, "connection closed");
-        if (n < READ_SIZE || c->state == S_CLOSED) return;
-    }
+    return c->ws.state == WS_CLOSED;
 }
 
 static void flush_pub(conn_t *pub) {
     while (pub->out_len) {
-        ssize_t n = write(pub->fd, pub->out, pub->out_len);
+        ssize_t n = write(pub->ws.fd, pub->out, pub->out_len);
         if (n < 0) {
-            if (errno == EAGAIN) { bench_ep_mod(epfd, pub->fd, pub, EPOLLIN | EPOLLOUT); return; }
+            if (errno == EAGAIN) { bench_ep_mod(net.epfd, pub->ws.fd, &pub->ws, EPOLLIN | EPOLLOUT); return; }
             if (!counting) { pub->out_len = 0; return; } /* the server is gone (the crash phase) */
             bench_die("publisher write");
         }
         memmove(pub->out, pub->out + n, pub->out_len - n);
         pub->out_len -= n;
     }
-    bench_ep_mod(epfd, pub->fd, pub, EPOLLIN);
+    bench_ep_mod(net.epfd, pub->ws.fd, &pub->ws, EPOLLIN);
 }
 
 static int publishers_ready(void) {
     for (int i = 0; i < opt_publishers; i++)
-        if (pubs[i].state != S_READY) return 0;
+        if (pubs[i].ws.state != WS_READY) return 0;
     return 1;
 }
 
@@ -395,46 +340,14 @@ static void publish_more(void) {
         for (int i = 0; i < opt_publishers; i++) flush_pub(&pubs[i]);
 }
 
-static void event_loop_once(int timeout_ms) {
-    struct epoll_event events[MAX_EVENTS];
-    int n = bench_wait(epfd, events, MAX_EVENTS, timeout_ms);
-    for (int i = 0; i < n; i++) {
-        conn_t *c = events[i].data.ptr;
-        if (c->state == S_CLOSED) continue;
-        if (c->state == S_CONNECTING) {
-            if (events[i].events & (EPOLLERR | EPOLLHUP)) { conn_failed(c, "connect failed"); continue; }
-            if (events[i].events & EPOLLOUT) send_handshake(c);
-            continue;
-        }
-        if (c->is_pub && (events[i].events & EPOLLOUT)) flush_pub(c);
-        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-            if (c->state == S_HANDSHAKE) on_handshake_data(c);
-            else on_readable(c);
-        }
-    }
+static void on_open(ws_conn_t *c) { c->state = S_WAIT_OPEN; }
+
+static void on_writable(ws_conn_t *c) {
+    conn_t *conn = (conn_t *)c;
+    if (conn->is_pub) flush_pub(conn);
 }
 
-static int in_setup(conn_t *c) { return c->state != S_READY && c->state != S_CLOSED; }
-
-static void setup(void) {
-    int started = 0, pending = 0;
-    uint64_t deadline = bench_now_ns() + (uint64_t)(opt_setup_timeout * 1e9);
-    while (ready_count + failed_count < nconns) {
-        if (started < nconns) {
-            pending = 0;
-            for (int i = 0; i < started; i++) pending += in_setup(&conns[i]);
-            while (started < nconns && pending < opt_concurrent_handshakes) {
-                start_connect(&conns[started++]);
-                pending++;
-            }
-        }
-        event_loop_once(10);
-        if (bench_now_ns() > deadline) {
-            fprintf(stderr, "siogen: setup timed out: %d ready, %d failed of %d\n", ready_count, failed_count, nconns);
-            break;
-        }
-    }
-}
+static void loop_once(int timeout_ms) { ws_net_loop_once(&net, timeout_ms); }
 
 static void usage(void) {
     fprintf(stderr,
@@ -494,7 +407,10 @@ int main(int argc, char **argv) {
     bench_raise_nofile();
 
     t_start = bench_now_ns();
-    ws_reading_init(&reading, PREFIX, 0, READ_SIZE);
+    ws_net_init(&net, opt_port, PREFIX, 0, READ_SIZE);
+    net.on_open = on_open;
+    net.on_frame = on_frame;
+    net.on_writable = on_writable;
     bench_hist_init(&hist);
     bench_hist_init(&ack_hist);
     int n = packet_head(new_chat_prefix, sizeof new_chat_prefix, "42");
@@ -508,6 +424,10 @@ int main(int argc, char **argv) {
     if (!is_fanout && strcmp(mode, "idle") != 0) usage();
     nconns = opt_subs + (is_fanout ? opt_publishers : 0);
     conns = calloc(nconns, sizeof *conns);
+    for (int i = 0; i < nconns; i++) {
+        conns[i].ws.path = opt_path;
+        conns[i].last_seq = -1;
+    }
     if (is_fanout) {
         pubs = &conns[opt_subs];
         for (int i = 0; i < opt_publishers; i++) {
@@ -516,23 +436,22 @@ int main(int argc, char **argv) {
             if (!pubs[i].out) bench_die("malloc");
         }
     }
-    epfd = epoll_create1(0);
     uint64_t t_setup = bench_now_ns();
-    setup();
+    ws_net_setup(&net, NULL, 0, conns, nconns, sizeof *conns, opt_concurrent_handshakes, opt_setup_timeout);
     double setup_s = (bench_now_ns() - t_setup) / 1e9;
 
     if (!is_fanout) {
-        printf("{\"mode\":\"idle\",\"ready\":%d,\"failed\":%d,\"setup_s\":%.3f}\n", ready_count, failed_count, setup_s);
+        printf("{\"mode\":\"idle\",\"ready\":%d,\"failed\":%d,\"setup_s\":%.3f}\n", net.ready, net.failed, setup_s);
         fflush(stdout);
-        bench_hold(opt_hold, event_loop_once);
+        bench_hold(opt_hold, loop_once);
         fprintf(stderr, "siogen idle: %llu pings answered, %llu closed by the server\n",
-                (unsigned long long)pings_answered, (unsigned long long)closes_seen);
+                (unsigned long long)pings_answered, (unsigned long long)net.closed);
         return 0;
     }
 
-    if (ready_count < nconns || !publishers_ready()) {
-        printf("{\"mode\":\"fanout\",\"error\":\"setup failed\",\"ready\":%d,\"failed\":%d,\"wanted\":%d}\n", ready_count,
-               failed_count, nconns);
+    if (net.ready < nconns || !publishers_ready()) {
+        printf("{\"mode\":\"fanout\",\"error\":\"setup failed\",\"ready\":%d,\"failed\":%d,\"wanted\":%d}\n", net.ready,
+               net.failed, nconns);
         return 1;
     }
     expected_per_msg = (uint64_t)opt_subs;
@@ -547,7 +466,7 @@ int main(int argc, char **argv) {
     int stalled = 0;
     publish_more();
     for (;;) {
-        event_loop_once(50);
+        loop_once(50);
         uint64_t now = bench_now_ns();
         if (!measuring && now >= t_measure && w.t0 == 0) {
             measuring = 1;
@@ -566,9 +485,9 @@ int main(int argc, char **argv) {
     }
     sending = 0;
     uint64_t drain_end = bench_now_ns() + 3000000000ull;
-    while (inflight && bench_now_ns() < drain_end) event_loop_once(20);
+    while (inflight && bench_now_ns() < drain_end) loop_once(20);
     uint64_t grace_end = bench_now_ns() + 200000000ull;
-    while (bench_now_ns() < grace_end) event_loop_once(20);
+    while (bench_now_ns() < grace_end) loop_once(20);
 
     uint64_t sent = seq_next - 1;
     uint64_t lost = sent * expected_per_msg - total_deliveries;
@@ -577,9 +496,9 @@ int main(int argc, char **argv) {
     int open_subs = 0;
     for (int i = 0; i < opt_subs; i++) {
         reordered += conns[i].reordered;
-        open_subs += conns[i].state == S_READY;
+        open_subs += conns[i].ws.state == WS_READY;
     }
-    uint64_t closes_main = closes_seen;
+    uint64_t closes_main = net.closed;
 
     /* the crash phase: chats in flight when the server is killed */
     uint64_t crash_sent = 0, crash_acked = 0;
@@ -594,12 +513,12 @@ int main(int argc, char **argv) {
             /* --inflight chats awaiting their acks, so that some are in flight at the kill */
             inflight = (seq_next - seq_before) - (acks - acks_before);
             publish_more();
-            event_loop_once(1);
+            loop_once(1);
         }
         if (kill(opt_server_pid, SIGKILL) == 0) crashed = 1;
         sending = 0;
         uint64_t read_end = bench_now_ns() + 500000000ull;
-        while (bench_now_ns() < read_end && pubs[0].state != S_CLOSED) event_loop_once(20);
+        while (bench_now_ns() < read_end && pubs[0].ws.state != WS_CLOSED) loop_once(20);
         crash_sent = seq_next - seq_before;
         crash_acked = acks - acks_before;
     }

@@ -6,9 +6,11 @@
  *
  * Header-only (static functions), no state: a caller owns its
  * ws_reading_t (the read buffer) and each connection's ws_reader_t and
- * ws_upgrade_t. Used by loadgen.c, siogen.c, dirgen.c and resgen.c; the
- * rest of what they share (clocks, CPU, histograms, JSON output, the
- * epoll and HTTP plumbing) is in benchcommon.h, included here.
+ * ws_upgrade_t - or a ws_net_t, one epoll set of such connections, whose
+ * callbacks are the program's protocol. Used by loadgen.c, siogen.c,
+ * dirgen.c and resgen.c; the rest of what they share (clocks, CPU,
+ * histograms, JSON output, TCP/epoll and HTTP helpers) is in
+ * benchcommon.h, included here.
  */
 #ifndef SATCHEL_WSCLIENT_H
 #define SATCHEL_WSCLIENT_H
@@ -251,6 +253,157 @@ static inline void ws_pong(int fd, const uint8_t *payload, size_t n, uint64_t pl
     uint8_t frame[256];
     size_t k = ws_client_frame(frame, 0xA, payload, n);
     ws_write_all_small(fd, frame, k);
+}
+
+
+/* --- a set of connections on one epoll loop ---------------------------------------- */
+
+/*
+ * Every generator runs one epoll set of connections: websockets (upgrade,
+ * then frames through the shared reader) and, for the REST writers, plain
+ * keep-alive HTTP connections. A program's connection struct begins with a
+ * ws_conn_t (so that a ws_conn_t * is also a pointer to it); the program
+ * gives its protocol as the callbacks of its ws_net_t. Its own states sit
+ * between WS_HANDSHAKE and WS_READY.
+ */
+enum { WS_CONNECTING = 0, WS_HANDSHAKE = 1, WS_OWN_STATES = 2, WS_READY = 100, WS_CLOSED = 101 };
+
+typedef struct {
+    int fd, state;
+    int port;             /* 0: the net's */
+    int is_http;          /* a REST connection: ready once connected, read by on_http */
+    const char *path;     /* the upgrade's path and extra header lines (each ending in \r\n, or "") */
+    const char *extra;
+    ws_upgrade_t hs;
+    ws_reader_t rd;
+} ws_conn_t;
+
+typedef struct {
+    int epfd, port;
+    ws_reading_t reading;
+    int ready, failed;        /* connections ready, and failed before that */
+    uint64_t closed;          /* ready connections closed since (by the server, mostly) */
+    int report_closes;        /* print the first three of those too */
+    /* the program's protocol */
+    void (*on_open)(ws_conn_t *c);     /* the 101 is in: set c->state, send the first frames */
+    ws_frame_fn on_frame;              /* ctx: the ws_conn_t */
+    void (*on_writable)(ws_conn_t *c); /* EPOLLOUT on an open connection (NULL: none) */
+    void (*on_http)(ws_conn_t *c);     /* a REST connection is readable (NULL: none) */
+} ws_net_t;
+
+static inline void ws_net_init(ws_net_t *net, int port, size_t prefix_max, uint64_t frame_max, size_t read_size) {
+    net->epfd = epoll_create1(0);
+    if (net->epfd < 0) bench_die("epoll_create1");
+    net->port = port;
+    ws_reading_init(&net->reading, prefix_max, frame_max, read_size);
+}
+
+static inline void ws_net_connect(ws_net_t *net, ws_conn_t *c) {
+    c->fd = bench_connect(net->epfd, c->port ? c->port : net->port, c);
+    c->state = WS_CONNECTING;
+}
+
+static inline void ws_net_ready(ws_net_t *net, ws_conn_t *c) {
+    c->state = WS_READY;
+    net->ready++;
+}
+
+static inline void ws_net_fail(ws_net_t *net, ws_conn_t *c, const char *why) {
+    if (c->state == WS_CLOSED) return;
+    if (c->state != WS_READY) {
+        net->failed++;
+        if (net->failed <= 3) fprintf(stderr, BENCH_NAME ": a connection failed during setup: %s\n", why);
+    } else {
+        net->closed++;
+        if (net->report_closes && net->closed <= 3) fprintf(stderr, BENCH_NAME ": a connection closed: %s\n", why);
+    }
+    c->state = WS_CLOSED;
+    bench_ep_close(net->epfd, c->fd);
+}
+
+static inline void ws_net_upgrade(ws_net_t *net, ws_conn_t *c) {
+    if (ws_send_upgrade(c->fd, c->path, c->port ? c->port : net->port, c->extra ? c->extra : "") < 0)
+        bench_die("handshake write");
+    c->state = WS_HANDSHAKE;
+    bench_ep_mod(net->epfd, c->fd, c, EPOLLIN);
+}
+
+static inline void ws_net_handshake(ws_net_t *net, ws_conn_t *c) {
+    size_t body_at;
+    char why[200];
+    int r = ws_upgrade_read(c->fd, &c->hs, &body_at, why, sizeof why);
+    if (r == WS_UPGRADE_FAILED) ws_net_fail(net, c, why);
+    if (r != WS_UPGRADE_OPEN) return;
+    net->on_open(c);
+    net->reading.now = bench_now_ns();
+    if (c->state != WS_CLOSED)
+        ws_reader_feed(&net->reading, &c->rd, c->hs.buf + body_at, c->hs.len - body_at, net->on_frame, c);
+    ws_upgrade_done(&c->hs);
+}
+
+static inline void ws_net_readable(ws_net_t *net, ws_conn_t *c) {
+    for (;;) {
+        ssize_t n = ws_reader_read(&net->reading, &c->rd, c->fd, net->on_frame, c);
+        if (n < 0) ws_net_fail(net, c, "connection closed");
+        if (n < (ssize_t)net->reading.read_size || c->state == WS_CLOSED) return;
+    }
+}
+
+/* wait up to timeout_ms for events and serve them */
+static inline void ws_net_loop_once(ws_net_t *net, int timeout_ms) {
+    struct epoll_event events[1024];
+    int n = bench_wait(net->epfd, events, 1024, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        ws_conn_t *c = events[i].data.ptr;
+        uint32_t ev = events[i].events;
+        if (c->state == WS_CLOSED) continue;
+        if (c->state == WS_CONNECTING) {
+            if (ev & (EPOLLERR | EPOLLHUP)) { ws_net_fail(net, c, "connect failed"); continue; }
+            if (ev & EPOLLOUT) {
+                if (c->is_http) { ws_net_ready(net, c); bench_ep_mod(net->epfd, c->fd, c, EPOLLIN); }
+                else ws_net_upgrade(net, c);
+            }
+            continue;
+        }
+        if ((ev & EPOLLOUT) && net->on_writable) net->on_writable(c);
+        if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+            if (c->is_http) net->on_http(c);
+            else if (c->state == WS_HANDSHAKE) ws_net_handshake(net, c);
+            else ws_net_readable(net, c);
+        }
+    }
+}
+
+static inline ws_conn_t *ws_conn_at(void *array, size_t stride, int i) { return (ws_conn_t *)((char *)array + stride * i); }
+
+/*
+ * Connect first[0..nfirst) at once (the REST writers' few connections),
+ * then rest[0..nrest) with at most `limit` of them in setup at a time,
+ * until every one is ready or failed, or timeout_s pass. Both arrays are
+ * of the program's connection struct, `stride` bytes each.
+ */
+static inline void ws_net_setup(ws_net_t *net, void *first, int nfirst, void *rest, int nrest, size_t stride, int limit,
+                                double timeout_s) {
+    int started = 0;
+    uint64_t deadline = bench_now_ns() + (uint64_t)(timeout_s * 1e9);
+    for (int i = 0; i < nfirst; i++) ws_net_connect(net, ws_conn_at(first, stride, i));
+    while (net->ready + net->failed < nfirst + nrest) {
+        int pending = 0;
+        for (int i = 0; i < started; i++) {
+            int state = ws_conn_at(rest, stride, i)->state;
+            pending += state != WS_READY && state != WS_CLOSED;
+        }
+        while (started < nrest && pending < limit) {
+            ws_net_connect(net, ws_conn_at(rest, stride, started++));
+            pending++;
+        }
+        ws_net_loop_once(net, 10);
+        if (bench_now_ns() > deadline) {
+            fprintf(stderr, BENCH_NAME ": setup timed out: %d ready, %d failed of %d\n", net->ready, net->failed,
+                    nfirst + nrest);
+            break;
+        }
+    }
 }
 
 #endif
