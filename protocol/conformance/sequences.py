@@ -10,7 +10,8 @@ steps, the model, how a connection is read. What is the same lives here:
   line) and load back; ``StepMismatch`` the difference at one step, printed
   with its script.
 - ``SequenceBase`` / ``run_sequence``: a sequence's step dispatch, its
-  failure, its settling after the last step and its closing.
+  failure, the check of what each connection received, its settling after
+  the last step and its closing.
 - ``SequenceReport``, ``check_sequences`` and ``minimize``: the Hypothesis
   run (``seed``, first failure kept if it does not show again) and the
   cutting down (runs of steps deleted, then each step made simpler).
@@ -25,6 +26,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Generic, TypeVar
+
+from .matching import show
+from .targets import CLOSED, NOTHING
 
 __all__ = ["StepScript", "StepMismatch", "SequenceBase", "run_sequence", "SequenceReport", "check_sequences",
            "minimize", "weighted", "world_and_steps"]
@@ -76,11 +80,15 @@ class StepMismatch(AssertionError):
 class SequenceBase:
     """One sequence of a kit's run: ``step`` hands a step to the method
     ``_<do>`` (dashes as underscores); ``fail`` raises the kit's mismatch at
-    the current step. A kit sets ``mismatch``, ``label``, ``model`` (whose
-    ``conns`` are the open connections) and defines ``nothing_more`` and
-    ``close_conn``."""
+    the current step; ``deliveries`` checks what every connection received.
+    A kit sets ``mismatch``, ``noun`` (what its messages call a connection),
+    ``label``, ``model`` (whose ``conns`` are the open connections) and
+    defines how a connection is read and closed (``receive``,
+    ``close_conn``) and how its messages compare (``expected``, ``take``,
+    ``expecting``, ``unexpected``)."""
 
     mismatch: ClassVar[type[StepMismatch]]
+    noun: ClassVar[str] = "websocket"
     label: str
     model: Any
     run: Any
@@ -100,11 +108,53 @@ class SequenceBase:
             raise ValueError(f"unknown step {kind!r}")
         handler(step)
 
-    def nothing_more(self, k: int, timeout: float, what: str) -> None:
+    # -- what the kit says about its connections and messages ---------------------------
+
+    def receive(self, k: int, timeout: float) -> Any:
+        """Connection ``k``'s next message, ``NOTHING`` or ``CLOSED``."""
         raise NotImplementedError
 
     def close_conn(self, name: str) -> None:
         raise NotImplementedError
+
+    def expected(self, outcome: Any) -> dict[int, list[Any]]:
+        """What ``outcome`` says each connection receives."""
+        return outcome.frames
+
+    def take(self, k: int, pending: list[Any], message: Any, what: str) -> None:
+        """Check ``message`` against ``pending`` and remove what it was (or fail)."""
+        raise NotImplementedError
+
+    def expecting(self, pending: list[Any]) -> str:
+        """``pending`` (never empty) as a failure tells it."""
+        raise NotImplementedError
+
+    def unexpected(self, k: int, message: Any) -> str:
+        return f"{self.noun} {k} received an unexpected frame {show(message)}"
+
+    # -- checking what the connections received --------------------------------------------
+
+    def deliveries(self, outcome: Any, what: str) -> None:
+        """Every open connection received exactly what ``outcome`` says
+        (``take`` says in which order) and nothing else."""
+        expected = self.expected(outcome)
+        for k in sorted(set(self.model.conns) | set(expected)):
+            pending = list(expected.get(k, []))
+            while pending:
+                message = self.receive(k, self.run.timeout)
+                if message is NOTHING or message is CLOSED:
+                    why = "the server closed it" if message is CLOSED else f"nothing arrived in {self.run.timeout} s"
+                    self.fail(f"{what}: {self.noun} {k} expected {self.expecting(pending)}, but {why}")
+                self.take(k, pending, message, what)
+            if k in self.model.conns:
+                self.nothing_more(k, 0.0, what)
+
+    def nothing_more(self, k: int, timeout: float, what: str) -> None:
+        message = self.receive(k, timeout)
+        if message is CLOSED:
+            self.fail(f"{what}: the server closed {self.noun} {k}")
+        if message is not NOTHING:
+            self.fail(f"{what}: {self.unexpected(k, message)}")
 
     def settle(self, last: int) -> None:
         """After the last step: nothing more arrives within ``quiet`` seconds."""

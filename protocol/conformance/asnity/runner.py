@@ -38,7 +38,6 @@ from typing import Any, Protocol, Sequence
 from ..checker import SetupError
 from ..matching import Bindings, Mismatch, match, show
 from ..sequences import SequenceBase, StepMismatch, StepScript, run_sequence
-from ..targets import CLOSED, NOTHING
 from .model import BARRIER, MAX_SOCKET_CONTENT, AsnityModel, Expected, Outcome
 
 __all__ = [
@@ -72,8 +71,8 @@ class AsnityTarget(Protocol):
 
 
 class AsnityMismatch(StepMismatch):
-    """The server differs from the model at step ``step``; ``steps`` is the
-    sequence up to and including that step."""
+    """The server differs from the Asnity model at step ``step``; ``steps`` is
+    the sequence up to and including that step."""
 
     script = StepScript("an Asnity", ("do", "conn", "user", "community", "channel", "chatType", "chat", "private",
                                       "users", "channels", "type", "content", "token"))
@@ -166,6 +165,7 @@ def run_steps(target: AsnityTarget, steps: list[dict[str, Any]], *, token: str =
 
 class _Sequence(SequenceBase):
     mismatch = AsnityMismatch
+    noun = "connection"
 
     def __init__(self, run: AsnityRun, label: str) -> None:
         self.run, self.target, self.label = run, run.target, label
@@ -391,31 +391,26 @@ class _Sequence(SequenceBase):
 
     # -- what the connections received ---------------------------------------------------
 
-    def deliveries(self, outcome: Outcome, what: str) -> None:
-        """Every open connection received exactly what ``outcome`` says."""
-        for k in sorted(set(self.model.conns) | set(outcome.packets)):
-            pending = list(outcome.packets.get(k, []))
-            while pending:
-                raw = self.target.socketio_receive(self.conn_name(k), self.run.timeout)
-                if raw is NOTHING or raw is CLOSED:
-                    why = "the server closed it" if raw is CLOSED else f"nothing arrived in {self.run.timeout} s"
-                    self.fail(f"{what}: connection {k} expected {self.describe(pending[0])}, but {why}")
-                self.take(k, pending, decode_packet(raw), what)
-            self.nothing_more(k, 0.0, what)
+    def receive(self, k: int, timeout: float) -> Any:
+        return self.target.socketio_receive(self.conn_name(k), timeout)
 
-    def nothing_more(self, k: int, timeout: float, what: str) -> None:
-        raw = self.target.socketio_receive(self.conn_name(k), timeout)
-        if raw is CLOSED:
-            self.fail(f"{what}: the server closed connection {k}")
-        if raw is not NOTHING:
-            self.fail(f"{what}: connection {k} received an unexpected packet {show(decode_packet(raw))}")
+    def expected(self, outcome: Outcome) -> dict[int, list[Expected]]:
+        return outcome.packets
+
+    def expecting(self, pending: list[Expected]) -> str:
+        return self.describe(pending[0])
+
+    def unexpected(self, k: int, raw: Any) -> str:
+        return f"connection {k} received an unexpected packet {show(decode_packet(raw))}"
 
     def describe(self, expected: Expected) -> str:
         data = self.bindings.resolve(expected.data)
         ack = f" {expected.ack}" if expected.ack is not None else ""
         return f"{expected.type}{ack} in {self.nsp(expected.community)} {show(data)}"
 
-    def take(self, k: int, pending: list[Expected], packet: dict[str, Any], what: str) -> None:
+    def take(self, k: int, pending: list[Expected], raw: Any, what: str) -> None:
+        """Packets arrive in order, an ack anywhere among them."""
+        packet = decode_packet(raw)
         if packet["type"] == "invalid":
             self.fail(f"{what}: connection {k} received {show(packet['raw'])}, not a Socket.IO text packet")
         if packet["type"] == "ack":

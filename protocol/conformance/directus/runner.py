@@ -53,7 +53,6 @@ from urllib.parse import quote
 from ..checker import SetupError
 from ..matching import ANY_STRING, EMPTY_BODY, Bindings, Mismatch, Sym, match, show
 from ..sequences import SequenceBase, StepMismatch, StepScript, run_sequence
-from ..targets import CLOSED, NOTHING
 from .model import ACTIONS, MISSING_ID, DirectusModel, Expected, Outcome, forbidden_body
 
 __all__ = ["DirectusTarget", "DirectusMismatch", "DirectusRun", "run_steps", "format_steps", "load_steps", "tidy",
@@ -137,8 +136,8 @@ class InProcessDirectus:
 
 
 class DirectusMismatch(StepMismatch):
-    """The server differs from the model at step ``step``; ``steps`` is the
-    sequence up to and including that step."""
+    """The server differs from the Directus model at step ``step``; ``steps`` is
+    the sequence up to and including that step."""
 
     script = StepScript("a Directus", _ORDER)
 
@@ -282,6 +281,26 @@ class DirectusRun:
             roles[self.role_name(role)] = {"rules": []}
         return roles
 
+    def kit_roles(self, roles: dict[str, Any], drop: Any, rule: Any) -> dict[str, Any]:
+        """The kit's roles as a ``rules`` step (its ``roles`` and ``drop``)
+        installs them, by their names on the server; ``rule`` names a rule's
+        collection as the server knows it. A role the step does not list
+        gets the base rules, unless dropped."""
+        dropped = set(drop or [])
+        ours: dict[str, Any] = {}
+        for role in ("public", "authenticated", *KIT_ROLES):
+            if role in dropped and role in KIT_ROLES:
+                continue
+            spec = roles.get(role)
+            if spec is None:
+                spec = {"rules": [{"collection": "*", "action": "*"}]} if role == "authenticated" else {"rules": []}
+            elif spec == "admin":
+                spec = {"admin": True}
+            else:
+                spec = {"rules": [rule(one) for one in spec]}
+            ours[self.role_name(role)] = spec
+        return ours
+
     def teardown(self) -> None:
         """Give the users back ``authenticated`` and put the stored rules back."""
         if self.original is None or self.admin_token is None:
@@ -405,20 +424,7 @@ class _Sequence(SequenceBase):
             self._check_http(f"after {what}: GET {path} as the admin", Outcome(200, expected), status, answer)
 
     def _rules(self, step: dict[str, Any]) -> None:
-        roles = self.real(step.get("roles") or {})
-        dropped = set(step.get("drop") or [])
-        ours: dict[str, Any] = {}
-        for role in ("public", "authenticated", *KIT_ROLES):
-            if role in dropped and role in KIT_ROLES:
-                continue
-            spec = roles.get(role)
-            if spec is None:
-                spec = {"rules": [{"collection": "*", "action": "*"}]} if role == "authenticated" else {"rules": []}
-            elif spec == "admin":
-                spec = {"admin": True}
-            else:
-                spec = {"rules": [self._rule(rule) for rule in spec]}
-            ours[self.run.role_name(role)] = spec
+        ours = self.run.kit_roles(self.real(step.get("roles") or {}), step.get("drop"), self._rule)
         everything = {**self.run.foreign, **ours}
         body = {"revision": self.model.revision, "rules": {"version": 1, "roles": everything}}
         outcome = self.model.set_rules(ours, everything)
@@ -700,24 +706,14 @@ class _Sequence(SequenceBase):
 
     # -- what the connections received ---------------------------------------------------
 
-    def deliveries(self, outcome: Outcome, what: str) -> None:
-        """Every open connection received exactly what ``outcome`` says, in
-        any order within the step, and nothing else."""
-        for k in sorted(set(self.model.conns) | set(outcome.frames)):
-            pending: list[Expected] = list(outcome.frames.get(k, []))
-            while pending:
-                frame = self.target.directus_receive(self.conn_name(k), self.run.timeout)
-                if frame is NOTHING or frame is CLOSED:
-                    why = "the server closed it" if frame is CLOSED else f"nothing arrived in {self.run.timeout} s"
-                    self.fail(f"{what}: websocket {k} expected {self.describe(pending)}, but {why}")
-                self.take(k, pending, frame, what)
-            if k in self.model.conns:
-                self.nothing_more(k, 0.0, what)
+    def receive(self, k: int, timeout: float) -> Any:
+        return self.target.directus_receive(self.conn_name(k), timeout)
 
-    def describe(self, pending: list[Expected]) -> str:
+    def expecting(self, pending: list[Expected]) -> str:
         return " and ".join(f"{e.kind} {show(self.bindings.resolve(e.data))}" for e in pending)
 
     def take(self, k: int, pending: list[Expected], frame: Any, what: str) -> None:
+        """A step's frames may arrive in any order."""
         problems = []
         for expected in pending:
             trial = self.bindings.copy()
@@ -729,15 +725,8 @@ class _Sequence(SequenceBase):
             self.bindings.adopt(trial)
             pending.remove(expected)
             return
-        self.fail(f"{what}: websocket {k} received {show(frame)}, expected {self.describe(pending)} "
+        self.fail(f"{what}: websocket {k} received {show(frame)}, expected {self.expecting(pending)} "
                   f"({'; '.join(problems[:2])})")
-
-    def nothing_more(self, k: int, timeout: float, what: str) -> None:
-        frame = self.target.directus_receive(self.conn_name(k), timeout)
-        if frame is CLOSED:
-            self.fail(f"{what}: the server closed websocket {k}")
-        if frame is not NOTHING:
-            self.fail(f"{what}: websocket {k} received an unexpected frame {show(frame)}")
 
     def close_conn(self, name: str) -> None:
         self.target.directus_close(name)

@@ -49,7 +49,6 @@ from urllib.parse import quote
 from ..directus.runner import ADMIN, KIT_ROLES, USERS, DirectusRun, InProcessDirectus
 from ..matching import ANY_STRING, EMPTY_BODY, Bindings, Mismatch, Sym, match, show
 from ..sequences import SequenceBase, StepMismatch, StepScript
-from ..targets import CLOSED, NOTHING
 from .model import ANY_BODY, SCOPES, SPACES, Outcome, ResourcesModel, Version
 
 __all__ = ["ResourcesTarget", "ResourcesMismatch", "ResourcesRun", "InProcessResources", "run_steps", "format_steps",
@@ -98,8 +97,8 @@ class InProcessResources(InProcessDirectus):
 
 
 class ResourcesMismatch(StepMismatch):
-    """The server differs from the model at step ``step``; ``steps`` is the
-    sequence up to and including that step."""
+    """The server differs from the resource-subscription model at step ``step``; ``steps`` is
+    the sequence up to and including that step."""
 
     script = StepScript("a resources", _ORDER)
 
@@ -248,20 +247,8 @@ class _Sequence(SequenceBase):
     # -- rules and roles -----------------------------------------------------------------
 
     def _rules(self, step: dict[str, Any]) -> None:
-        roles = self.real(step.get("roles") or {})
-        dropped = set(step.get("drop") or [])
-        ours: dict[str, Any] = {}
-        for role in ("public", "authenticated", *KIT_ROLES):
-            if role in dropped and role in KIT_ROLES:
-                continue
-            spec = roles.get(role)
-            if spec is None:
-                spec = {"rules": [{"collection": "*", "action": "*"}]} if role == "authenticated" else {"rules": []}
-            elif spec == "admin":
-                spec = {"admin": True}
-            else:
-                spec = {"rules": [{**rule, "collection": self.coll(rule.get("collection", "*"))} for rule in spec]}
-            ours[self.run.role_name(role)] = spec
+        ours = self.run.kit_roles(self.real(step.get("roles") or {}), step.get("drop"),
+                                  lambda rule: {**rule, "collection": self.coll(rule.get("collection", "*"))})
         everything = {**self.run.foreign, **ours}
         body = {"revision": self.model.revision, "rules": {"version": 1, "roles": everything}}
         outcome = self.model.set_rules(ours, everything)
@@ -475,27 +462,19 @@ class _Sequence(SequenceBase):
 
     # -- what the connections received ---------------------------------------------------
 
-    def deliveries(self, outcome: Outcome, what: str) -> None:
-        """Every open connection received exactly the frames of ``outcome``,
-        in that order, and nothing else."""
-        for k in sorted(set(self.model.conns) | set(outcome.frames)):
-            for expected in outcome.frames.get(k, []):
-                frame = self.target.directus_receive(self.conn_name(k), self.run.timeout)
-                if frame is NOTHING or frame is CLOSED:
-                    why = "the server closed it" if frame is CLOSED else f"nothing arrived in {self.run.timeout} s"
-                    self.fail(f"{what}: websocket {k} expected {show(self.bindings.resolve(expected))}, but {why}")
-                self.expect(expected, frame, f"{what}: websocket {k} received {show(frame)}")
-            if k in self.model.conns:
-                self.nothing_more(k, 0.0, what)
+    def receive(self, k: int, timeout: float) -> Any:
+        return self.target.directus_receive(self.conn_name(k), timeout)
 
-    def nothing_more(self, k: int, timeout: float, what: str) -> None:
-        frame = self.target.directus_receive(self.conn_name(k), timeout)
-        if frame is CLOSED:
-            self.fail(f"{what}: the server closed websocket {k}")
-        if frame is not NOTHING:
-            conn = self.model.conns[k]
-            self.fail(f"{what}: websocket {k} ({self.who(conn.user)}, scope {conn.scope}) received an unexpected "
-                      f"frame {show(frame)}")
+    def take(self, k: int, pending: list[Any], frame: Any, what: str) -> None:
+        """A connection's frames arrive in the order the model says."""
+        self.expect(pending.pop(0), frame, f"{what}: websocket {k} received {show(frame)}")
+
+    def expecting(self, pending: list[Any]) -> str:
+        return show(self.bindings.resolve(pending[0]))
+
+    def unexpected(self, k: int, frame: Any) -> str:
+        conn = self.model.conns[k]
+        return f"websocket {k} ({self.who(conn.user)}, scope {conn.scope}) received an unexpected frame {show(frame)}"
 
     def close_conn(self, name: str) -> None:
         self.target.directus_close(name)
