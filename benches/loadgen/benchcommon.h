@@ -377,4 +377,32 @@ static inline void bench_http_consume(char *in, size_t *len, size_t n) {
     in[*len] = 0;
 }
 
+typedef void (*bench_answer_fn)(void *ctx, int status, const char *body, size_t clen);
+
+/*
+ * Read what a REST connection has into in[0..*len) (cap bytes) and hand
+ * each whole answer to on_answer(ctx, status, body, body bytes). Returns 0
+ * when there is nothing more to read for now, -1 when the connection is
+ * closed or failed.
+ */
+static inline int bench_http_read(int fd, char *in, size_t *len, size_t cap, bench_answer_fn on_answer, void *ctx) {
+    for (;;) {
+        ssize_t n = read(fd, in + *len, cap - 1 - *len);
+        if (n <= 0) return n < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+        *len += n;
+        in[*len] = 0;
+        int status;
+        size_t head, clen;
+        while (bench_http_answer(in, *len, cap, &status, &head, &clen)) {
+            on_answer(ctx, status, in + head, clen);
+            bench_http_consume(in, len, head + clen);
+        }
+    }
+}
+
+/* "STATUS first bytes of the body" of the first answer that was not 2xx (out stays set) */
+static inline void bench_keep_error(char *out, size_t cap, int status, const char *body, size_t clen) {
+    if (!out[0]) snprintf(out, cap, "%d %.*s", status, (int)(clen < 300 ? clen : 300), body);
+}
+
 #endif

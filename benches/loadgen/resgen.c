@@ -260,46 +260,36 @@ static void publish_more(void) {
     }
 }
 
+/* one answer of REST connection ctx */
+static void on_answer(void *ctx, int status, const char *body, size_t clen) {
+    conn_t *h = ctx;
+    uint64_t now = bench_now_ns();
+    uint64_t seq = h->seq;
+    if (!seq) { fprintf(stderr, "resgen: an answer nobody asked for\n"); exit(2); }
+    h->seq = 0;
+    if (status >= 200 && status < 300) {
+        answered[seq] = 1;
+        if (opt_answer_version) {
+            const uint8_t *v;
+            size_t vlen;
+            if (string_after((const uint8_t *)body, clen, "\"version\":\"", &v, &vlen))
+                writer_hash += pair_hash(seq, v, vlen);
+            else answers_without_version++;
+        }
+    } else {
+        answered[seq] = 2;
+        non_2xx++;
+        bench_keep_error(first_error, sizeof first_error, status, body, clen);
+        delivered[seq] = nsubs; /* nobody will receive it */
+    }
+    if (measuring) bench_hist_record(&ack_hist, now - sent_ns[seq]);
+    maybe_complete(seq, now);
+}
+
 static void http_readable(ws_conn_t *wc) {
     conn_t *h = (conn_t *)wc;
-    for (;;) {
-        ssize_t n = read(h->ws.fd, h->in + h->in_len, HTTP_IN - 1 - h->in_len);
-        if (n <= 0) {
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-            ws_net_fail(&net, &h->ws, "the REST connection closed");
-            return;
-        }
-        h->in_len += n;
-        h->in[h->in_len] = 0;
-        int status;
-        size_t head, clen;
-        while (bench_http_answer(h->in, h->in_len, HTTP_IN, &status, &head, &clen)) {
-            uint64_t now = bench_now_ns();
-            uint64_t seq = h->seq;
-            if (!seq) { fprintf(stderr, "resgen: an answer nobody asked for\n"); exit(2); }
-            h->seq = 0;
-            if (status >= 200 && status < 300) {
-                answered[seq] = 1;
-                if (opt_answer_version) {
-                    const uint8_t *v;
-                    size_t vlen;
-                    if (string_after((uint8_t *)h->in + head, clen, "\"version\":\"", &v, &vlen))
-                        writer_hash += pair_hash(seq, v, vlen);
-                    else answers_without_version++;
-                }
-            } else {
-                answered[seq] = 2;
-                non_2xx++;
-                if (!first_error[0])
-                    snprintf(first_error, sizeof first_error, "%d %.*s", status, (int)(clen < 300 ? clen : 300),
-                             h->in + head);
-                delivered[seq] = nsubs; /* nobody will receive it */
-            }
-            if (measuring) bench_hist_record(&ack_hist, now - sent_ns[seq]);
-            maybe_complete(seq, now);
-            bench_http_consume(h->in, &h->in_len, head + clen);
-        }
-    }
+    if (bench_http_read(h->ws.fd, h->in, &h->in_len, HTTP_IN, on_answer, h) < 0)
+        ws_net_fail(&net, wc, "the REST connection closed");
 }
 
 /* -- the loop ---------------------------------------------------------------------- */
