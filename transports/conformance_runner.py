@@ -39,7 +39,7 @@ import ssl
 import sys
 import time
 from collections import deque
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from .extras import require
@@ -270,12 +270,19 @@ class UrlTarget:
         cookie = self._jars.header(jar)
         if cookie is not None:
             headers.append(("Cookie", cookie))
-        socket_ = _Websocket(self.host, self.port, self.prefix + "/", headers, self._tls, self.timeout)
+        status, socket_ = self._upgrade("/", headers)
+        if socket_ is not None:
+            self._sockets[connection] = socket_
+        return status
+
+    def _upgrade(self, path: str, headers: list[tuple[str, str]], **options: Any) -> tuple[int, Any]:
+        """A websocket to ``path``: 101 and the open websocket, or the
+        refusal's status (0: no answer) and None."""
+        socket_ = _Websocket(self.host, self.port, self.prefix + path, headers, self._tls, self.timeout, **options)
         if socket_.status != 101:
             socket_.close()
-            return socket_.status or 0
-        self._sockets[connection] = socket_
-        return 101
+            return socket_.status or 0, None
+        return 101, socket_
 
     def send(self, connection: str, frame: str | bytes) -> None:
         """See ``Target.send``."""
@@ -288,9 +295,7 @@ class UrlTarget:
 
     def disconnect(self, connection: str) -> None:
         """See ``Target.disconnect``: a close handshake, awaited."""
-        socket_ = self._sockets.pop(connection, None)
-        if socket_ is not None:
-            socket_.close()
+        _close(self._sockets, connection)
 
     # -- Socket.IO over Engine.IO 4 (websocket transport) ------------------------
 
@@ -298,10 +303,9 @@ class UrlTarget:
         """Open Engine.IO connection ``connection``: the websocket upgrade,
         then the server's open packet. 101 when open; else the upgrade's
         status (0: no answer, or no open packet)."""
-        socket_ = _Websocket(self.host, self.port, self.prefix + path, [], self._tls, self.timeout, raw=True)
-        if socket_.status != 101:
-            socket_.close()
-            return socket_.status or 0
+        status, socket_ = self._upgrade(path, [], raw=True)
+        if socket_ is None:
+            return status
         opened = socket_.receive(self.timeout)
         if not (isinstance(opened, str) and opened.startswith("0{")):
             socket_.close()
@@ -320,9 +324,7 @@ class UrlTarget:
         socket_ = self._engineio.get(connection)
         if socket_ is None:
             return CLOSED
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = socket_.receive(max(0.0, deadline - time.monotonic()) if timeout > 0 else 0)
+        for frame in _frames(socket_, timeout):
             if frame is NOTHING or frame is CLOSED or isinstance(frame, bytes):
                 return frame
             if frame == "2":  # ping
@@ -335,21 +337,17 @@ class UrlTarget:
 
     def socketio_close(self, connection: str) -> None:
         """Close Engine.IO connection ``connection`` (a websocket close, awaited)."""
-        socket_ = self._engineio.pop(connection, None)
-        if socket_ is not None:
-            socket_.close()
+        _close(self._engineio, connection)
 
     # -- the Directus websockets (/websocket) ------------------------------------
 
     def directus_open(self, connection: str, path: str, headers: Sequence[tuple[str, str]] = ()) -> int:
         """Open websocket ``connection`` to ``path`` (``/websocket?...``) with
         ``headers``: 101 when accepted, else the refusal's status (0: no answer)."""
-        socket_ = _Websocket(self.host, self.port, self.prefix + path, list(headers), self._tls, self.timeout)
-        if socket_.status != 101:
-            socket_.close()
-            return socket_.status or 0
-        self._directus[connection] = socket_
-        return 101
+        status, socket_ = self._upgrade(path, list(headers))
+        if socket_ is not None:
+            self._directus[connection] = socket_
+        return status
 
     def resources_open(self, connection: str, path: str, headers: Sequence[tuple[str, str]],
                        subprotocol: str | None) -> tuple[int, str | None]:
@@ -357,11 +355,9 @@ class UrlTarget:
         ``headers`` and ``subprotocol`` offered (the base58 headers): 101 and
         the subprotocol echoed, else the refusal's status (0: no answer).
         It is read and written as the Directus websockets are."""
-        socket_ = _Websocket(self.host, self.port, self.prefix + path, list(headers), self._tls, self.timeout,
-                             subprotocols=[subprotocol] if subprotocol else None)
-        if socket_.status != 101:
-            socket_.close()
-            return socket_.status or 0, None
+        status, socket_ = self._upgrade(path, list(headers), subprotocols=[subprotocol] if subprotocol else None)
+        if socket_ is None:
+            return status, None
         self._directus[connection] = socket_
         return 101, socket_.subprotocol
 
@@ -376,19 +372,15 @@ class UrlTarget:
         socket_ = self._directus.get(connection)
         if socket_ is None:
             return CLOSED
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = socket_.receive(max(0.0, deadline - time.monotonic()) if timeout > 0 else 0)
-            if frame == {"type": "ping"}:
-                socket_.send('{"type":"pong"}')
-                continue
-            return frame
+        for frame in _frames(socket_, timeout):
+            if frame != {"type": "ping"}:
+                break
+            socket_.send('{"type":"pong"}')
+        return frame
 
     def directus_close(self, connection: str) -> None:
         """Close ``connection`` (a websocket close, awaited)."""
-        socket_ = self._directus.pop(connection, None)
-        if socket_ is not None:
-            socket_.close()
+        _close(self._directus, connection)
 
     def close(self) -> None:
         """Close every websocket and HTTP connection."""
@@ -401,6 +393,20 @@ class UrlTarget:
         for connection in self._http.values():
             connection.close()
         self._http.clear()
+
+
+def _frames(socket_: Any, timeout: float) -> Iterator[Any]:
+    """``socket_``'s frames until ``timeout`` seconds have passed (then
+    ``NOTHING``, over and over): for a reader that skips some of them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        yield socket_.receive(max(0.0, deadline - time.monotonic()) if timeout > 0 else 0)
+
+
+def _close(sockets: dict[str, Any], connection: str) -> None:
+    socket_ = sockets.pop(connection, None)
+    if socket_ is not None:
+        socket_.close()
 
 
 # -- the command ---------------------------------------------------------------
