@@ -141,13 +141,15 @@ def conformance_as_admin(tmp_path: Path, *args: str, api_key: bool = False) -> s
                    check=True, capture_output=True, timeout=60)
     server = ServerProcess(data)
     try:
-        completed = subprocess.run(
-            [sys.executable, "-m", "satchel.transports", "conformance", "--url", server.url,
-             "--admin-email", "kit-admin@example.com", "--admin-password", "kit-admin-password",
-             *(["--api-key", str(server.api_key)] if api_key else []), *args],
-            capture_output=True, text=True, timeout=120,
-        )
+        return conformance_at(server.url, "--admin-email", "kit-admin@example.com", "--admin-password",
+                              "kit-admin-password", *(["--api-key", str(server.api_key)] if api_key else []), *args)
     finally:
         server.stop()
+
+
+def conformance_at(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``satchel conformance --url URL ARG...`` in a child process; it must pass."""
+    completed = subprocess.run([sys.executable, "-m", "satchel.transports", "conformance", "--url", url, *args],
+                               capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return completed

@@ -17,8 +17,6 @@ Backpack kit's seeded tests generate (files under ``tests/`` are not scanned).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -65,12 +63,8 @@ def test_a_namespace_disconnect_leaves_the_rooms() -> None:
 def test_the_reference_server_conforms(server: Any) -> None:
     """``satchel conformance --protocol socketio`` against the real server process:
     REST over HTTP, Socket.IO over Engine.IO websockets (no API key needed)."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "satchel.transports", "conformance", "--url", server.url, "--protocol", "socketio",
-         "--examples", "25", "--steps", "25", "--seed", "3"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    completed = kit_probe.conformance_at(server.url, "--protocol", "socketio", "--examples", "25", "--steps", "25",
+                                         "--seed", "3")
     assert "conforms (Asnity over REST and Socket.IO): 25 generated sequences" in completed.stdout
 
 

@@ -11,26 +11,19 @@ loaded modules, the sequences the Backpack kit's seeded tests generate.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import conformance_probe as kit_probe
 from server_process import ServerProcess
 
 PROBE = Path(__file__).parent / "inbox_kit_probe.py"
 
 
 def probe(*args: str) -> tuple[dict[str, Any], str]:
-    completed = subprocess.run([sys.executable, str(PROBE), *args], capture_output=True, text=True, timeout=120)
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output
-    result = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
-    assert result, output
-    return json.loads(result[-1].removeprefix("RESULT ")), completed.stdout
+    return kit_probe.probe(PROBE, *args)
 
 
 def test_the_core_conforms_in_process() -> None:
@@ -65,12 +58,8 @@ def test_the_command_line_checks_inbox_documents() -> None:
 
 def test_the_reference_server_conforms(server: ServerProcess) -> None:
     """``satchel conformance --protocol inbox`` against the real server process (no API key needed)."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "satchel.transports", "conformance", "--url", server.url, "--protocol", "inbox",
-         "--examples", "40", "--steps", "25", "--seed", "3"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    completed = kit_probe.conformance_at(server.url, "--protocol", "inbox", "--examples", "40", "--steps", "25",
+                                         "--seed", "3")
     assert "conforms (inbox documents)" in completed.stdout
 
 
