@@ -145,6 +145,63 @@ static inline double bench_other_cpu(const bench_window_t *w) {
     return s ? (w->machine1 - w->machine0) / s - bench_own_cpu(w) - (server > 0 ? server : 0) : 0;
 }
 
+/*
+ * A closed loop's run: warmup_s of load, then the measured window of
+ * duration_s (*w: its bounds and CPU counters), stopping early on a stall
+ * (no progress for stall_s) or when done() says so. more() sends what the
+ * closed loop allows; *measuring is 1 while the window is open; edge(1)
+ * and edge(0) run as it opens and closes (a program's own counters).
+ */
+typedef struct {
+    double warmup_s, duration_s, stall_s; /* stall_s <= 0: no stall guard */
+    int server_pid, poll_ms;
+    void (*loop_once)(int timeout_ms);
+    void (*more)(void);
+    int (*done)(void);      /* NULL: none */
+    void (*edge)(int open); /* NULL: none */
+    uint64_t *last_progress_ns;
+    int *measuring;
+} bench_run_t;
+
+/* returns 1 if the run stalled */
+static inline int bench_run(const bench_run_t *r, bench_window_t *w) {
+    memset(w, 0, sizeof *w);
+    uint64_t t0 = bench_now_ns();
+    *r->last_progress_ns = t0;
+    uint64_t t_measure = t0 + (uint64_t)(r->warmup_s * 1e9);
+    uint64_t t_end = t_measure + (uint64_t)(r->duration_s * 1e9);
+    int stalled = 0;
+    r->more();
+    for (;;) {
+        r->loop_once(r->poll_ms);
+        uint64_t now = bench_now_ns();
+        if (!*r->measuring && now >= t_measure && w->t0 == 0) {
+            *r->measuring = 1;
+            bench_window_open(w, r->server_pid, now);
+            if (r->edge) r->edge(1);
+        }
+        if (*r->measuring && now >= t_end) break;
+        if (r->stall_s > 0 && now - *r->last_progress_ns > (uint64_t)(r->stall_s * 1e9)) { stalled = 1; break; }
+        if (r->done && r->done()) break;
+        r->more();
+    }
+    if (*r->measuring) { /* the window's end, or stopped inside it */
+        *r->measuring = 0;
+        bench_window_close(w, bench_now_ns());
+        if (r->edge) r->edge(0);
+    }
+    return stalled;
+}
+
+/* after a run: up to drain_s for what is outstanding, then grace_s for late, duplicate or stray frames */
+static inline void bench_drain(void (*loop_once)(int timeout_ms), const uint64_t *outstanding, double drain_s,
+                               double grace_s) {
+    uint64_t drain_end = bench_now_ns() + (uint64_t)(drain_s * 1e9);
+    while (*outstanding && bench_now_ns() < drain_end) loop_once(20);
+    uint64_t grace_end = bench_now_ns() + (uint64_t)(grace_s * 1e9);
+    while (bench_now_ns() < grace_end) loop_once(20);
+}
+
 /* --- the latency histogram ------------------------------------------------------- */
 
 #define BENCH_HIST_FINE 20000    /* 1 us buckets up to 20 ms */

@@ -338,6 +338,12 @@ static void http_readable(ws_conn_t *wc) {
 
 static void loop_once(int timeout_ms) { ws_net_loop_once(&net, timeout_ms); }
 
+static uint64_t creates0 = 0, creates1 = 0; /* seq_next at the window's ends */
+
+static void count_creates(int open) { *(open ? &creates0 : &creates1) = seq_next; }
+
+static int creates_used_up(void) { return seq_next >= opt_max_creates && !outstanding; }
+
 static void usage(void) {
     fprintf(stderr,
             "usage: dirgen fanout --port P --conns FILE --bodies FILE --mask R:BITS... --post-auth 'Bearer T'\n"
@@ -445,37 +451,14 @@ int main(int argc, char **argv) {
     }
 
     sending = 1;
-    uint64_t t0 = bench_now_ns();
-    last_progress_ns = t0;
-    uint64_t t_measure = t0 + (uint64_t)(opt_warmup * 1e9);
-    uint64_t t_end = t_measure + (uint64_t)(opt_duration * 1e9);
-    bench_window_t w = {0};
-    uint64_t creates0 = 0, creates1 = 0;
-    int stalled = 0;
-    publish_more();
-    for (;;) {
-        loop_once(20);
-        uint64_t now = bench_now_ns();
-        if (!measuring && now >= t_measure && w.t0 == 0) {
-            measuring = 1;
-            bench_window_open(&w, opt_server_pid, now);
-            creates0 = seq_next;
-        }
-        if (measuring && now >= t_end) break;
-        if (now - last_progress_ns > (uint64_t)(opt_stall * 1e9)) { stalled = 1; break; }
-        if (seq_next >= opt_max_creates && !outstanding) break;
-        publish_more();
-    }
-    if (measuring) {
-        measuring = 0;
-        bench_window_close(&w, bench_now_ns());
-        creates1 = seq_next;
-    }
+    bench_run_t run = {.warmup_s = opt_warmup, .duration_s = opt_duration, .stall_s = opt_stall,
+                       .server_pid = opt_server_pid, .poll_ms = 20, .loop_once = loop_once, .more = publish_more,
+                       .done = creates_used_up, .edge = count_creates, .last_progress_ns = &last_progress_ns,
+                       .measuring = &measuring};
+    bench_window_t w;
+    int stalled = bench_run(&run, &w);
     sending = 0;
-    uint64_t drain_end = bench_now_ns() + (uint64_t)(opt_drain * 1e9);
-    while (outstanding && bench_now_ns() < drain_end) loop_once(20);
-    uint64_t grace_end = bench_now_ns() + 300000000ull; /* late, duplicate or unexpected events */
-    while (bench_now_ns() < grace_end) loop_once(20);
+    bench_drain(loop_once, &outstanding, opt_drain, 0.3); /* the grace: late, duplicate or unexpected events */
 
     uint64_t sent = seq_next - 1;
     uint64_t answered_ok = 0;

@@ -204,6 +204,10 @@ static void on_writable(ws_conn_t *c) {
 
 static void loop_once(int timeout_ms) { ws_net_loop_once(&net, timeout_ms); }
 
+static double s2cpu0 = 0, s2cpu1 = 0; /* the second node's CPU seconds at the window's ends */
+
+static void server2_cpu(int open) { *(open ? &s2cpu0 : &s2cpu1) = bench_process_cpu_seconds(opt_server_pid2); }
+
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen fanout|idle --port P [--port2 P2 --server-pid2 PID2] [--host H] [--path /] [--cookie C] [--subs N]\n"
@@ -294,40 +298,13 @@ int main(int argc, char **argv) {
 
     /* warmup, then the measured window, then drain */
     sending = 1;
-    uint64_t t0 = bench_now_ns();
-    last_progress_ns = t0;
-    uint64_t t_measure = t0 + (uint64_t)(opt_warmup * 1e9);
-    uint64_t t_end = t_measure + (uint64_t)(opt_duration * 1e9);
-    bench_window_t w = {0};
-    double s2cpu0 = 0, s2cpu1 = 0; /* the second node's, beside the window */
-    int stalled = 0;
-    publish_more();
-    for (;;) {
-        loop_once(50);
-        uint64_t now = bench_now_ns();
-        if (!measuring && now >= t_measure && w.t0 == 0) {
-            measuring = 1;
-            bench_window_open(&w, opt_server_pid, now);
-            s2cpu0 = bench_process_cpu_seconds(opt_server_pid2);
-        }
-        if (measuring && now >= t_end) break;
-        if (now - last_progress_ns > (uint64_t)(opt_stall * 1e9)) {
-            stalled = 1;
-            break;
-        }
-        publish_more();
-    }
-    if (measuring) { /* the window's end, or stalled inside it */
-        measuring = 0;
-        bench_window_close(&w, bench_now_ns());
-        s2cpu1 = bench_process_cpu_seconds(opt_server_pid2);
-    }
+    bench_run_t run = {.warmup_s = opt_warmup, .duration_s = opt_duration, .stall_s = opt_stall,
+                       .server_pid = opt_server_pid, .poll_ms = 50, .loop_once = loop_once, .more = publish_more,
+                       .edge = server2_cpu, .last_progress_ns = &last_progress_ns, .measuring = &measuring};
+    bench_window_t w;
+    int stalled = bench_run(&run, &w);
     sending = 0;
-    uint64_t drain_end = bench_now_ns() + 3000000000ull;
-    while (inflight && bench_now_ns() < drain_end) loop_once(20);
-    /* a short grace period to see late or misrouted frames */
-    uint64_t grace_end = bench_now_ns() + 200000000ull;
-    while (bench_now_ns() < grace_end) loop_once(20);
+    bench_drain(loop_once, &inflight, 3.0, 0.2); /* the grace: late or misrouted frames */
 
     uint64_t sent = seq_next - 1;
     uint64_t lost = sent * expected_per_msg - total_deliveries;

@@ -296,6 +296,12 @@ static void http_readable(ws_conn_t *wc) {
 
 static void loop_once(int timeout_ms) { ws_net_loop_once(&net, timeout_ms); }
 
+static uint64_t w0 = 0, w1 = 0; /* seq_next at the window's ends */
+
+static void count_writes(int open) { *(open ? &w0 : &w1) = seq_next; }
+
+static int writes_used_up(void) { return seq_next >= opt_max_seq && !outstanding; }
+
 /* split line at tabs into at most max fields (empty fields kept) */
 static int split_tabs(char *line, char **fields, int max) {
     int n = 0;
@@ -403,37 +409,14 @@ int main(int argc, char **argv) {
     if (watch) { printf("READY\n"); fflush(stdout); }
 
     sending = !watch;
-    uint64_t t0 = bench_now_ns();
-    last_progress_ns = t0;
-    uint64_t t_measure = t0 + (uint64_t)(opt_warmup * 1e9);
-    uint64_t t_end = t_measure + (uint64_t)(opt_duration * 1e9);
-    bench_window_t w = {0};
-    uint64_t w0 = 0, w1 = 0;
-    int stalled = 0;
-    publish_more();
-    for (;;) {
-        loop_once(watch ? 5 : 20);
-        uint64_t now = bench_now_ns();
-        if (!measuring && now >= t_measure && w.t0 == 0) {
-            measuring = 1;
-            bench_window_open(&w, opt_server_pid, now);
-            w0 = seq_next;
-        }
-        if (measuring && now >= t_end) break;
-        if (!watch && now - last_progress_ns > (uint64_t)(opt_stall * 1e9)) { stalled = 1; break; }
-        if (!watch && seq_next >= opt_max_seq && !outstanding) break;
-        publish_more();
-    }
-    if (measuring) {
-        measuring = 0;
-        bench_window_close(&w, bench_now_ns());
-        w1 = seq_next;
-    }
+    bench_run_t run = {.warmup_s = opt_warmup, .duration_s = opt_duration, .stall_s = watch ? 0 : opt_stall,
+                       .server_pid = opt_server_pid, .poll_ms = watch ? 5 : 20, .loop_once = loop_once,
+                       .more = publish_more, .done = watch ? NULL : writes_used_up, .edge = count_writes,
+                       .last_progress_ns = &last_progress_ns, .measuring = &measuring};
+    bench_window_t w;
+    int stalled = bench_run(&run, &w);
     sending = 0;
-    uint64_t drain_end = bench_now_ns() + (uint64_t)(opt_drain * 1e9);
-    while (!watch && outstanding && bench_now_ns() < drain_end) loop_once(20);
-    uint64_t grace_end = bench_now_ns() + 300000000ull;
-    while (bench_now_ns() < grace_end) loop_once(20);
+    bench_drain(loop_once, &outstanding, opt_drain, 0.3); /* watch: nothing outstanding, only the grace */
 
     uint64_t sent = watch ? 0 : seq_next - 1;
     uint64_t answered_ok = 0;

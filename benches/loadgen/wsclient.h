@@ -132,8 +132,8 @@ static inline size_t ws_walk_frames(const uint8_t *buf, size_t len, size_t prefi
 /*
  * A connection's read side: what is left of a frame between reads. One
  * read buffer serves every connection; the carry is copied in front of
- * each read, so ws_reader_buffer() keeps headroom for the largest carry
- * (a frame of frame_max, or a header and a prefix).
+ * each read, so ws_reading_init() leaves headroom for the largest carry
+ * (a frame of frame_max, or a header and a prefix) in front of it.
  */
 typedef struct {
     uint8_t *carry;
@@ -230,8 +230,9 @@ static inline int ws_upgrade_read(int fd, ws_upgrade_t *u, size_t *body_at, char
     u->buf[u->len] = 0;
     char *end = strstr((char *)u->buf, "\r\n\r\n");
     if (!end) {
-        if (u->len >= WS_UPGRADE_MAX - 1) { snprintf(why, why_cap, "handshake response too long"); return WS_UPGRADE_FAILED; }
-        return WS_UPGRADE_MORE;
+        if (u->len < WS_UPGRADE_MAX - 1) return WS_UPGRADE_MORE;
+        snprintf(why, why_cap, "handshake response too long");
+        return WS_UPGRADE_FAILED;
     }
     if (strncmp((char *)u->buf, "HTTP/1.1 101", 12) != 0) {
         snprintf(why, why_cap, "refused: %.160s", (char *)u->buf);
@@ -254,7 +255,6 @@ static inline void ws_pong(int fd, const uint8_t *payload, size_t n, uint64_t pl
     size_t k = ws_client_frame(frame, 0xA, payload, n);
     ws_write_all_small(fd, frame, k);
 }
-
 
 /* --- a set of connections on one epoll loop ---------------------------------------- */
 
@@ -332,8 +332,12 @@ static inline void ws_net_handshake(ws_net_t *net, ws_conn_t *c) {
     size_t body_at;
     char why[200];
     int r = ws_upgrade_read(c->fd, &c->hs, &body_at, why, sizeof why);
-    if (r == WS_UPGRADE_FAILED) ws_net_fail(net, c, why);
-    if (r != WS_UPGRADE_OPEN) return;
+    if (r == WS_UPGRADE_MORE) return;
+    if (r == WS_UPGRADE_FAILED) {
+        ws_net_fail(net, c, why);
+        ws_upgrade_done(&c->hs);
+        return;
+    }
     net->on_open(c);
     net->reading.now = bench_now_ns();
     if (c->state != WS_CLOSED)
