@@ -136,8 +136,8 @@ class SequenceBase:
 
     def deliveries(self, outcome: Any, what: str) -> None:
         """Every open connection received exactly what ``outcome`` says
-        (``take`` says in which order) and nothing else."""
-        expected = self.expected(outcome)
+        (``take`` says in which order; None: nothing) and nothing else."""
+        expected = {} if outcome is None else self.expected(outcome)
         for k in sorted(set(self.model.conns) | set(expected)):
             pending = list(expected.get(k, []))
             while pending:
@@ -155,6 +155,13 @@ class SequenceBase:
             self.fail(f"{what}: the server closed {self.noun} {k}")
         if message is not NOTHING:
             self.fail(f"{what}: {self.unexpected(k, message)}")
+
+    def close_connection(self, k: Any) -> None:
+        """A step closing connection ``k`` (if open): the others receive nothing."""
+        if k in self.model.conns:
+            self.model.close(k)
+            self.close_conn(self.conn_name(k))
+            self.deliveries(None, f"closing {self.noun} {k}")
 
     def settle(self, last: int) -> None:
         """After the last step: nothing more arrives within ``quiet`` seconds."""

@@ -383,11 +383,7 @@ class _Sequence(SequenceBase):
             self.deliveries(outcome, f"DISCONNECT of connection {k} from community {c}")
 
     def _sio_close(self, step: dict[str, Any]) -> None:
-        k = step["conn"]
-        if k in self.model.conns:
-            self.model.close(k)
-            self.target.socketio_close(self.conn_name(k))
-            self.deliveries(Outcome(), f"closing connection {k}")
+        self.close_connection(step["conn"])
 
     # -- what the connections received ---------------------------------------------------
 

@@ -698,11 +698,7 @@ class _Sequence(SequenceBase):
         self._learn_ids(outcome, what)
 
     def _close(self, step: dict[str, Any]) -> None:
-        k = step.get("conn")
-        if k in self.model.conns:
-            self.model.close(k)
-            self.target.directus_close(self.conn_name(k))
-            self.deliveries(Outcome(), f"closing websocket {k}")
+        self.close_connection(step.get("conn"))
 
     # -- what the connections received ---------------------------------------------------
 
