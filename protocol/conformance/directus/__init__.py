@@ -12,7 +12,7 @@ formats), through a target with ``http`` and ``directus_*`` methods
   collection and action, item filters, field lists), the items, and every
   connection's subscriptions; it evaluates filters and fields with its own
   small implementation, so a bug in the server's rule evaluation shows.
-- ``run_steps`` / ``DirectusRun`` (``runner``): steps are JSON objects
+- ``run_steps`` / ``DirectusRun`` (``runner``, ``steps``): steps are JSON objects
   naming users, connections and items by index, so a failure prints as a
   short script that replays against any server; every answer and every
   frame of every connection is checked after each step.
