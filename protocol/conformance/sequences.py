@@ -17,6 +17,7 @@ steps, the model, how a connection is read. What is the same lives here:
   cutting down (runs of steps deleted, then each step made simpler).
 - ``weighted``: one of several strategies by weight; ``world_and_steps``
   a sequence made of a drawn world and drawn steps.
+- ``sign_up``: a run's account, made the one way every kit makes them.
 
 Pure like the rest of the kit; Hypothesis is imported on first use.
 """
@@ -27,14 +28,30 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Generic, TypeVar
 
+from .checker import SetupError
 from .matching import show
 from .targets import CLOSED, NOTHING
 
 __all__ = ["StepScript", "StepMismatch", "SequenceBase", "run_sequence", "SequenceReport", "check_sequences",
-           "minimize", "weighted", "world_and_steps"]
+           "minimize", "weighted", "world_and_steps", "PASSWORD", "sign_up"]
 
 Steps = list[dict[str, Any]]
 M = TypeVar("M", bound="StepMismatch")
+
+#: The password of every account the kits make.
+PASSWORD = "kit-password-1"
+
+
+def sign_up(http: Callable[..., tuple[int, Any]], token: str, index: int) -> str:
+    """Sign up the run's account ``index`` (named after ``token``) through
+    Asnity's REST API, where the kits' accounts come from (403: it is there
+    from an earlier run); its email. ``http(method, path, body)`` answers
+    the status and the decoded body."""
+    email = f"kit{token}u{index}@example.com"
+    status, body = http("POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": f"kit{index}"})
+    if status not in (201, 403):
+        raise SetupError(f"signup of {email} answered {status} {show(body)}")
+    return email
 
 
 class StepScript:

@@ -37,7 +37,7 @@ from typing import Any, Protocol, Sequence
 
 from ..checker import SetupError
 from ..matching import Bindings, Mismatch, match, show
-from ..sequences import SequenceBase, StepMismatch, StepScript, run_sequence
+from ..sequences import PASSWORD, SequenceBase, StepMismatch, StepScript, run_sequence, sign_up
 from .model import BARRIER, MAX_SOCKET_CONTENT, AsnityModel, Expected, Outcome
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
 USERS, COMMUNITIES, CHANNELS, CONNS = 3, 2, 3, 4
 #: Every community's namespace is this and its id.
 NAMESPACE = "/socket/commu-"
-_PASSWORD = "kit-password-1"
 _TYPES = {0: "connect", 1: "disconnect", 2: "event", 3: "ack", 4: "connect_error", 5: "binary_event", 6: "binary_ack"}
 
 
@@ -132,12 +131,8 @@ class AsnityRun:
     def setup(self) -> None:
         """Sign up (or reuse) and sign in the run's accounts."""
         for index in range(USERS):
-            email = f"kit{self.token}u{index}@example.com"
-            status, body = self._http("POST", "/api/user/auth/signup",
-                                      {"id": email, "password": _PASSWORD, "nickname": f"kit{index}"})
-            if status not in (201, 403):
-                raise SetupError(f"signup of {email} answered {status} {show(body)}")
-            status, body = self._http("POST", "/api/user/auth/signin", {"id": email, "password": _PASSWORD})
+            email = sign_up(self._http, self.token, index)
+            status, body = self._http("POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})
             token = body.get("result", {}).get("accessToken") if isinstance(body, dict) else None
             if status != 201 or not isinstance(token, str):
                 raise SetupError(f"signin of {email} answered {status} {show(body)}")

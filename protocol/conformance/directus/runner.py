@@ -52,7 +52,7 @@ from urllib.parse import quote
 
 from ..checker import SetupError
 from ..matching import EMPTY_BODY, show
-from ..sequences import StepMismatch, StepScript, run_sequence
+from ..sequences import PASSWORD, StepMismatch, StepScript, run_sequence, sign_up
 from .model import ACTIONS, DirectusModel
 
 __all__ = ["DirectusTarget", "DirectusMismatch", "DirectusRun", "run_steps", "format_steps", "load_steps", "tidy",
@@ -64,7 +64,6 @@ ADMIN = USERS
 CONNS = 4
 COLLECTIONS = ("a", "b")
 KIT_ROLES = ("r1", "r2", "r3")
-_PASSWORD = "kit-password-1"
 #: Names no rule reaches: never collections (403 to everyone, admins included).
 _NO_COLLECTIONS = ("users", "_kit", "directus_users")
 _ORDER = ("do", "conn", "user", "proto", "verb", "coll", "item", "items", "role", "uid", "event", "query", "data",
@@ -200,7 +199,7 @@ class DirectusRun:
         """The administrator's token, the run's accounts and their static
         tokens, and the stored rules (whose other roles the kit keeps)."""
         if self.admin_token is None:
-            email, password = self.admin or (f"kit{self.token}admin@example.com", _PASSWORD)
+            email, password = self.admin or (f"kit{self.token}admin@example.com", PASSWORD)
             make = getattr(self.target, "make_admin", None)
             if self.admin is None:
                 if make is None:
@@ -220,11 +219,7 @@ class DirectusRun:
         if not me.get("admin"):
             raise SetupError(f"the kit's administrator {me.get('email')} does not have the role admin")
         for index in range(USERS):
-            email = f"kit{self.token}u{index}@example.com"
-            status, body = self.http("POST", "/api/user/auth/signup",
-                                     {"id": email, "password": _PASSWORD, "nickname": f"kit{index}"})
-            if status not in (201, 403):
-                raise SetupError(f"signup of {email} answered {status} {show(body)}")
+            email = sign_up(self.http, self.token, index)
             found = self._admin("GET", f"/_/api/users?email={quote(email)}")["data"]
             if not found:
                 raise SetupError(f"GET /_/api/users?email={email} found no account after its signup")
@@ -240,7 +235,7 @@ class DirectusRun:
         key = getattr(self.target, "api_key", None)
         self.api_key = key if isinstance(key, str) and key else None
         for index in range(USERS if self.api_key else 0):
-            body = json.dumps({"email": self.emails[index], "password": _PASSWORD}).encode()
+            body = json.dumps({"email": self.emails[index], "password": PASSWORD}).encode()
             reply = self.target.http(self.jar(index), "POST", "/login", body, key=self.api_key)
             if reply.status != 200:
                 raise SetupError(f"Backpack POST /login of {self.emails[index]} answered {reply.status} {reply.body!r}")

@@ -10,9 +10,9 @@ from typing import Any
 from urllib.parse import quote
 
 from ..matching import ANY_STRING, EMPTY_BODY, Bindings, Mismatch, Sym, match, show
-from ..sequences import SequenceBase
+from ..sequences import PASSWORD, SequenceBase
 from .model import MISSING_ID, DirectusModel, Expected, Outcome, forbidden_body
-from .runner import _NO_COLLECTIONS, _PASSWORD, ADMIN, COLLECTIONS, KIT_ROLES, USERS, DirectusMismatch, DirectusRun
+from .runner import _NO_COLLECTIONS, ADMIN, COLLECTIONS, KIT_ROLES, USERS, DirectusMismatch, DirectusRun
 
 __all__ = ["DirectusSequence"]
 
@@ -234,7 +234,7 @@ class DirectusSequence(SequenceBase):
             return
         what = f"POST /auth/login as user {user}"
         status, answer = self.run.http("POST", "/auth/login",
-                                       {"email": self.run.emails[user], "password": _PASSWORD, "mode": "json"})
+                                       {"email": self.run.emails[user], "password": PASSWORD, "mode": "json"})
         data = answer.get("data") if isinstance(answer, dict) else None
         if status != 200 or not isinstance(data, dict) or set(data) != {"access_token", "expires", "refresh_token"} \
                 or not isinstance(data["access_token"], str) or not isinstance(data["refresh_token"], str) \
