@@ -11,22 +11,25 @@ them the tests skip, except on CI (``CI`` set), where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import quote, urlsplit
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from postgres_harness import POSTGRES_URL
+from postgres_harness import POSTGRES_URL, drop_schemas, require_postgres, schema_prefix
 from server_process import ServerProcess
 
 BROKERS = {
@@ -121,3 +124,66 @@ def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition", eve
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout} s")
         time.sleep(every)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Broker:
+    """A private broker process (redis-server or nats-server) on ``port``,
+    to kill and start again."""
+
+    def __init__(self, kind: str, port: int) -> None:
+        self.kind, self.port = kind, port
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        if self.kind == "redis":
+            command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        else:
+            command = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port)]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return process
+            except OSError:
+                if time.monotonic() > deadline:
+                    process.kill()
+                    raise
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+    def restart(self) -> None:
+        self.process = self._start()
+
+
+@contextlib.contextmanager
+def private_broker_cluster(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                           label: str) -> Iterator[tuple[Broker, "Cluster"]]:
+    """Two nodes on a fresh PostgreSQL schema and a private ``kind`` broker
+    of their own (skipped where the broker's binary is absent), to restart
+    under them; everything stopped and dropped afterwards."""
+    binary = "redis-server" if kind == "redis" else "nats-server"
+    if shutil.which(binary) is None and not Path(f"/usr/sbin/{binary}").exists():
+        pytest.skip(f"no {binary} on this machine")
+    require_postgres()
+    broker = Broker(kind, free_port())
+    monkeypatch.setitem(BROKERS, kind, f"{kind}://127.0.0.1:{broker.port}")
+    prefix = schema_prefix()
+    cluster = None
+    try:
+        cluster = Cluster(tmp_path, kind, f"{prefix}{label}")
+        yield broker, cluster
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        broker.kill()
+        drop_schemas(prefix)

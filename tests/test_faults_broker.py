@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -26,11 +25,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-import multinode_harness
-from multinode_harness import Cluster, wait_for
-from postgres_harness import drop_schemas, require_postgres, schema_prefix
+from multinode_harness import Broker, Cluster, private_broker_cluster, wait_for
 from server_process import Http
-from test_multinode_broker_restart import Broker, _free_port
 from test_multinode_fanout import PASSWORD, Frames, _asnity, backpack, bearer, resources, session, warm_up
 
 #: How long a node may take to reconnect (coredis backs off exponentially, from 0.1 s).
@@ -39,23 +35,8 @@ RECONNECT = 20
 
 @pytest.fixture(params=["redis", "nats"])
 def private(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Broker, Cluster]]:
-    kind = request.param
-    binary = "redis-server" if kind == "redis" else "nats-server"
-    if shutil.which(binary) is None and not Path(f"/usr/sbin/{binary}").exists():
-        pytest.skip(f"no {binary} on this machine")
-    require_postgres()
-    broker = Broker(kind, _free_port())
-    monkeypatch.setitem(multinode_harness.BROKERS, kind, f"{kind}://127.0.0.1:{broker.port}")
-    prefix = schema_prefix()
-    cluster = None
-    try:
-        cluster = Cluster(tmp_path, kind, f"{prefix}resync")
-        yield broker, cluster
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        broker.kill()
-        drop_schemas(prefix)
+    with private_broker_cluster(request.param, tmp_path, monkeypatch, "resync") as pair:
+        yield pair
 
 
 def _close_code(ws: ClientConnection, timeout: float) -> int | None:

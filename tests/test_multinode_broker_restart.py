@@ -10,78 +10,20 @@ each node closes its clients with 1012 once it follows its topics again:
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-import multinode_harness
-from multinode_harness import Cluster
-from postgres_harness import drop_schemas, require_postgres, schema_prefix
+from multinode_harness import Broker, Cluster, private_broker_cluster, wait_for
 from test_multinode_fanout import backpack, session
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Broker:
-    """A private broker process on ``port``."""
-
-    def __init__(self, kind: str, port: int) -> None:
-        self.kind, self.port = kind, port
-        self.process = self._start()
-
-    def _start(self) -> subprocess.Popen:
-        if self.kind == "redis":
-            command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        else:
-            command = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port)]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return process
-            except OSError:
-                if time.monotonic() > deadline:
-                    process.kill()
-                    raise
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-
-    def restart(self) -> None:
-        self.process = self._start()
 
 
 @pytest.fixture(params=["redis", "nats"])
 def private(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Broker, Cluster]]:
-    kind = request.param
-    binary = "redis-server" if kind == "redis" else "nats-server"
-    if shutil.which(binary) is None and not Path(f"/usr/sbin/{binary}").exists():
-        pytest.skip(f"no {binary} on this machine")
-    require_postgres()
-    broker = Broker(kind, _free_port())
-    monkeypatch.setitem(multinode_harness.BROKERS, kind, f"{kind}://127.0.0.1:{broker.port}")
-    prefix = schema_prefix()
-    cluster = None
-    try:
-        cluster = Cluster(tmp_path, kind, f"{prefix}restart")
-        yield broker, cluster
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        broker.kill()
-        drop_schemas(prefix)
+    with private_broker_cluster(request.param, tmp_path, monkeypatch, "restart") as pair:
+        yield pair
 
 
 def test_a_broker_restart_leaves_both_nodes_up_and_fanout_resumes(private: tuple[Broker, Cluster]) -> None:
@@ -112,7 +54,7 @@ def test_a_broker_restart_leaves_both_nodes_up_and_fanout_resumes(private: tuple
         # Once A follows its topics again it closes its clients with 1012 (what
         # B committed meanwhile may not have reached A: test_faults_broker);
         # the client reconnects, as told.
-        multinode_harness.wait_for(lambda: ws.ws.close_code is not None, timeout=20, what="A's 1012")
+        wait_for(lambda: ws.ws.close_code is not None, timeout=20, what="A's 1012")
         assert ws.ws.close_code == 1012
         ws = backpack(a, reader)
         crosses("after")
