@@ -8,68 +8,17 @@
 // every check passed.
 import { io } from "socket.io-client";
 
+import {
+  asnityApi, assert, check, emitWithAck, failed, once, signedUpUser, sleep,
+} from "./asnity_client.mjs";
+
 const URL = process.argv[2];
-let failed = false;
-
-function report(check, ok, detail = "") {
-  if (!ok) failed = true;
-  console.log(JSON.stringify({ check, ok, detail: String(detail).slice(0, 500) }));
-}
-
-function assert(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function withTimeout(promise, ms, what) {
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
-  ]);
-}
-
-async function api(method, path, body, token) {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(`${URL}/api${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await response.text();
-  let json = null;
-  try { json = JSON.parse(text); } catch { json = text; }
-  return { status: response.status, json };
-}
-
-const stamp = Date.now().toString(36);
-async function user(name) {
-  const id = `${name}-${stamp}@example.com`;
-  const password = "correct horse";
-  let r = await api("POST", "/user/auth/signup", { id, password, nickname: name.slice(0, 8) });
-  assert(r.status === 201, `signup ${r.status} ${JSON.stringify(r.json)}`);
-  r = await api("POST", "/user/auth/signin", { id, password });
-  assert(r.status === 201 && r.json.result.accessToken, `signin ${r.status}`);
-  const me = await api("GET", "/user/auth/me", undefined, r.json.result.accessToken);
-  return { name, token: r.json.result.accessToken, id: me.json.result._id };
-}
+const api = asnityApi(URL);
+const user = (name) => signedUpUser(api, name);
 
 // Each socket its own Engine.IO connection (forceNew): one connection each.
 function connect(communityId, token) {
   return io(`${URL}/socket/commu-${communityId}`, { auth: { token: `Bearer ${token}` }, forceNew: true, reconnection: false });
-}
-
-function once(socket, event, ms = 3000) {
-  return withTimeout(new Promise((resolve) => socket.once(event, (...args) => resolve(args))), ms, event);
-}
-
-function emitWithAck(socket, event, payload, ms = 3000) {
-  return withTimeout(socket.timeout(ms).emitWithAck(event, payload), ms + 500, `ack of ${event}`);
-}
-
-async function check(name, body) {
-  try {
-    report(name, true, (await body()) ?? "");
-  } catch (error) {
-    report(name, false, error && error.stack ? error.stack : error);
-  }
 }
 
 async function main() {
@@ -142,6 +91,6 @@ async function main() {
 }
 
 main().then(
-  () => process.exit(failed ? 1 : 0),
+  () => process.exit(failed() ? 1 : 0),
   (error) => { console.error(error); process.exit(1); },
 );

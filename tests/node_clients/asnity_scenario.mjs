@@ -10,55 +10,13 @@
 import { io } from "socket.io-client";
 import readline from "node:readline";
 
+import {
+  asnityApi, assert, check, emitWithAck, failed, once, report, results, signedUpUser, sleep, withTimeout,
+} from "./asnity_client.mjs";
+
 const URL = process.argv[2];
-const results = [];
-let failed = false;
-
-function report(check, ok, detail = "") {
-  results.push({ check, ok, detail });
-  if (!ok) failed = true;
-  console.log(JSON.stringify({ check, ok, detail: String(detail).slice(0, 500) }));
-}
-
-function assert(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function withTimeout(promise, ms, what) {
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
-  ]);
-}
-
-async function api(method, path, body, token) {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(`${URL}/api${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let json = null;
-  try { json = JSON.parse(text); } catch { json = text; }
-  return { status: response.status, json, headers: response.headers };
-}
-
-const stamp = Date.now().toString(36);
-async function user(name) {
-  const id = `${name}-${stamp}@example.com`;
-  const password = "correct horse";
-  const nickname = name.slice(0, 8);
-  let r = await api("POST", "/user/auth/signup", { id, password, nickname });
-  assert(r.status === 201, `signup ${r.status} ${JSON.stringify(r.json)}`);
-  r = await api("POST", "/user/auth/signin", { id, password });
-  assert(r.status === 201 && r.json.result.accessToken, `signin ${r.status}`);
-  const me = await api("GET", "/user/auth/me", undefined, r.json.result.accessToken);
-  return { name, email: id, token: r.json.result.accessToken, id: me.json.result._id };
-}
+const api = asnityApi(URL);
+const user = (name) => signedUpUser(api, name);
 
 function connect(communityId, token, options = {}) {
   return io(`${URL}/socket/commu-${communityId}`, {
@@ -69,27 +27,10 @@ function connect(communityId, token, options = {}) {
   });
 }
 
-function once(socket, event, ms = 3000) {
-  return withTimeout(new Promise((resolve) => socket.once(event, (...args) => resolve(args))), ms, event);
-}
-
 function collect(socket, events) {
   const seen = [];
   for (const event of events) socket.on(event, (payload) => seen.push([event, payload]));
   return seen;
-}
-
-function emitWithAck(socket, event, payload, ms = 3000) {
-  return withTimeout(socket.timeout(ms).emitWithAck(event, payload), ms + 500, `ack of ${event}`);
-}
-
-async function check(name, body) {
-  try {
-    const detail = await body();
-    report(name, true, detail ?? "");
-  } catch (error) {
-    report(name, false, error && error.stack ? error.stack : error);
-  }
 }
 
 const stdin = readline.createInterface({ input: process.stdin });
@@ -308,5 +249,5 @@ main()
   .catch((error) => report("scenario", false, error && error.stack ? error.stack : error))
   .finally(() => {
     console.log(JSON.stringify({ done: true, passed: results.filter((r) => r.ok).length, failed: results.filter((r) => !r.ok).length }));
-    process.exit(failed ? 1 : 0);
+    process.exit(failed() ? 1 : 0);
   });
