@@ -404,3 +404,51 @@ async def test_an_action_cancelled_after_its_write_releases_its_stamp(tmp_path: 
             nursery.cancel_scope.cancel()
         assert runner.sequencer.waiting == 0
         assert published == ["next"]
+
+
+async def test_a_new_connection_is_greeted_before_changes_that_wait_in_the_reorder_stage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Backpack socket that opens while a committed write's change waits
+    for an earlier stamp gets its greeting first (CI once saw a ``create``
+    before ``connection`` under a three-node load): the waiting change goes
+    to whoever is registered when it is published, the new socket included,
+    so the greeting must not queue behind it."""
+    held = trio.Event()
+    release_held = trio.Event()
+    original = Runner._execute
+
+    async def execute(self: Runner, operation: Any, ticket: Any = None) -> Any:
+        result = await original(self, operation, ticket)
+        if isinstance(operation, InsertRecord) and operation.collection == "held":
+            held.set()
+            await release_held.wait()  # committed, stamp held: later changes wait behind it
+        return result
+
+    monkeypatch.setattr(Runner, "_execute", execute)
+    args = build_parser().parse_args(["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path),
+                                      "--api-key", API_KEY, "--log-level", "warning"])
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(run_server, args)
+        http = await Http.open(port)
+        assert (await http.request("POST", "/register", {"email": "greet@example.com", "password": PASSWORD}))[0] == 200
+        assert (await http.request("POST", "/login", {"email": "greet@example.com", "password": PASSWORD}))[0] == 200
+        cookie = [(b"cookie", http.cookie.encode())]  # type: ignore[union-attr]
+        url = f"ws://127.0.0.1:{port}/"
+        async with open_websocket_url(url, extra_headers=cookie) as first:
+            assert (await receive(first))["action"] == "connection"
+            holder = await Http.open(port)
+            holder.cookie = http.cookie
+            nursery.start_soon(holder.request, "POST", "/held", {"n": "held"})
+            with trio.fail_after(5):
+                await held.wait()
+            status, _ = await http.request("POST", f"/{COLLECTION}", {"n": "waits"})
+            assert status == 200
+            # Its change waits behind the held stamp (the stall limit is 1 s).
+            async with open_websocket_url(url, extra_headers=cookie) as second:
+                assert (await receive(second))["action"] == "connection"
+                release_held.set()
+                creates = [await receive(second) for _ in range(2)]
+                assert [frame["action"] for frame in creates] == ["create", "create"]
+                assert [frame["response"]["n"] for frame in creates] == ["held", "waits"]
+            assert [(await receive(first))["response"]["n"] for _ in range(2)] == ["held", "waits"]
+        nursery.cancel_scope.cancel()

@@ -286,7 +286,7 @@ class SatchelApp:
                 return refusal
             # The connection's record: which mount owns it, and its state there.
             connection.app_state = self.board.opened(connection.id)
-            self.bus.publish(accepted.events, ticket)
+            self.bus.publish(accepted.events, ticket, opening=True)
         self._watch(connection.id)
         return WebsocketAccept(subprotocol=accepted.subprotocol, headers=list(accepted.headers))
 

@@ -146,10 +146,13 @@ class AsgiHub:
         if outbox is not None:
             outbox.send_channel.close()
 
-    def publish(self, events: Iterable[Event], ticket: Ticket | None = None) -> None:
+    def publish(self, events: Iterable[Event], ticket: Ticket | None = None, *, opening: bool = False) -> None:
         """Apply ``events`` in order and queue what they deliver (in commit
-        order, given the ticket of the action that returned them)."""
-        if ticket is not None:
+        order, given the ticket of the action that returned them; ``opening``:
+        the events of a connection's registration, ``Ticket.publish_opening``)."""
+        if ticket is not None and opening:
+            ticket.publish_opening(lambda: self._apply(events))
+        elif ticket is not None:
             ticket.publish(lambda: self._apply(events))
         elif self.sequencer is not None:
             self.sequencer.publish(lambda: self._apply(events))
@@ -365,7 +368,7 @@ def create_asgi_app(
         ws = websocket._get_current_object()
         outbox = hub.open(connection)
         try:
-            hub.publish(accepted.events, upgrade)
+            hub.publish(accepted.events, upgrade, opening=True)
             # The writer runs in the app's nursery, not under this handler:
             # hypercorn shields every socket write, so a writer stuck on a
             # peer that does not read cannot be cancelled - and this handler

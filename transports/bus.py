@@ -43,10 +43,13 @@ class LocalBus:
         #: sets its runner's); ``None``: every publish is applied at once.
         self.sequencer = sequencer
 
-    def publish(self, events: Iterable[Event], ticket: Ticket | None = None) -> None:
+    def publish(self, events: Iterable[Event], ticket: Ticket | None = None, *, opening: bool = False) -> None:
         """Apply ``events`` in order and deliver what they say - in commit
-        order, given the ticket of the action that returned them."""
-        if ticket is not None:
+        order, given the ticket of the action that returned them (``opening``:
+        the events of a connection's registration, ``Ticket.publish_opening``)."""
+        if ticket is not None and opening:
+            ticket.publish_opening(lambda: self._apply(events))
+        elif ticket is not None:
             ticket.publish(lambda: self._apply(events))
         elif self.sequencer is not None:
             self.sequencer.publish(lambda: self._apply(events))

@@ -324,7 +324,7 @@ class EngineIoEndpoint:
             self.sessions[session.sid] = session
             self.channels[session.sid] = channel
             self.hub.add(channel)
-            self.bus.publish(accepted.events, ticket)
+            self.bus.publish(accepted.events, ticket, opening=True)
         self.watch(session.sid)
         return channel
 

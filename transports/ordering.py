@@ -237,6 +237,22 @@ class Ticket:
         else:
             self._sequencer.publish(publish)
 
+    def publish_opening(self, publish: Publish) -> None:
+        """Publish the events of a connection's registration (its greeting,
+        the Socket.IO connect ack): at once when the action wrote nothing.
+
+        A plain stampless publish waits behind the publishes waiting in the
+        stage so that a connection's reply never overtakes its own earlier
+        write; a new connection has no earlier write, and what waits there
+        was committed before it existed yet is delivered to whoever is
+        registered when it goes out - so waiting would let those changes
+        reach the new connection before its greeting."""
+        if self._stamps or self._done:
+            self.publish(publish)
+            return
+        self._done = True
+        _run(publish)
+
     def _release(self, publish: Publish | None) -> None:
         stamps, self._stamps = self._stamps, []
         if not stamps:
