@@ -25,11 +25,13 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["Change", "ChangeKind", "DocumentChange", "EntryChange", "EntryChangeKind"]
+__all__ = ["Change", "ChangeKind", "DELETED", "DocumentChange", "EntryChange", "EntryChangeKind"]
 
 ChangeKind = Literal["create", "patch", "overwrite", "delete"]
 #: What a write did to an entry: stored a value, or deleted it.
 EntryChangeKind = Literal["put", "delete"]
+#: ``Change.revision`` of a delete: above every revision the record had.
+DELETED = 2**62
 
 
 class Change(msgspec.Struct, frozen=True, tag=True):
@@ -45,6 +47,13 @@ class Change(msgspec.Struct, frozen=True, tag=True):
     messages already tell its clients). ``connection`` is the websocket
     connection that asked for the write, if any, so its author always hears
     about it.
+
+    ``revision`` is the record's revision after the write (the store's
+    counter, ``StoredRecord.revision``: 1 at creation, one more with every
+    write), ``DELETED`` for a delete (nothing of that record comes after it)
+    and 0 when unknown. Within one process changes are published in commit
+    order anyway; across processes it is what lets a process drop a write of
+    a record that reached it after a newer one (``brokers.topics.change_key``).
     """
 
     collection: str
@@ -53,6 +62,7 @@ class Change(msgspec.Struct, frozen=True, tag=True):
     user_id: str | None
     origin: str
     connection: str | None = None
+    revision: int = 0
 
     @property
     def is_http(self) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from .changes import Change, ChangeKind
+from .changes import DELETED, Change, ChangeKind
 from .environment import Environment
 from .errors import RemoteProtocolError
 from .operations import Action, DeleteRecord, GetRecord, InsertRecord, ReplaceRecord, StoredRecord
@@ -97,7 +97,7 @@ def create(
     if guard is not None:
         guard(None, record)
     yield InsertRecord(collection, record)
-    return record, Change(collection, "create", record, user_id, origin)
+    return record, Change(collection, "create", record, user_id, origin, revision=1)
 
 
 def _rewrite(
@@ -119,7 +119,7 @@ def _rewrite(
         if guard is not None:
             guard(stored.record, record)
         if (yield ReplaceRecord(collection, record, stored.revision)):
-            return record, Change(collection, kind, record, user_id, origin)
+            return record, Change(collection, kind, record, user_id, origin, revision=stored.revision + 1)
     raise RemoteProtocolError("the record is changing too fast; try again", 409)
 
 
@@ -155,4 +155,4 @@ def delete(
     record = yield DeleteRecord(collection, record_id)
     if record is None:
         return None, None
-    return record, Change(collection, "delete", record, user_id, origin)
+    return record, Change(collection, "delete", record, user_id, origin, revision=DELETED)

@@ -5,8 +5,8 @@ processes").
 A client of node A sees what is written or broadcast through node B - over
 Backpack (REST writes, websocket broadcasts), resource subscriptions (kv
 entries) and Socket.IO (Asnity chats posted over REST, in the channel's
-room) - in order, once; two nodes writing one entry at once never make a
-subscriber see an older version after a newer one, and each node's writes
+room) - in order, once; two nodes writing one entry or one record at once
+never make a subscriber see an older version after a newer one, and each node's writes
 reach the other's subscribers in its commit order; a node with no interested
 connection is sent nothing of a topic (the traffic each node logs); a logout
 on A refuses the cookie and the Bearer token on B at once; an inbox datagram
@@ -282,6 +282,64 @@ def test_two_nodes_writing_at_once_keep_versions_and_each_nodes_commit_order(clu
     finally:
         for ws in subscribers + readers:
             ws.close()
+
+
+def test_one_record_written_through_both_nodes_at_once_never_goes_back_for_any_subscriber(cluster: Cluster) -> None:
+    """Guarantee 3 for records: one record patched through both nodes at
+    once (every patch a compare-and-swap on the shared store's revision).
+    The subscribers on both nodes may each miss a write that lost the race
+    on the broker, but never see two writes in opposite orders, and each
+    ends on the record as stored."""
+    a, b = cluster.nodes
+    collection = f"one{secrets.token_hex(3)}"
+    writers = {"a": session(a, "one-a@example.com"), "b": session(b, "one-b@example.com")}
+    status, record, _ = writers["a"].request("POST", f"/{collection}", {"by": "start", "n": -1})
+    assert status == 200, record
+    path = f"/{collection}/{record['_id']}"
+    readers = {"a": backpack(a, session(a, "one-ra@example.com")), "b": backpack(b, session(b, "one-rb@example.com"))}
+    try:
+        for name, other in (("a", "b"), ("b", "a")):  # each reader's node follows the other's writes
+            warm_up(lambda n, other=other: writers[other].request("PATCH", path, {"by": "warm", "n": n}),
+                    readers[name], lambda f: f.get("collection") == collection and f["response"].get("by") == "warm",
+                    "one record")
+
+        def write(name: str) -> None:
+            for n in range(WRITES * 3):
+                status, body, _ = writers[name].request("PATCH", path, {"by": name, "n": n})
+                assert status == 200, body
+
+        threads = [threading.Thread(target=write, args=(name,)) for name in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        status, stored, _ = writers["a"].request("GET", path)
+        assert status == 200
+        final = (stored["by"], stored["n"])
+        seen: dict[str, list[tuple[str, int]]] = {}
+        for name, reader in readers.items():
+            writes: list[tuple[str, int]] = []
+            frame_of_ours = lambda f: f.get("collection") == collection and f["response"].get("by") in ("a", "b")
+            try:
+                while final not in writes:
+                    frame = reader.next(frame_of_ours)
+                    writes.append((frame["response"]["by"], frame["response"]["n"]))
+            except AssertionError:
+                raise AssertionError(f"reader {name} never saw the stored record: {writes[-5:]} vs {final}") from None
+            writes.extend((f["response"]["by"], f["response"]["n"]) for f in reader.drain(0.5) if frame_of_ours(f))
+            assert writes[-1] == final, f"reader {name} does not end on the stored record"
+            seen[name] = writes
+        # One order for both: every pair both saw, they saw in the same order.
+        place = {write: i for i, write in enumerate(seen["a"])}
+        common = [place[write] for write in seen["b"] if write in place]
+        assert common == sorted(common), "the two nodes' subscribers saw writes of one record in opposite orders"
+        for name in ("a", "b"):  # each writer's own writes are in its order at every subscriber
+            for reader in seen.values():
+                mine = [n for by, n in reader if by == name]
+                assert mine == sorted(mine)
+    finally:
+        for reader in readers.values():
+            reader.close()
 
 
 def version_ms(version: str) -> int:

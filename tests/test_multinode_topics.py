@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from satchel.protocol.changes import Change, DocumentChange, EntryChange
+from satchel.protocol.changes import DELETED, Change, DocumentChange, EntryChange
 from satchel.protocol.channels import (
     Audience,
     Channel,
@@ -108,6 +108,30 @@ def test_the_newest_version_wins_and_memory_is_bounded() -> None:
     latest.newer(("doc", "a"), 1)
     latest.newer(("doc", "b"), 1)  # the entry is forgotten: the bound holds
     assert latest.newer(key, 1)
+
+
+def test_a_records_writes_are_ranked_by_revision_and_a_delete_outranks_them_until_it_is_created_again() -> None:
+    """Guarantee 3 for records (``change_key``): what a process drops when a
+    write of one record reaches it after a newer one, through the broker."""
+    latest = _Latest(10)
+
+    def fresh(kind: str, revision: int, created: str = "2026-12-01T10:00:00.000Z") -> bool:
+        change = Change("things", kind, {"_id": "r1", "createdAt": created, "n": revision}, "u", "backpack-http",
+                        revision=revision)
+        key = wire.change_key(change)
+        assert key is not None
+        return latest.newer(*key)
+
+    assert fresh("create", 1) and fresh("patch", 3)
+    assert not fresh("patch", 2)  # committed before 3, arrived after it
+    assert fresh("delete", DELETED)
+    assert not fresh("patch", 4)  # a write that lost the race with the delete
+    assert fresh("create", 1, created="2026-12-01T10:00:05.000Z")  # the id created again, later
+    # A change whose revision is unknown is never compared (nor dropped).
+    assert wire.change_key(Change("things", "patch", {"_id": "r1"}, "u", "backpack-http")) is None
+    # The revision crosses the broker.
+    crossed = wire.decode(wire.encode(b"n" * 8, [Change("t", "patch", {"_id": "x"}, None, "o", revision=7)]))
+    assert crossed.events[0].revision == 7
 
 
 def test_broker_urls() -> None:

@@ -110,7 +110,7 @@ def write_chat(ctx: Context, channel: dict[str, Any], sender_id: str, kind: str,
     record: dict[str, Any] = yield InsertNumbered(
         CHATS, template, chat_sequence(channel_id), "id", chat_key_prefix(channel_id), CHAT_KEY_DIGITS
     )
-    ctx.change(CHATS, "create", record)
+    ctx.change(CHATS, "create", record, revision=1)
     return record
 
 

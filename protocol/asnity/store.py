@@ -121,10 +121,11 @@ class Context:
         """Add a hub event to what this action publishes."""
         self.events.append(event)
 
-    def change(self, collection: str, kind: Any, record: dict[str, Any]) -> None:
-        """Record the ``Change`` of a write this action made."""
+    def change(self, collection: str, kind: Any, record: dict[str, Any], *, revision: int) -> None:
+        """Record the ``Change`` of a write this action made (``revision``: the
+        record's after it, ``Change.revision``)."""
         user_id = self.user.id if self.user is not None else None
-        self.events.append(Change(collection, kind, record, user_id, self.origin, self.connection))
+        self.events.append(Change(collection, kind, record, user_id, self.origin, self.connection, revision))
 
 
 def get(collection: str, record_id: str) -> Action[dict[str, Any] | None]:
@@ -142,7 +143,7 @@ def get_live(collection: str, record_id: str) -> Action[dict[str, Any] | None]:
 def insert(ctx: Context, collection: str, record: dict[str, Any]) -> Action[dict[str, Any]]:
     """Store a new record; its ``Change`` is a ``create``."""
     yield InsertRecord(collection, record)
-    ctx.change(collection, "create", record)
+    ctx.change(collection, "create", record, revision=1)
     return record
 
 
@@ -169,7 +170,7 @@ def update(
             return stored.record
         record["updatedAt"] = now
         if (yield ReplaceRecord(collection, record, stored.revision)):
-            ctx.change(collection, "patch", record)
+            ctx.change(collection, "patch", record, revision=stored.revision + 1)
             return record
     raise RemoteProtocolError("the record is changing too fast; try again", 409)
 

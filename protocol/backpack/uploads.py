@@ -147,7 +147,7 @@ def _upload(form: UploadForm | None, user_id: str, env: Environment) -> Action[U
     # The bytes are durable before the record that points at them exists.
     yield CommitFile(form.file.name, user_id, record["_id"])
     yield InsertRecord(UPLOADS, record)
-    return UploadOutcome(json_response(200, record), [Change(UPLOADS, "create", record, user_id, ORIGIN_UPLOADS)])
+    return UploadOutcome(json_response(200, record), [Change(UPLOADS, "create", record, user_id, ORIGIN_UPLOADS, revision=1)])
 
 
 def _download(owner: str, filename: str) -> Action[UploadOutcome]:
@@ -182,7 +182,7 @@ def _rename(record: dict[str, Any], form: UploadForm | None, user_id: str, env: 
         updated = patch_record(stored.record, changes, format_timestamp(env.now_ms()))
         if (yield ReplaceRecord(UPLOADS, updated, stored.revision)):
             break
-    change = Change(UPLOADS, "patch", updated, user_id, ORIGIN_UPLOADS)
+    change = Change(UPLOADS, "patch", updated, user_id, ORIGIN_UPLOADS, revision=stored.revision + 1)
     return UploadOutcome(json_response(200, {"record": updated}), [change])
 
 

@@ -42,7 +42,7 @@ from typing import Any, Callable, Union
 import msgspec
 
 from .. import collections as data
-from ..changes import Change
+from ..changes import DELETED, Change
 from ..channels import (
     TOO_MANY_CHANNELS, Audience, Channel, ChannelLimit, ChannelRoom, CloseChannel, Deliver, Subscribe, Unsubscribe,
 )
@@ -220,7 +220,7 @@ def _create(socket: Socket, msg: _Create, env: Environment) -> Action[list[Event
 
 
 def _authored(change: Change, socket: Socket) -> Change:
-    return Change(change.collection, change.kind, change.record, change.user_id, change.origin, socket.connection)
+    return msgspec.structs.replace(change, connection=socket.connection)
 
 
 _REWRITE_ACTION = {"update": "update", "patch": "update", "delete": "delete"}
@@ -488,7 +488,8 @@ def _delete_channel(socket: Socket, msg: _DeleteChannel, env: Environment) -> Ac
         for record in doomed:
             messages_permit.guard(record, None)
         removed = yield DeleteRecords(messages_collection, messages)
-    events.extend(Change(messages_collection, "delete", r, socket.user_id, ORIGIN_CHANNELS) for r in removed)
+    events.extend(Change(messages_collection, "delete", r, socket.user_id, ORIGIN_CHANNELS, revision=DELETED)
+                  for r in removed)
     if is_object_id(channel.id):
         _, change = yield from data.delete(channel.type, channel.id, socket.user_id, ORIGIN_CHANNELS)
         if change is not None:

@@ -20,17 +20,17 @@ Order, the guarantee (README, "Running several processes"):
 2. From one process to another: the order the sending process committed
    its writes (it publishes in that order on one broker connection; Redis
    and NATS keep the order of one connection's messages to a subscriber).
-3. Writes of one kv / live config entry or one inbox document made through
-   different processes: a process never delivers an older version after a
-   newer one. Each process remembers the latest version it delivered of
-   every such entry and document lately (``max_versions``) and drops one
-   that is not newer - so a subscriber may miss an intermediate version
-   that lost the race on the broker, never see them out of order.
-   Records (``Change``) carry no version, so writes of one record made
-   through two processes within the broker's latency (well under a
-   millisecond on loopback) may reach a third process's subscribers in
-   either order; every process sees each process's writes in its commit
-   order.
+3. Writes of one record, kv / live config entry or inbox document made
+   through different processes: a process never delivers an older version
+   after a newer one. Each process remembers the latest version it
+   delivered of every such thing lately (``max_versions``) and drops one
+   that is not newer (``topics.change_key``: a record's store revision, an
+   entry's version, a document's revision; the shared store gives each
+   write of one thing a greater one than the write before) - so a
+   subscriber may miss an intermediate version that lost the race on the
+   broker, never see them out of order. Every record change carries the
+   whole record after the write, so what a subscriber holds last is the
+   record as stored.
 
 A broker restart, or any lost broker connection: the bus keeps what this
 process publishes meanwhile and sends it once connected again, but pub/sub
@@ -128,10 +128,10 @@ class _Latest:
     __slots__ = ("_versions", "size")
 
     def __init__(self, size: int) -> None:
-        self._versions: collections.OrderedDict[tuple[str, ...], int] = collections.OrderedDict()
+        self._versions: collections.OrderedDict[tuple[str, ...], Any] = collections.OrderedDict()
         self.size = size
 
-    def newer(self, key: tuple[str, ...], version: int) -> bool:
+    def newer(self, key: tuple[str, ...], version: Any) -> bool:
         versions = self._versions
         known = versions.get(key)
         if known is not None and version <= known:

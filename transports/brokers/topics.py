@@ -212,11 +212,22 @@ def topic_of(topics: Topics, event: Any) -> str | None:
     return None
 
 
-def change_key(event: Any) -> tuple[tuple[str, ...], int] | None:
-    """(what a versioned write is about, its version): an entry's version
-    or a document's revision, which grow with every write of it. Records
-    carry no version in their ``Change`` (README: Running several processes)."""
+def change_key(event: Any) -> tuple[tuple[str, ...], Any] | None:
+    """(what a versioned write is about, its version): an entry's version,
+    a document's revision, or a record's (created at, revision) - each grows
+    with every write of it (README: Running several processes).
+
+    A record's revision restarts at 1 if its id is ever created again after
+    a delete (``Change.revision``: a delete's is above every other), so its
+    version leads with the record's creation time: a later incarnation
+    outranks the delete of the earlier one. A change of unknown revision (0)
+    is not compared."""
     kind = type(event)
+    if kind is Change:
+        if not event.revision:
+            return None
+        record = event.record
+        return ("rec", event.collection, record.get("_id", "")), (record.get("createdAt", ""), event.revision)
     if kind is EntryChange:
         return ("ent", event.space, event.organization, event.project, event.id), event.version
     if kind is DocumentChange:
