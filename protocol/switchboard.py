@@ -35,7 +35,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import msgspec
 
-from .channels import Audience, Binary, ChannelLimit, ChannelRegistry, ChannelRoom, CloseConnection, Deliver, UserRoom
+from .channels import (Audience, Binary, ChannelLimit, ChannelRegistry, ChannelRoom, CloseConnection, Deliver,
+                       IdentifyConnection, UserRoom)
 from .environment import Environment
 from .errors import LocalProtocolError
 from .http import HttpRequest, HttpResponse, json_response
@@ -108,7 +109,7 @@ class Switchboard:
     """
 
     __slots__ = ("mounts", "env", "registries", "rules", "rules_revision", "sessions", "max_connections_per_user",
-                 "_connections",
+                 "_connections", "_room_held",
                  "_datagram_state", "_contexts", "_roles", "_role_changes")
 
     def __init__(self, mounts: MountTable, env: Environment, rules: RuleSet = DEFAULT_RULES) -> None:
@@ -120,6 +121,11 @@ class Switchboard:
         #: mount name -> the registry of that mount's open connections
         self.registries: dict[str, ChannelRegistry] = {mount.name: ChannelRegistry() for mount in mounts}
         self._connections: dict[str, Opened] = {}
+        #: user id -> the connections a ``UserRoom`` admitted whose sign-in
+        #: (``IdentifyConnection``) is not applied yet: they count against
+        #: the bound already, or two concurrent sign-ins of one user could
+        #: each pass while the other's publish waits (ordering.py)
+        self._room_held: dict[str, set[str]] = {}
         #: user id -> (its role, None: no such user; when it was read): ``UserRole``
         self._roles: dict[str, tuple[str | None, int]] = {}
         #: how many ``RoleChanged`` were applied (a read begun before one is not kept)
@@ -161,14 +167,34 @@ class Switchboard:
         registry = self.registries.get(protocol)
         if registry is not None and registry.user_of(connection) == user_id:
             count -= 1
+        held = self._room_held.get(user_id)
+        if held:
+            count += len(held) - (connection in held)
         return count < bound
+
+    def _hold_room(self, connection: str, user_id: str) -> None:
+        self._room_held.setdefault(user_id, set()).add(connection)
+
+    def _release_room(self, connection: str, user_id: str | None = None) -> None:
+        """Forget ``connection``'s admitted sign-in (applied, or the connection
+        ended); without ``user_id``, whichever user it was held for."""
+        users = [user_id] if user_id is not None else [u for u, held in self._room_held.items() if connection in held]
+        for user in users:
+            held = self._room_held.get(user)
+            if held is not None:
+                held.discard(connection)
+                if not held:
+                    del self._room_held[user]
 
     def answer_limit(self, operation: ChannelLimit | UserRoom) -> ChannelRoom | bool:
         """What ``operation`` is answered (a harness that drives actions
         outside the switchboard asks here too)."""
         registry = self.registries.get(operation.protocol)
         if type(operation) is UserRoom:
-            return self.user_has_room(operation.protocol, operation.connection, operation.user_id)
+            admitted = self.user_has_room(operation.protocol, operation.connection, operation.user_id)
+            if admitted and self.max_connections_per_user is not None and operation.user_id is not None:
+                self._hold_room(operation.connection, operation.user_id)
+            return admitted
         if registry is None or operation.connection not in registry:
             return ChannelRoom()
         return registry.room(operation.connection, operation.channels)  # type: ignore[union-attr]
@@ -382,6 +408,8 @@ class Switchboard:
         """Forget ``connection`` (it ended, whatever ended it); the events to
         publish. Idempotent: a second call returns nothing."""
         opened = self._connections.pop(connection, None)
+        if self._room_held:
+            self._release_room(connection)
         if opened is None:
             return []
         self.registries[opened.mount.name].remove_connection(connection)
@@ -452,6 +480,8 @@ class Switchboard:
             registry = registries.get(event.protocol)  # type: ignore[union-attr]
             if registry is None:
                 continue  # a protocol this server does not mount
+            if type(event) is IdentifyConnection and self._room_held:
+                self._release_room(event.connection, event.user_id)  # type: ignore[union-attr]
             recipients = registry.apply(event)
             if recipients:
                 kind = type(event)

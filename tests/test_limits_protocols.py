@@ -106,6 +106,33 @@ def test_a_socketio_connect_past_the_users_bound_is_refused_with_connect_error()
     assert not isinstance(_namespace(asnity, "e3", alice.token, community), ConnectError)
 
 
+def test_two_sign_ins_of_one_user_whose_events_are_not_applied_yet_share_one_bound() -> None:
+    """A CONNECT admitted by ``UserRoom`` counts at once, before its events
+    are published (a publish may wait behind earlier writes, ordering.py):
+    two connects of one user decided before either is applied must not both
+    pass a bound of one."""
+    asnity, alice, _, community = _world()
+    asnity.board.max_connections_per_user = 1
+    for connection in ("e1", "e2"):
+        _engineio(asnity, connection)
+
+    def connect(connection: str) -> list[Any]:
+        return asnity.run(asnity.board.handle_message(
+            connection, f"0{namespace_of(community)},{json.dumps({'token': f'Bearer {alice.token}'})}"))
+
+    first, second = connect("e1"), connect("e2")  # both decided; neither published yet
+    asnity.publish(first)
+    asnity.publish(second)
+    assert not isinstance(_packets(asnity, "e1")[0], ConnectError)
+    refused = _packets(asnity, "e2")[0]
+    assert isinstance(refused, ConnectError) and refused.data == {"message": TOO_MANY_CONNECTIONS}
+    # The admitted one's hold ended with its sign-in; when it closes, room is made again.
+    assert not asnity.board._room_held
+    asnity.publish(asnity.board.closed("e1"))
+    asnity.publish(connect("e2"))
+    assert not isinstance(_packets(asnity, "e2")[0], ConnectError)
+
+
 def test_the_bound_counts_every_protocol() -> None:
     asnity, alice, _, community = _world()
     asnity.board.max_connections_per_user = 1
