@@ -42,11 +42,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run as bench  # noqa: E402  (the shared helpers of benches/run.py)
+import harness  # noqa: E402  (benches/harness.py: servers, HTTP clients, the load generator)
 
 from satchel.transports.interfaces import ServerLimits  # noqa: E402
 
-HOST = bench.HOST
+HOST = harness.HOST
 
 
 # --- a minimal websocket client: handshake and masked frames ----------------------
@@ -145,8 +145,8 @@ class Flooder:
             pass
 
 
-def fanout(server: bench.Server, cookie: str, subs: int, duration: float) -> dict[str, Any]:
-    return bench.run_loadgen(
+def fanout(server: harness.Server, cookie: str, subs: int, duration: float) -> dict[str, Any]:
+    return harness.run_loadgen(
         ["fanout", "--port", str(server.port), "--subs", str(subs), "--size", "100", "--inflight", "8",
          "--warmup", "1", "--duration", str(duration), "--server-pid", str(server.pid), "--cookie", cookie],
         timeout=120 + duration,
@@ -154,13 +154,13 @@ def fanout(server: bench.Server, cookie: str, subs: int, duration: float) -> dic
 
 
 def flood_case(options: argparse.Namespace) -> dict[str, Any]:
-    bench.build_loadgen()
+    harness.build_loadgen()
     # The server's own default budget per sender, as a deployment runs it.
     rate = ServerLimits().websocket_message_rate
     with tempfile.TemporaryDirectory(prefix="satchel-abuse-") as tmp:
-        server = bench.start_satchel(Path(tmp), ["--websocket-message-rate", str(rate or 0), *options.server_args])
+        server = harness.start_satchel(Path(tmp), ["--websocket-message-rate", str(rate or 0), *options.server_args])
         try:
-            client = bench.satchel_login(server.port)
+            client = harness.satchel_login(server.port)
             cookie = client.cookie
             client.close()
             assert cookie
@@ -267,14 +267,14 @@ sys.stdin.read()
 def hold(port: int, cookie: str, n: int, source: str | None = None, upgrade: bool = True) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(port), cookie, str(n), source or "", "ws" if upgrade else "tcp"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=bench._raise_fd_limit,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=harness.raise_fd_limit,
     )
 
 
 def probe(port: int) -> float:
     """One fresh-connection REST request (GET /collections); seconds it took."""
     started = time.perf_counter()
-    client = bench.Http(port, {"Authorization": f"key {bench.API_KEY}"})
+    client = harness.Http(port, {"Authorization": f"key {harness.API_KEY}"})
     try:
         client.connection.timeout = 30
         status, _ = client.request("GET", "/collections")
@@ -287,9 +287,9 @@ def probe(port: int) -> float:
 
 def drop_case(options: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="satchel-abuse-") as tmp:
-        server = bench.start_satchel(Path(tmp), options.server_args)
+        server = harness.start_satchel(Path(tmp), options.server_args)
         try:
-            client = bench.satchel_login(server.port)
+            client = harness.satchel_login(server.port)
             cookie = client.cookie
             assert cookie
             probe(server.port)
@@ -356,7 +356,7 @@ def drop_case(options: argparse.Namespace) -> dict[str, Any]:
 def idle_case(options: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="satchel-abuse-") as tmp:
         # 127.0.0.2 is a loopback address: the per-address bounds must be on for it.
-        server = bench.start_satchel(Path(tmp), ["--limit-loopback", *options.server_args])
+        server = harness.start_satchel(Path(tmp), ["--limit-loopback", *options.server_args])
         try:
             probe(server.port)
             latencies: list[float] = []
@@ -437,7 +437,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="seconds probed with the idle flood held")
     parser.add_argument("--server-arg", action="append", dest="server_args", default=[],
                         help="an extra argument for satchel serve (repeatable)")
-    parser.add_argument("--output", default=str(bench.RESULTS / "abuse.json"))
+    parser.add_argument("--output", default=str(harness.RESULTS / "abuse.json"))
     options = parser.parse_args(argv)
     options.only = [part for part in options.only.split(",") if part]
     return options
@@ -446,10 +446,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_cases(names: list[str], argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run the named cases with this file's defaults (``run.py --only abuse``)."""
     options = parse_args(argv or [])
-    bench._raise_fd_limit()
+    harness.raise_fd_limit()
     results = []
     for name in names:
-        bench.log(f"abuse: {name}")
+        harness.log(f"abuse: {name}")
         result = CASES[name](options)
         print(json.dumps(result), flush=True)
         results.append(result)

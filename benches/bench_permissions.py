@@ -18,7 +18,7 @@
    that every subscriber received exactly the items its role admits, each
    once, with exactly the fields its role may read. The peer is the
    ``websockets`` library's ``broadcast()`` (issue #3's peer,
-   ``peers/websockets_server.py``) measured by ``run.fanout_case`` with as
+   ``peers/websockets_server.py``) measured by ``websocket_cases.fanout_case`` with as
    many subscribers, in the same run. Target: Satchel's deliveries/s >= 3x
    the peer's, 0 lost.
 2. **Rule-check cost on REST get-by-id**: two ``satchel serve`` at once, one
@@ -50,11 +50,13 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-import run as R  # benches/run.py: servers, HTTP helpers, wrk, the fan-out peer case
+import figures  # benches/figures.py: the targets, the table's number formats
+import harness  # benches/harness.py: servers, HTTP clients, wrk, the load generator
+import websocket_cases  # benches/websocket_cases.py: the fan-out peer case
 
 HERE = Path(__file__).resolve().parent
 DIRGEN_SOURCE = HERE / "loadgen" / "dirgen.c"
-DIRGEN = R.RESULTS / "bin" / "dirgen"
+DIRGEN = harness.RESULTS / "bin" / "dirgen"
 
 ADMIN_EMAIL = "admin@bench.example.com"
 COLLECTION = "articles"
@@ -123,22 +125,22 @@ def build_dirgen() -> Path:
 def make_admin(data_dir: Path) -> None:
     """``satchel admin create`` before the server starts, as an operator does."""
     password_file = data_dir / "admin-password"
-    password_file.write_text(R.PASSWORD + "\n")
+    password_file.write_text(harness.PASSWORD + "\n")
     subprocess.run([sys.executable, "-m", "satchel.transports", "admin", "create", ADMIN_EMAIL,
                     "--password-file", str(password_file), "--data-dir", str(data_dir)],
                    check=True, capture_output=True, text=True, timeout=60)
 
 
-def start(data_dir: Path, rules: dict[str, Any] | None) -> R.Server:
+def start(data_dir: Path, rules: dict[str, Any] | None) -> harness.Server:
     extra: list[str] = []
     if rules is not None:
         path = data_dir / "rules.json"
         path.write_text(json.dumps(rules))
         extra = ["--rules", str(path)]
-    return R.start_satchel(data_dir, extra)
+    return harness.start_satchel(data_dir, extra)
 
 
-def call(http: R.Http, method: str, path: str, body: Any = None, *, bearer: str | None = None,
+def call(http: harness.Http, method: str, path: str, body: Any = None, *, bearer: str | None = None,
          expect: tuple[int, ...] = (200,)) -> Any:
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
     status, answer = http.request(method, path, body, headers)
@@ -148,9 +150,9 @@ def call(http: R.Http, method: str, path: str, body: Any = None, *, bearer: str 
 
 
 def directus_login(port: int, email: str) -> str:
-    http = R.Http(port)
+    http = harness.Http(port)
     try:
-        answer = call(http, "POST", "/auth/login", {"email": email, "password": R.PASSWORD, "mode": "json"})
+        answer = call(http, "POST", "/auth/login", {"email": email, "password": harness.PASSWORD, "mode": "json"})
         return answer["data"]["access_token"]
     finally:
         http.close()
@@ -158,15 +160,15 @@ def directus_login(port: int, email: str) -> str:
 
 def register(port: int, email: str) -> str:
     """A Backpack account (``POST /register``): its id."""
-    http = R.Http(port, {"Authorization": f"key {R.API_KEY}"})
+    http = harness.Http(port, {"Authorization": f"key {harness.API_KEY}"})
     try:
-        return call(http, "POST", "/register", {"email": email, "password": R.PASSWORD})["id"]
+        return call(http, "POST", "/register", {"email": email, "password": harness.PASSWORD})["id"]
     finally:
         http.close()
 
 
 def set_role(port: int, admin: str, user_id: str, role: str) -> None:
-    http = R.Http(port)
+    http = harness.Http(port)
     try:
         answer = call(http, "PUT", f"/_/api/users/{user_id}/role", {"role": role}, bearer=admin)
         assert answer["data"]["role"] == role, answer
@@ -186,9 +188,9 @@ def parallel(function: Callable[..., Any], calls: list[tuple[Any, ...]], workers
 
 def run_dirgen(args: list[str], timeout: float) -> dict[str, Any]:
     result = subprocess.run([str(DIRGEN), *args], capture_output=True, text=True, timeout=timeout, check=False,
-                            preexec_fn=R._raise_fd_limit)
+                            preexec_fn=harness.raise_fd_limit)
     if result.stderr.strip():
-        R.log(result.stderr.strip())
+        harness.log(result.stderr.strip())
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"dirgen printed no result (exit {result.returncode}): {result.stderr[-500:]}")
@@ -268,7 +270,7 @@ def satchel_directus_fanout(options: argparse.Namespace, inflight: int) -> dict[
             for (name, _), token in zip(emails, tokens):
                 token_of[name].append(token)
             # What "every field" is: an item created in another collection, as the admin reads it back.
-            http = R.Http(port)
+            http = harness.Http(port)
             probe = call(http, "POST", "/items/articles_probe", phase_body(0), bearer=admin)["data"]
             http.close()
             full_fields = frozenset(probe)
@@ -285,7 +287,7 @@ def satchel_directus_fanout(options: argparse.Namespace, inflight: int) -> dict[
             for index, name in enumerate(role_names):
                 admits = ROLES[name][1]
                 masks += ["--mask", f"{index}:" + "".join("1" if admits(phase_body(p)) else "0" for p in range(PHASES))]
-            R.log(f"  setup: {len(emails)} users in {len(role_names)} roles, {setup_s:.1f} s")
+            harness.log(f"  setup: {len(emails)} users in {len(role_names)} roles, {setup_s:.1f} s")
             result = run_dirgen(
                 ["fanout", "--port", str(port), "--conns", str(conns), "--bodies", str(bodies), *masks,
                  "--subscribe", SUBSCRIBE, "--post-path", f"/items/{COLLECTION}", "--post-auth", f"Bearer {admin}",
@@ -336,25 +338,25 @@ def _with_other_cpu(case: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def _fanout_round(options: argparse.Namespace, inflight: int, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    R.log(f"permissions: Directus fan-out, satchel, {options.perm_subs} subscribers in 4 roles, "
+    harness.log(f"permissions: Directus fan-out, satchel, {options.perm_subs} subscribers in 4 roles, "
           f"{inflight} creates in flight{label} ...")
     try:
         ours = _with_other_cpu(lambda: satchel_directus_fanout(options, inflight))
         check = ours["check"]
-        R.log(f"  {ours['deliveries_per_s']:,.0f} deliveries/s ({ours['creates_per_s']:,.0f} creates/s), "
+        harness.log(f"  {ours['deliveries_per_s']:,.0f} deliveries/s ({ours['creates_per_s']:,.0f} creates/s), "
               f"p50 {ours['latency_us']['p50']:.0f} us, p99 {ours['latency_us']['p99']:.0f} us, lost {ours['lost']}, "
               f"dirgen cpu {ours['loadgen_cpu']:.0%}, server cpu {ours['server_cpu']:.0%}, other processes "
               f"{ours['other_cpu_whole_case']:.0%}, check {'ok' if check['ok'] else 'FAILED: ' + '; '.join(check['examples'])}")
     except Exception as error:
-        R.log(f"  failed: {error}")
+        harness.log(f"  failed: {error}")
         ours = {"server": "satchel", "error": str(error)}
-    R.log(f"permissions: fan-out peer {PEER} broadcast(), {options.perm_subs} subscribers, {inflight} in flight{label} ...")
+    harness.log(f"permissions: fan-out peer {PEER} broadcast(), {options.perm_subs} subscribers, {inflight} in flight{label} ...")
     try:
-        theirs = _with_other_cpu(lambda: R.fanout_case(PEER, options.perm_subs, False, inflight, options))
-        R._log_result(theirs)
-        R.log(f"  other processes {theirs['other_cpu_whole_case']:.0%}")
+        theirs = _with_other_cpu(lambda: websocket_cases.fanout_case(PEER, options.perm_subs, False, inflight, options))
+        websocket_cases.log_fanout_result(theirs)
+        harness.log(f"  other processes {theirs['other_cpu_whole_case']:.0%}")
     except Exception as error:
-        R.log(f"  failed: {error}")
+        harness.log(f"  failed: {error}")
         theirs = {"server": PEER, "error": str(error)}
     return ours, theirs
 
@@ -386,7 +388,7 @@ def bench_fanout(options: argparse.Namespace) -> dict[str, Any]:
             every_round_ok = len(good_ours) == len(rounds) and all(
                 r["check"]["ok"] and r["lost"] == 0 for r in good_ours)
             ratio = ours["deliveries_per_s"] / theirs["deliveries_per_s"]
-            target = R.TARGETS["permissions_fanout_1000"]
+            target = figures.TARGETS["permissions_fanout_1000"]
             case["verdict"] = {"ratio": ratio, "every_round_checked_ok": every_round_ok,
                                "target": f">= {target:g}x {PEER}, 0 lost, every delivery as the rules say",
                                "met": ratio >= target and every_round_ok}
@@ -397,7 +399,7 @@ def bench_fanout(options: argparse.Namespace) -> dict[str, Any]:
 # -- 2. rule-check cost on REST get-by-id ---------------------------------------------------
 
 
-def rules_case_setup(variant: str, data_dir: Path) -> tuple[R.Server, dict[str, dict[str, str]], dict[str, Any]]:
+def rules_case_setup(variant: str, data_dir: Path) -> tuple[harness.Server, dict[str, dict[str, str]], dict[str, Any]]:
     """Start a server for the get-by-id case: (server, wrk env per call, what was checked)."""
     make_admin(data_dir)
     server = start(data_dir, AUDITOR_RULES if variant == "rules" else None)
@@ -407,7 +409,7 @@ def rules_case_setup(variant: str, data_dir: Path) -> tuple[R.Server, dict[str, 
         user_id = register(port, email)
         if variant == "rules":
             set_role(port, directus_login(port, ADMIN_EMAIL), user_id, "auditor")
-        client = R.satchel_login(port, email)
+        client = harness.satchel_login(port, email)
         status, record = client.request("POST", "/benchitems", GET_RECORD)
         assert status == 200, (status, record)
         status, hidden = client.request("POST", "/benchitems", HIDDEN_RECORD)
@@ -419,7 +421,7 @@ def rules_case_setup(variant: str, data_dir: Path) -> tuple[R.Server, dict[str, 
         status, _ = client.request("GET", f"/benchitems/{hidden['_id']}")
         checked["backpack_filtered_item_status"] = status
         token = directus_login(port, email)
-        http = R.Http(port)
+        http = harness.Http(port)
         got = call(http, "GET", f"/items/benchitems/{record['_id']}", bearer=token)["data"]
         checked["directus_fields"] = sorted(got)
         status, _ = http.request("GET", f"/items/benchitems/{hidden['_id']}", headers={"Authorization": f"Bearer {token}"})
@@ -432,7 +434,7 @@ def rules_case_setup(variant: str, data_dir: Path) -> tuple[R.Server, dict[str, 
         else:
             assert "secret" in checked["backpack_fields"] and checked["backpack_filtered_item_status"] == 200, checked
         envs = {
-            "backpack": {"BENCH_AUTH": f"key {R.API_KEY}", "BENCH_COOKIE": client.cookie or "",
+            "backpack": {"BENCH_AUTH": f"key {harness.API_KEY}", "BENCH_COOKIE": client.cookie or "",
                          "BENCH_GET_PATH": f"/benchitems/{record['_id']}"},
             "directus": {"BENCH_AUTH": f"Bearer {token}", "BENCH_COOKIE": "",
                          "BENCH_GET_PATH": f"/items/benchitems/{record['_id']}"},
@@ -448,13 +450,13 @@ CALLS = {"backpack": "Backpack GET /benchitems/{id}", "directus": "Directus GET 
 
 
 def bench_rules_cost(options: argparse.Namespace) -> dict[str, Any]:
-    wrk_bin = R.ensure_wrk()
+    wrk_bin = harness.ensure_wrk()
     if wrk_bin is None:
         return {"skipped": "wrk is not installed"}
     results: dict[str, Any] = {"connections": options.rest_connections, "seconds": options.perm_rest_seconds,
                                "rounds": options.perm_rounds, "calls": {}}
     tmps = {variant: tempfile.TemporaryDirectory(prefix="satchel-bench-") for variant in ("default", "rules")}
-    servers: dict[str, R.Server] = {}
+    servers: dict[str, harness.Server] = {}
     try:
         envs: dict[str, dict[str, dict[str, str]]] = {}
         for variant in ("default", "rules"):
@@ -464,20 +466,20 @@ def bench_rules_cost(options: argparse.Namespace) -> dict[str, Any]:
             runs: dict[str, list[dict[str, Any]]] = {"default": [], "rules": []}
             for round_ in range(options.perm_rounds):
                 for variant in ("default", "rules"):  # alternating: both see the same machine
-                    R.log(f"permissions: {CALLS[call_name]}, {variant}, round {round_ + 1} of {options.perm_rounds} ...")
+                    harness.log(f"permissions: {CALLS[call_name]}, {variant}, round {round_ + 1} of {options.perm_rounds} ...")
                     server = servers[variant]
                     cpu0, t0 = server.cpu_seconds(), time.monotonic()
-                    got = R.wrk(wrk_bin, f"http://{R.HOST}:{server.port}", R.WRK_SCRIPTS / "get.lua", options,
+                    got = harness.wrk(wrk_bin, f"http://{harness.HOST}:{server.port}", harness.WRK_SCRIPTS / "get.lua", options,
                                 envs[variant][call_name], seconds=options.perm_rest_seconds)
                     got["server_cpu"] = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
                     got["mean_latency_us"] = options.rest_connections / got["requests_per_s"] * 1e6
-                    R.log(f"  {got['requests_per_s']:,.0f}/s, p50 {got['latency_us'].get('p50', 0):.0f} us, "
+                    harness.log(f"  {got['requests_per_s']:,.0f}/s, p50 {got['latency_us'].get('p50', 0):.0f} us, "
                           f"p99 {got['latency_us'].get('p99', 0):.0f} us, non-2xx {got['non_2xx']}")
                     runs[variant].append(got)
             best = {variant: max(rs, key=lambda r: r["requests_per_s"]) for variant, rs in runs.items()}
             overhead = best["rules"]["mean_latency_us"] / best["default"]["mean_latency_us"] - 1
             p50 = {v: best[v]["latency_us"].get("p50", 0) for v in best}
-            target = R.TARGETS["permissions_rule_overhead"]
+            target = figures.TARGETS["permissions_rule_overhead"]
             results["calls"][call_name] = {
                 "default": best["default"], "rules": best["rules"], "rounds": runs,
                 "overhead": overhead, "p50_overhead": p50["rules"] / p50["default"] - 1 if p50["default"] else None,
@@ -496,29 +498,29 @@ def bench_rules_cost(options: argparse.Namespace) -> dict[str, Any]:
 
 
 def bench_permissions(options: argparse.Namespace) -> dict[str, Any]:
-    R.build_loadgen()
+    harness.build_loadgen()
     build_dirgen()
     results: dict[str, Any] = {}
     try:
         results["fanout"] = bench_fanout(options)
     except Exception as error:
-        R.log(f"permissions fan-out failed: {error}")
+        harness.log(f"permissions fan-out failed: {error}")
         results["fanout"] = {"error": str(error)}
     try:
         results["rules_cost"] = bench_rules_cost(options)
     except Exception as error:
-        R.log(f"permissions get-by-id failed: {error}")
+        harness.log(f"permissions get-by-id failed: {error}")
         results["rules_cost"] = {"error": str(error)}
     return results
 
 
 def _verdict_text(met: bool, judged: bool) -> str:
-    return R._verdict(met) if judged else f"({R._verdict(met).lower()})"
+    return figures.verdict_label(met) if judged else f"({figures.verdict_label(met).lower()})"
 
 
 def _per_cpu(result: dict[str, Any]) -> str:
     cpu = result.get("server_cpu") or 0
-    return R._fmt_rate(result["deliveries_per_s"] / cpu) if cpu else "-"
+    return figures.fmt_rate(result["deliveries_per_s"] / cpu) if cpu else "-"
 
 
 def table(report: dict[str, Any]) -> list[str]:
@@ -554,10 +556,10 @@ def table(report: dict[str, Any]) -> list[str]:
             else:
                 lat, ack = ours["latency_us"], ours["create_latency_us"]
                 lines.append(
-                    f"| {case['inflight']} | satchel (rules) | {R._fmt_rate(ours['deliveries_per_s'])} "
+                    f"| {case['inflight']} | satchel (rules) | {figures.fmt_rate(ours['deliveries_per_s'])} "
                     f"| {ours['creates_per_s']:,.0f} | {ours['receivers_per_create']:.0f} of {ours['subscribers']} "
-                    f"| {R._fmt_us(lat['p50'])} | {R._fmt_us(lat['p99'])} "
-                    f"| {R._fmt_us(ack['p50'])} / {R._fmt_us(ack['p99'])} | {ours['lost']} "
+                    f"| {figures.fmt_us(lat['p50'])} | {figures.fmt_us(lat['p99'])} "
+                    f"| {figures.fmt_us(ack['p50'])} / {figures.fmt_us(ack['p99'])} | {ours['lost']} "
                     f"| {ours['loadgen_cpu']:.0%} (dirgen) | {ours['server_cpu']:.0%} | {_per_cpu(ours)} "
                     f"| {ours.get('other_cpu_whole_case', 0):.0%} |")
             if "error" in theirs:
@@ -565,9 +567,9 @@ def table(report: dict[str, Any]) -> list[str]:
             else:
                 lat = theirs["latency_us"]
                 lines.append(
-                    f"| {case['inflight']} | {PEER} `broadcast()` | {R._fmt_rate(theirs['deliveries_per_s'])} "
+                    f"| {case['inflight']} | {PEER} `broadcast()` | {figures.fmt_rate(theirs['deliveries_per_s'])} "
                     f"| {theirs['messages_per_s']:,.0f} | {theirs['receivers_per_message']} of {theirs['subscribers']} "
-                    f"| {R._fmt_us(lat['p50'])} | {R._fmt_us(lat['p99'])} | - | {theirs['lost']} "
+                    f"| {figures.fmt_us(lat['p50'])} | {figures.fmt_us(lat['p99'])} | - | {theirs['lost']} "
                     f"| {theirs['loadgen_cpu']:.0%} (loadgen) | {theirs['server_cpu']:.0%} | {_per_cpu(theirs)} "
                     f"| {theirs.get('other_cpu_whole_case', 0):.0%} |")
         lines.append("")
@@ -608,11 +610,11 @@ def table(report: dict[str, Any]) -> list[str]:
     for name, result in cost["calls"].items():
         d, r = result["default"], result["rules"]
         lines.append(
-            f"| {CALLS[name]} | {R._fmt_rate(d['requests_per_s'])} | {R._fmt_rate(r['requests_per_s'])} "
-            f"| {R._fmt_us(d['mean_latency_us'])} / {R._fmt_us(r['mean_latency_us'])} "
-            f"| {R._fmt_us(d['latency_us'].get('p50', 0))} / {R._fmt_us(r['latency_us'].get('p50', 0))} "
-            f"| {R._fmt_us(d['latency_us'].get('p99', 0))} / {R._fmt_us(r['latency_us'].get('p99', 0))} "
-            f"| {result['overhead']:+.1%} | {result['target']} | {R._verdict(result['met'])} |")
+            f"| {CALLS[name]} | {figures.fmt_rate(d['requests_per_s'])} | {figures.fmt_rate(r['requests_per_s'])} "
+            f"| {figures.fmt_us(d['mean_latency_us'])} / {figures.fmt_us(r['mean_latency_us'])} "
+            f"| {figures.fmt_us(d['latency_us'].get('p50', 0))} / {figures.fmt_us(r['latency_us'].get('p50', 0))} "
+            f"| {figures.fmt_us(d['latency_us'].get('p99', 0))} / {figures.fmt_us(r['latency_us'].get('p99', 0))} "
+            f"| {result['overhead']:+.1%} | {result['target']} | {figures.verdict_label(result['met'])} |")
     lines.append("")
     checked = cost.get("checked_rules", {})
     if checked:
@@ -624,4 +626,6 @@ def table(report: dict[str, Any]) -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(R.main(["--only", "permissions", *sys.argv[1:]]))
+    import run  # benches/run.py: the flags, the run, the results file and table
+
+    sys.exit(run.main(["--only", "permissions", *sys.argv[1:]]))

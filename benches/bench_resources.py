@@ -15,7 +15,7 @@
    write exactly once with strictly increasing versions, and exactly the
    versions the REST answers gave (a hash of (seq, version) pairs per
    connection against the writer's). Peer: ``websockets`` ``broadcast()``
-   (``run.fanout_case``) with as many subscribers and messages in flight.
+   (``websocket_cases.fanout_case``) with as many subscribers and messages in flight.
    Target: >= 3x, 0 lost.
 2. **Cross-protocol**: one REST writer creating records with Directus
    ``POST /items/articles`` (Bearer), reaching 1000 subscribers spread evenly
@@ -54,12 +54,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import run as R  # benches/run.py: servers, HTTP helpers, the fan-out peer case
+import figures  # benches/figures.py: the targets, the table's number formats
+import harness  # benches/harness.py: servers, HTTP clients, the load generator
+import websocket_cases  # benches/websocket_cases.py: the fan-out peer case
 
 HERE = Path(__file__).resolve().parent
 RESGEN_SOURCE = HERE / "loadgen" / "resgen.c"
 RESGEN_HEADERS = (HERE / "loadgen" / "wsclient.h", HERE / "loadgen" / "benchcommon.h")
-RESGEN = R.RESULTS / "bin" / "resgen"
+RESGEN = harness.RESULTS / "bin" / "resgen"
 PEER = "websockets"
 EMAIL = "resources@bench.example.com"
 ORG, PROJECT = "benchOrg", "benchProj"
@@ -96,11 +98,11 @@ def _frame(obj: Any) -> str:
 
 def _account(port: int) -> tuple[str, str]:
     """A registered user: (Backpack session cookie, Directus access token)."""
-    client = R.satchel_login(port, EMAIL)
+    client = harness.satchel_login(port, EMAIL)
     cookie = client.cookie
     client.close()
-    http = R.Http(port)
-    status, answer = http.request("POST", "/auth/login", {"email": EMAIL, "password": R.PASSWORD, "mode": "json"})
+    http = harness.Http(port)
+    status, answer = http.request("POST", "/auth/login", {"email": EMAIL, "password": harness.PASSWORD, "mode": "json"})
     http.close()
     assert status == 200 and cookie, (status, answer)
     return cookie, answer["data"]["access_token"]
@@ -108,9 +110,9 @@ def _account(port: int) -> tuple[str, str]:
 
 def run_resgen(args: list[str], timeout: float) -> dict[str, Any]:
     result = subprocess.run([str(RESGEN), *args], capture_output=True, text=True, timeout=timeout, check=False,
-                            preexec_fn=R._raise_fd_limit)
+                            preexec_fn=harness.raise_fd_limit)
     if result.stderr.strip():
-        R.log(result.stderr.strip())
+        harness.log(result.stderr.strip())
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"resgen printed no result (exit {result.returncode}): {result.stderr[-500:]}")
@@ -176,16 +178,16 @@ def check_fanout(result: dict[str, Any], *, hash_checked: bool) -> dict[str, Any
                                        or result["lost"] or result["non_2xx"])}
 
 
-def _fresh_server(extra: list[str] | None = None) -> tuple[R.Server, tempfile.TemporaryDirectory]:
+def _fresh_server(extra: list[str] | None = None) -> tuple[harness.Server, tempfile.TemporaryDirectory]:
     tmp = tempfile.TemporaryDirectory(prefix="satchel-bench-")
     try:
-        return R.start_satchel(Path(tmp.name), ["--websocket-heartbeat-ms", "0", *(extra or [])]), tmp
+        return harness.start_satchel(Path(tmp.name), ["--websocket-heartbeat-ms", "0", *(extra or [])]), tmp
     except BaseException:
         tmp.cleanup()
         raise
 
 
-def _finish(result: dict[str, Any], server: R.Server) -> dict[str, Any]:
+def _finish(result: dict[str, Any], server: harness.Server) -> dict[str, Any]:
     if "error" in result:
         raise RuntimeError(f"{result['error']}: {result.get('ready')} of {result.get('wanted')} connections ready")
     return result
@@ -201,7 +203,7 @@ def kv_fanout_case(options: argparse.Namespace, inflight: int) -> dict[str, Any]
         _, token = _account(port)
         scope = {"x-m2-organization": ORG, "x-m2-project": PROJECT, "Authorization": f"Bearer {token}"}
         pad = "x" * max(0, options.size - 60)
-        http = R.Http(port)
+        http = harness.Http(port)
         status, answer = http.request("PUT", f"/realtime/kv/{KV_ID}", {"seq": "0000000000", "p": pad}, scope)
         http.close()
         assert status == 200, (status, answer)
@@ -234,21 +236,21 @@ def bench_kv(options: argparse.Namespace) -> dict[str, Any]:
         rounds: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for round_ in range(options.res_rounds):
             label = f", round {round_ + 1} of {options.res_rounds}" if options.res_rounds > 1 else ""
-            R.log(f"resources: kv fan-out, satchel, {options.res_subs} subscribers, {inflight} in flight{label} ...")
+            harness.log(f"resources: kv fan-out, satchel, {options.res_subs} subscribers, {inflight} in flight{label} ...")
             try:
                 ours = kv_fanout_case(options, inflight)
-                R.log(f"  {ours['deliveries_per_s']:,.0f} deliveries/s, {ours['writes_per_s']:,.0f} writes/s, "
+                harness.log(f"  {ours['deliveries_per_s']:,.0f} deliveries/s, {ours['writes_per_s']:,.0f} writes/s, "
                       f"p99 {ours['latency_us']['p99'] / 1000:.1f} ms, lost {ours['lost']}, check "
                       f"{'ok' if ours['check']['ok'] else ours['check']['examples']}")
             except Exception as error:
-                R.log(f"  failed: {error}")
+                harness.log(f"  failed: {error}")
                 ours = {"error": str(error)}
-            R.log(f"resources: kv fan-out, {PEER} peer, {inflight} in flight{label} ...")
+            harness.log(f"resources: kv fan-out, {PEER} peer, {inflight} in flight{label} ...")
             try:
-                theirs = R.fanout_case(PEER, options.res_subs, False, inflight, options)
-                R.log(f"  {theirs['deliveries_per_s']:,.0f} deliveries/s, lost {theirs['lost']}")
+                theirs = websocket_cases.fanout_case(PEER, options.res_subs, False, inflight, options)
+                harness.log(f"  {theirs['deliveries_per_s']:,.0f} deliveries/s, lost {theirs['lost']}")
             except Exception as error:
-                R.log(f"  failed: {error}")
+                harness.log(f"  failed: {error}")
                 theirs = {"error": str(error)}
             rounds.append((ours, theirs))
         good_ours = [o for o, _ in rounds if "error" not in o]
@@ -261,7 +263,7 @@ def bench_kv(options: argparse.Namespace) -> dict[str, Any]:
         if good_ours and good_theirs and theirs["deliveries_per_s"]:
             every_ok = len(good_ours) == len(rounds) and all(o["check"]["ok"] for o in good_ours)
             ratio = ours["deliveries_per_s"] / theirs["deliveries_per_s"]
-            target = R.TARGETS["resources_fanout_1000"]
+            target = figures.TARGETS["resources_fanout_1000"]
             case["verdict"] = {"ratio": ratio, "every_round_checked_ok": every_ok,
                                "target": f">= {target:g}x {PEER}, 0 lost", "met": ratio >= target and every_ok}
         results["cases"].append(case)
@@ -320,15 +322,15 @@ def bench_cross(options: argparse.Namespace) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {mix: [] for mix in MIXES}
     for round_ in range(options.res_rounds):
         for mix in MIXES:  # alternating: every mix sees the same machine
-            R.log(f"resources: cross-protocol, {mix}, {options.res_subs} subscribers, {inflight} in flight, "
+            harness.log(f"resources: cross-protocol, {mix}, {options.res_subs} subscribers, {inflight} in flight, "
                   f"round {round_ + 1} of {options.res_rounds} ...")
             try:
                 got = cross_case(options, mix, inflight)
-                R.log(f"  {got['deliveries_per_s']:,.0f} deliveries/s, {got['writes_per_s']:,.0f} creates/s, "
+                harness.log(f"  {got['deliveries_per_s']:,.0f} deliveries/s, {got['writes_per_s']:,.0f} creates/s, "
                       f"p99 {got['latency_us']['p99'] / 1000:.1f} ms, lost {got['lost']}, check "
                       f"{'ok' if got['check']['ok'] else got['check']['examples']}")
             except Exception as error:
-                R.log(f"  failed: {error}")
+                harness.log(f"  failed: {error}")
                 got = {"error": str(error)}
             runs[mix].append(got)
     for mix, rs in runs.items():
@@ -343,7 +345,7 @@ def bench_cross(options: argparse.Namespace) -> dict[str, Any]:
         reference = len(singles) / sum(1 / s["deliveries_per_s"] for s in singles)
         ratio = mixed["deliveries_per_s"] / reference
         ok = mixed["every_round_checked_ok"] and all(s["every_round_checked_ok"] for s in singles)
-        target = R.TARGETS["resources_cross_protocol"]
+        target = figures.TARGETS["resources_cross_protocol"]
         results["verdict"] = {
             "reference": "harmonic mean of the three single-protocol figures",
             "reference_deliveries_per_s": reference, "ratio": ratio,
@@ -363,7 +365,7 @@ def _udp_sender(port: int, write_token: str, rate: float, seconds: float, out: d
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    sock.connect((R.HOST, port))
+    sock.connect((harness.HOST, port))
     nonces: dict[bytes, int] = {}
     acked: dict[int, str] = {}
     sent_at: dict[int, float] = {}
@@ -423,7 +425,7 @@ def bench_udp_document(options: argparse.Namespace) -> dict[str, Any]:
     try:
         port = server.port
         read_token, write_token = secrets.token_hex(16), secrets.token_hex(16)
-        http = R.Http(port)
+        http = harness.Http(port)
         status, body = http.request("PUT", f"/backend/documents/{read_token}",
                                     {"title": "a sensor inbox", "#messages": {}},
                                     {"Write-Token": write_token, "Derived-From": "0", "Revision": "1"})
@@ -437,7 +439,7 @@ def bench_udp_document(options: argparse.Namespace) -> dict[str, Any]:
             [str(RESGEN), "watch", "--port", str(port), "--conns", str(conns), "--warmup", "0",
              "--duration", str(options.res_udp_seconds + 1.5), "--max-seq", str(count + 2),
              "--server-pid", str(server.pid)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=R._raise_fd_limit)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=harness.raise_fd_limit)
         assert process.stdout is not None
         first = process.stdout.readline()
         if first.strip() != "READY":
@@ -449,7 +451,7 @@ def bench_udp_document(options: argparse.Namespace) -> dict[str, Any]:
         server_cpu = (server.cpu_seconds() - cpu0) / max(sender["seconds"], 1e-9)
         rest, err = process.communicate(timeout=60)
         if err.strip():
-            R.log(err.strip())
+            harness.log(err.strip())
         lines = [line for line in rest.splitlines() if line.startswith("{")]
         if not lines:
             raise RuntimeError(f"resgen watch printed no result: {err[-300:]}")
@@ -476,7 +478,7 @@ def bench_udp_document(options: argparse.Namespace) -> dict[str, Any]:
         result.update(server="satchel", subscribers=options.res_doc_subs, sender=sender, answers=codes,
                       acknowledged=len(merged), unanswered=count - len(acked), lost=missing_total,
                       connections_wrong=wrong, server_cpu=server_cpu, message_ids=DOC_IDS)
-        target_ms = R.TARGETS["resources_udp_p99_ms"]
+        target_ms = figures.TARGETS["resources_udp_p99_ms"]
         result["verdict"] = {
             "target": f"p99 <= {target_ms:g} ms at {options.res_udp_rate:g} messages/s, 0 lost",
             "met": (result["latency_us"]["p99"] <= target_ms * 1000 and missing_total == 0 and wrong == 0
@@ -491,22 +493,22 @@ def bench_udp_document(options: argparse.Namespace) -> dict[str, Any]:
 
 
 def bench_resources(options: argparse.Namespace) -> dict[str, Any]:
-    R.build_loadgen()
+    harness.build_loadgen()
     build_resgen()
     results: dict[str, Any] = {}
     for name, function in (("kv_fanout", bench_kv), ("cross_protocol", bench_cross),
                            ("udp_document", bench_udp_document)):
         try:
             if name == "udp_document":
-                R.log(f"resources: UDP inbox -> {options.res_doc_subs} document subscribers, "
+                harness.log(f"resources: UDP inbox -> {options.res_doc_subs} document subscribers, "
                       f"{options.res_udp_rate:g}/s for {options.res_udp_seconds:g} s ...")
             results[name] = function(options)
             if name == "udp_document":
                 got = results[name]
-                R.log(f"  p50 {got['latency_us']['p50'] / 1000:.2f} ms, p99 {got['latency_us']['p99'] / 1000:.2f} ms,"
+                harness.log(f"  p50 {got['latency_us']['p50'] / 1000:.2f} ms, p99 {got['latency_us']['p99'] / 1000:.2f} ms,"
                       f" lost {got['lost']}, acknowledged {got['acknowledged']} of {got['sender']['sent']}")
         except Exception as error:
-            R.log(f"resources {name} failed: {error}")
+            harness.log(f"resources {name} failed: {error}")
             results[name] = {"error": str(error)}
     return results
 
@@ -535,17 +537,17 @@ def table(report: dict[str, Any]) -> list[str]:
                 lines.append(f"| {case['inflight']} | satchel | failed: {o['error'][:80]} | | | | | | | | |")
             else:
                 lines.append(
-                    f"| {case['inflight']} | satchel | {R._fmt_rate(o['deliveries_per_s'])} | {o['writes_per_s']:,.0f} "
-                    f"| {R._fmt_us(o['latency_us']['p50'])} | {R._fmt_us(o['latency_us']['p99'])} "
-                    f"| {R._fmt_us(o['write_latency_us']['p50'])} / {R._fmt_us(o['write_latency_us']['p99'])} "
+                    f"| {case['inflight']} | satchel | {figures.fmt_rate(o['deliveries_per_s'])} | {o['writes_per_s']:,.0f} "
+                    f"| {figures.fmt_us(o['latency_us']['p50'])} | {figures.fmt_us(o['latency_us']['p99'])} "
+                    f"| {figures.fmt_us(o['write_latency_us']['p50'])} / {figures.fmt_us(o['write_latency_us']['p99'])} "
                     f"| {o['lost']} | {o['loadgen_cpu']:.0%} (resgen) | {o['server_cpu']:.0%} | {o['other_cpu']:.0%} |")
             if "error" in t:
                 lines.append(f"| {case['inflight']} | {PEER} | failed: {t['error'][:80]} | | | | | | | | |")
             else:
                 lines.append(
-                    f"| {case['inflight']} | {PEER} `broadcast()` | {R._fmt_rate(t['deliveries_per_s'])} "
-                    f"| {t['messages_per_s']:,.0f} | {R._fmt_us(t['latency_us']['p50'])} "
-                    f"| {R._fmt_us(t['latency_us']['p99'])} | - | {t['lost']} | {t['loadgen_cpu']:.0%} (loadgen) "
+                    f"| {case['inflight']} | {PEER} `broadcast()` | {figures.fmt_rate(t['deliveries_per_s'])} "
+                    f"| {t['messages_per_s']:,.0f} | {figures.fmt_us(t['latency_us']['p50'])} "
+                    f"| {figures.fmt_us(t['latency_us']['p99'])} | - | {t['lost']} | {t['loadgen_cpu']:.0%} (loadgen) "
                     f"| {t['server_cpu']:.0%} | - |")
         lines.append("")
         lines.append("| in flight | Satchel / peer | lost | every subscriber got every version exactly once "
@@ -563,7 +565,7 @@ def table(report: dict[str, Any]) -> list[str]:
                      "updates arrived after a higher version")
             if len(case["rounds"]) > 1:
                 order += "; every round ok" if v["every_round_checked_ok"] else "; NOT every round ok"
-            verdict = R._verdict(v["met"]) if n == 0 else f"({R._verdict(v['met']).lower()})"
+            verdict = figures.verdict_label(v["met"]) if n == 0 else f"({figures.verdict_label(v['met']).lower()})"
             lines.append(f"| {case['inflight']} | {v['ratio']:.2f}x | {case['satchel']['lost']} | {once} | {order} "
                          f"| {v['target']} | {verdict} |")
         lines.append("")
@@ -587,9 +589,9 @@ def table(report: dict[str, Any]) -> list[str]:
                 continue
             label = "mixed (1/3 each)" if mix == "mixed" else f"all {mix}"
             lines.append(
-                f"| {label} | {R._fmt_rate(c['deliveries_per_s'])} | {c['writes_per_s']:,.0f} "
-                f"| {R._fmt_us(c['latency_us']['p50'])} | {R._fmt_us(c['latency_us']['p99'])} "
-                f"| {R._fmt_us(c['write_latency_us']['p50'])} / {R._fmt_us(c['write_latency_us']['p99'])} "
+                f"| {label} | {figures.fmt_rate(c['deliveries_per_s'])} | {c['writes_per_s']:,.0f} "
+                f"| {figures.fmt_us(c['latency_us']['p50'])} | {figures.fmt_us(c['latency_us']['p99'])} "
+                f"| {figures.fmt_us(c['write_latency_us']['p50'])} / {figures.fmt_us(c['write_latency_us']['p99'])} "
                 f"| {c['lost']} | {'yes' if c['every_round_checked_ok'] else 'NO: ' + '; '.join(c['check']['examples'])} "
                 f"| {c['loadgen_cpu']:.0%} | {c['server_cpu']:.0%} | {c['other_cpu']:.0%} |")
         lines.append("")
@@ -598,8 +600,8 @@ def table(report: dict[str, Any]) -> list[str]:
             each = ", ".join(f"{r:.2f}x all-{m}" for m, r in v["ratio_vs_each"].items())
             lines.append("| mixed / reference | reference | vs each single protocol | target | verdict |")
             lines.append("|---|---|---|---|---|")
-            lines.append(f"| **{v['ratio']:.2f}x** | {R._fmt_rate(v['reference_deliveries_per_s'])} ({v['reference']}) "
-                         f"| {each} | {v['target']} | {R._verdict(v['met'])} |")
+            lines.append(f"| **{v['ratio']:.2f}x** | {figures.fmt_rate(v['reference_deliveries_per_s'])} ({v['reference']}) "
+                         f"| {each} | {v['target']} | {figures.verdict_label(v['met'])} |")
             lines.append("")
     udp = res.get("udp_document", {})
     lines += ["## UDP inbox message -> document subscriber latency", ""]
@@ -618,13 +620,15 @@ def table(report: dict[str, Any]) -> list[str]:
                      "| lost (at any subscriber) | revisions in order | server CPU | resgen CPU | other processes "
                      "| target | verdict |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        lines.append(f"| {s['rate']:,.0f} | {udp['subscribers']} | {R._fmt_us(lat['p50'])} | {R._fmt_us(lat['p99'])} "
-                     f"| {R._fmt_us(lat['max'])} | {R._fmt_us(ans['p50'] * 1000)} / {R._fmt_us(ans['p99'] * 1000)} | {udp['acknowledged']:,} of {s['sent']:,} | {udp['lost']} "
+        lines.append(f"| {s['rate']:,.0f} | {udp['subscribers']} | {figures.fmt_us(lat['p50'])} | {figures.fmt_us(lat['p99'])} "
+                     f"| {figures.fmt_us(lat['max'])} | {figures.fmt_us(ans['p50'] * 1000)} / {figures.fmt_us(ans['p99'] * 1000)} | {udp['acknowledged']:,} of {s['sent']:,} | {udp['lost']} "
                      f"| {'yes' if udp['reordered'] == 0 else 'NO: %d of %d frames after a higher revision' % (udp['reordered'], udp['delivered_frames'])} | {udp['server_cpu']:.0%} "
-                     f"| {udp['loadgen_cpu']:.0%} | {udp['other_cpu']:.0%} | {udp['verdict']['target']} | {R._verdict(udp['verdict']['met'])} |")
+                     f"| {udp['loadgen_cpu']:.0%} | {udp['other_cpu']:.0%} | {udp['verdict']['target']} | {figures.verdict_label(udp['verdict']['met'])} |")
         lines.append("")
     return lines
 
 
 if __name__ == "__main__":
-    sys.exit(R.main(["--only", "resources", *sys.argv[1:]]))
+    import run  # benches/run.py: the flags, the run, the results file and table
+
+    sys.exit(run.main(["--only", "resources", *sys.argv[1:]]))

@@ -6,10 +6,10 @@
   one node on the same store and broker, one default node (SQLite, the
   in-process bus: the single-node figure of issue #3) and the fan-out peers
   of run.py's fan-out bench (``websockets``, Node ``ws``), all through
-  ``run.fanout_case``'s load. Deliveries/s, p99, lost; and what crossed the
+  ``websocket_cases.fanout_case``'s load. Deliveries/s, p99, lost; and what crossed the
   broker per delivery: messages (each node's own count) and bytes (the
   kernel's counters of its broker connections; ``cluster.py``).
-- ``pgrest``: run.py's REST bench (``bench_rest``: wrk, PocketBase with a
+- ``pgrest``: run.py's REST bench (``rest_cases.bench_rest``: wrk, PocketBase with a
   rule that needs a user token, rounds alternating, kill -9 and a count of
   what was stored) with Satchel on ``--store postgresql://...``.
 
@@ -29,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import cluster  # benches/cluster.py: schema, broker prefix, broker traffic
-import run as R  # benches/run.py: servers, the load generator, the fan-out and REST cases
+import figures  # benches/figures.py: the table's number formats
+import harness  # benches/harness.py: servers, HTTP clients, the load generator
+import rest_cases  # benches/rest_cases.py: the REST case (Satchel vs PocketBase)
+import websocket_cases  # benches/websocket_cases.py: the fan-out case
 
 #: issue 15's figures to reach
 NODES_VS_ONE = 0.8
@@ -49,27 +52,27 @@ def node_fanout_case(nodes: int, broker: str, subscribers: int, inflight: int, o
     port = cluster.broker_port(url)
     with cluster.postgres_schema(cluster.POSTGRES, "nodes") as store, \
             tempfile.TemporaryDirectory(prefix="satchel-bench-") as tmp:
-        servers: list[R.Server] = []
+        servers: list[harness.Server] = []
         try:
             for index in range(nodes):  # one after the other: the first migrates the schema
-                servers.append(R.start_satchel(Path(tmp) / f"node{index}", ["--store", store, "--broker", url]))
-            client = R.satchel_login(servers[0].port)  # the session is in PostgreSQL: good on every node
+                servers.append(harness.start_satchel(Path(tmp) / f"node{index}", ["--store", store, "--broker", url]))
+            client = harness.satchel_login(servers[0].port)  # the session is in PostgreSQL: good on every node
             cookie = client.cookie
             client.close()
             assert cookie
             time.sleep(1.2)  # the nodes log their broker traffic once a second: the setup's is counted before
             messages_before = [cluster.broker_messages(server.output) for server in servers]
             bytes_before = [cluster.socket_bytes(server.pid, port) for server in servers]
-            args = [*R.fanout_load(subscribers, inflight, options), "--cookie", cookie,
+            args = [*websocket_cases.fanout_load(subscribers, inflight, options), "--cookie", cookie,
                     "--port", str(servers[0].port), "--server-pid", str(servers[0].pid)]
             if nodes > 1:
                 args += ["--port2", str(servers[1].port), "--server-pid2", str(servers[1].pid)]
-            result = R.run_loadgen(args, timeout=120 + options.duration)
+            result = harness.run_loadgen(args, timeout=120 + options.duration)
             time.sleep(1.2)
             traffic = []
             for server, messages, before in zip(servers, messages_before, bytes_before):
                 after = cluster.broker_messages(server.output)
-                if not after:  # run.Server keeps a log's first 2000 lines: say so rather than count 0
+                if not after:  # harness.Server keeps a log's first 2000 lines: say so rather than count 0
                     raise RuntimeError("no 'broker traffic' line in a node's log")
                 traffic.append({
                     "sent": cluster.total(after.get("sent")) - cluster.total(messages.get("sent")),
@@ -118,28 +121,28 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def bench_nodes(options: argparse.Namespace, peers: list[str]) -> dict[str, Any]:
     subscribers, inflight = options.nodes_subs, options.inflight[0]
-    cases: list[tuple[str, Any]] = [("default", lambda: R.fanout_case("satchel", subscribers, False, inflight, options))]
+    cases: list[tuple[str, Any]] = [("default", lambda: websocket_cases.fanout_case("satchel", subscribers, False, inflight, options))]
     for broker in options.nodes_brokers:
         for nodes in (1, 2):
             cases.append((f"{broker} x{nodes}", lambda n=nodes, b=broker: node_fanout_case(n, b, subscribers,
                                                                                          inflight, options)))
     for peer in peers:
-        cases.append((peer, lambda p=peer: R.fanout_case(p, subscribers, False, inflight, options)))
+        cases.append((peer, lambda p=peer: websocket_cases.fanout_case(p, subscribers, False, inflight, options)))
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in cases}
     for round_number in range(options.nodes_rounds):
         # The order flips each round, so a neighbour's drifting load falls on all alike.
         for name, case in (cases if round_number % 2 == 0 else cases[::-1]):
-            R.log(f"nodes fan-out round {round_number + 1}/{options.nodes_rounds}: {name}, {subscribers} subscribers,"
+            harness.log(f"nodes fan-out round {round_number + 1}/{options.nodes_rounds}: {name}, {subscribers} subscribers,"
                   f" {inflight} in flight ...")
             try:
                 result = case()
             except Exception as error:  # one failing case must not sink the run
-                R.log(f"  failed: {error}")
+                harness.log(f"  failed: {error}")
                 result = {"server": name, "error": str(error)}
-            R._log_result(result)
+            websocket_cases.log_fanout_result(result)
             if "per_delivery" in result:
                 per = result["per_delivery"]
-                R.log(f"  broker: {per['messages_per_delivery']:.4f} messages and {per['bytes_per_delivery']:.1f} bytes"
+                harness.log(f"  broker: {per['messages_per_delivery']:.4f} messages and {per['bytes_per_delivery']:.1f} bytes"
                       f" per delivery, {per['published_per_broadcast']:.3f} published per broadcast")
             runs[name].append(result)
     summary = {name: _median(results) for name, results in runs.items()}
@@ -183,7 +186,7 @@ def bench_pgrest(options: argparse.Namespace) -> dict[str, Any]:
         if workers > 1:
             # N processes on the one port share the store and a broker (README "One machine, N workers").
             args += ["--workers", str(workers), "--broker", cluster.broker_url(cluster.BROKERS["redis"], "pgrest")]
-        result = R.bench_rest(options, args)
+        result = rest_cases.bench_rest(options, args)
     result["workers"] = workers
     satchel, pocketbase = result.get("satchel", {}), result.get("pocketbase", {})
     ratios = {}
@@ -203,7 +206,7 @@ def bench_pgrest(options: argparse.Namespace) -> dict[str, Any]:
 def _cell(result: dict[str, Any]) -> str:
     if "error" in result:
         return f"failed: {result['error'][:80]}"
-    return (f"{R._fmt_rate(result['deliveries_per_s'])}/s, p99 {R._fmt_us(result['latency_us']['p99'])}, "
+    return (f"{figures.fmt_rate(result['deliveries_per_s'])}/s, p99 {figures.fmt_us(result['latency_us']['p99'])}, "
             f"lost {result.get('lost_all_rounds', result.get('lost'))}")
 
 
@@ -229,10 +232,10 @@ def table(report: dict[str, Any]) -> list[str]:
         for verdict in nodes["verdicts"]:
             def ratio(value: float | None) -> str:
                 return f"{value:.2f}x" if value is not None else "-"
-            lines.append(f"| {verdict['broker']} | {R._fmt_rate(verdict['two_nodes'])}/s | "
+            lines.append(f"| {verdict['broker']} | {figures.fmt_rate(verdict['two_nodes'])}/s | "
                          f"{ratio(verdict['vs_one_node_default'])} | {ratio(verdict['vs_one_node_same_broker'])} | "
                          f"{ratio(verdict['vs_fastest_peer'])} ({verdict['fastest_peer']}) | {verdict['lost']} | "
-                         f"{R._verdict(verdict['met'])} |")
+                         f"{figures.verdict_label(verdict['met'])} |")
         lines.append("")
     rest = report.get("pgrest")
     if rest:
@@ -249,18 +252,18 @@ def table(report: dict[str, Any]) -> list[str]:
                 cells = []
                 for name in ("satchel", "pocketbase"):
                     run = rest.get(name, {}).get(call, {})
-                    cells.append(f"{R._fmt_rate(run.get('requests_per_s', 0))}/s, p99 "
-                                 f"{R._fmt_us(run.get('latency_us', {}).get('p99', 0))}, "
+                    cells.append(f"{figures.fmt_rate(run.get('requests_per_s', 0))}/s, p99 "
+                                 f"{figures.fmt_us(run.get('latency_us', {}).get('p99', 0))}, "
                                  f"{run.get('cpu_us_per_request_median', 0):.0f} us CPU/request")
                 lines.append(f"| {call} | {cells[0]} | {cells[1]} | {ratio} | >= {verdict['target']}x | "
-                             f"{R._verdict(verdict['met'])} |")
+                             f"{figures.verdict_label(verdict['met'])} |")
             public = rest.get("pocketbase", {}).get("public_collection", {})
             for call in ("create", "get") if public else ():
                 mine = rest.get("satchel", {}).get(call, {}).get("requests_per_s")
                 theirs = public.get(call, {}).get("requests_per_s")
                 if mine and theirs:
-                    lines.append(f"| {call}, PocketBase collection public | {R._fmt_rate(mine)}/s | "
-                                 f"{R._fmt_rate(theirs)}/s | {mine / theirs:.2f}x | (reference) | |")
+                    lines.append(f"| {call}, PocketBase collection public | {figures.fmt_rate(mine)}/s | "
+                                 f"{figures.fmt_rate(theirs)}/s | {mine / theirs:.2f}x | (reference) | |")
             satchel = rest.get("satchel", {})
             lines.append("")
             lines.append(f"Satchel: {satchel.get('acknowledged_creates')} creates acknowledged, "
@@ -276,8 +279,8 @@ def table(report: dict[str, Any]) -> list[str]:
         for case, label in (("sqlite", "1 process, SQLite (the default)"), ("1", "--workers 1, PostgreSQL + Redis"),
                             ("2", "--workers 2, PostgreSQL + Redis")):
             row = workers["median"][case]
-            lines.append(f"| {label} | {R._fmt_rate(row['requests_per_s'])} "
-                         f"({', '.join(R._fmt_rate(rate) for rate in row['rounds'])}) | {R._fmt_us(row['p99_us'])} | "
+            lines.append(f"| {label} | {figures.fmt_rate(row['requests_per_s'])} "
+                         f"({', '.join(figures.fmt_rate(rate) for rate in row['rounds'])}) | {figures.fmt_us(row['p99_us'])} | "
                          f"{row['requests_per_cpu_s']:,.0f} |")
         lines += ["", f"2 workers / 1: {workers['speedup']:.2f}x; 2 workers / the SQLite default: "
                       f"{workers['vs_sqlite']:.2f}x. `--workers 2` on SQLite: "

@@ -66,9 +66,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import run as bench  # noqa: E402  (benches/run.py: HTTP helpers, accounts, constants)
+import harness  # noqa: E402  (benches/harness.py: HTTP clients, accounts, constants)
+import socketio_cases  # noqa: E402  (benches/socketio_cases.py: the Asnity REST client)
 
-HOST = bench.HOST
+HOST = harness.HOST
 EMAIL = "soak@bench.example.com"
 SIO_EMAIL = "soak-sio@bench.example.com"
 ORG, PROJECT = "soakOrg", "soakProj"
@@ -85,7 +86,7 @@ LOG_ERROR = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback")
 
 def _pin(cpu: int | None) -> Any:
     def prepare() -> None:
-        bench._raise_fd_limit()
+        harness.raise_fd_limit()
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
     return prepare
@@ -99,7 +100,7 @@ def _cpus() -> tuple[int | None, int | None]:
 
 class SoakServer:
     """``satchel serve`` with its output appended to a log file (all of it is
-    scanned for errors; run.Server keeps only the first lines)."""
+    scanned for errors; harness.Server keeps only the first lines)."""
 
     def __init__(self, data_dir: Path, log_path: Path, cpu: int | None, extra: list[str]) -> None:
         self.log_path = log_path
@@ -107,7 +108,7 @@ class SoakServer:
         start = log_path.stat().st_size
         self.process = subprocess.Popen(
             [sys.executable, "-m", "satchel.transports", "serve", "--host", HOST, "--port", "0",
-             "--data-dir", str(data_dir), "--api-key", bench.API_KEY, *extra],
+             "--data-dir", str(data_dir), "--api-key", harness.API_KEY, *extra],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_pin(cpu))
         self.pid = self.process.pid
@@ -190,13 +191,13 @@ class LogScanner:
 
 def prepare(port: int) -> dict[str, Any]:
     """Accounts, tokens, inboxes and an Asnity community with a channel."""
-    client = bench.satchel_login(port, EMAIL)
+    client = harness.satchel_login(port, EMAIL)
     cookie = client.cookie
     status, record = client.request("POST", f"/{ARTICLES}", {"title": "the probe's neighbour"})
     assert status == 200, (status, record)
     client.close()
-    directus = bench.Http(port)
-    status, answer = directus.request("POST", "/auth/login", {"email": EMAIL, "password": bench.PASSWORD,
+    directus = harness.Http(port)
+    status, answer = directus.request("POST", "/auth/login", {"email": EMAIL, "password": harness.PASSWORD,
                                                               "mode": "json"})
     directus.close()
     assert status == 200, (status, answer)
@@ -204,16 +205,16 @@ def prepare(port: int) -> dict[str, Any]:
     inboxes = []
     for _ in range(INBOXES):
         read, write = secrets.token_hex(16), secrets.token_hex(16)
-        http = bench.Http(port)
+        http = harness.Http(port)
         status, body = http.request("PUT", f"/backend/documents/{read}", {"title": "soak", "#messages": {}},
                                     {"Write-Token": write, "Derived-From": "0", "Revision": "1"})
         http.close()
         assert status == 200, (status, body)
         inboxes.append({"read": read, "write": write})
-    api = bench.AsnityApi(port)
+    api = socketio_cases.AsnityApi(port)
     try:
-        api.call("POST", "/user/auth/signup", {"id": SIO_EMAIL, "password": bench.PASSWORD, "nickname": "soak"})
-        sio_token = api.sign_in(SIO_EMAIL, bench.PASSWORD)
+        api.call("POST", "/user/auth/signup", {"id": SIO_EMAIL, "password": harness.PASSWORD, "nickname": "soak"})
+        sio_token = api.sign_in(SIO_EMAIL, harness.PASSWORD)
         community = api.call("POST", "/community", {"name": "soak"})["_id"]
         channel = api.call("POST", "/channel", {"communityId": community, "name": "general", "isPrivate": False,
                                                  "type": "Channel"})["_id"]
@@ -447,7 +448,7 @@ async def _load(setup: dict[str, Any], options: argparse.Namespace) -> int:  # n
             await trio.sleep(0.5)
 
     # -- writers ---------------------------------------------------------------------------
-    rest = Http({"Authorization": f"key {bench.API_KEY}", "Cookie": setup["cookie"]})
+    rest = Http({"Authorization": f"key {harness.API_KEY}", "Cookie": setup["cookie"]})
     rest_seq = 0
 
     async def rest_create() -> None:
@@ -723,7 +724,7 @@ async def _load(setup: dict[str, Any], options: argparse.Namespace) -> int:  # n
             error(f"hostile {kind} connect", repr(failure))
 
     async def hostile_http(n: int) -> None:
-        http = Http({"Authorization": f"key {bench.API_KEY}", "Cookie": setup["cookie"]})
+        http = Http({"Authorization": f"key {harness.API_KEY}", "Cookie": setup["cookie"]})
         try:
             cases = [("POST", f"/{ARTICLES}", b"{not json"),
                      ("POST", f"/backend/documents/{setup['inboxes'][0]['write']}/messages/zz", b"{}"),
@@ -859,7 +860,7 @@ class Probe(threading.Thread):
 
     def run(self) -> None:
         connection: http.client.HTTPConnection | None = None
-        headers = {"Authorization": f"key {bench.API_KEY}"}
+        headers = {"Authorization": f"key {harness.API_KEY}"}
         while not self.stopped.is_set():
             started = time.perf_counter()
             try:
@@ -972,7 +973,7 @@ class LoadProcess:
 
 
 def verify(port: int, setup: dict[str, Any], acked: dict[str, Any]) -> dict[str, Any]:
-    client = bench.satchel_login(port, EMAIL)
+    client = harness.satchel_login(port, EMAIL)
     try:
         found: dict[str, Any] = {}
         for name, collection in (("rest", ARTICLES), ("ws", WS_COLLECTION)):
@@ -983,8 +984,8 @@ def verify(port: int, setup: dict[str, Any], acked: dict[str, Any]) -> dict[str,
                            "lost_examples": missing[:5]}
     finally:
         client.close()
-    directus = bench.Http(port)
-    status, answer = directus.request("POST", "/auth/login", {"email": EMAIL, "password": bench.PASSWORD,
+    directus = harness.Http(port)
+    status, answer = directus.request("POST", "/auth/login", {"email": EMAIL, "password": harness.PASSWORD,
                                                               "mode": "json"})
     token = answer["data"]["access_token"]
     lost, wrong = 0, []
@@ -1011,9 +1012,9 @@ def verify(port: int, setup: dict[str, Any], acked: dict[str, Any]) -> dict[str,
             wrong.append(f"inbox {inbox} message {message_id}: acknowledged # {revision}, stored {stored}")
     found["inbox"] = {"message_slots": len(acked["inbox"]), "lost": lost, "lost_examples": wrong[:5]}
     directus.close()
-    api = bench.AsnityApi(port)
+    api = socketio_cases.AsnityApi(port)
     try:
-        api.sign_in(SIO_EMAIL, bench.PASSWORD)
+        api.sign_in(SIO_EMAIL, harness.PASSWORD)
         stored_chats: set[int] = set()
         page = api.call("GET", f"/channels/{setup['channel']}/chat?prev=-1")
         for _ in range(100_000):
@@ -1105,7 +1106,7 @@ def plot(samples: list[dict[str, Any]], warmup: float, trend: dict[str, Any], ti
 
 
 def soak(options: argparse.Namespace) -> dict[str, Any]:
-    bench._raise_fd_limit()
+    harness.raise_fd_limit()
     server_cpu, load_cpu = _cpus()
     duration = options.minutes * 60
     # RSS rose for about 2 minutes in the short runs (then flat: +0.05% over
@@ -1115,7 +1116,7 @@ def soak(options: argparse.Namespace) -> dict[str, Any]:
     data_dir, log_path = tmp / "data", tmp / "server.log"
     # Tokens outlive the run (the defaults would expire Directus's after 15 minutes).
     extra = ["--access-token-ttl-ms", str(int((duration + 900) * 1000)), *options.server_args]
-    bench.log(f"soak: {options.minutes:g} min on satchel serve (CPU {server_cpu}), load on CPU {load_cpu}, "
+    harness.log(f"soak: {options.minutes:g} min on satchel serve (CPU {server_cpu}), load on CPU {load_cpu}, "
               f"data in {tmp}")
     server = SoakServer(data_dir, log_path, server_cpu, extra)
     scanner = LogScanner(log_path)
@@ -1176,7 +1177,7 @@ def soak(options: argparse.Namespace) -> dict[str, Any]:
             samples.append(sample)
             cpu_before, at_before, load_cpu_before, machine_before = cpu, now, load_cpu_now, machine_now
             if len(samples) % 30 == 0:
-                bench.log(f"  {sample['t']:.0f} s: RSS {sample['rss_kb'] / 1024:.1f} MB, CPU {sample['cpu_percent']:.0f}%,"
+                harness.log(f"  {sample['t']:.0f} s: RSS {sample['rss_kb'] / 1024:.1f} MB, CPU {sample['cpu_percent']:.0f}%,"
                           f" {sample['descriptors']} fds, probe p99 {sample['probe_p99_ms']:.1f} ms, errors so far "
                           f"{errors_seen} client / {sum(s['log_errors'] for s in samples)} log")
             if now - started >= duration:
@@ -1320,7 +1321,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-arg", action="append", dest="server_args", default=[],
                         help="an extra argument for satchel serve (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (data, server.log)")
-    parser.add_argument("--output", default=str(bench.RESULTS / "soak.json"), help="the JSON; the PNG goes beside it")
+    parser.add_argument("--output", default=str(harness.RESULTS / "soak.json"), help="the JSON; the PNG goes beside it")
     parser.add_argument("--role", default="soak", choices=("soak", "load"), help=argparse.SUPPRESS)
     parser.add_argument("--setup", help=argparse.SUPPRESS)
     parser.add_argument("--acked", help=argparse.SUPPRESS)

@@ -36,13 +36,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cluster  # noqa: E402  (benches/cluster.py: a schema and a topic prefix of our own)
-import run as bench  # noqa: E402  (the shared helpers of benches/run.py)
+import harness  # noqa: E402  (benches/harness.py: servers, wrk)
+import rest_cases  # noqa: E402  (benches/rest_cases.py: the REST case's user, session and record)
 
 
 def sqlite_refusal(data_dir: Path) -> dict[str, Any]:
     """``satchel serve --workers 2`` on the default store: refused, with status 2 and a message."""
-    command = [sys.executable, "-m", "satchel.transports", "serve", "--host", bench.HOST, "--port", "0",
-               "--data-dir", str(data_dir), "--api-key", bench.API_KEY, "--workers", "2"]
+    command = [sys.executable, "-m", "satchel.transports", "serve", "--host", harness.HOST, "--port", "0",
+               "--data-dir", str(data_dir), "--api-key", harness.API_KEY, "--workers", "2"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -67,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_workers(argv: list[str] | None = None) -> dict[str, Any]:
     options = parse_args(argv)
-    wrk_bin = bench.ensure_wrk()
+    wrk_bin = harness.ensure_wrk()
     if wrk_bin is None:
         return {"skipped": "wrk is not installed"}
     broker = cluster.broker_url(options.broker, "bw")
@@ -75,18 +76,18 @@ def run_workers(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, list[dict[str, float]]] = {"sqlite": [], "1": [], "2": []}
     with cluster.postgres_schema(options.store, "workers") as store, tempfile.TemporaryDirectory() as tmp:
         refusal = sqlite_refusal(Path(tmp) / "refused")
-        bench.log(f"--workers 2 on SQLite: {json.dumps(refusal)}")
+        harness.log(f"--workers 2 on SQLite: {json.dumps(refusal)}")
         for round_ in range(options.rounds):
             for case in results:
                 workers = 1 if case == "sqlite" else int(case)
                 extra = [] if case == "sqlite" else ["--store", store, "--broker", broker, "--workers", case]
-                server = bench.start_satchel(Path(tmp) / f"w{case}", extra)
+                server = harness.start_satchel(Path(tmp) / f"w{case}", extra)
                 try:
-                    env = bench._satchel_rest_setup(server)
-                    bench.wrk(wrk_bin, f"http://{bench.HOST}:{server.port}", bench.WRK_SCRIPTS / "get.lua",
+                    env = rest_cases.satchel_rest_setup(server)
+                    harness.wrk(wrk_bin, f"http://{harness.HOST}:{server.port}", harness.WRK_SCRIPTS / "get.lua",
                               wrk_options, env, seconds=1)  # warm-up
                     cpu = cluster.workers_cpu(server.pid) if workers > 1 else server.cpu_seconds()
-                    got = bench.wrk(wrk_bin, f"http://{bench.HOST}:{server.port}", bench.WRK_SCRIPTS / "get.lua",
+                    got = harness.wrk(wrk_bin, f"http://{harness.HOST}:{server.port}", harness.WRK_SCRIPTS / "get.lua",
                                     wrk_options, env)
                     cpu = (cluster.workers_cpu(server.pid) if workers > 1 else server.cpu_seconds()) - cpu
                 finally:
@@ -94,7 +95,7 @@ def run_workers(argv: list[str] | None = None) -> dict[str, Any]:
                 row = {"requests_per_s": got["requests_per_s"], "p99_us": got["latency_us"].get("p99", 0.0),
                        "non_2xx": got["non_2xx"], "server_cpu_s": round(cpu, 2),
                        "requests_per_cpu_s": round(got["requests"] / cpu) if cpu else 0}
-                bench.log(f"round {round_ + 1}, {case}: {json.dumps(row)}")
+                harness.log(f"round {round_ + 1}, {case}: {json.dumps(row)}")
                 results[case].append(row)
     summary = {}
     for workers, rows in results.items():
