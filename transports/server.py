@@ -448,6 +448,7 @@ class Server:
         if self._refusing >= _MAX_REFUSING:
             return
         self._refusing += 1
+        parser: RequestParser | None = None
         try:
             parser = RequestParser(self.limits, lambda request: False, None)
             request: HttpRequest | None = None
@@ -467,6 +468,8 @@ class Server:
         except (OSError, trio.TooSlowError):
             pass
         finally:
+            if parser is not None:
+                parser.close()  # llhttp's cycle back to it (RequestParser.close)
             self._refusing -= 1
 
     def _spawn(self, async_fn: Callable[[], Awaitable[None]]) -> None:

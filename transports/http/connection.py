@@ -174,8 +174,9 @@ class HttpConnection:
             return await self._serve_with(parser)
         finally:
             # A body the peer never finished, and every request parsed but not
-            # answered, must let go of what its sink staged.
-            parser.abandon()
+            # answered, must let go of what its sink staged; and llhttp's
+            # cycle back to the parser is broken (RequestParser.close).
+            parser.close()
             for item in parser.items:
                 if type(item) is Received and item.sink is not None:
                     item.sink.close()

@@ -237,6 +237,20 @@ class RequestParser:
         if sink is not None:
             sink.close()
 
+    def close(self) -> None:
+        """The connection is done with this parser (it ended, or upgraded):
+        close the sink of an unfinished request (``abandon``) and let go of
+        llhttp. The C parser holds this object's bound callbacks - a
+        reference cycle that would keep the parser, its connection and that
+        connection's socket object alive until a full cyclic collection,
+        which after a burst of connections can be minutes away (issue 14:
+        19,000 upgrades left ~20,000 such objects scattered over ~40 MB of
+        otherwise empty memory). Dropped here, reference counting frees them
+        at once. ``feed`` reads nothing after this."""
+        self.abandon()
+        self._stopped = True
+        self._parser = None  # type: ignore[assignment]
+
     def _after_upgrade(self, rest: bytes) -> bytes:
         request, keep_alive = self._upgrade  # type: ignore[misc]
         self._upgrade = None
