@@ -5,7 +5,9 @@ readable it reads every datagram waiting (non-blocking ``recvfrom`` until
 ``EAGAIN``, at most ``max_batch``; one larger than ``max_datagram_bytes``
 is dropped unread), hands them to the application's ``handle_batch`` as
 one list and sends back each answer, if any, once that call returns - for
-the inbox, once the batch's one store write has committed. Then it reads
+the inbox, once the batch's one store write has committed - all of a
+batch's answers in one ``sendmmsg`` call where there is one
+(``udp_batch.py``). Then it reads
 again: while a batch waits for its commit the next one is read and
 checked, at most ``max_batches_in_flight`` at once; at the bound the loop
 stops reading and the kernel's socket buffer absorbs, then drops, the
@@ -39,6 +41,8 @@ from typing import Any, Awaitable, Callable
 import trio
 
 from satchel.protocol.inbox.datagrams import decode_answer, encode_request
+
+from .udp_batch import AnswerSender, answer_sender
 
 __all__ = ["DatagramHandler", "BatchHandler", "serve_udp", "serve_udp_batches", "send_message_udp", "remove_message_udp"]
 
@@ -93,6 +97,7 @@ async def serve_udp_batches(
         slots = trio.Semaphore(max_batches_in_flight)
         limit = max_datagram_bytes + 1  # one byte more tells an oversize datagram from one of exactly the limit
         recvfrom = sock.recvfrom
+        sender = answer_sender(sock, max_batch)  # one sendmmsg per batch's answers where there is one
         async with trio.open_nursery() as nursery:
             task_status.started(sock.getsockname()[1])
             while True:
@@ -116,37 +121,20 @@ async def serve_udp_batches(
                     if len(datagram) <= max_datagram_bytes and (admit is None or admit(peer)):
                         batch.append((datagram, peer))
                 if batch:
-                    nursery.start_soon(_answer_batch, handle_batch, sock, batch, slots)
+                    nursery.start_soon(_answer_batch, handle_batch, sender, batch, slots)
                 else:
                     slots.release()
 
 
-async def _answer_batch(handle_batch: BatchHandler, sock: socket.socket, batch: list[tuple[bytes, Any]], slots: trio.Semaphore) -> None:
+async def _answer_batch(handle_batch: BatchHandler, sender: AnswerSender, batch: list[tuple[bytes, Any]],
+                        slots: trio.Semaphore) -> None:
     try:
         answers = await handle_batch(batch)
-        for (_, peer), answer in zip(batch, answers):
-            if answer:
-                await _send(sock, answer, peer)
+        await sender.send(answers, [peer for _, peer in batch])
     except Exception as error:
         logger.error("udp batch of %d datagrams failed: %r", len(batch), error, exc_info=error)
     finally:
         slots.release()
-
-
-async def _send(sock: socket.socket, answer: bytes, peer: Any) -> None:
-    try:
-        try:
-            sock.sendto(answer, peer)
-        except BlockingIOError:
-            # The send buffer is full: wait for room once, then give up on
-            # this answer (the sender resends).
-            with trio.move_on_after(1.0):
-                await trio.lowlevel.wait_writable(sock)
-                sock.sendto(answer, peer)
-    except OSError as error:
-        # The answer could not go out (the peer's network, a full buffer):
-        # that peer's problem, and UDP's; the sender resends.
-        logger.debug("udp answer to %s failed: %r", peer, error)
 
 
 async def serve_udp(
