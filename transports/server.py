@@ -26,14 +26,12 @@ What one peer may cost (issue 14; ``ServerLimits``, README "Limits"):
 - Websocket senders are held back by ``Pressure`` and their own throttle
   (``websocket/connection.py``).
 - After a mass disconnect the freed memory is handed back to the system
-  (glibc's ``malloc_trim``), at most once a second, once the disconnect's
-  cleanup is done.
+  once the disconnect's cleanup is done (``memory.py``: what holds it, and
+  what can be returned).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -51,6 +49,7 @@ from satchel.transports.http.parser import RequestParser
 from satchel.transports.http.responses import format_response
 from satchel.transports.hub import Hub
 from satchel.transports.interfaces import Application, BodySink, FileResponse, ServerLimits
+from satchel.transports.memory import MemoryReturn
 from satchel.transports.sockets import close_gracefully, receive_some, send_all
 from satchel.transports.websocket.connection import WebsocketConnection, open_websocket, run_websocket
 from satchel.transports.websocket.pacing import ClosePacer, Pressure
@@ -91,24 +90,6 @@ def _open_descriptors() -> int:
         return len(os.listdir("/proc/self/fd"))
     except OSError:
         return 32
-
-
-_libc_trim: Any = None
-
-
-def _return_memory() -> None:
-    """Give freed heap pages back to the system (glibc's ``malloc_trim``).
-    No ``gc.collect`` first: with thousands of connections still open a full
-    collection stalls the loop for a few hundred ms (measured), and it did
-    not lower the RSS after a mass disconnect either."""
-    global _libc_trim
-    if _libc_trim is None:
-        try:
-            _libc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _libc_trim = False
-    if _libc_trim:
-        _libc_trim(0)
 
 
 class DatagramGate:
@@ -240,7 +221,8 @@ class Server:
         # Connections this server may hold (set by serve: the descriptor
         # limit, less the reserve and what the process had open already).
         self._budget: int | None = None
-        self._peak = 0
+        #: Returns freed memory to the system after a mass disconnect.
+        self.memory = MemoryReturn()
         #: Connections refused (over their address's bound) and shed (closed
         #: to keep the descriptor reserve), for operators and benches.
         self.refused = 0
@@ -260,7 +242,8 @@ class Server:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._deadlines.run)
-                nursery.start_soon(self._guarded, self._reclaim)
+                nursery.start_soon(self._guarded, self.memory.run, lambda: self.connection_count,
+                                   lambda: self.pacer.idle)
                 nursery.start_soon(self._guarded, self.pacer.run)
                 # The hub's flusher: each tick's deliveries, one write per
                 # recipient (hub.py).
@@ -352,23 +335,11 @@ class Server:
             victim.close()
         return True
 
-    async def _reclaim(self) -> None:
-        """Once a second: after many connections ended, return the memory."""
-        while True:
-            await trio.sleep(1.0)
-            count = self.connection_count
-            # Once a mass disconnect has been cleaned up (the collection's
-            # cost grows with what is still alive).
-            if self._peak - count >= max(1000, self._peak // 4) and self.pacer.idle:
-                _return_memory()
-                self._peak = count
-
     async def _connection(self, sock: socket.socket) -> None:
         """One connection's task; guarded itself (as ``_guarded`` guards the
         others) so that an idle websocket waits one frame shallower."""
         self.connection_count += 1
-        if self.connection_count > self._peak:
-            self._peak = self.connection_count
+        self.memory.opened(self.connection_count)
         try:
             address = _address_of(sock)
         except OSError:
