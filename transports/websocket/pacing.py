@@ -37,7 +37,9 @@ class ClosePacer:
     While connections wait their turn, automatic garbage collection is held
     off: a full collection with thousands of connections alive takes a few
     hundred milliseconds, and what a disconnect frees goes by reference
-    counting (measured: a mass disconnect leaves no cyclic garbage).
+    counting (measured: a mass disconnect leaves no cyclic garbage, since
+    the HTTP parser's cycle is broken at the upgrade - RequestParser.close;
+    before, 19,000 websockets left 13,000-20,000 cyclic objects).
     """
 
     __slots__ = ("per_batch", "_admitted", "_waiting", "_task", "_parked", "_gc_held")
