@@ -19,6 +19,14 @@ guard): ``yield ChannelLimit(protocol, connection, channels)`` is answered a
 ``ChannelRoom``, ``yield UserRoom(protocol, connection, user_id)`` whether the
 connection may be that user's. The ``Switchboard`` answers both (as it
 answers ``CurrentRules``); the bounds are set by whoever runs it.
+
+``yield Follow(protocol, connection, channels)`` comes after the bound and
+before a subscribe reads the state it answers with: with several server
+processes it waits until this process hears what the channels carry from
+all of them (its broker follows their topics), so a write another process
+commits after that read reaches the new subscription - without it, a write
+between the read and the broker's subscription would be missed silently.
+In one process it is answered at once, by the switchboard.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ __all__ = [
     "ChannelLimit",
     "ChannelRoom",
     "UserRoom",
+    "Follow",
     "TOO_MANY_CHANNELS",
     "TOO_MANY_CONNECTIONS",
 ]
@@ -222,6 +231,18 @@ class UserRoom(Operation, frozen=True):
     protocol: str
     connection: str
     user_id: str
+
+
+class Follow(Operation, frozen=True):
+    """-> ``None``, once this process hears from every process what
+    ``channels`` (which ``connection`` of ``protocol`` is about to join)
+    carry (module docstring). Answered at once in one process; a
+    broker-backed server waits for its broker (a bounded wait: past it the
+    subscribe goes on, and a broker away is signalled by its own close)."""
+
+    protocol: str
+    connection: str
+    channels: tuple[Channel, ...]
 
 
 HubEvent = Union[

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import msgspec
 
 from .channels import (Audience, Binary, ChannelLimit, ChannelRegistry, ChannelRoom, CloseConnection, Deliver,
-                       IdentifyConnection, UserRoom)
+                       Follow, IdentifyConnection, UserRoom)
 from .environment import Environment
 from .errors import LocalProtocolError
 from .http import HttpRequest, HttpResponse, json_response
@@ -109,7 +109,7 @@ class Switchboard:
     """
 
     __slots__ = ("mounts", "env", "registries", "rules", "rules_revision", "sessions", "max_connections_per_user",
-                 "_connections", "_room_held",
+                 "across_processes", "_connections", "_room_held",
                  "_datagram_state", "_contexts", "_roles", "_role_changes")
 
     def __init__(self, mounts: MountTable, env: Environment, rules: RuleSet = DEFAULT_RULES) -> None:
@@ -118,6 +118,9 @@ class Switchboard:
         self.rules = rules
         self.rules_revision = 0
         self.max_connections_per_user: int | None = None
+        #: Set by a broker-backed bus: ``Follow`` goes to the runner, which
+        #: waits for the broker; otherwise it is answered here, at once.
+        self.across_processes = False
         #: mount name -> the registry of that mount's open connections
         self.registries: dict[str, ChannelRegistry] = {mount.name: ChannelRegistry() for mount in mounts}
         self._connections: dict[str, Opened] = {}
@@ -226,6 +229,8 @@ class Switchboard:
                     operation = action.send((yield from self._revoke(operation)))
                 elif kind is ChannelLimit or kind is UserRoom:  # a subscribe's or a sign-in's: rare
                     operation = action.send(self.answer_limit(operation))  # type: ignore[arg-type]
+                elif kind is Follow and not self.across_processes:
+                    operation = action.send(None)
                 elif kind is ConnectionCounts or kind is UserConnections:  # the admin API's, rare: last
                     operation = action.send(self.connection_counts() if kind is ConnectionCounts
                                             else self.user_connections(operation.user_id))  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from typing import Any
 from satchel.protocol.asnity import socket_events
 from satchel.protocol.asnity.rooms import PROTOCOL, namespace_of
 from satchel.protocol.backpack import BackpackConfig
-from satchel.protocol.channels import ChannelLimit, UserRoom
+from satchel.protocol.channels import ChannelLimit, Follow, UserRoom
 from satchel.protocol.environment import Environment
 from satchel.protocol.http import HttpRequest, HttpResponse
 from satchel.protocol.mount_table import standard_mounts
@@ -115,6 +115,8 @@ class Asnity:
             return bool(operation.password_hash) and operation.password_hash == "fake$" + operation.password
         if isinstance(operation, (ChannelLimit, UserRoom)):
             return self.board.answer_limit(operation)  # as the switchboard answers it
+        if isinstance(operation, Follow):
+            return None  # one process: as the switchboard answers it
         return self.store.execute_sync(operation)
 
     def run(self, action: Any) -> Any:

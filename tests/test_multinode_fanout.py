@@ -145,8 +145,9 @@ def put_entry(node: Node, token: str, entry: str, value: Any) -> dict[str, Any]:
 
 def warm_up(write: Callable[[int], None], ws: Frames, match: Callable[[Any], bool], what: str) -> None:
     """Write until ``ws`` receives a frame that ``match``es: its node follows
-    the topic now (a node subscribes on the broker a few ms after a local
-    connection begins to follow something)."""
+    the topic now (a subscribe waits for its broker, ``Follow``, but a
+    node follows every collection for Backpack a few ms after its first
+    Backpack connection opens)."""
     deadline = time.monotonic() + 15
     n = 0
     while True:
@@ -340,6 +341,37 @@ def test_one_record_written_through_both_nodes_at_once_never_goes_back_for_any_s
     finally:
         for reader in readers.values():
             reader.close()
+
+
+def test_a_write_made_elsewhere_right_after_a_subscribe_is_answered_reaches_it(cluster: Cluster) -> None:
+    """``Follow``: a subscribe is answered only once this node's broker
+    follows what it subscribed to, so a write made through the other node
+    the moment the answer arrives is not missed. Before, the node followed
+    the topic a few milliseconds after the subscription was in its registry,
+    and such a write was lost silently. Fresh entries each time: nothing
+    else on A follows them."""
+    a, b = cluster.nodes
+    session(a, "follow@example.com").close()
+    token = bearer(a, "follow@example.com")
+    subscriber = resources(a, token)
+    writer = Http(b)
+    missed = []
+    try:
+        for n in range(12):
+            entry = f"follow:{secrets.token_hex(4)}"
+            subscriber.send({"action": "subscribe", "resource": {"type": "kvStore", "id": entry}})
+            assert subscriber.next(lambda f: f.get("warning") == "resource_not_found")
+            status, body, _ = writer.request("PUT", f"/realtime/kv/{entry}", {"n": n}, key=None,
+                                             headers={**SCOPE, "Authorization": f"Bearer {token}"})
+            assert status == 200, body
+            try:
+                subscriber.next(lambda f: (f.get("data") or {}).get("n") == n, timeout=3)
+            except AssertionError:
+                missed.append(n)
+        assert not missed, f"writes made through B right after A answered the subscribe were missed: {missed}"
+    finally:
+        writer.close()
+        subscriber.close()
 
 
 def version_ms(version: str) -> int:

@@ -402,6 +402,8 @@ async def serve_mounts(
 
         bus = BrokerBus(hub, board, broker)
     app = SatchelApp(Runner(store, files=files), bus, max_upload_bytes=max_upload_bytes)
+    if broker is not None:
+        app.runner.follow = bus.follow  # type: ignore[attr-defined]  # a subscribe's Follow waits for the broker
     app.limit(limits)
     if hasattr(store, "observe_batch"):
         store.observe_batch = METRICS.commit_batches.observe  # group-commit sizes, from its writer thread

@@ -18,12 +18,13 @@ The usual shape::
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import trio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from satchel.protocol.channels import Follow
 from satchel.protocol.files import CommitFile, RemoveFile
 from satchel.protocol.operations import Action, HashPassword, Operation, VerifyPassword
 from satchel.storage_backends.base import Store
@@ -55,6 +56,9 @@ class Runner:
         self._dummy_hash: str | None = None
         #: The reorder stage of this store's commit stamps.
         self.sequencer: Sequencer = sequencer_for(store)
+        #: What a ``Follow`` waits for (a broker-backed bus's ``follow``;
+        #: the switchboard answers it itself in one process).
+        self.follow: Callable[[Follow], Awaitable[None]] | None = None
 
     def ticket(self) -> Ticket:
         """A ticket for one action's commit stamps (module docstring)."""
@@ -89,6 +93,10 @@ class Runner:
             if self.files is None:
                 raise TypeError("this runner has no file store")
             return await self.files.execute(operation)
+        if type(operation) is Follow:
+            if self.follow is not None:
+                await self.follow(operation)  # type: ignore[arg-type]
+            return None
         start = perf_counter()
         result, stamp = await self.store.execute_stamped(operation)
         METRICS.store_operation(type(operation), perf_counter() - start)

@@ -54,7 +54,7 @@ from typing import Any
 
 import msgspec
 
-from ..channels import TOO_MANY_CHANNELS, ChannelLimit, ChannelRoom, Subscribe
+from ..channels import TOO_MANY_CHANNELS, ChannelLimit, ChannelRoom, Follow, Subscribe
 from ..environment import Environment
 from ..errors import RemoteProtocolError
 from ..mounts import Event
@@ -187,7 +187,10 @@ def join(user: AsnityUser, community_id: str, connection: str, data: Any, env: E
         return SocketOutcome()
     room: ChannelRoom = yield ChannelLimit(PROTOCOL, connection, tuple(rooms))
     refused = set(room.refused)
-    events: list[Event] = [Subscribe(PROTOCOL, connection, r) for r in rooms if r not in refused]
+    joined = tuple(r for r in rooms if r not in refused)
+    if joined:
+        yield Follow(PROTOCOL, connection, joined)
+    events: list[Event] = [Subscribe(PROTOCOL, connection, r) for r in joined]
     if refused:
         return SocketOutcome(None, events, [(FAILED_TO_SEND, [{"message": TOO_MANY_CHANNELS}])])
     return SocketOutcome(None, events)

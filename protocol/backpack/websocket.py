@@ -44,7 +44,8 @@ import msgspec
 from .. import collections as data
 from ..changes import DELETED, Change
 from ..channels import (
-    TOO_MANY_CHANNELS, Audience, Channel, ChannelLimit, ChannelRoom, CloseChannel, Deliver, Subscribe, Unsubscribe,
+    TOO_MANY_CHANNELS, Audience, Channel, ChannelLimit, ChannelRoom, CloseChannel, Deliver, Follow, Subscribe,
+    Unsubscribe,
 )
 from ..environment import Environment
 from ..errors import RemoteProtocolError
@@ -361,7 +362,10 @@ def _join_users_channels(socket: Socket, msg: _UsersChannels, env: Environment) 
               and isinstance(entry.get("channelId"), str)]
     room: ChannelRoom = yield ChannelLimit(PROTOCOL, socket.connection, tuple(wanted))
     refused = set(room.refused)
-    events.extend(Subscribe(PROTOCOL, socket.connection, channel) for channel in wanted if channel not in refused)
+    joined = tuple(channel for channel in wanted if channel not in refused)
+    if joined:
+        yield Follow(PROTOCOL, socket.connection, joined)
+    events.extend(Subscribe(PROTOCOL, socket.connection, channel) for channel in joined)
     events.append(_reply(socket, {"action": "joinUsersChannels", "usersChannels": channels}))
     if refused:
         events.append(_too_many(socket, room, "joinUsersChannels"))
@@ -423,6 +427,7 @@ def _join_channel(socket: Socket, msg: _ChannelAction, env: Environment) -> Acti
     room: ChannelRoom = yield ChannelLimit(PROTOCOL, socket.connection, (channel,))
     if room.refused:
         return [_too_many(socket, room, "joinChannel")]
+    yield Follow(PROTOCOL, socket.connection, (channel,))
     events: list[Event] = []
     info = yield from _update_users_information(
         users_collection, socket.user_id, _joined(channel), env, events

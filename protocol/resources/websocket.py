@@ -75,7 +75,7 @@ from typing import Any, Hashable, Sequence
 import msgspec
 
 from ..changes import Change, DocumentChange, EntryChange
-from ..channels import Audience, Channel, CloseConnection, Deliver, Subscribe, Unsubscribe
+from ..channels import Audience, Channel, CloseConnection, Deliver, Follow, Subscribe, Unsubscribe
 from ..collections import is_hidden_collection, validate_collection_name
 from ..environment import Environment
 from ..errors import RemoteProtocolError
@@ -265,6 +265,9 @@ def handle_message(state: Connection, message: str | bytes, config: ResourcesCon
         return [Unsubscribe(PROTOCOL, state.id, channel)]
     if key not in state.subscriptions and len(state.subscriptions) >= config.max_subscriptions:
         return [_too_many(state, ref, config)]
+    if key not in state.subscriptions:
+        # Before the state is read: every process's later writes reach it.
+        yield Follow(PROTOCOL, state.id, (channel,))
     rules: RuleSet = yield CurrentRules()
     try:
         read = yield from _current(ref, state, rules, env)

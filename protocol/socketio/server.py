@@ -63,6 +63,7 @@ from ..channels import (
     ChannelRoom,
     CloseConnection,
     Deliver,
+    Follow,
     IdentifyConnection,
     Subscribe,
     Unsubscribe,
@@ -458,6 +459,8 @@ class SocketIoServer:
         room: ChannelRoom = yield ChannelLimit(self.protocol, state.connection, tuple(joining))
         if room.refused:
             return self._to_connection(state, [encode_connect_error(TOO_MANY_CHANNELS, nsp)])
+        # Before the connect is answered: every process's later emits to these rooms reach it.
+        yield Follow(self.protocol, state.connection, tuple(joining))
         events: list[HubEvent] = []
         if answer.user_id is not None and state.user_id is None:
             state.user_id = answer.user_id

@@ -32,6 +32,14 @@ Order, the guarantee (README, "Running several processes"):
    whole record after the write, so what a subscriber holds last is the
    record as stored.
 
+Subscribing: each process follows on the broker only what its connections
+need, so a subscription to something new must wait until the broker
+follows it, or a write another process commits meanwhile is never sent
+here. Every protocol's subscribe yields ``channels.Follow`` after its
+bound and before it reads the state it answers with; the runner hands it
+to ``follow``, which returns once the broker confirmed the topics (one
+round trip, and only for what this process did not follow yet).
+
 A broker restart, or any lost broker connection: the bus keeps what this
 process publishes meanwhile and sends it once connected again, but pub/sub
 keeps nothing for a process that is not subscribed, so what the others
@@ -65,7 +73,7 @@ from typing import Any, Iterable, Protocol
 
 import trio
 
-from satchel.protocol.channels import CloseConnection
+from satchel.protocol.channels import CloseConnection, Follow
 from satchel.protocol.sessions import Revoked
 from satchel.protocol.switchboard import Switchboard
 
@@ -78,6 +86,11 @@ from .topics import DatagramSeen, SessionsRevoked, Topics
 __all__ = ["Broker", "BrokerBus", "open_broker", "BrokerUrlError"]
 
 log = logging.getLogger("satchel.broker")
+
+#: How long a ``Follow`` waits for the broker at most, and how long its
+#: topics stay followed before a registry must need them (seconds).
+FOLLOW_WAIT = 2.0
+FOLLOW_HOLD = 10.0
 
 #: The close reason of a connection told to reconnect after the broker came back.
 RESYNC_REASON = "broker reconnected: reconnect to resynchronize"
@@ -149,7 +162,8 @@ class BrokerBus(LocalBus):
     ``await nursery.start(bus.run)``."""
 
     __slots__ = ("broker", "topics", "node", "received", "sent", "stale", "_latest", "_interest_changed",
-                 "_registries_seen", "_interest", "_running", "resyncs")
+                 "_registries_seen", "_interest", "_running", "resyncs", "_held", "_interest_applied",
+                 "follows_waited", "follows_timed_out")
 
     def __init__(self, hub: Hub, board: Switchboard, broker: Broker, sequencer: Sequencer | None = None,
                  *, max_versions: int = 100_000) -> None:
@@ -167,6 +181,15 @@ class BrokerBus(LocalBus):
         self._interest_changed: trio.Event | None = None
         self._registries_seen = -1
         self._interest: frozenset[str] = frozenset()
+        #: topic -> until when (trio clock) it is followed for a ``Follow``
+        #: whose subscription is not in a registry yet
+        self._held: dict[str, float] = {}
+        #: set (and replaced) each time the broker follows a new interest
+        self._interest_applied = trio.Event()
+        #: ``Follow``s that had to wait for the broker, and those that gave up waiting
+        self.follows_waited = 0
+        self.follows_timed_out = 0
+        board.across_processes = True  # its Follows come to ``follow``
         self._running = False
         board.sessions.listen(self._revoked)
         share_replay_guard(board, self)
@@ -272,6 +295,50 @@ class BrokerBus(LocalBus):
         """The topics this process follows now."""
         return self._interest
 
+    async def follow(self, operation: Follow) -> None:
+        """Return once the broker follows every topic ``operation``'s
+        channels need (``channels.Follow``; the runner calls this). A
+        subscribe yields it before it reads the state it answers with: a
+        write another process commits after that read is then published
+        to a topic this process follows already. Without this the topic
+        was followed only after the subscription was in the registry, a
+        few milliseconds later, and such a write was missed silently.
+
+        The topics stay followed for ``FOLLOW_HOLD`` seconds even if no
+        registry needs them (the subscribe's own events put it there well
+        before). The wait is bounded (``FOLLOW_WAIT``): a broker that does
+        not answer does not hold a subscribe forever; a lost broker is
+        signalled by its own close (module docstring)."""
+        if self._interest_changed is None:
+            return  # not started: the first interest is derived from the registries
+        wanted = wire.topics_of_channels(self.topics, operation.protocol, operation.channels)
+        missing = [topic for topic in wanted if not wire.covered(self._interest, topic)]
+        until = trio.current_time() + FOLLOW_HOLD
+        for topic in wanted:
+            if topic in self._held or topic in missing:
+                self._held[topic] = until
+        if not missing:
+            return
+        self.follows_waited += 1
+        self._interest_changed.set()
+        with trio.move_on_after(FOLLOW_WAIT):
+            while any(not wire.covered(self._interest, topic) for topic in missing):
+                await self._interest_applied.wait()
+            return
+        self.follows_timed_out += 1
+        log.warning("the broker did not follow %d topic(s) within %.0f s; subscribing anyway", len(missing),
+                    FOLLOW_WAIT)
+
+    def _held_topics(self) -> list[str]:
+        """The topics held for ``Follow``s, the expired ones forgotten."""
+        if not self._held:
+            return []
+        now = trio.current_time()
+        expired = [topic for topic, until in self._held.items() if until <= now]
+        for topic in expired:
+            del self._held[topic]
+        return list(self._held)
+
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Connect to the broker, follow the topics local connections need and
         apply what arrives, until cancelled."""
@@ -292,7 +359,7 @@ class BrokerBus(LocalBus):
             # Connections come in bursts: one recomputation for the burst.
             await trio.sleep(0.002)
             self._interest_changed = trio.Event()
-            wanted = wire.interest(self.topics, self.board.registries)
+            wanted = wire.interest(self.topics, self.board.registries, self._held_topics())
             if wanted != self._interest:
                 try:
                     await self.broker.set_interest(wanted)
@@ -302,6 +369,8 @@ class BrokerBus(LocalBus):
                     self._interest_changed.set()
                     continue
                 self._interest = wanted
+            applied, self._interest_applied = self._interest_applied, trio.Event()
+            applied.set()
 
     async def _report(self) -> None:
         """Log the broker traffic once a second while it changes."""
@@ -312,6 +381,9 @@ class BrokerBus(LocalBus):
                 # A registry changed without a publish after it (an upgrade
                 # refused past its user's bound): follow what is left.
                 self._registries_changed()
+                if self._held and self._interest_changed is not None and \
+                        min(self._held.values()) <= trio.current_time():
+                    self._interest_changed.set()  # a Follow's hold ended: follow what is left
                 now = self.traffic()
                 if now != last:
                     log.info("broker traffic %s", _format(now))

@@ -57,6 +57,8 @@ class RedisBroker:
         self._interest_lock = trio.Lock()
         # The topics Redis has confirmed on the current subscriber connection.
         self._confirmed: set[str] = set()
+        # Set (and replaced) at each confirmation: ``set_interest`` waits for its own.
+        self._confirmation_seen = trio.Event()
         #: Called (no arguments) once the subscriptions are back after a
         #: connection loss: what was published meanwhile was not received.
         self.resubscribed: Callable[[], None] | None = None
@@ -113,11 +115,15 @@ class RedisBroker:
                 task_status.started()
 
     async def set_interest(self, topics: frozenset[str]) -> None:
-        """Follow exactly ``topics`` (names ending in ``*`` are patterns)."""
+        """Follow exactly ``topics`` (names ending in ``*`` are patterns);
+        returns once Redis confirmed the new ones (at most 5 s): from then on
+        whatever another process publishes to them reaches this one
+        (``BrokerBus.follow`` relies on it)."""
         async with self._interest_lock:
             pubsub = self._pubsub
             channels = {t for t in topics if not t.endswith("*")}
             patterns = topics - channels
+            new = [f"c:{t}" for t in channels - self._channels] + [f"p:{t}" for t in patterns - self._patterns]
             if channels - self._channels:
                 await pubsub.subscribe(*sorted(channels - self._channels))
             if patterns - self._patterns:
@@ -127,6 +133,9 @@ class RedisBroker:
             if self._patterns - patterns:
                 await pubsub.punsubscribe(*sorted(self._patterns - patterns))
             self._channels, self._patterns = channels, patterns
+            with trio.move_on_after(5):
+                while any(name not in self._confirmed for name in new):
+                    await self._confirmation_seen.wait()
 
     async def _send(self, publisher: Any) -> None:
         queue = self._queue
@@ -174,6 +183,8 @@ class RedisBroker:
         subscribed again on a new connection (module docstring)."""
         name = (b"p:" if kind.startswith("p") else b"c:") + (topic if isinstance(topic, bytes) else str(topic).encode())
         key = name.decode(errors="replace")
+        seen, self._confirmation_seen = self._confirmation_seen, trio.Event()
+        seen.set()
         if kind.endswith("unsubscribe"):
             self._confirmed.discard(key)
             return

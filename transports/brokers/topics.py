@@ -307,10 +307,28 @@ def _users(registry: ChannelRegistry) -> Iterable[str]:
     return registry._connections_of_user.keys()
 
 
-def interest(topics: Topics, registries: dict[str, ChannelRegistry]) -> frozenset[str]:
+def topics_of_channels(topics: Topics, protocol: str, channels: Iterable[Channel]) -> frozenset[str]:
+    """The topics a connection of ``protocol`` in ``channels`` (and nothing
+    else) needs: what ``interest`` would add for it (``Follow``)."""
+    registry = ChannelRegistry()
+    registry.add_connection("follow", None)
+    for channel in channels:
+        registry.subscribe("follow", channel)
+    return interest(topics, {protocol: registry}) - {topics.control}
+
+
+def covered(interest: frozenset[str], topic: str) -> bool:
+    """Whether following ``interest`` hears ``topic`` (by name or pattern)."""
+    if topic in interest:
+        return True
+    return any(followed.endswith("*") and topic.startswith(followed[:-1]) for followed in interest)
+
+
+def interest(topics: Topics, registries: dict[str, ChannelRegistry], extra: Iterable[str] = ()) -> frozenset[str]:
     """The topics (and ``*`` patterns) a process with these registries needs
-    (module docstring); what a pattern covers is left out."""
-    wanted: set[str] = {topics.control}
+    (module docstring), plus ``extra``; what a pattern covers is left out
+    (Redis would deliver a message twice, once per subscription)."""
+    wanted: set[str] = {topics.control, *extra}
     for protocol, registry in registries.items():
         if not len(registry):
             continue

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ...channels import TOO_MANY_CHANNELS, Channel, ChannelLimit, ChannelRoom, Subscribe, Unsubscribe
+from ...channels import TOO_MANY_CHANNELS, Channel, ChannelLimit, ChannelRoom, Follow, Subscribe, Unsubscribe
 from ...operations import Action
 from ...query import Query
 from ..errors import DirectusError
@@ -179,3 +179,5 @@ def check_room(protocol: str, connection: str, subscriptions: list[Subscription]
         refused = all(sub.collection in listened for sub in subscriptions if sub not in kept)
     if refused or (room.bound is not None and len(kept) >= room.bound):
         raise DirectusError(LIMIT_EXCEEDED, f"{TOO_MANY_CHANNELS}: at most {room.bound} subscriptions.", 400)
+    # Before the init data is read: every process's later writes reach it.
+    yield Follow(protocol, connection, (collection_channel(collection),))
