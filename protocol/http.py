@@ -50,6 +50,20 @@ class HttpRequest(msgspec.Struct, frozen=True, dict=True):
         return path
 
     @property
+    def segments(self) -> list[str]:
+        """``split_path(path)``: the percent-decoded segments of the path.
+
+        Asked by a mount's ``claims_request`` (Directus) and again by the
+        router of the mount that answers: worked out once and kept on the
+        request like ``path``. One list shared by every caller: read it,
+        never change it."""
+        memo = self.__dict__
+        segments = memo.get("segments")
+        if segments is None:
+            segments = memo["segments"] = split_path(self.path)
+        return segments
+
+    @property
     def loggable(self) -> str:
         """``target`` fit for a log line (``loggable_target``)."""
         return loggable_target(self.target)
@@ -90,7 +104,10 @@ def normalize_path(path: str) -> str:
 
 def split_path(path: str) -> list[str]:
     """The percent-decoded segments of a normalized path."""
-    return [unquote(segment) for segment in path.strip("/").split("/") if segment]
+    segments = [segment for segment in path.split("/") if segment]
+    if "%" in path:  # else no segment has anything to decode: no unquote call per segment
+        return [unquote(segment) for segment in segments]
+    return segments
 
 
 #: Path segments at least this long are redacted from log lines: the inbox

@@ -17,7 +17,7 @@ import msgspec
 from ..changes import Change, DocumentChange
 from ..channels import Deliver
 from ..environment import Environment
-from ..http import HttpRequest, split_path
+from ..http import HttpRequest
 from ..mounts import Accepted, HttpOutcome, Mount, RenderContext, UploadForm
 from ..operations import Action
 from . import auth, websocket
@@ -51,7 +51,7 @@ class BackpackMount(Mount):
     def streams_body(self, request: HttpRequest) -> bool:
         if request.method not in _STREAMED_METHODS:
             return False
-        segments = split_path(request.path)
+        segments = request.segments
         return bool(segments) and segments[0] == "uploads" and auth.api_key_matches(request, self.config)
 
     def handle_request(self, request: HttpRequest, env: Environment, form: UploadForm | None = None) -> Action[HttpOutcome]:

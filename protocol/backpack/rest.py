@@ -27,7 +27,7 @@ from .. import collections as data
 from ..changes import Change
 from ..environment import Environment
 from ..errors import RemoteProtocolError
-from ..http import HttpRequest, HttpResponse, json_response, split_path
+from ..http import HttpRequest, HttpResponse, json_response
 from ..mounts import HttpOutcome
 from ..operations import Action, GetRecord, ListCollections, ListRecords, StoredJson, StoredRecord
 from ..permissions import Forbidden
@@ -125,7 +125,7 @@ def handle_request(
 def _route(
     request: HttpRequest, config: BackpackConfig, env: Environment, form: UploadForm | None
 ) -> Action[HttpOutcome]:
-    segments = split_path(request.path)
+    segments = request.segments
     method = "GET" if request.method == "HEAD" else request.method
     if segments and segments[0] == "uploads":
         return (yield from _uploads(method, segments[1:], request, config, env, form))

@@ -41,7 +41,7 @@ class DirectusMount(Mount):
     # -- REST ------------------------------------------------------------------
 
     def claims_request(self, request: HttpRequest) -> bool:
-        return rest.is_directus_path(request.path)
+        return rest.is_directus_segments(request.segments)
 
     def handle_request(self, request: HttpRequest, env: Environment, form: UploadForm | None = None) -> Action[HttpOutcome]:
         return rest.handle_request(request, self.config, env)

@@ -85,7 +85,11 @@ _METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
 
 def is_directus_path(path: str) -> bool:
     """Whether ``path`` (normalized) is one of the Directus routes (see the module docstring)."""
-    segments = split_path(path)
+    return is_directus_segments(split_path(path))
+
+
+def is_directus_segments(segments: list[str]) -> bool:
+    """``is_directus_path`` of a path split already (``HttpRequest.segments``)."""
     if len(segments) < 2:
         return False
     head = segments[0]
@@ -222,7 +226,7 @@ def handle_request(request: HttpRequest, config: DirectusConfig, env: Environmen
 
 
 def _route(request: HttpRequest, config: DirectusConfig, env: Environment) -> Action[HttpOutcome]:
-    segments = split_path(request.path)
+    segments = request.segments
     method = "GET" if request.method == "HEAD" else request.method
     if segments[0] == "auth":
         return (yield from _auth(segments[1], method, request, config, env))
