@@ -295,8 +295,15 @@ class SqliteStore(Store):
 
     async def execute_stamped(self, operation: Operation) -> tuple[Any, int | None]:
         """``execute``, and the write's commit stamp (``Store.execute_stamped``)."""
-        if type(operation) in WRITES:
+        kind = type(operation)
+        if kind in WRITES:
             return await self._execute(operation, True)
+        read = POINT_READS.get(kind)
+        if read is not None and not self._closing:
+            # A point read runs inline (see _execute): answered here, without
+            # the coroutine and the write checks of _execute - every REST get
+            # passes here.
+            return read(self._point_reader, operation), None
         return await self._execute(operation, False), None
 
     async def _execute(self, operation: Operation, stamped: bool) -> Any:
