@@ -13,7 +13,7 @@ import socket
 
 import trio
 
-__all__ = ["RECEIVE_SIZE", "receive_some", "send_all", "close_gracefully"]
+__all__ = ["RECEIVE_SIZE", "receive_some", "receive_awaited", "send_all", "close_gracefully"]
 
 # What one read asks the kernel for. ``recv`` returns a bytes object of the
 # size actually read, so no connection keeps a buffer of this size around.
@@ -36,6 +36,28 @@ async def receive_some(sock: socket.socket) -> bytes:
     else:
         await trio.lowlevel.checkpoint()
         return data
+    while True:
+        try:
+            await trio.lowlevel.wait_readable(sock)
+        except trio.ClosedResourceError:
+            return b""
+        try:
+            return sock.recv(RECEIVE_SIZE)
+        except BlockingIOError:
+            continue
+        except OSError:
+            return b""
+
+
+async def receive_awaited(sock: socket.socket) -> bytes:
+    """``receive_some`` for a read that is expected to find nothing yet: it
+    waits for the socket to be readable before reading.
+
+    After answering a request, a keep-alive client is still reading the
+    answer: a read straight away fails with EAGAIN - a system call and an
+    exception per request for nothing. When bytes did arrive meanwhile (a
+    pipelining client), the wait returns at the next scheduler pass, which
+    is the yield ``receive_some`` would have made anyway."""
     while True:
         try:
             await trio.lowlevel.wait_readable(sock)

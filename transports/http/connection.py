@@ -20,7 +20,7 @@ import trio
 from satchel.protocol.http import HttpRequest, HttpResponse
 from satchel.transports.access_log import enabled as access_logged, log_request, request_id
 from satchel.transports.interfaces import Application, BodySink, FileResponse, ServerLimits
-from satchel.transports.sockets import close_gracefully, receive_some, send_all
+from satchel.transports.sockets import close_gracefully, receive_awaited, receive_some, send_all
 
 from .parser import BODY, HEAD, IDLE, Received, Rejected, RequestParser, UpgradeRequested, header_tokens
 from .responses import CONTINUE, error_response, format_response
@@ -188,6 +188,10 @@ class HttpConnection:
         # A new connection must send a whole head within header_timeout.
         head_deadline = self.deadline = trio.current_time() + limits.header_timeout
         while True:
+            # Whether this pass answered requests: then the next read waits
+            # for bytes first (receive_awaited), as the client is only now
+            # reading the answer.
+            answered = bool(items)
             if items:
                 # The application and the writes run under no read deadline.
                 self.deadline = math.inf
@@ -223,7 +227,7 @@ class HttpConnection:
                 # Everything before this request is answered: invite its body.
                 parser.expect_continue = False
                 await send_all(sock, CONTINUE, limits.write_timeout)
-            data = await receive_some(sock)
+            data = await (receive_awaited(sock) if answered else receive_some(sock))
             if not data:
                 return None
             before = parser.phase
