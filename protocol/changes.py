@@ -54,6 +54,12 @@ class Change(msgspec.Struct, frozen=True, tag=True):
     and 0 when unknown. Within one process changes are published in commit
     order anyway; across processes it is what lets a process drop a write of
     a record that reached it after a newer one (``brokers.topics.change_key``).
+
+    ``numbered`` is (sequence, number) for the create of a record numbered
+    by ``InsertNumbered`` (an Asnity chat: its channel's sequence and its
+    id): the sequence's numbers are its records' commit order, so across
+    processes the creates of one sequence can be delivered in that order
+    (``brokers.sequences``).
     """
 
     collection: str
@@ -63,6 +69,7 @@ class Change(msgspec.Struct, frozen=True, tag=True):
     origin: str
     connection: str | None = None
     revision: int = 0
+    numbered: tuple[str, int] | None = None
 
     @property
     def is_http(self) -> bool:

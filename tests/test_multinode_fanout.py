@@ -598,6 +598,57 @@ class SocketIo:
         self.ws.close()
 
 
+def test_chats_of_one_channel_posted_through_both_nodes_at_once_reach_both_rooms_in_id_order(cluster: Cluster) -> None:
+    """Guarantee 4: a channel's chat ids are its commit order; two nodes
+    posting to one channel at once, the room's sockets on both nodes get
+    every chat once, in id order (a chat that arrives before its
+    predecessor waits for it)."""
+    a, b = cluster.nodes
+    email = f"order{secrets.token_hex(3)}@example.com"
+    _asnity(a, "POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": "orderly"})
+    token = _asnity(a, "POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})["accessToken"]
+    community = _asnity(a, "POST", "/api/community", {"name": "ordered"}, token)["_id"]
+    channel = _asnity(a, "POST", "/api/channel", {"communityId": community, "name": "race", "isPrivate": False,
+                                                  "type": "Channel"}, token)["_id"]
+    sockets = {name: SocketIo(node, f"/socket/commu-{community}", token) for name, node in (("a", a), ("b", b))}
+    try:
+        for name, socket_ in sockets.items():
+            socket_.emit("join", {"channels": [channel]})
+        for name, other in (("a", b), ("b", a)):  # each room hears the other node's chats
+            deadline = time.monotonic() + 15
+            while not [e for e in sockets[name].events(0.3) if e[0] == "new-chat"]:
+                assert time.monotonic() < deadline, f"{name} never heard the other node's chats"
+                _asnity(other, "POST", f"/api/channels/{channel}/chat", {"type": "TEXT", "content": "warm"}, token)
+        for socket_ in sockets.values():
+            socket_.events(0.3)  # the warm-up's last chats
+        posted: dict[str, list[int]] = {"a": [], "b": []}
+
+        def post(name: str, node: Node) -> None:
+            for n in range(20):
+                chat = _asnity(node, "POST", f"/api/channels/{channel}/chat",
+                               {"type": "TEXT", "content": f"{name} {n}"}, token)
+                posted[name].append(chat["id"])
+
+        threads = [threading.Thread(target=post, args=(name, node)) for name, node in (("a", a), ("b", b))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        every = sorted(posted["a"] + posted["b"])
+        assert len(every) == 40
+        for name, socket_ in sockets.items():
+            ids: list[int] = []
+            deadline = time.monotonic() + 10
+            while len(ids) < 40 and time.monotonic() < deadline:
+                ids += [chat["id"] for event, chat in socket_.events(0.5)
+                        if event == "new-chat" and chat["content"] != "warm"]
+            assert sorted(ids) == every, f"the room on {name} did not get every chat once"
+            assert ids == every, f"the room on {name} got a channel's chats out of id order: {ids}"
+    finally:
+        for socket_ in sockets.values():
+            socket_.close()
+
+
 def test_an_invitation_made_through_a_reaches_the_invitees_socket_on_b_which_then_hears_the_room(
         cluster: Cluster) -> None:
     """Presence across nodes: the invitee's socket is on B; the owner invites

@@ -107,10 +107,10 @@ def write_chat(ctx: Context, channel: dict[str, Any], sender_id: str, kind: str,
     # id is its number in the channel, its _id chat_key(channel, number).
     template = new_record(fields, chat_key(channel_id, 0), ctx.now())
     del template["_id"]
-    record: dict[str, Any] = yield InsertNumbered(
-        CHATS, template, chat_sequence(channel_id), "id", chat_key_prefix(channel_id), CHAT_KEY_DIGITS
-    )
-    ctx.change(CHATS, "create", record, revision=1)
+    sequence = chat_sequence(channel_id)
+    record: dict[str, Any] = yield InsertNumbered(CHATS, template, sequence, "id", chat_key_prefix(channel_id),
+                                                  CHAT_KEY_DIGITS)
+    ctx.change(CHATS, "create", record, revision=1, numbered=(sequence, record["id"]))
     return record
 
 

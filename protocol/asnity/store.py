@@ -121,11 +121,13 @@ class Context:
         """Add a hub event to what this action publishes."""
         self.events.append(event)
 
-    def change(self, collection: str, kind: Any, record: dict[str, Any], *, revision: int) -> None:
+    def change(self, collection: str, kind: Any, record: dict[str, Any], *, revision: int,
+               numbered: tuple[str, int] | None = None) -> None:
         """Record the ``Change`` of a write this action made (``revision``: the
-        record's after it, ``Change.revision``)."""
+        record's after it, ``Change.revision``; ``numbered``: its sequence and
+        number, for a numbered create)."""
         user_id = self.user.id if self.user is not None else None
-        self.events.append(Change(collection, kind, record, user_id, self.origin, self.connection, revision))
+        self.events.append(Change(collection, kind, record, user_id, self.origin, self.connection, revision, numbered))
 
 
 def get(collection: str, record_id: str) -> Action[dict[str, Any] | None]:

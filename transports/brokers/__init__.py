@@ -31,6 +31,13 @@ Order, the guarantee (README, "Running several processes"):
    broker, never see them out of order. Every record change carries the
    whole record after the write, so what a subscriber holds last is the
    record as stored.
+4. The chats of one channel (creates numbered by ``InsertNumbered``: a
+   channel's chat ids are its commit order, without gaps): delivered in
+   number order, whichever processes made them. One that arrives before
+   its predecessor waits for it, at most ``SequenceOrder.hold`` (50 ms;
+   then the gap is given up on and the late one delivered when it comes) -
+   so it may be overtaken by a later write of another record (2. holds but
+   for those waits). ``sequences`` has the bookkeeping.
 
 Subscribing: each process follows on the broker only what its connections
 need, so a subscription to something new must wait until the broker
@@ -73,6 +80,7 @@ from typing import Any, Iterable, Protocol
 
 import trio
 
+from satchel.protocol.changes import Change
 from satchel.protocol.channels import CloseConnection, Follow
 from satchel.protocol.sessions import Revoked
 from satchel.protocol.switchboard import Switchboard
@@ -81,6 +89,7 @@ from ..bus import LocalBus
 from ..hub import Hub
 from ..ordering import Sequencer
 from . import topics as wire
+from .sequences import SequenceOrder
 from .topics import DatagramSeen, SessionsRevoked, Topics
 
 __all__ = ["Broker", "BrokerBus", "open_broker", "BrokerUrlError"]
@@ -163,7 +172,7 @@ class BrokerBus(LocalBus):
 
     __slots__ = ("broker", "topics", "node", "received", "sent", "stale", "_latest", "_interest_changed",
                  "_registries_seen", "_interest", "_running", "resyncs", "_held", "_interest_applied",
-                 "follows_waited", "follows_timed_out")
+                 "follows_waited", "follows_timed_out", "_sequences", "_sequence_wake")
 
     def __init__(self, hub: Hub, board: Switchboard, broker: Broker, sequencer: Sequencer | None = None,
                  *, max_versions: int = 100_000) -> None:
@@ -190,6 +199,8 @@ class BrokerBus(LocalBus):
         self.follows_waited = 0
         self.follows_timed_out = 0
         board.across_processes = True  # its Follows come to ``follow``
+        self._sequences = SequenceOrder()
+        self._sequence_wake = trio.Event()
         self._running = False
         board.sessions.listen(self._revoked)
         share_replay_guard(board, self)
@@ -231,8 +242,10 @@ class BrokerBus(LocalBus):
         self._send(self.topics.control, [DatagramSeen(tag, timestamp_ms)])
 
     def _fresh(self, events: list[Any]) -> list[Any]:
-        """``events`` without the writes of entries and documents older than
-        what was already delivered here (guarantee 3)."""
+        """``events`` without the writes of records, entries and documents
+        older than what was already delivered here (guarantee 3), with a
+        numbered create that came before its predecessor held back, and
+        what waited for one that came (guarantee 4, ``sequences``)."""
         kept = None
         for index, event in enumerate(events):
             key = wire.change_key(event)
@@ -241,9 +254,34 @@ class BrokerBus(LocalBus):
                 if kept is None:
                     kept = events[:index]
                 continue
+            numbered = event.numbered if type(event) is Change else None
+            if numbered is not None:
+                if kept is None:
+                    kept = events[:index]
+                kept.extend(self._sequences.admit(numbered[0], numbered[1], event, trio.current_time()))
+                if self._sequences.holding:
+                    self._sequence_wake.set()
+                continue
             if kept is not None:
                 kept.append(event)
         return events if kept is None else kept
+
+    async def _release_held(self) -> None:
+        """Deliver the numbered creates whose predecessor did not come in
+        time (``SequenceOrder.hold``)."""
+        while True:
+            deadline = self._sequences.next_deadline()
+            if deadline is None:
+                self._sequence_wake = trio.Event()
+                await self._sequence_wake.wait()
+                continue
+            await trio.sleep_until(deadline)
+            due = self._sequences.due(trio.current_time())
+            if due:
+                log.info("delivering %d chat(s) whose predecessor did not arrive within %.0f ms", len(due),
+                         1000 * self._sequences.hold)
+                LocalBus._apply(self, due)
+                self._registries_changed()
 
     # -- the other processes' events -------------------------------------------------
 
@@ -348,6 +386,7 @@ class BrokerBus(LocalBus):
             await self.broker.set_interest(self._interest)
             self._interest_changed = trio.Event()
             nursery.start_soon(self._follow)
+            nursery.start_soon(self._release_held)
             nursery.start_soon(self._report)
             log.info("Broker %s connected (topic prefix %r)", type(self.broker).__name__, self.topics.prefix)
             task_status.started()
