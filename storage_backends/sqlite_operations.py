@@ -97,14 +97,21 @@ def lower_text(text: Any) -> Any:
 def _get_record(db: sqlite3.Connection, op: GetRecord) -> StoredRecord | StoredJson | None:
     # fetchall() steps every statement to its end, so no statement is left
     # open holding an old snapshot of the database.
+    if op.as_json:
+        # The body is the record's JSON as msgspec wrote it (``_dump``): the
+        # bytes a response would encode, without decoding them first - read
+        # as a BLOB, the UTF-8 bytes SQLite holds, not decoded to a str to be
+        # encoded back.
+        rows = db.execute("SELECT CAST(body AS BLOB), revision FROM records WHERE collection = ? AND id = ?",
+                          (op.collection, op.id)).fetchall()
+        if not rows:
+            return None
+        body, revision = rows[0]
+        return StoredJson(body, revision)
     rows = db.execute("SELECT body, revision FROM records WHERE collection = ? AND id = ?", (op.collection, op.id)).fetchall()
     if not rows:
         return None
     body, revision = rows[0]
-    if op.as_json:
-        # The body is the record's JSON as msgspec wrote it (``_dump``): the
-        # bytes a response would encode, without decoding them first.
-        return StoredJson(body.encode(), revision)
     return StoredRecord(_decode(body), revision)
 
 
