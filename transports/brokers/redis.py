@@ -33,10 +33,20 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import coredis
 import trio
+from coredis.exceptions import ConnectionError as RedisConnectionError
+from coredis.retry import CompositeRetryPolicy, ConstantRetryPolicy, ExponentialBackoffRetryPolicy
 
 __all__ = ["RedisBroker"]
 
 log = logging.getLogger("satchel.broker")
+
+#: How the subscriber reconnects: coredis's own policy, with its backoff
+#: capped at 1 s instead of 16 s - while it waits, this process hears
+#: nothing the others publish, and its clients are told only once it is back.
+_RESUBSCRIBE = CompositeRetryPolicy(
+    ExponentialBackoffRetryPolicy((RedisConnectionError,), retries=None, base_delay=0.1, max_delay=1, jitter=True),
+    ConstantRetryPolicy((TimeoutError,), retries=2, delay=0.1),
+)
 
 
 class RedisBroker:
@@ -107,7 +117,7 @@ class RedisBroker:
         async with publisher, subscriber:
             await publisher.ping()  # a broker that is not there fails the start, clearly
             # Subscription confirmations are read: they tell a resubscription (_confirmation).
-            pubsub = subscriber.pubsub(ignore_subscribe_messages=False)
+            pubsub = subscriber.pubsub(ignore_subscribe_messages=False, retry_policy=_RESUBSCRIBE)
             async with pubsub, trio.open_nursery() as nursery:
                 self._pubsub = pubsub
                 nursery.start_soon(self._send, publisher)
