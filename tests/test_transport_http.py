@@ -475,6 +475,14 @@ def test_format_response_owns_framing_headers():
     assert b"content-length" not in no_content and no_content.endswith(b"\r\n\r\n")
 
 
+@pytest.mark.parametrize("header", [("x-a", "b\r\nset-cookie: stolen=1"), ("x-a", "b\nx-b: c"), ("x\rb", "c")])
+def test_format_response_refuses_a_line_break_in_a_header(header):
+    # Response splitting: a value (or name) carrying CR or LF must never
+    # reach the wire as a header line of its own.
+    with pytest.raises(ValueError):
+        format_response(HttpResponse(200, [("content-type", "text/plain"), header], b"hi"), head_only=False)
+
+
 async def test_server_reports_its_port_and_serves_many_connections():
     async with running(TestApp()) as port:
         with trio.fail_after(10):

@@ -65,14 +65,14 @@ def format_response(response: HttpResponse, *, head_only: bool, connection: str 
     answers a HEAD request: the length of the body, not the body.
     """
     status = response.status
-    headers = [(name, value) for name, value in response.headers if name.lower() not in _TRANSPORT_HEADERS]
+    # The kept headers' lines in one pass (format_header_lines' check, without
+    # first copying the kept headers into a list of their own).
+    lines = [f"{name}: {value}\r\n" for name, value in response.headers if name.lower() not in _TRANSPORT_HEADERS]
+    text = "".join(lines)
+    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+        raise ValueError("a response header contains a line break")
     body = response.body
-    head = (
-        (_STATUS_LINES.get(status) or f"HTTP/1.1 {status} {_reason(status)}\r\n")
-        + _date_line()
-        + format_header_lines(headers)
-        + extra
-    )
+    head = (_STATUS_LINES.get(status) or f"HTTP/1.1 {status} {_reason(status)}\r\n") + _date_line() + text + extra
     if connection:
         head = f"{head}connection: {connection}\r\n"
     if status < 200 or status in _NO_CONTENT:
