@@ -25,7 +25,7 @@ import pytest
 from multinode_harness import Cluster, Node, wait_for
 from postgres_harness import drop_schemas, require_postgres, schema_prefix
 from server_process import Http
-from test_multinode_fanout import (PASSWORD, Frames, SocketIo, _asnity, backpack, bearer, put_entry, resources,
+from test_multinode_fanout import (Frames, SocketIo, backpack, chat_channel, bearer, put_entry, resources,
                                    session, warm_up)
 
 
@@ -93,12 +93,7 @@ def test_a_backpack_broadcast_on_one_node_reaches_the_two_others(cluster: Cluste
 
 def test_a_socketio_chat_emitted_on_one_node_reaches_the_room_on_the_two_others(cluster: Cluster) -> None:
     a, b, c = cluster.nodes
-    email = f"sio{secrets.token_hex(3)}@example.com"
-    _asnity(a, "POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": "three"})
-    token = _asnity(a, "POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})["accessToken"]
-    community = _asnity(a, "POST", "/api/community", {"name": "three"}, token)["_id"]
-    channel = _asnity(a, "POST", "/api/channel", {"communityId": community, "name": "general", "isPrivate": False,
-                                                  "type": "Channel"}, token)["_id"]
+    token, community, channel = chat_channel(a, "three")
     namespace = f"/socket/commu-{community}"
     listeners = [SocketIo(node, namespace, token) for node in (a, c)]
     speaker = SocketIo(b, namespace, token)

@@ -510,16 +510,23 @@ def _asnity(node: Node, method: str, path: str, body: Any = None, token: str | N
     return value["result"]
 
 
+def chat_channel(node: Node, label: str) -> tuple[str, str, str]:
+    """A new Asnity user with a community and a public channel in it:
+    (its token, the community's id, the channel's id)."""
+    email = f"{label}{secrets.token_hex(3)}@example.com"
+    _asnity(node, "POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": label[:10]})
+    token = _asnity(node, "POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})["accessToken"]
+    community = _asnity(node, "POST", "/api/community", {"name": label}, token)["_id"]
+    channel = _asnity(node, "POST", "/api/channel", {"communityId": community, "name": "general", "isPrivate": False,
+                                                     "type": "Channel"}, token)["_id"]
+    return token, community, channel
+
+
 def test_chats_written_through_b_reach_a_socketio_room_in_order_once(cluster: Cluster) -> None:
     """A Socket.IO client (websocket transport) in a channel's room on A; chats
     posted through B's REST API reach it as ``new-chat``, in order, once."""
     a, b = cluster.nodes
-    email = f"chat{secrets.token_hex(3)}@example.com"
-    _asnity(a, "POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": "chatter"})
-    token = _asnity(a, "POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})["accessToken"]
-    community = _asnity(a, "POST", "/api/community", {"name": "multi"}, token)["_id"]
-    channel = _asnity(a, "POST", "/api/channel", {"communityId": community, "name": "general", "isPrivate": False,
-                                                  "type": "Channel"}, token)["_id"]
+    token, community, channel = chat_channel(a, "chat")
     namespace = f"/socket/commu-{community}"
     ws = connect(f"ws://127.0.0.1:{a.port}/socket.io/?EIO=4&transport=websocket", open_timeout=10)
     try:
@@ -604,12 +611,7 @@ def test_chats_of_one_channel_posted_through_both_nodes_at_once_reach_both_rooms
     every chat once, in id order (a chat that arrives before its
     predecessor waits for it)."""
     a, b = cluster.nodes
-    email = f"order{secrets.token_hex(3)}@example.com"
-    _asnity(a, "POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": "orderly"})
-    token = _asnity(a, "POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})["accessToken"]
-    community = _asnity(a, "POST", "/api/community", {"name": "ordered"}, token)["_id"]
-    channel = _asnity(a, "POST", "/api/channel", {"communityId": community, "name": "race", "isPrivate": False,
-                                                  "type": "Channel"}, token)["_id"]
+    token, community, channel = chat_channel(a, "order")
     sockets = {name: SocketIo(node, f"/socket/commu-{community}", token) for name, node in (("a", a), ("b", b))}
     try:
         for name, socket_ in sockets.items():
