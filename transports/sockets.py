@@ -36,17 +36,7 @@ async def receive_some(sock: socket.socket) -> bytes:
     else:
         await trio.lowlevel.checkpoint()
         return data
-    while True:
-        try:
-            await trio.lowlevel.wait_readable(sock)
-        except trio.ClosedResourceError:
-            return b""
-        try:
-            return sock.recv(RECEIVE_SIZE)
-        except BlockingIOError:
-            continue
-        except OSError:
-            return b""
+    return await receive_awaited(sock)
 
 
 async def receive_awaited(sock: socket.socket) -> bytes:
