@@ -27,7 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from multinode_harness import Broker, Cluster, private_broker_cluster, wait_for
 from server_process import Http
-from test_multinode_fanout import PASSWORD, Frames, _asnity, backpack, bearer, resources, session, warm_up
+from multinode_clients import PASSWORD, Frames, asnity_api, backpack, bearer, resources, session, warm_up
 
 #: How long a node may take to reconnect (coredis backs off exponentially, from 0.1 s).
 RECONNECT = 20
@@ -85,9 +85,9 @@ def test_a_broker_restart_is_signalled_with_1012_and_reconnected_clients_resync_
     rs.send({"action": "subscribe", "resource": {"type": "kvStore", "id": f"resync:{collection}"}})
     rs.next(lambda f: "warning" in f or "data" in f)
     sio_email = f"s{secrets.token_hex(3)}@example.com"
-    _asnity(a, "POST", "/api/user/auth/signup", {"id": sio_email, "password": PASSWORD, "nickname": "resync"})
-    sio_token = _asnity(a, "POST", "/api/user/auth/signin", {"id": sio_email, "password": PASSWORD})["accessToken"]
-    community = _asnity(a, "POST", "/api/community", {"name": "resync"}, sio_token)["_id"]
+    asnity_api(a, "POST", "/api/user/auth/signup", {"id": sio_email, "password": PASSWORD, "nickname": "resync"})
+    sio_token = asnity_api(a, "POST", "/api/user/auth/signin", {"id": sio_email, "password": PASSWORD})["accessToken"]
+    community = asnity_api(a, "POST", "/api/community", {"name": "resync"}, sio_token)["_id"]
     sio = connect(f"ws://127.0.0.1:{a.port}/socket.io/?EIO=4&transport=websocket", open_timeout=10)
     assert sio.recv(timeout=10).startswith("0")
     sio.send(f"40/socket/commu-{community}," + json.dumps({"token": f"Bearer {sio_token}"}))

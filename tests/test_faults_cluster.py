@@ -25,7 +25,7 @@ import pytest
 from multinode_harness import Cluster, Node, wait_for
 from postgres_harness import drop_schemas, require_postgres, schema_prefix
 from server_process import Http
-from test_multinode_fanout import (Frames, SocketIo, backpack, chat_channel, bearer, put_entry, resources,
+from multinode_clients import (Frames, SocketIo, backpack, chat_channel, bearer, put_entry, resources,
                                    session, warm_up)
 
 

@@ -29,7 +29,7 @@ from websockets.sync.client import connect
 from multinode_harness import wait_for
 from postgres_harness import PrivatePostgres
 from server_process import Http, ServerProcess
-from test_multinode_fanout import PASSWORD, SCOPE, Frames, backpack, bearer, resources, session
+from multinode_clients import PASSWORD, SCOPE, Frames, backpack, bearer, resources, session
 
 #: How long a request waits for a connection while PostgreSQL is away (the store URL's
 #: connect_timeout, which the pool's wait follows), and a margin.
@@ -64,7 +64,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         made.close()
 
 
-def _asnity(server: ServerProcess, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+def asnity_api(server: ServerProcess, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
     http = Http(server, timeout=WAIT + 5)
     try:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -128,10 +128,10 @@ class Clients:
         assert self.dx_ws.next()["status"] == "ok"
         self.rs_ws = resources(server, self.token)
         email = f"as{secrets.token_hex(3)}@example.com"
-        assert _asnity(server, "POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": "faulty"})[0] in (200, 201)
-        self.as_token = _asnity(server, "POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})[1]["result"]["accessToken"]
-        community = _asnity(server, "POST", "/api/community", {"name": "faults"}, self.as_token)[1]["result"]["_id"]
-        self.channel = _asnity(server, "POST", "/api/channel", {"communityId": community, "name": "general",
+        assert asnity_api(server, "POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": "faulty"})[0] in (200, 201)
+        self.as_token = asnity_api(server, "POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})[1]["result"]["accessToken"]
+        community = asnity_api(server, "POST", "/api/community", {"name": "faults"}, self.as_token)[1]["result"]["_id"]
+        self.channel = asnity_api(server, "POST", "/api/channel", {"communityId": community, "name": "general",
                                                                "isPrivate": False, "type": "Channel"},
                                self.as_token)[1]["result"]["_id"]
         self.sio = SocketIo(server, f"/socket/commu-{community}", self.as_token)
@@ -174,7 +174,7 @@ class Clients:
             return "data" in frame and frame.get("status") != "error", frame
 
         def asnity_rest() -> tuple[bool, Any]:
-            status, body = _asnity(server, "GET", "/api/user/auth/me", token=self.as_token)
+            status, body = asnity_api(server, "GET", "/api/user/auth/me", token=self.as_token)
             return status == 200, (status, body)
 
         def socketio_event() -> tuple[bool, Any]:

@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 
 from multinode_harness import Broker, Cluster, private_broker_cluster, wait_for
-from test_multinode_fanout import backpack, session
+from multinode_clients import backpack, session
 
 
 @pytest.fixture(params=["redis", "nats"])

@@ -5,9 +5,8 @@ processes").
 A client of node A sees what is written or broadcast through node B - over
 Backpack (REST writes, websocket broadcasts), resource subscriptions (kv
 entries) and Socket.IO (Asnity chats posted over REST, in the channel's
-room) - in order, once; two nodes writing one entry or one record at once
-never make a subscriber see an older version after a newer one, and each node's writes
-reach the other's subscribers in its commit order; a node with no interested
+room) - in order, once (races of two nodes writing at once:
+``test_multinode_order.py``); a node with no interested
 connection is sent nothing of a topic (the traffic each node logs); a logout
 on A refuses the cookie and the Bearer token on B at once; an inbox datagram
 replayed to B after A admitted it is dropped; a Socket.IO long-polling
@@ -19,147 +18,22 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import secrets
 import socket
-import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any
 
-import pytest
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
 from satchel.protocol.inbox.datagrams import decode_answer, encode_request
-from satchel.protocol.resources import encode_headers
 from satchel.transports.brokers.topics import Topics
 
-from multinode_harness import Cluster, Node, wait_for
-from postgres_harness import drop_schemas, require_postgres, schema_prefix
+from multinode_clients import (PASSWORD, SCOPE, SocketIo, asnity_api, backpack, bearer, chat_channel, cluster,
+                               directus_login, put_entry, resources, session, warm_up)
+from multinode_harness import Cluster, wait_for
 from server_process import Http
 
-PASSWORD = "correct horse battery"
-SCOPE = {"x-m2-organization": "multiOrg", "x-m2-project": "multiProj"}
-#: writes per node in the race
-WRITES = 10
-
-
-@pytest.fixture(scope="module", params=["redis", "nats"])
-def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    require_postgres()
-    prefix = schema_prefix()
-    nodes = None
-    try:
-        nodes = Cluster(tmp_path_factory.mktemp(request.param), request.param, f"{prefix}{request.param}")
-        yield nodes
-    finally:
-        if nodes is not None:
-            nodes.stop()
-        drop_schemas(prefix)
-
-
-class Frames:
-    """A websocket client whose received JSON frames a thread collects."""
-
-    def __init__(self, url: str, **kwargs: Any) -> None:
-        self.ws: ClientConnection = connect(url, open_timeout=10, **kwargs)
-        self.frames: queue.Queue[Any] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        try:
-            for message in self.ws:
-                self.frames.put(json.loads(message))
-        except Exception:
-            pass
-
-    def send(self, message: Any) -> None:
-        self.ws.send(json.dumps(message))
-
-    def next(self, match: Callable[[Any], bool] = lambda frame: True, timeout: float = 10) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no matching frame in time")
-            try:
-                frame = self.frames.get(timeout=left)
-            except queue.Empty:
-                continue
-            if match(frame):
-                return frame
-
-    def drain(self, seconds: float) -> list[Any]:
-        """Every frame that arrives within ``seconds``."""
-        got, deadline = [], time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                got.append(self.frames.get(timeout=left))
-            except queue.Empty:
-                break
-        return got
-
-    def close(self) -> None:
-        self.ws.close()
-
-
-def backpack(node: Node, http: Http) -> Frames:
-    socket_ = Frames(node.ws_url, additional_headers={"Cookie": http.cookie or ""})
-    assert socket_.next()["action"] == "connection"
-    return socket_
-
-
-def session(node: Node, email: str) -> Http:
-    http = Http(node)
-    http.login(email, PASSWORD)
-    return http
-
-
-def directus_login(node: Node, email: str) -> dict[str, Any]:
-    """A Directus login: ``access_token`` (a Bearer) and ``refresh_token``."""
-    http = Http(node)
-    status, body, _ = http.request("POST", "/auth/login", {"email": email, "password": PASSWORD}, key=None)
-    http.close()
-    assert status == 200, body
-    return body["data"]
-
-
-def bearer(node: Node, email: str) -> str:
-    return directus_login(node, email)["access_token"]
-
-
-def resources(node: Node, token: str) -> Frames:
-    offered = encode_headers({**SCOPE, "authorization": f"Bearer {token}"})
-    return Frames(f"ws://127.0.0.1:{node.port}/realtime", subprotocols=[offered])
-
-
-def put_entry(node: Node, token: str, entry: str, value: Any) -> dict[str, Any]:
-    http = Http(node)
-    try:
-        status, body, _ = http.request("PUT", f"/realtime/kv/{entry}", value, key=None,
-                                       headers={**SCOPE, "Authorization": f"Bearer {token}"})
-    finally:
-        http.close()
-    assert status == 200, body
-    return body
-
-
-def warm_up(write: Callable[[int], None], ws: Frames, match: Callable[[Any], bool], what: str) -> None:
-    """Write until ``ws`` receives a frame that ``match``es: its node follows
-    the topic now (a subscribe waits for its broker, ``Follow``, but a
-    node follows every collection for Backpack a few ms after its first
-    Backpack connection opens)."""
-    deadline = time.monotonic() + 15
-    n = 0
-    while True:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: the subscriber's node never followed the topic")
-        write(n)
-        n += 1
-        try:
-            ws.next(match, timeout=0.3)
-            return
-        except AssertionError:
-            continue
+__all__ = ["cluster"]  # the module fixture, imported
 
 
 # -- fan-out across nodes ---------------------------------------------------------------------
@@ -226,158 +100,6 @@ def test_resource_subscriber_on_a_hears_kv_writes_made_through_b(cluster: Cluste
         assert [f["version"] for f in got] == versions
     finally:
         ws.close()
-
-
-def test_two_nodes_writing_at_once_keep_versions_and_each_nodes_commit_order(cluster: Cluster) -> None:
-    """One kv entry written through both nodes at once: every subscriber, on
-    either node, sees versions only grow (guarantee 3) and the last write.
-    Records written through both nodes at once: each subscriber sees each
-    node's records in the order that node committed them (guarantee 2)."""
-    a, b = cluster.nodes
-    session(a, "race@example.com").close()
-    token = bearer(a, "race@example.com")
-    entry = f"race:{secrets.token_hex(3)}"
-    collection = f"race{secrets.token_hex(3)}"
-    subscribers = [resources(a, token), resources(b, token)]
-    readers = [backpack(a, session(a, "race-a@example.com")), backpack(b, session(b, "race-b@example.com"))]
-    try:
-        for ws in subscribers:
-            ws.send({"action": "subscribe", "resource": {"type": "kvStore", "id": entry}})
-            ws.next(lambda f: "warning" in f or "data" in f)
-        for ws, other in zip(subscribers, (b, a)):
-            warm_up(lambda n, other=other: put_entry(other, token, entry, {"warm": n}), ws,
-                    lambda f: "warm" in (f.get("data") or {}), "race kv")
-        writers = {node: session(node, f"race-w{i}@example.com") for i, node in enumerate((a, b))}
-        for reader, other in zip(readers, (b, a)):
-            warm_up(lambda n, other=other: writers[other].request("POST", f"/{collection}", {"warm": n}), reader,
-                    lambda f: f.get("collection") == collection, "race bp")
-        committed: dict[str, list[str]] = {"a": [], "b": []}
-        last: dict[str, int] = {}
-
-        def write(name: str, node: Node) -> None:
-            for n in range(WRITES):
-                version = put_entry(node, token, entry, {"by": name, "n": n})["version"]
-                last[name] = version
-                status, record, _ = writers[node].request("POST", f"/{collection}", {"by": name, "n": n})
-                assert status == 200
-                committed[name].append(record["_id"])
-
-        threads = [threading.Thread(target=write, args=(name, node)) for name, node in (("a", a), ("b", b))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        newest = max(last.values())  # ISO 8601 of one width: text order is time order
-        for ws in subscribers:
-            frames: list[Any] = []
-            while not frames or frames[-1]["version"] != newest:
-                frames.append(ws.next(lambda f: "by" in (f.get("data") or {})))
-            versions = [version_ms(f["version"]) for f in frames]
-            assert versions == sorted(set(versions)), "a subscriber saw an older version after a newer one"
-        for reader in readers:
-            seen: dict[str, list[str]] = {"a": [], "b": []}
-            while len(seen["a"]) < WRITES or len(seen["b"]) < WRITES:
-                frame = reader.next(lambda f: f.get("collection") == collection and "by" in f["response"])
-                seen[frame["response"]["by"]].append(frame["response"]["_id"])
-            assert seen == committed
-    finally:
-        for ws in subscribers + readers:
-            ws.close()
-
-
-def test_one_record_written_through_both_nodes_at_once_never_goes_back_for_any_subscriber(cluster: Cluster) -> None:
-    """Guarantee 3 for records: one record patched through both nodes at
-    once (every patch a compare-and-swap on the shared store's revision).
-    The subscribers on both nodes may each miss a write that lost the race
-    on the broker, but never see two writes in opposite orders, and each
-    ends on the record as stored."""
-    a, b = cluster.nodes
-    collection = f"one{secrets.token_hex(3)}"
-    writers = {"a": session(a, "one-a@example.com"), "b": session(b, "one-b@example.com")}
-    status, record, _ = writers["a"].request("POST", f"/{collection}", {"by": "start", "n": -1})
-    assert status == 200, record
-    path = f"/{collection}/{record['_id']}"
-    readers = {"a": backpack(a, session(a, "one-ra@example.com")), "b": backpack(b, session(b, "one-rb@example.com"))}
-    try:
-        for name, other in (("a", "b"), ("b", "a")):  # each reader's node follows the other's writes
-            warm_up(lambda n, other=other: writers[other].request("PATCH", path, {"by": "warm", "n": n}),
-                    readers[name], lambda f: f.get("collection") == collection and f["response"].get("by") == "warm",
-                    "one record")
-
-        def write(name: str) -> None:
-            for n in range(WRITES * 3):
-                status, body, _ = writers[name].request("PATCH", path, {"by": name, "n": n})
-                assert status == 200, body
-
-        threads = [threading.Thread(target=write, args=(name,)) for name in ("a", "b")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        status, stored, _ = writers["a"].request("GET", path)
-        assert status == 200
-        final = (stored["by"], stored["n"])
-        seen: dict[str, list[tuple[str, int]]] = {}
-        for name, reader in readers.items():
-            writes: list[tuple[str, int]] = []
-            frame_of_ours = lambda f: f.get("collection") == collection and f["response"].get("by") in ("a", "b")
-            try:
-                while final not in writes:
-                    frame = reader.next(frame_of_ours)
-                    writes.append((frame["response"]["by"], frame["response"]["n"]))
-            except AssertionError:
-                raise AssertionError(f"reader {name} never saw the stored record: {writes[-5:]} vs {final}") from None
-            writes.extend((f["response"]["by"], f["response"]["n"]) for f in reader.drain(0.5) if frame_of_ours(f))
-            assert writes[-1] == final, f"reader {name} does not end on the stored record"
-            seen[name] = writes
-        # One order for both: every pair both saw, they saw in the same order.
-        place = {write: i for i, write in enumerate(seen["a"])}
-        common = [place[write] for write in seen["b"] if write in place]
-        assert common == sorted(common), "the two nodes' subscribers saw writes of one record in opposite orders"
-        for name in ("a", "b"):  # each writer's own writes are in its order at every subscriber
-            for reader in seen.values():
-                mine = [n for by, n in reader if by == name]
-                assert mine == sorted(mine)
-    finally:
-        for reader in readers.values():
-            reader.close()
-
-
-def test_a_write_made_elsewhere_right_after_a_subscribe_is_answered_reaches_it(cluster: Cluster) -> None:
-    """``Follow``: a subscribe is answered only once this node's broker
-    follows what it subscribed to, so a write made through the other node
-    the moment the answer arrives is not missed. Before, the node followed
-    the topic a few milliseconds after the subscription was in its registry,
-    and such a write was lost silently. Fresh entries each time: nothing
-    else on A follows them."""
-    a, b = cluster.nodes
-    session(a, "follow@example.com").close()
-    token = bearer(a, "follow@example.com")
-    subscriber = resources(a, token)
-    writer = Http(b)
-    missed = []
-    try:
-        for n in range(12):
-            entry = f"follow:{secrets.token_hex(4)}"
-            subscriber.send({"action": "subscribe", "resource": {"type": "kvStore", "id": entry}})
-            assert subscriber.next(lambda f: f.get("warning") == "resource_not_found")
-            status, body, _ = writer.request("PUT", f"/realtime/kv/{entry}", {"n": n}, key=None,
-                                             headers={**SCOPE, "Authorization": f"Bearer {token}"})
-            assert status == 200, body
-            try:
-                subscriber.next(lambda f: (f.get("data") or {}).get("n") == n, timeout=3)
-            except AssertionError:
-                missed.append(n)
-        assert not missed, f"writes made through B right after A answered the subscribe were missed: {missed}"
-    finally:
-        writer.close()
-        subscriber.close()
-
-
-def version_ms(version: str) -> int:
-    from datetime import datetime
-
-    return round(datetime.fromisoformat(version.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 # -- what each node is sent ---------------------------------------------------------------------
@@ -499,29 +221,6 @@ def test_a_socketio_polling_session_of_a_is_unknown_to_b(cluster: Cluster) -> No
 # -- Socket.IO rooms across nodes -----------------------------------------------------------------
 
 
-def _asnity(node: Node, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-    http = Http(node)
-    try:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        status, value, _ = http.request(method, path, body, key=None, headers=headers)
-    finally:
-        http.close()
-    assert status in (200, 201), (status, value)
-    return value["result"]
-
-
-def chat_channel(node: Node, label: str) -> tuple[str, str, str]:
-    """A new Asnity user with a community and a public channel in it:
-    (its token, the community's id, the channel's id)."""
-    email = f"{label}{secrets.token_hex(3)}@example.com"
-    _asnity(node, "POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": label[:10]})
-    token = _asnity(node, "POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})["accessToken"]
-    community = _asnity(node, "POST", "/api/community", {"name": label}, token)["_id"]
-    channel = _asnity(node, "POST", "/api/channel", {"communityId": community, "name": "general", "isPrivate": False,
-                                                     "type": "Channel"}, token)["_id"]
-    return token, community, channel
-
-
 def test_chats_written_through_b_reach_a_socketio_room_in_order_once(cluster: Cluster) -> None:
     """A Socket.IO client (websocket transport) in a channel's room on A; chats
     posted through B's REST API reach it as ``new-chat``, in order, once."""
@@ -554,10 +253,10 @@ def test_chats_written_through_b_reach_a_socketio_room_in_order_once(cluster: Cl
         deadline = time.monotonic() + 15
         while not chats(0.3):  # until A follows the room's chats on the broker
             assert time.monotonic() < deadline, "A never followed the room"
-            _asnity(b, "POST", f"/api/channels/{channel}/chat", {"type": "TEXT", "content": "warm"}, token)
+            asnity_api(b, "POST", f"/api/channels/{channel}/chat", {"type": "TEXT", "content": "warm"}, token)
         chats(0.3)
         for n in range(10):
-            _asnity(b, "POST", f"/api/channels/{channel}/chat", {"type": "TEXT", "content": f"chat {n}"}, token)
+            asnity_api(b, "POST", f"/api/channels/{channel}/chat", {"type": "TEXT", "content": f"chat {n}"}, token)
         got: list[Any] = []
         while len(got) < 10:
             more = chats(10)
@@ -569,88 +268,6 @@ def test_chats_written_through_b_reach_a_socketio_room_in_order_once(cluster: Cl
         ws.close()
 
 
-class SocketIo:
-    """A Socket.IO client over the websocket transport, in one namespace."""
-
-    def __init__(self, node: Node, namespace: str, token: str) -> None:
-        self.namespace = namespace
-        self.ws = connect(f"ws://127.0.0.1:{node.port}/socket.io/?EIO=4&transport=websocket", open_timeout=10)
-        assert self.ws.recv(timeout=10).startswith("0")  # the Engine.IO open packet
-        self.ws.send(f"40{namespace}," + json.dumps({"token": f"Bearer {token}"}))
-        assert self.ws.recv(timeout=10).startswith(f"40{namespace},")
-
-    def emit(self, event: str, data: Any) -> None:
-        self.ws.send(f"42{self.namespace}," + json.dumps([event, data]))
-
-    def events(self, timeout: float, first: bool = False) -> list[tuple[str, Any]]:
-        """The events that arrive within ``timeout`` (with ``first``: until one does)."""
-        got: list[tuple[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        head = f"42{self.namespace},"
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                packet = self.ws.recv(timeout=left)
-            except TimeoutError:
-                break
-            if packet == "2":
-                self.ws.send("3")  # Engine.IO ping
-            elif isinstance(packet, str) and packet.startswith(head):
-                name, *args = json.loads(packet[len(head):])
-                got.append((name, args[0] if args else None))
-                if first:
-                    break
-        return got
-
-    def close(self) -> None:
-        self.ws.close()
-
-
-def test_chats_of_one_channel_posted_through_both_nodes_at_once_reach_both_rooms_in_id_order(cluster: Cluster) -> None:
-    """Guarantee 4: a channel's chat ids are its commit order; two nodes
-    posting to one channel at once, the room's sockets on both nodes get
-    every chat once, in id order (a chat that arrives before its
-    predecessor waits for it)."""
-    a, b = cluster.nodes
-    token, community, channel = chat_channel(a, "order")
-    sockets = {name: SocketIo(node, f"/socket/commu-{community}", token) for name, node in (("a", a), ("b", b))}
-    try:
-        for name, socket_ in sockets.items():
-            socket_.emit("join", {"channels": [channel]})
-        for name, other in (("a", b), ("b", a)):  # each room hears the other node's chats
-            deadline = time.monotonic() + 15
-            while not [e for e in sockets[name].events(0.3) if e[0] == "new-chat"]:
-                assert time.monotonic() < deadline, f"{name} never heard the other node's chats"
-                _asnity(other, "POST", f"/api/channels/{channel}/chat", {"type": "TEXT", "content": "warm"}, token)
-        for socket_ in sockets.values():
-            socket_.events(0.3)  # the warm-up's last chats
-        posted: dict[str, list[int]] = {"a": [], "b": []}
-
-        def post(name: str, node: Node) -> None:
-            for n in range(20):
-                chat = _asnity(node, "POST", f"/api/channels/{channel}/chat",
-                               {"type": "TEXT", "content": f"{name} {n}"}, token)
-                posted[name].append(chat["id"])
-
-        threads = [threading.Thread(target=post, args=(name, node)) for name, node in (("a", a), ("b", b))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        every = sorted(posted["a"] + posted["b"])
-        assert len(every) == 40
-        for name, socket_ in sockets.items():
-            ids: list[int] = []
-            deadline = time.monotonic() + 10
-            while len(ids) < 40 and time.monotonic() < deadline:
-                ids += [chat["id"] for event, chat in socket_.events(0.5)
-                        if event == "new-chat" and chat["content"] != "warm"]
-            assert sorted(ids) == every, f"the room on {name} did not get every chat once"
-            assert ids == every, f"the room on {name} got a channel's chats out of id order: {ids}"
-    finally:
-        for socket_ in sockets.values():
-            socket_.close()
-
-
 def test_an_invitation_made_through_a_reaches_the_invitees_socket_on_b_which_then_hears_the_room(
         cluster: Cluster) -> None:
     """Presence across nodes: the invitee's socket is on B; the owner invites
@@ -660,22 +277,22 @@ def test_an_invitation_made_through_a_reaches_the_invitees_socket_on_b_which_the
     owner_email, guest_email = (f"{who}{secrets.token_hex(3)}@example.com" for who in ("owner", "guest"))
     tokens = {}
     for email in (owner_email, guest_email):
-        _asnity(a, "POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": email[:6]})
-        tokens[email] = _asnity(a, "POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})["accessToken"]
-    guest_id = _asnity(a, "GET", "/api/user/auth/me", token=tokens[guest_email])["_id"]
+        asnity_api(a, "POST", "/api/user/auth/signup", {"id": email, "password": PASSWORD, "nickname": email[:6]})
+        tokens[email] = asnity_api(a, "POST", "/api/user/auth/signin", {"id": email, "password": PASSWORD})["accessToken"]
+    guest_id = asnity_api(a, "GET", "/api/user/auth/me", token=tokens[guest_email])["_id"]
     owner = tokens[owner_email]
-    community = _asnity(a, "POST", "/api/community", {"name": "invites"}, owner)["_id"]
-    _asnity(a, "POST", f"/api/communities/{community}/users", {"users": [guest_id]}, owner)
-    channel = _asnity(a, "POST", "/api/channel", {"communityId": community, "name": "later", "isPrivate": False,
+    community = asnity_api(a, "POST", "/api/community", {"name": "invites"}, owner)["_id"]
+    asnity_api(a, "POST", f"/api/communities/{community}/users", {"users": [guest_id]}, owner)
+    channel = asnity_api(a, "POST", "/api/channel", {"communityId": community, "name": "later", "isPrivate": False,
                                                   "type": "Channel"}, owner)["_id"]
     guest = SocketIo(b, f"/socket/commu-{community}", tokens[guest_email])
     try:
         time.sleep(0.5)  # B follows the namespace on the broker a few ms after the socket is in it
-        _asnity(a, "POST", f"/api/channels/{channel}/users", {"community_id": community, "users": [guest_id]}, owner)
+        asnity_api(a, "POST", f"/api/channels/{channel}/users", {"community_id": community, "users": [guest_id]}, owner)
         invited = [data for name, data in guest.events(10, first=True) if name == "invited-to-channel"]
         assert invited and invited[0]["_id"] == channel
         time.sleep(0.5)  # and the room's chats once the socket joined the room
-        _asnity(a, "POST", f"/api/channels/{channel}/chat", {"type": "TEXT", "content": "welcome"}, owner)
+        asnity_api(a, "POST", f"/api/channels/{channel}/chat", {"type": "TEXT", "content": "welcome"}, owner)
         heard = [data for name, data in guest.events(10, first=True) if name == "new-chat"]
         assert heard and heard[0]["content"] == "welcome"
     finally:
