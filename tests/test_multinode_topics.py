@@ -134,6 +134,41 @@ def test_a_records_writes_are_ranked_by_revision_and_a_delete_outranks_them_unti
     assert crossed.events[0].revision == 7
 
 
+def test_a_burst_on_one_topic_is_joined_into_one_message_in_order() -> None:
+    node = b"n" * 8
+    burst = [Deliver("backpack", b"m%d" % n, Audience()) for n in range(70)]
+    # Joined on the bytes: array headers of every size (fix, 16-bit), events in order.
+    joined = wire.encode(node, burst[:1])
+    for n in range(1, 70):
+        joined = wire.join(joined, wire.encode(node, burst[n:n + 1]))
+    assert wire.decode(joined) == wire.Envelope(node, burst)
+    assert wire.decode(wire.join(wire.encode(node, []), wire.encode(node, burst[:20]))).events == burst[:20]
+    # Another node's message, or bytes that are not an envelope, are not joined.
+    assert wire.join(wire.encode(node, burst[:1]), wire.encode(b"m" * 8, burst[1:2])) is None
+    assert wire.join(b"\x92\xc4", wire.encode(node, burst[:1])) is None
+    assert wire.encode(node, burst[:3]).startswith(wire.sender_head(node))
+    assert not wire.encode(b"m" * 8, burst[:3]).startswith(wire.sender_head(node))
+    for broker in (open_broker("nats://127.0.0.1:1?prefix=p"), open_broker("redis://127.0.0.1:1?prefix=p")):
+        message = wire.encode(node, burst[:1])
+        assert broker.publish("p.all.x", message) is False  # no join set: each goes alone
+        assert broker.publish("p.all.x", message) is False and len(broker._queue) == 2
+        broker._queue.clear()
+        broker.join = wire.join
+        assert broker.publish("p.all.x", message) is False
+        assert broker.publish("p.all.x", wire.encode(node, burst[1:2])) is True
+        assert broker.publish("p.ch.y", message) is False  # another topic: its own message, after
+        assert broker.publish("p.all.x", message) is False  # not joined across the other topic
+        assert [topic for topic, _ in broker._queue] == ["p.all.x", "p.ch.y", "p.all.x"]
+        assert wire.decode(broker._queue[0][1]).events == burst[:2]
+        # What is being written takes nothing more: it would be dropped from the queue with it.
+        broker._taken = 3
+        assert broker.publish("p.all.x", message) is False and len(broker._queue) == 4
+        broker._taken = 0
+        big = wire.encode(node, [Deliver("backpack", b"x" * (wire.JOIN_LIMIT // 2), Audience())])
+        assert broker.publish("p.all.x", big) is True
+        assert broker.publish("p.all.x", big) is False  # joined, it would pass JOIN_LIMIT
+
+
 def test_broker_urls() -> None:
     assert type(open_broker("nats://127.0.0.1:4222?prefix=x")).__name__ == "NatsBroker"
     assert open_broker("redis://127.0.0.1:6379/0?prefix=x").prefix == "x"

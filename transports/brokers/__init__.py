@@ -114,8 +114,10 @@ class Broker(Protocol):
 
     #: Set by the bus: called once the subscriptions are back after a lost connection.
     resubscribed: Any
+    #: Set by the bus: joins two of its queued messages on one topic into one (``topics.join``).
+    join: Any
 
-    def publish(self, topic: str, data: bytes) -> None: ...
+    def publish(self, topic: str, data: bytes) -> bool: ...
 
     async def check(self) -> None: ...
 
@@ -172,7 +174,7 @@ class BrokerBus(LocalBus):
 
     __slots__ = ("broker", "topics", "node", "received", "sent", "stale", "_latest", "_interest_changed",
                  "_registries_seen", "_interest", "_running", "resyncs", "_held", "_interest_applied",
-                 "follows_waited", "follows_timed_out", "_sequences", "_sequence_wake")
+                 "follows_waited", "follows_timed_out", "_sequences", "_sequence_wake", "_own_head")
 
     def __init__(self, hub: Hub, board: Switchboard, broker: Broker, sequencer: Sequencer | None = None,
                  *, max_versions: int = 100_000) -> None:
@@ -205,6 +207,12 @@ class BrokerBus(LocalBus):
         board.sessions.listen(self._revoked)
         share_replay_guard(board, self)
         broker.resubscribed = self._resubscribed
+        # A burst of actions (one read of broadcasts) queues messages on one
+        # topic before the broker's next write: sent as one (``topics.join``).
+        broker.join = wire.join
+        # How this process's messages start: its own, echoed by Redis, are
+        # dropped before they are decoded.
+        self._own_head = wire.sender_head(self.node)
         #: times this process's connections were told to reconnect (``_resubscribed``)
         self.resyncs = 0
 
@@ -231,8 +239,8 @@ class BrokerBus(LocalBus):
             self._send(current, group)  # type: ignore[arg-type]
 
     def _send(self, topic: str, events: list[Any]) -> None:
-        self.sent[self.topics.kind_of(topic)] += 1
-        self.broker.publish(topic, wire.encode(self.node, events))
+        if not self.broker.publish(topic, wire.encode(self.node, events)):
+            self.sent[self.topics.kind_of(topic)] += 1  # broker messages: one joined to the last is not one more
 
     def _revoked(self, revoked: Revoked) -> None:
         self._send(self.topics.control, [SessionsRevoked(revoked.token_hash, revoked.user_id, revoked.kind)])
@@ -286,6 +294,8 @@ class BrokerBus(LocalBus):
     # -- the other processes' events -------------------------------------------------
 
     def _deliver_remote(self, topic: str, data: bytes) -> None:
+        if data.startswith(self._own_head):
+            return  # our own, echoed (Redis)
         try:
             envelope = wire.decode(data)
         except Exception:

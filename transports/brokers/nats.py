@@ -35,6 +35,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 
+from .topics import JOIN_LIMIT
+
 __all__ = ["NatsBroker", "NatsParser", "NatsProtocolError"]
 
 log = logging.getLogger("satchel.broker")
@@ -118,6 +120,11 @@ class NatsBroker:
         self.max_queued = max_queued
         self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
         self._wake = trio.Event()
+        #: joins two messages into one (``topics.join``), or ``None``: each goes alone
+        self.join: Callable[[bytes, bytes], bytes | None] | None = None
+        self._join_limit = JOIN_LIMIT
+        # The first ``_taken`` queued messages are being written: never joined to.
+        self._taken = 0
         self._stream: trio.SocketStream | None = None
         self._send_lock = trio.Lock()
         self._subscriptions: dict[str, int] = {}  # topic -> sid
@@ -135,9 +142,19 @@ class NatsBroker:
         #: connection that sends more, so such a message is dropped here)
         self.max_payload = 1024 * 1024
 
-    def publish(self, topic: str, data: bytes) -> None:
-        """Queue ``data`` for ``topic`` (never blocks; sent in queue order)."""
+    def publish(self, topic: str, data: bytes) -> bool:
+        """Queue ``data`` for ``topic`` (never blocks; sent in queue order).
+        ``True`` when it was joined to the message queued last, on the same
+        topic and not being sent yet (``join``, set by the bus: one broker
+        message for a burst; ``topics.join``)."""
         queue = self._queue
+        if self.join is not None and len(queue) > self._taken:
+            last_topic, last = queue[-1]
+            if last_topic == topic and len(last) + len(data) <= self._join_limit:
+                joined = self.join(last, data)
+                if joined is not None:
+                    queue[-1] = (topic, joined)
+                    return True
         if len(queue) >= self.max_queued:
             queue.popleft()
             self.dropped += 1
@@ -145,6 +162,7 @@ class NatsBroker:
                 log.warning("broker unreachable: %d message(s) dropped so far", self.dropped)
         queue.append((topic, data))
         self._wake.set()
+        return False
 
     async def check(self) -> None:
         """Connect once and shake hands: raises when the server cannot be reached."""
@@ -224,6 +242,7 @@ class NatsBroker:
                     if op[0] == "INFO":
                         info = op[1]
                         self.max_payload = int(info.get("max_payload", self.max_payload))
+                        self._join_limit = min(JOIN_LIMIT, self.max_payload)  # a joined message must fit too
             options: dict[str, Any] = {"verbose": False, "pedantic": False, "no_echo": True, "name": self.name,
                                        "lang": "python-trio", "version": "satchel", "protocol": 1, "headers": False}
             if self.user is not None:
@@ -294,7 +313,11 @@ class NatsBroker:
                                 len(data), topic, self.max_payload)
                     continue
                 chunks.append(b"PUB %s %d\r\n%s\r\n" % (topic.encode(), len(data), data))
-            await self._write(b"".join(chunks))
+            self._taken = count  # what is being written takes no more joins
+            try:
+                await self._write(b"".join(chunks))
+            finally:
+                self._taken = 0
             for _ in range(count):
                 queue.popleft()
             self.published += count

@@ -36,6 +36,8 @@ import trio
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.retry import CompositeRetryPolicy, ConstantRetryPolicy, ExponentialBackoffRetryPolicy
 
+from .topics import JOIN_LIMIT
+
 __all__ = ["RedisBroker"]
 
 log = logging.getLogger("satchel.broker")
@@ -61,6 +63,11 @@ class RedisBroker:
         self.max_queued = max_queued
         self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
         self._wake = trio.Event()
+        #: joins two messages into one (``topics.join``), or ``None``: each goes alone
+        self.join: Callable[[bytes, bytes], bytes | None] | None = None
+        self._join_limit = JOIN_LIMIT
+        # The first ``_taken`` queued messages are being written: never joined to.
+        self._taken = 0
         self._pubsub: Any = None
         self._channels: set[str] = set()
         self._patterns: set[str] = set()
@@ -75,9 +82,19 @@ class RedisBroker:
         self.dropped = 0
         self.published = 0
 
-    def publish(self, topic: str, data: bytes) -> None:
-        """Queue ``data`` for ``topic`` (never blocks; sent in queue order)."""
+    def publish(self, topic: str, data: bytes) -> bool:
+        """Queue ``data`` for ``topic`` (never blocks; sent in queue order).
+        ``True`` when it was joined to the message queued last, on the same
+        topic and not being sent yet (``join``, set by the bus: one broker
+        message for a burst; ``topics.join``)."""
         queue = self._queue
+        if self.join is not None and len(queue) > self._taken:
+            last_topic, last = queue[-1]
+            if last_topic == topic and len(last) + len(data) <= self._join_limit:
+                joined = self.join(last, data)
+                if joined is not None:
+                    queue[-1] = (topic, joined)
+                    return True
         if len(queue) >= self.max_queued:
             queue.popleft()
             self.dropped += 1
@@ -85,6 +102,7 @@ class RedisBroker:
                 log.warning("broker unreachable: %d message(s) dropped so far", self.dropped)
         queue.append((topic, data))
         self._wake.set()
+        return False
 
     async def check(self) -> None:
         """Connect once and PING: raises when the broker cannot be reached."""
@@ -154,6 +172,7 @@ class RedisBroker:
                 self._wake = trio.Event()
                 await self._wake.wait()
             batch = [queue[i] for i in range(min(len(queue), 1000))]
+            self._taken = len(batch)  # what is being sent takes no more joins
             try:
                 if len(batch) == 1:
                     await publisher.publish(*batch[0])
@@ -162,11 +181,13 @@ class RedisBroker:
                         for topic, data in batch:
                             pipe.publish(topic, data)
             except (OSError, ConnectionError, Exception) as error:  # coredis raises its own ConnectionError
+                self._taken = 0
                 log.warning("publishing to the broker failed (%s); retrying", error)
                 await trio.sleep(0.5)
                 continue
             for _ in batch:
                 queue.popleft()
+            self._taken = 0
             self.published += len(batch)
 
     async def _receive(self, pubsub: Any, deliver: Callable[[str, bytes], None]) -> None:
