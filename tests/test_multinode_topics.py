@@ -5,6 +5,8 @@ whole and one byte at a time."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from satchel.protocol.changes import DELETED, Change, DocumentChange, EntryChange
@@ -200,3 +202,73 @@ def test_serve_refuses_a_broker_url_it_cannot_use(capsys: pytest.CaptureFixture[
 
     assert main(["serve", "--broker", "amqp://127.0.0.1"]) == 2
     assert "--broker must be a redis:// or nats:// URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["redis", "nats"])
+async def test_a_full_queue_overflowing_while_a_batch_is_sent_drops_the_oldest_and_never_an_unsent_one(
+        kind: str) -> None:
+    """The send queue's bound (``max_queued``) drops the oldest message; if
+    that one is part of the batch being written, the write's removal of
+    what it sent must be one shorter - it used to remove the first message
+    after the batch too, which was never sent."""
+    import trio
+
+    written: list[list[bytes]] = []
+    writing = trio.Event()
+    finish = trio.Event()
+
+    async def hold(sent: list[bytes]) -> None:
+        written.append(sent)
+        writing.set()
+        await finish.wait()
+
+    if kind == "redis":
+        from satchel.transports.brokers.redis import RedisBroker
+
+        broker: Any = RedisBroker("redis://127.0.0.1:1", max_queued=4)
+
+        class Publisher:
+            async def publish(self, topic: str, data: bytes) -> None:
+                await hold([data])
+
+            def pipeline(self, transaction: bool) -> Any:
+                batch: list[bytes] = []
+
+                class Pipe:
+                    def publish(self, topic: str, data: bytes) -> None:
+                        batch.append(data)
+
+                    async def __aenter__(self) -> "Pipe":
+                        return self
+
+                    async def __aexit__(self, *exc: object) -> None:
+                        await hold(batch)
+
+                return Pipe()
+
+        send = lambda: broker._send(Publisher())  # noqa: E731
+    else:
+        from satchel.transports.brokers.nats import NatsBroker
+
+        broker = NatsBroker("nats://127.0.0.1:1", max_queued=4)
+        broker._connected.set()
+
+        async def write(data: bytes) -> None:
+            await hold([line for line in data.split(b"\r\n") if line.startswith(b"m")])
+
+        broker._write = write
+        send = broker._send
+    for n in range(3):
+        broker.publish(f"t{n}", b"m%d" % n)  # three topics: no joins
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        await writing.wait()  # m0 m1 m2 are being sent
+        for n in range(3, 6):
+            broker.publish(f"t{n}", b"m%d" % n)  # the queue is full at 4: m0 and m1 are dropped
+        finish.set()
+        await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert written[0] == [b"m0", b"m1", b"m2"]
+    sent = [data for batch in written for data in batch]
+    assert sent[3:] == [b"m3", b"m4", b"m5"], sent  # every message after the batch went out
+    assert broker.dropped == 2

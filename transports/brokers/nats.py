@@ -157,6 +157,8 @@ class NatsBroker:
                     return True
         if len(queue) >= self.max_queued:
             queue.popleft()
+            if self._taken:
+                self._taken -= 1  # it was being sent: the send's own removal is one shorter
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 10_000 == 0:
                 log.warning("broker unreachable: %d message(s) dropped so far", self.dropped)
@@ -316,9 +318,12 @@ class NatsBroker:
             self._taken = count  # what is being written takes no more joins
             try:
                 await self._write(b"".join(chunks))
-            finally:
+            except BaseException:
                 self._taken = 0
-            for _ in range(count):
+                raise
+            # What was written, less what ``publish`` dropped from the front meanwhile.
+            sent, self._taken = self._taken, 0
+            for _ in range(sent):
                 queue.popleft()
             self.published += count
 

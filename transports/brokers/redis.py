@@ -97,6 +97,8 @@ class RedisBroker:
                     return True
         if len(queue) >= self.max_queued:
             queue.popleft()
+            if self._taken:
+                self._taken -= 1  # it was being sent: the send's own removal is one shorter
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 10_000 == 0:
                 log.warning("broker unreachable: %d message(s) dropped so far", self.dropped)
@@ -185,9 +187,10 @@ class RedisBroker:
                 log.warning("publishing to the broker failed (%s); retrying", error)
                 await trio.sleep(0.5)
                 continue
-            for _ in batch:
+            # What was sent, less what ``publish`` dropped from the front meanwhile.
+            sent, self._taken = self._taken, 0
+            for _ in range(sent):
                 queue.popleft()
-            self._taken = 0
             self.published += len(batch)
 
     async def _receive(self, pubsub: Any, deliver: Callable[[str, bytes], None]) -> None:
