@@ -172,7 +172,7 @@ class BrokerBus(LocalBus):
     (module docstring). Start ``run`` beside the server:
     ``await nursery.start(bus.run)``."""
 
-    __slots__ = ("broker", "topics", "node", "received", "sent", "stale", "_latest", "_interest_changed",
+    __slots__ = ("broker", "topics", "node", "received", "received_events", "sent", "stale", "_latest", "_interest_changed",
                  "_registries_seen", "_interest", "_running", "resyncs", "_held", "_interest_applied",
                  "follows_waited", "follows_timed_out", "_sequences", "_sequence_wake", "_own_head")
 
@@ -185,6 +185,8 @@ class BrokerBus(LocalBus):
         self.node = secrets.token_bytes(8)
         #: broker messages received / sent, by topic kind (``topics``: rec, ch, ...)
         self.received: collections.Counter[str] = collections.Counter()
+        #: the events those messages carried (a burst on one topic is one message: ``topics.join``)
+        self.received_events: collections.Counter[str] = collections.Counter()
         self.sent: collections.Counter[str] = collections.Counter()
         #: writes dropped because a newer version had been delivered
         self.stale = 0
@@ -303,7 +305,9 @@ class BrokerBus(LocalBus):
             return
         if envelope.node == self.node:
             return  # our own, echoed (Redis)
-        self.received[self.topics.kind_of(topic)] += 1
+        kind_of_topic = self.topics.kind_of(topic)
+        self.received[kind_of_topic] += 1
+        self.received_events[kind_of_topic] += len(envelope.events)
         events: list[Any] = []
         for event in envelope.events:
             kind = type(event)
@@ -443,6 +447,7 @@ class BrokerBus(LocalBus):
     def traffic(self) -> dict[str, Any]:
         """What this process sent and received, by topic kind, and how many topics it follows."""
         return {"received": dict(sorted(self.received.items())), "sent": dict(sorted(self.sent.items())),
+                "received_events": dict(sorted(self.received_events.items())),
                 "following": len(self._interest), "stale": self.stale, "dropped": self.broker.dropped}
 
 
