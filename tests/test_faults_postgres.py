@@ -24,12 +24,11 @@ from typing import Any, Callable, Iterator
 
 import psycopg
 import pytest
-from websockets.sync.client import connect
 
 from multinode_harness import wait_for
 from postgres_harness import PrivatePostgres
 from server_process import Http, ServerProcess
-from multinode_clients import PASSWORD, SCOPE, Frames, backpack, bearer, resources, session
+from multinode_clients import PASSWORD, SCOPE, Frames, SocketIo, backpack, bearer, resources, session
 
 #: How long a request waits for a connection while PostgreSQL is away (the store URL's
 #: connect_timeout, which the pool's wait follows), and a margin.
@@ -74,15 +73,8 @@ def asnity_api(server: ServerProcess, method: str, path: str, body: Any = None, 
     return status, value
 
 
-class SocketIo:
-    """A Socket.IO client (websocket transport) in one Asnity community's namespace."""
-
-    def __init__(self, server: ServerProcess, namespace: str, token: str) -> None:
-        self.namespace = namespace
-        self.ws = connect(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket", open_timeout=10)
-        assert self.ws.recv(timeout=10).startswith("0")
-        self.ws.send(f"40{namespace}," + json.dumps({"token": f"Bearer {token}"}))
-        assert self.ws.recv(timeout=10).startswith(f"40{namespace},")
+class AckingSocketIo(SocketIo):
+    """The multinode tests' Socket.IO client, with an emit that waits for its ack."""
 
     def emit_with_ack(self, ack_id: int, event: str, data: Any, timeout: float) -> tuple[Any, list[Any]]:
         """Emit ``event`` asking for ack ``ack_id``; the ack's arguments and the events heard before it."""
@@ -134,7 +126,7 @@ class Clients:
         self.channel = asnity_api(server, "POST", "/api/channel", {"communityId": community, "name": "general",
                                                                "isPrivate": False, "type": "Channel"},
                                self.as_token)[1]["result"]["_id"]
-        self.sio = SocketIo(server, f"/socket/commu-{community}", self.as_token)
+        self.sio = AckingSocketIo(server, f"/socket/commu-{community}", self.as_token)
         self.read_token, self.write_token = secrets.token_hex(16), secrets.token_hex(16)
         status, body, _ = Http(server).request("PUT", f"/backend/documents/{self.read_token}", {"#messages": {}},
                                                key=None, headers={"Write-Token": self.write_token,
