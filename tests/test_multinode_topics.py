@@ -152,20 +152,23 @@ def test_a_burst_on_one_topic_is_joined_into_one_message_in_order() -> None:
     assert not wire.encode(b"m" * 8, burst[:3]).startswith(wire.sender_head(node))
     for broker in (open_broker("nats://127.0.0.1:1?prefix=p"), open_broker("redis://127.0.0.1:1?prefix=p")):
         message = wire.encode(node, burst[:1])
+        queued = broker.outgoing  # the broker's PublishQueue
         assert broker.publish("p.all.x", message) is False  # no join set: each goes alone
-        assert broker.publish("p.all.x", message) is False and len(broker._queue) == 2
-        broker._queue.clear()
+        assert broker.publish("p.all.x", message) is False and len(queued) == 2
+        queued.take(2)
+        queued.sent()
         broker.join = wire.join
         assert broker.publish("p.all.x", message) is False
         assert broker.publish("p.all.x", wire.encode(node, burst[1:2])) is True
         assert broker.publish("p.ch.y", message) is False  # another topic: its own message, after
         assert broker.publish("p.all.x", message) is False  # not joined across the other topic
-        assert [topic for topic, _ in broker._queue] == ["p.all.x", "p.ch.y", "p.all.x"]
-        assert wire.decode(broker._queue[0][1]).events == burst[:2]
+        written = queued.take(3)
+        assert [topic for topic, _ in written] == ["p.all.x", "p.ch.y", "p.all.x"]
+        assert wire.decode(written[0][1]).events == burst[:2]
         # What is being written takes nothing more: it would be dropped from the queue with it.
-        broker._taken = 3
-        assert broker.publish("p.all.x", message) is False and len(broker._queue) == 4
-        broker._taken = 0
+        assert broker.publish("p.all.x", message) is False and len(queued) == 4
+        queued.sent()
+        assert len(queued) == 1
         big = wire.encode(node, [Deliver("backpack", b"x" * (wire.JOIN_LIMIT // 2), Audience())])
         assert broker.publish("p.all.x", big) is True
         assert broker.publish("p.all.x", big) is False  # joined, it would pass JOIN_LIMIT

@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 
+from .publishing import PublishQueue
 from .topics import JOIN_LIMIT
 
 __all__ = ["NatsBroker", "NatsParser", "NatsProtocolError"]
@@ -117,14 +118,8 @@ class NatsBroker:
         #: ``?prefix=NAME`` in the URL: the topic prefix (one cluster per prefix)
         self.prefix = parse_qs(split.query).get("prefix", ["satchel"])[0]
         self.name = name
-        self.max_queued = max_queued
-        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
-        self._wake = trio.Event()
-        #: joins two messages into one (``topics.join``), or ``None``: each goes alone
-        self.join: Callable[[bytes, bytes], bytes | None] | None = None
-        self._join_limit = JOIN_LIMIT
-        # The first ``_taken`` queued messages are being written: never joined to.
-        self._taken = 0
+        #: what is yet to be published (bounded at ``max_queued``; ``publishing``)
+        self.outgoing = PublishQueue(max_queued)
         self._stream: trio.SocketStream | None = None
         self._send_lock = trio.Lock()
         self._subscriptions: dict[str, int] = {}  # topic -> sid
@@ -136,7 +131,6 @@ class NatsBroker:
         #: Called (no arguments) once the subscriptions are back after a
         #: connection loss: what was published meanwhile was not received.
         self.resubscribed: Callable[[], None] | None = None
-        self.dropped = 0
         self.published = 0
         #: the server's limit on one message (its INFO says; NATS closes a
         #: connection that sends more, so such a message is dropped here)
@@ -145,26 +139,22 @@ class NatsBroker:
     def publish(self, topic: str, data: bytes) -> bool:
         """Queue ``data`` for ``topic`` (never blocks; sent in queue order).
         ``True`` when it was joined to the message queued last, on the same
-        topic and not being sent yet (``join``, set by the bus: one broker
-        message for a burst; ``topics.join``)."""
-        queue = self._queue
-        if self.join is not None and len(queue) > self._taken:
-            last_topic, last = queue[-1]
-            if last_topic == topic and len(last) + len(data) <= self._join_limit:
-                joined = self.join(last, data)
-                if joined is not None:
-                    queue[-1] = (topic, joined)
-                    return True
-        if len(queue) >= self.max_queued:
-            queue.popleft()
-            if self._taken:
-                self._taken -= 1  # it was being sent: the send's own removal is one shorter
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 10_000 == 0:
-                log.warning("broker unreachable: %d message(s) dropped so far", self.dropped)
-        queue.append((topic, data))
-        self._wake.set()
-        return False
+        topic and not being sent yet (``PublishQueue.put``)."""
+        return self.outgoing.put(topic, data)
+
+    @property
+    def join(self) -> Callable[[bytes, bytes], bytes | None] | None:
+        """Joins two queued messages on one topic into one (set by the bus: ``topics.join``)."""
+        return self.outgoing.join
+
+    @join.setter
+    def join(self, join: Callable[[bytes, bytes], bytes | None] | None) -> None:
+        self.outgoing.join = join
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped: the oldest past ``max_queued``, or over the server's ``max_payload``."""
+        return self.outgoing.dropped
 
     async def check(self) -> None:
         """Connect once and shake hands: raises when the server cannot be reached."""
@@ -244,7 +234,7 @@ class NatsBroker:
                     if op[0] == "INFO":
                         info = op[1]
                         self.max_payload = int(info.get("max_payload", self.max_payload))
-                        self._join_limit = min(JOIN_LIMIT, self.max_payload)  # a joined message must fit too
+                        self.outgoing.join_limit = min(JOIN_LIMIT, self.max_payload)  # a joined message must fit too
             options: dict[str, Any] = {"verbose": False, "pedantic": False, "no_echo": True, "name": self.name,
                                        "lang": "python-trio", "version": "satchel", "protocol": 1, "headers": False}
             if self.user is not None:
@@ -299,33 +289,26 @@ class NatsBroker:
                 await pong.wait()
 
     async def _send(self) -> None:
-        queue = self._queue
+        outgoing = self.outgoing
         while True:
-            if not queue:
-                self._wake = trio.Event()
-                await self._wake.wait()
+            await outgoing.wait()
             await self._connected.wait()
-            count = min(len(queue), 1000)
+            batch = outgoing.take(1000)
             chunks = []
-            for i in range(count):
-                topic, data = queue[i]
+            for topic, data in batch:
                 if len(data) > self.max_payload:
-                    self.dropped += 1
+                    outgoing.dropped += 1
                     log.warning("a %d-byte message on %s exceeds the NATS server's max_payload (%d): not sent",
                                 len(data), topic, self.max_payload)
                     continue
                 chunks.append(b"PUB %s %d\r\n%s\r\n" % (topic.encode(), len(data), data))
-            self._taken = count  # what is being written takes no more joins
             try:
                 await self._write(b"".join(chunks))
             except BaseException:
-                self._taken = 0
+                outgoing.failed()
                 raise
-            # What was written, less what ``publish`` dropped from the front meanwhile.
-            sent, self._taken = self._taken, 0
-            for _ in range(sent):
-                queue.popleft()
-            self.published += count
+            outgoing.sent()
+            self.published += len(batch)
 
     async def _receive(self, stream: trio.SocketStream, parser: NatsParser, deliver: Callable[[str, bytes], None]) -> None:
         while True:

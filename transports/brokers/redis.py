@@ -25,7 +25,6 @@ can only come from a resubscription on a new connection.
 
 from __future__ import annotations
 
-import collections
 import logging
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -36,7 +35,7 @@ import trio
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.retry import CompositeRetryPolicy, ConstantRetryPolicy, ExponentialBackoffRetryPolicy
 
-from .topics import JOIN_LIMIT
+from .publishing import PublishQueue
 
 __all__ = ["RedisBroker"]
 
@@ -60,14 +59,8 @@ class RedisBroker:
         #: ``?prefix=NAME`` in the URL: the topic prefix (one cluster per prefix)
         self.prefix = parse_qs(split.query).get("prefix", ["satchel"])[0]
         self.name = name
-        self.max_queued = max_queued
-        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
-        self._wake = trio.Event()
-        #: joins two messages into one (``topics.join``), or ``None``: each goes alone
-        self.join: Callable[[bytes, bytes], bytes | None] | None = None
-        self._join_limit = JOIN_LIMIT
-        # The first ``_taken`` queued messages are being written: never joined to.
-        self._taken = 0
+        #: what is yet to be published (bounded at ``max_queued``; ``publishing``)
+        self.outgoing = PublishQueue(max_queued)
         self._pubsub: Any = None
         self._channels: set[str] = set()
         self._patterns: set[str] = set()
@@ -79,32 +72,27 @@ class RedisBroker:
         #: Called (no arguments) once the subscriptions are back after a
         #: connection loss: what was published meanwhile was not received.
         self.resubscribed: Callable[[], None] | None = None
-        self.dropped = 0
         self.published = 0
 
     def publish(self, topic: str, data: bytes) -> bool:
         """Queue ``data`` for ``topic`` (never blocks; sent in queue order).
         ``True`` when it was joined to the message queued last, on the same
-        topic and not being sent yet (``join``, set by the bus: one broker
-        message for a burst; ``topics.join``)."""
-        queue = self._queue
-        if self.join is not None and len(queue) > self._taken:
-            last_topic, last = queue[-1]
-            if last_topic == topic and len(last) + len(data) <= self._join_limit:
-                joined = self.join(last, data)
-                if joined is not None:
-                    queue[-1] = (topic, joined)
-                    return True
-        if len(queue) >= self.max_queued:
-            queue.popleft()
-            if self._taken:
-                self._taken -= 1  # it was being sent: the send's own removal is one shorter
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 10_000 == 0:
-                log.warning("broker unreachable: %d message(s) dropped so far", self.dropped)
-        queue.append((topic, data))
-        self._wake.set()
-        return False
+        topic and not being sent yet (``PublishQueue.put``)."""
+        return self.outgoing.put(topic, data)
+
+    @property
+    def join(self) -> Callable[[bytes, bytes], bytes | None] | None:
+        """Joins two queued messages on one topic into one (set by the bus: ``topics.join``)."""
+        return self.outgoing.join
+
+    @join.setter
+    def join(self, join: Callable[[bytes, bytes], bytes | None] | None) -> None:
+        self.outgoing.join = join
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped: the oldest past ``max_queued``, or too large for the broker."""
+        return self.outgoing.dropped
 
     async def check(self) -> None:
         """Connect once and PING: raises when the broker cannot be reached."""
@@ -168,13 +156,10 @@ class RedisBroker:
                     await self._confirmation_seen.wait()
 
     async def _send(self, publisher: Any) -> None:
-        queue = self._queue
+        outgoing = self.outgoing
         while True:
-            if not queue:
-                self._wake = trio.Event()
-                await self._wake.wait()
-            batch = [queue[i] for i in range(min(len(queue), 1000))]
-            self._taken = len(batch)  # what is being sent takes no more joins
+            await outgoing.wait()
+            batch = outgoing.take(1000)
             try:
                 if len(batch) == 1:
                     await publisher.publish(*batch[0])
@@ -183,14 +168,11 @@ class RedisBroker:
                         for topic, data in batch:
                             pipe.publish(topic, data)
             except (OSError, ConnectionError, Exception) as error:  # coredis raises its own ConnectionError
-                self._taken = 0
+                outgoing.failed()
                 log.warning("publishing to the broker failed (%s); retrying", error)
                 await trio.sleep(0.5)
                 continue
-            # What was sent, less what ``publish`` dropped from the front meanwhile.
-            sent, self._taken = self._taken, 0
-            for _ in range(sent):
-                queue.popleft()
+            outgoing.sent()
             self.published += len(batch)
 
     async def _receive(self, pubsub: Any, deliver: Callable[[str, bytes], None]) -> None:
