@@ -115,6 +115,15 @@ def _sockaddr(family: int, peer: Any) -> bytes | None:
     return None
 
 
+async def _take(lock: trio.Lock) -> None:
+    """Acquire ``lock``, with no scheduler checkpoint when it is free (a
+    batch's answers are the hot path; ``async with`` always yields)."""
+    try:
+        lock.acquire_nowait()
+    except trio.WouldBlock:
+        await lock.acquire()
+
+
 class PerDatagramSender:
     """Answers sent one ``sendto`` each. One batch sends at a time (a
     ``trio.Lock``): trio lets one task only wait for a socket's writability."""
@@ -125,10 +134,7 @@ class PerDatagramSender:
 
     async def send(self, answers: Sequence[bytes | None], peers: Sequence[Any]) -> int:
         """Send each answer that is not None to its peer; returns how many went out."""
-        try:
-            self._lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._lock.acquire()
+        await _take(self._lock)
         try:
             deadline = trio.current_time() + WRITABLE_WAIT_SECONDS
             sent = 0
@@ -202,10 +208,7 @@ class MmsgSender:
 
     async def send(self, answers: Sequence[bytes | None], peers: Sequence[Any]) -> int:
         """Send each answer that is not None to its peer; returns how many went out."""
-        try:
-            self._lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._lock.acquire()
+        await _take(self._lock)
         try:
             deadline = trio.current_time() + WRITABLE_WAIT_SECONDS
             sent = 0

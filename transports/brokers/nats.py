@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 
-from .publishing import PublishQueue
+from .publishing import PublishQueue, QueuedPublisher
 from .topics import JOIN_LIMIT
 
 __all__ = ["NatsBroker", "NatsParser", "NatsProtocolError"]
@@ -107,7 +107,7 @@ def _subject_ok(subject: str) -> bool:
     return bool(subject) and not any(c in subject for c in " \t\r\n")
 
 
-class NatsBroker:
+class NatsBroker(QueuedPublisher):
     """Publishes and subscribes on the NATS server at ``url``."""
 
     def __init__(self, url: str, *, name: str = "satchel", max_queued: int = 100_000) -> None:
@@ -135,26 +135,6 @@ class NatsBroker:
         #: the server's limit on one message (its INFO says; NATS closes a
         #: connection that sends more, so such a message is dropped here)
         self.max_payload = 1024 * 1024
-
-    def publish(self, topic: str, data: bytes) -> bool:
-        """Queue ``data`` for ``topic`` (never blocks; sent in queue order).
-        ``True`` when it was joined to the message queued last, on the same
-        topic and not being sent yet (``PublishQueue.put``)."""
-        return self.outgoing.put(topic, data)
-
-    @property
-    def join(self) -> Callable[[bytes, bytes], bytes | None] | None:
-        """Joins two queued messages on one topic into one (set by the bus: ``topics.join``)."""
-        return self.outgoing.join
-
-    @join.setter
-    def join(self, join: Callable[[bytes, bytes], bytes | None] | None) -> None:
-        self.outgoing.join = join
-
-    @property
-    def dropped(self) -> int:
-        """Messages dropped: the oldest past ``max_queued``, or over the server's ``max_payload``."""
-        return self.outgoing.dropped
 
     async def check(self) -> None:
         """Connect once and shake hands: raises when the server cannot be reached."""

@@ -25,7 +25,7 @@ import trio
 
 from .topics import JOIN_LIMIT
 
-__all__ = ["PublishQueue"]
+__all__ = ["PublishQueue", "QueuedPublisher"]
 
 log = logging.getLogger("satchel.broker")
 
@@ -96,3 +96,30 @@ class PublishQueue:
     def failed(self) -> None:
         """What ``take`` handed out was not written: it stays, first."""
         self._taken = 0
+
+
+class QueuedPublisher:
+    """What a broker client built on a ``PublishQueue`` (its ``outgoing``)
+    shows the bus: ``publish``, ``join`` and ``dropped``."""
+
+    outgoing: PublishQueue
+
+    def publish(self, topic: str, data: bytes) -> bool:
+        """Queue ``data`` for ``topic`` (never blocks; sent in queue order).
+        ``True`` when it was joined to the message queued last, on the same
+        topic and not being sent yet (``PublishQueue.put``)."""
+        return self.outgoing.put(topic, data)
+
+    @property
+    def join(self) -> Callable[[bytes, bytes], bytes | None] | None:
+        """Joins two queued messages on one topic into one (set by the bus: ``topics.join``)."""
+        return self.outgoing.join
+
+    @join.setter
+    def join(self, join: Callable[[bytes, bytes], bytes | None] | None) -> None:
+        self.outgoing.join = join
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped: the oldest past ``max_queued``, or too large for the broker."""
+        return self.outgoing.dropped

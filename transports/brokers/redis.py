@@ -35,7 +35,7 @@ import trio
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.retry import CompositeRetryPolicy, ConstantRetryPolicy, ExponentialBackoffRetryPolicy
 
-from .publishing import PublishQueue
+from .publishing import PublishQueue, QueuedPublisher
 
 __all__ = ["RedisBroker"]
 
@@ -50,7 +50,7 @@ _RESUBSCRIBE = CompositeRetryPolicy(
 )
 
 
-class RedisBroker:
+class RedisBroker(QueuedPublisher):
     """Publishes and subscribes on the Redis at ``url``."""
 
     def __init__(self, url: str, *, name: str = "satchel", max_queued: int = 100_000) -> None:
@@ -73,26 +73,6 @@ class RedisBroker:
         #: connection loss: what was published meanwhile was not received.
         self.resubscribed: Callable[[], None] | None = None
         self.published = 0
-
-    def publish(self, topic: str, data: bytes) -> bool:
-        """Queue ``data`` for ``topic`` (never blocks; sent in queue order).
-        ``True`` when it was joined to the message queued last, on the same
-        topic and not being sent yet (``PublishQueue.put``)."""
-        return self.outgoing.put(topic, data)
-
-    @property
-    def join(self) -> Callable[[bytes, bytes], bytes | None] | None:
-        """Joins two queued messages on one topic into one (set by the bus: ``topics.join``)."""
-        return self.outgoing.join
-
-    @join.setter
-    def join(self, join: Callable[[bytes, bytes], bytes | None] | None) -> None:
-        self.outgoing.join = join
-
-    @property
-    def dropped(self) -> int:
-        """Messages dropped: the oldest past ``max_queued``, or too large for the broker."""
-        return self.outgoing.dropped
 
     async def check(self) -> None:
         """Connect once and PING: raises when the broker cannot be reached."""
