@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -337,3 +338,33 @@ def free_port() -> int:
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def hold_idle(server: Any, command: list[str], connections: int, idle_seconds: float) -> dict[str, Any]:
+    """Open ``connections`` idle connections with ``command`` (a load
+    generator's ``idle`` mode, which prints ``{"ready": N}`` and holds them
+    until its stdin closes), let them settle, and measure the server's RSS
+    and CPU while they are held: ``rss_open_kb``, ``rss_open_after_idle_kb``,
+    ``idle_cpu_percent``, ``idle_seconds``, and the generator's ``setup_s``."""
+    hold = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=raise_fd_limit)
+    try:
+        assert hold.stdout is not None
+        ready = json.loads(hold.stdout.readline() or "{}")
+        if ready.get("ready") != connections:
+            raise RuntimeError(f"only {ready} connections opened")
+        time.sleep(2.0)  # settle: handshakes done, greetings written
+        rss = server.rss_kb()
+        cpu0, t0 = server.cpu_seconds(), time.monotonic()
+        time.sleep(idle_seconds)
+        cpu1, t1 = server.cpu_seconds(), time.monotonic()
+        rss_after = server.rss_kb()
+    finally:
+        assert hold.stdin is not None
+        hold.stdin.close()
+        try:
+            hold.wait(20)
+        except subprocess.TimeoutExpired:
+            hold.kill()
+    return {"setup_s": ready.get("setup_s"), "rss_open_kb": rss, "rss_open_after_idle_kb": rss_after,
+            "idle_cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0), "idle_seconds": round(t1 - t0, 2)}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from figures import TARGETS, fmt_rate, fmt_us, verdict_label
-from harness import NODE_SIO_PEER, PASSWORD, SIOGEN, Http, Server, log, raise_fd_limit, start_satchel
+from harness import NODE_SIO_PEER, PASSWORD, SIOGEN, Http, Server, hold_idle, log, raise_fd_limit, start_satchel
 
 #: Both servers ping every 10 minutes: a load generator connection need not
 #: answer heartbeats during a case (siogen answers them anyway).
@@ -187,35 +187,15 @@ def socketio_idle_case(server_name: str, connections: int, options: argparse.Nam
             run_siogen(["idle", "--port", str(server.port), *target, "--subs", "50", "--hold", "0.5"], timeout=120)
             time.sleep(1.0)
             base = server.rss_kb()
-            hold = subprocess.Popen(
-                [str(SIOGEN), "idle", "--port", str(server.port), *target, "--subs", str(connections), "--hold", "300"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=raise_fd_limit,
-            )
-            try:
-                assert hold.stdout is not None
-                ready = json.loads(hold.stdout.readline() or "{}")
-                if ready.get("ready") != connections:
-                    raise RuntimeError(f"only {ready} connections opened")
-                time.sleep(2.0)  # settle
-                rss = server.rss_kb()
-                cpu0, t0 = server.cpu_seconds(), time.monotonic()
-                time.sleep(options.idle_seconds)
-                cpu1, t1 = server.cpu_seconds(), time.monotonic()
-                rss_after = server.rss_kb()
-            finally:
-                assert hold.stdin is not None
-                hold.stdin.close()
-                try:
-                    hold.wait(20)
-                except subprocess.TimeoutExpired:
-                    hold.kill()
+            held = hold_idle(server, [str(SIOGEN), "idle", "--port", str(server.port), *target, "--subs",
+                                      str(connections), "--hold", "300"], connections, options.idle_seconds)
         finally:
             server.kill()
         return {
-            "server": server_name, "connections": connections, "setup_s": ready.get("setup_s"),
-            "rss_base_kb": base, "rss_open_kb": rss, "rss_open_after_idle_kb": rss_after,
-            "kb_per_connection": (max(rss, rss_after) - base) / connections,
-            "idle_cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0), "idle_seconds": round(t1 - t0, 2),
+            "server": server_name, "connections": connections, "setup_s": held["setup_s"],
+            "rss_base_kb": base, "rss_open_kb": held["rss_open_kb"], "rss_open_after_idle_kb": held["rss_open_after_idle_kb"],
+            "kb_per_connection": (max(held["rss_open_kb"], held["rss_open_after_idle_kb"]) - base) / connections,
+            "idle_cpu_percent": held["idle_cpu_percent"], "idle_seconds": held["idle_seconds"],
         }
     finally:
         tmp.cleanup()

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from figures import TARGETS, fmt_rate, fmt_us, verdict_label
-from harness import (CEILING_NAME, LOADGEN, log, raise_fd_limit, run_loadgen, satchel_join_channel, satchel_login,
+from harness import (CEILING_NAME, LOADGEN, hold_idle, log, run_loadgen, satchel_join_channel, satchel_login,
                      start_peer, start_satchel)
 
 CHANNEL_TYPE = "c"
@@ -163,39 +162,19 @@ def idle_case(server_name: str, connections: int, options: argparse.Namespace) -
             run_loadgen(["idle", "--port", str(server.port), "--subs", "50", "--hold", "0.5", *extra], timeout=60)
             time.sleep(1.0)
             base = server.rss_kb()
-            hold = subprocess.Popen(
-                [str(LOADGEN), "idle", "--port", str(server.port), "--subs", str(connections), "--hold", "120", *extra],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=raise_fd_limit,
-            )
-            try:
-                assert hold.stdout is not None
-                ready = json.loads(hold.stdout.readline() or "{}")
-                if ready.get("ready") != connections:
-                    raise RuntimeError(f"only {ready} connections opened")
-                time.sleep(2.0)  # settle: handshakes done, greetings written
-                rss = server.rss_kb()
-                cpu0, t0 = server.cpu_seconds(), time.monotonic()
-                time.sleep(options.idle_seconds)
-                cpu1, t1 = server.cpu_seconds(), time.monotonic()
-                rss_after = server.rss_kb()
-            finally:
-                assert hold.stdin is not None
-                hold.stdin.close()
-                try:
-                    hold.wait(20)
-                except subprocess.TimeoutExpired:
-                    hold.kill()
+            held = hold_idle(server, [str(LOADGEN), "idle", "--port", str(server.port), "--subs", str(connections),
+                                      "--hold", "120", *extra], connections, options.idle_seconds)
         finally:
             server.kill()
         return {
             "server": server_name,
             "connections": connections,
             "rss_base_kb": base,
-            "rss_open_kb": rss,
-            "rss_open_after_idle_kb": rss_after,
-            "kb_per_connection": (max(rss, rss_after) - base) / connections,
-            "idle_cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0),
-            "idle_seconds": round(t1 - t0, 2),
+            "rss_open_kb": held["rss_open_kb"],
+            "rss_open_after_idle_kb": held["rss_open_after_idle_kb"],
+            "kb_per_connection": (max(held["rss_open_kb"], held["rss_open_after_idle_kb"]) - base) / connections,
+            "idle_cpu_percent": held["idle_cpu_percent"],
+            "idle_seconds": held["idle_seconds"],
         }
     finally:
         tmp.cleanup()
